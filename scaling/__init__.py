@@ -4,3 +4,22 @@ from scaling.ir import HeadSpec, NetworkSpec, NormSpec, SESpec, StageSpec, StemS
 
 __all__ = ["HeadSpec", "NetworkSpec", "NormSpec", "SESpec", "StageSpec", "StemSpec", "load_spec"]
 __version__ = "0.1.0"
+
+_LAZY = {
+    "list_models": "scaling.zoo",
+    "get_spec": "scaling.zoo",
+    "create_model": "scaling.zoo",
+    "build_model": "scaling.build",
+    "complexity": "scaling.complexity",
+    "scale": "scaling.compound",
+    "compound": "scaling.compound",
+}
+
+
+def __getattr__(name: str):
+    """Lazy access to the torch-dependent API, so that ``import scaling`` stays torch-free."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'scaling' has no attribute {name!r}")
