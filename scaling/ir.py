@@ -206,7 +206,7 @@ class StemSpec(_Spec):
         if not len(self.channels) == len(self.kernels) == len(self.strides):
             raise ValueError(f"stem.channels/kernels/strides must have equal lengths, got "
                              f"{len(self.channels)}/{len(self.kernels)}/{len(self.strides)}")
-        for i, (c, k, s) in enumerate(zip(self.channels, self.kernels, self.strides)):
+        for i, (c, k, s) in enumerate(zip(self.channels, self.kernels, self.strides, strict=True)):
             _check_int(f"stem.channels[{i}]", c, 1)
             _check_kernel(f"stem.kernels[{i}]", k)
             _check_stride(f"stem.strides[{i}]", s)

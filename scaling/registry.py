@@ -11,7 +11,7 @@ from typing import Any
 
 
 class Registry:
-    """A mapping from a type name to a builder, with names that may be declared before their builder.
+    """A mapping from type names to builders; names may be declared before their builder.
 
     Declared names let the torch-free IR accept e.g. ``"BN"`` before ``scaling.layers`` has been
     imported; ``get`` imports ``scaling.layers`` on demand so that every declared builder exists.
