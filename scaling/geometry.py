@@ -67,6 +67,36 @@ def mid_channels(stage: StageSpec, in_channels: int) -> int:
     return max(1, int(round(raw)))
 
 
+def block_geometry(stage: StageSpec, stage_index: int, index: int, in_channels: int,
+                   in_size: int, position: int = 0, drop_path: float = 0.0) -> BlockGeometry:
+    """Block ``index`` of ``stage`` with ``in_channels`` inputs of size ``in_size``: every rule."""
+    stride = stage.stride if index == 0 else 1
+    mid = mid_channels(stage, in_channels)
+    if stage.group_width is not None:
+        groups = max(1, mid // stage.group_width)
+    else:
+        groups = stage.groups
+    first = stage.first_groups if (index == 0 and stage.first_groups is not None) else groups
+    squeeze = stage.se.channels(in_channels, mid) if stage.se is not None else 0
+    out_size = downsample(in_size, stride)
+    if stage.block in ("basic", "bottleneck"):
+        residual = stage.skip
+        projection = residual and (stride != 1 or in_channels != stage.out_channels)
+    elif stage.block in ("mbconv", "fused_mbconv"):
+        residual = stage.skip and stride == 1 and in_channels == stage.out_channels
+        projection = False
+    else:
+        residual = stage.block in ("shuffle_v1", "shuffle_v2") and stride == 1
+        projection = False
+    return BlockGeometry(
+        stage=stage_index, index=index, position=position, block=stage.block,
+        in_channels=in_channels, mid_channels=mid, out_channels=stage.out_channels,
+        squeeze=squeeze, groups=groups, first_groups=first, kernel=stage.kernel,
+        stride=stride, dilation=stage.dilation, in_size=in_size, out_size=out_size,
+        residual=residual, projection=projection, drop_path=drop_path,
+    )
+
+
 def iter_blocks(spec: NetworkSpec, resolution: int | None = None) -> Iterator[BlockGeometry]:
     """Every block of ``spec`` in order, at ``resolution`` (default: the spec's)."""
     size = stem_out_size(spec, resolution)
@@ -75,33 +105,10 @@ def iter_blocks(spec: NetworkSpec, resolution: int | None = None) -> Iterator[Bl
     position = 0
     for si, stage in enumerate(spec.stages):
         for bi in range(stage.repeats):
-            stride = stage.stride if bi == 0 else 1
-            mid = mid_channels(stage, channels)
-            if stage.group_width is not None:
-                groups = max(1, mid // stage.group_width)
-            else:
-                groups = stage.groups
-            first = stage.first_groups if (bi == 0 and stage.first_groups is not None) else groups
-            squeeze = stage.se.channels(channels, mid) if stage.se is not None else 0
-            out_size = downsample(size, stride)
-            if stage.block in ("basic", "bottleneck"):
-                residual = stage.skip
-                projection = residual and (stride != 1 or channels != stage.out_channels)
-            elif stage.block in ("mbconv", "fused_mbconv"):
-                residual = stage.skip and stride == 1 and channels == stage.out_channels
-                projection = False
-            else:
-                residual = stage.block in ("shuffle_v1", "shuffle_v2") and stride == 1
-                projection = False
-            yield BlockGeometry(
-                stage=si, index=bi, position=position, block=stage.block,
-                in_channels=channels, mid_channels=mid, out_channels=stage.out_channels,
-                squeeze=squeeze, groups=groups, first_groups=first, kernel=stage.kernel,
-                stride=stride, dilation=stage.dilation, in_size=size, out_size=out_size,
-                residual=residual, projection=projection,
-                drop_path=spec.drop_path_rate * position / total,
-            )
-            channels, size = stage.out_channels, out_size
+            b = block_geometry(stage, si, bi, channels, size, position,
+                               spec.drop_path_rate * position / total)
+            yield b
+            channels, size = b.out_channels, b.out_size
             position += 1
 
 
