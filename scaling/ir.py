@@ -286,7 +286,9 @@ class HeadSpec(_Spec):
     """The head: [1x1 conv N A] -> global average pool -> [linear A] -> dropout -> classifier.
 
     ``scale`` says how width scaling treats ``channels``: 'none', 'width' (rounded like the
-    stages), or 'width_up' (only scaled up: ``max(1, w)``, as MobileNetV2).
+    stages), or 'width_up' (only scaled up: ``max(1, w)``, as MobileNetV2). ``channels_ratio`` k,
+    when set, ties the head conv to the last stage instead: ``channels = round(k * last stage
+    out_channels)`` (torchvision's EfficientNet k=4, MobileNetV3 k=6); width scaling keeps the tie.
     """
 
     channels: int | None = None
@@ -295,6 +297,7 @@ class HeadSpec(_Spec):
     hidden_activation: str = "hswish"
     dropout: float = 0.0
     scale: str = "width"
+    channels_ratio: float | None = None
 
     def __post_init__(self) -> None:
         if self.channels is not None:
@@ -307,6 +310,11 @@ class HeadSpec(_Spec):
         if not 0 <= self.dropout < 1:
             raise ValueError(f"head.dropout={self.dropout!r} is not allowed; expected 0 <= p < 1")
         check_choice("head.scale", self.scale, HEAD_SCALINGS)
+        if self.channels_ratio is not None:
+            _check_number("head.channels_ratio", self.channels_ratio)
+            if self.channels_ratio <= 0 or self.channels is None:
+                raise ValueError(f"head.channels_ratio={self.channels_ratio!r} is not allowed; "
+                                 "expected a number > 0, with head.channels set")
 
 
 @dataclass(frozen=True)
@@ -345,6 +353,10 @@ class NetworkSpec(_Spec):
             raise ValueError(f"drop_path_rate={self.drop_path_rate!r} is not allowed; "
                              "expected 0 <= p < 1")
         check_choice("padding", self.padding, PADDINGS)
+        ratio, last = self.head.channels_ratio, self.stages[-1].out_channels
+        if ratio is not None and self.head.channels != int(round(ratio * last)):
+            raise ValueError(f"head.channels={self.head.channels} is not allowed with "
+                             f"head.channels_ratio={ratio}: expected round({ratio} * {last})")
         from scaling.geometry import validate_network
 
         validate_network(self)
