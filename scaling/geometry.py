@@ -191,6 +191,11 @@ def validate_network(spec: NetworkSpec) -> None:
             _divides(f"{at}.first_groups", b.first_groups, b.mid_channels, "mid channels")
             _divides(f"{at}.groups", b.groups, b.mid_channels, "mid channels")
             _divides(f"{at}.groups", b.groups, branch_out, "branch output channels")
+        if b.block == "ds" and b.mid_channels % b.in_channels:
+            key = "mid_channels" if stage.mid_channels is not None else "expansion"
+            raise ValueError(f"{at}.{key}={getattr(stage, key)!r} is not allowed for block 'ds': "
+                             f"its depthwise conv maps {b.in_channels} to {b.mid_channels} "
+                             "channels; expected a multiple of the input channels")
         if b.block in ("shuffle_v1", "shuffle_v2") and b.stride == 1 \
                 and b.in_channels != b.out_channels:
             raise ValueError(f"{at}.out_channels={b.out_channels} is not allowed: a stride-1 "
@@ -200,5 +205,7 @@ def validate_network(spec: NetworkSpec) -> None:
                              "two; expected an even number")
         if norm_groups:
             normed = [b.out_channels, b.mid_channels]
+            if b.block == "shuffle_v1" and b.stride == 2:
+                normed.append(b.out_channels - b.in_channels)  # the concatenated branch
             for c in normed:
                 _divides("norm.num_groups", norm_groups, c, f"{at} channels")

@@ -37,6 +37,7 @@ STYLES = ("pytorch", "caffe")
 PADDINGS = ("symmetric", "same")
 STEM_POOLS = (None, "max")
 HEAD_SCALINGS = ("none", "width", "width_up")
+SE_BLOCKS = ("bottleneck", "mbconv", "fused_mbconv")  # blocks with an [SE] step
 
 
 def _check_int(field_name: str, value: Any, minimum: int | None = None) -> None:
@@ -276,6 +277,9 @@ class StageSpec(_Spec):
         if self.block == "basic" and (self.groups != 1 or self.group_width is not None):
             raise ValueError(f"stage.groups={self.groups!r} is not allowed for block 'basic'; "
                              "expected 1 (use 'bottleneck' for grouped convs)")
+        if self.se is not None and self.block not in SE_BLOCKS:
+            raise ValueError(f"stage.se is not allowed for block {self.block!r}; expected None "
+                             f"(SE exists in blocks {SE_BLOCKS})")
         if self.block == "shuffle_v2" and self.out_channels % 2:
             raise ValueError(f"stage.out_channels={self.out_channels} is not allowed for "
                              "'shuffle_v2'; expected an even number (two branches)")
