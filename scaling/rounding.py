@@ -1,6 +1,32 @@
-"""Channel, depth and resolution rounding rules (Tan & Le 2019; torchvision; pycls)."""
+"""Channel, depth and resolution rounding rules (Tan & Le 2019; torchvision; pycls).
+
+Width scaling rounds channels with :func:`make_divisible` (:func:`round_filters`); depth scaling
+rounds repeats up (:func:`round_repeats`); resolution scaling rounds to the nearest pixel or to a
+multiple of 8/32 (:func:`round_resolution`). Grouped and split blocks add constraints on top of the
+divisor: :func:`group_quantum` gives the smallest channel step that keeps ``groups`` dividing a
+block's derived mid channels, and :func:`compatible_widths` is the pycls rule (Radosavovic et al.
+2020, "Designing Network Design Spaces", AnyNet/RegNet) in which the mid width is rounded to a
+multiple of ``lcm(group, bottleneck)`` and the output width follows from it.
+"""
 
 from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+DEPTH_ROUNDINGS = ("ceil", "round")
+
+
+def _check_positive(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    if not value > 0 or math.isinf(value):
+        raise ValueError(f"{name}={value!r} is not allowed; expected a finite number > 0")
+
+
+def _check_divisor(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}={value!r} is not allowed; expected an int >= 1")
 
 
 def make_divisible(v: float, divisor: int = 8, min_value: int | None = None,
@@ -16,3 +42,108 @@ def make_divisible(v: float, divisor: int = 8, min_value: int | None = None,
     if n < round_limit * v:
         n += divisor
     return n
+
+
+def round_filters(channels: int, width: float, divisor: int = 8, min_value: int | None = None,
+                  round_limit: float = 0.9) -> int:
+    """Channels after width scaling: ``make_divisible(channels * width, divisor)``.
+
+    EfficientNet's ``round_filters`` (Tan & Le 2019) and torchvision's ``adjust_channels``.
+    ``width == 1`` returns ``channels`` unchanged, so that scaling by 1 is the identity even for
+    channel counts that are not multiples of ``divisor`` (ShuffleNetV2's 116, say). E.g.
+    ``round_filters(32, 0.35) == 16`` (MobileNet x0.35) and ``round_filters(16, 1.2) == 24``.
+    """
+    _check_positive("width", width)
+    _check_divisor("divisor", divisor)
+    if width == 1:
+        return channels
+    return make_divisible(channels * width, divisor, min_value, round_limit)
+
+
+def round_repeats(repeats: int, depth: float, mode: str = "ceil") -> int:
+    """Blocks in a stage after depth scaling.
+
+    ``mode='ceil'``: ``ceil(repeats * depth)`` as EfficientNet and torchvision (with the same float
+    product, so 10 * 1.1 gives 12 there and here); ``'round'``: round half up, at least 1.
+    """
+    _check_positive("depth", depth)
+    if mode == "ceil":
+        return int(math.ceil(repeats * depth))
+    if mode == "round":
+        return max(1, int(math.floor(repeats * depth + 0.5)))
+    raise ValueError(f"depth_rounding={mode!r} is not allowed; expected one of {DEPTH_ROUNDINGS}")
+
+
+def round_resolution(size: float, multiple: int = 1) -> int:
+    """An input resolution ``size`` (e.g. ``224 * gamma**phi``) rounded half up to a ``multiple``.
+
+    ``multiple=1`` is the nearest pixel (224 * 1.15**3 = 340.68 -> 341); 8 or 32 keep every
+    stride-2 step exact (-> 344 or 352). Never below ``multiple``.
+    """
+    _check_positive("resolution", size)
+    _check_divisor("resolution multiple", multiple)
+    return max(multiple, int(math.floor(size / multiple + 0.5)) * multiple)
+
+
+def group_quantum(expansion: float, groups: int) -> int:
+    """The smallest channel step ``s`` such that, for every multiple ``c`` of ``s``,
+    ``c * expansion`` is an exact integer multiple of ``groups``.
+
+    A block whose mid channels derive from its output channels (bottleneck, shuffle_v1) keeps its
+    grouped conv valid under width scaling when the output channels are multiples of ``s``:
+    ResNeXt (e=0.5, 32 groups) -> 64; RegNet (e=1, group width 16) -> 16; ShuffleNetV1 (e=0.25,
+    3 groups) -> 12. ``groups == 1`` gives 1 (nothing to keep).
+    """
+    _check_positive("expansion", expansion)
+    _check_divisor("groups", groups)
+    if groups == 1:
+        return 1
+    e = Fraction(expansion).limit_denominator(1 << 16)
+    if abs(float(e) - expansion) > 1e-9:
+        raise ValueError(f"expansion={expansion!r} is not allowed with groups={groups}: "
+                         "expected a simple ratio (p/q with q <= 65536)")
+    # c*p/q in groups*Z  <=>  c*p in groups*q*Z  <=>  c in (groups*q / gcd(p, groups*q))*Z
+    return groups * e.denominator // math.gcd(e.numerator, groups * e.denominator)
+
+
+def round_to_quantum(channels: int, width: float, divisor: int = 8, quantum: int = 1,
+                     round_limit: float = 0.9) -> int:
+    """:func:`round_filters` with the divisor raised to ``lcm(divisor, quantum)``.
+
+    ``quantum`` carries the constraints of grouped or split blocks (:func:`group_quantum`; 2 for a
+    channel split). With ``width == 1`` a count that already satisfies the quantum is unchanged;
+    one that does not is rounded (that is the only way to make it valid).
+    """
+    _check_divisor("quantum", quantum)
+    step = math.lcm(divisor, quantum)
+    if width == 1 and channels % quantum == 0:
+        return channels
+    _check_positive("width", width)
+    return make_divisible(channels * width, step, round_limit=round_limit)
+
+
+def compatible_widths(widths: list[int], bottlenecks: list[float],
+                      group_widths: list[int]) -> tuple[list[int], list[int]]:
+    """Make stage widths compatible with their group widths (pycls's rule, RegNet/AnyNet).
+
+    For stage i, the mid width ``v = w * b`` is rounded to the nearest multiple of
+    ``m = lcm(g, b)`` if the bottleneck ratio b > 1 is an integer, else of ``m = g`` (at least
+    ``m``), the group width g being first clipped to ``v``; the stage width becomes ``v / b``.
+    Returns ``(widths, group_widths)``; every ``width * b`` is then divisible by its group width.
+    """
+    if not len(widths) == len(bottlenecks) == len(group_widths):
+        raise ValueError(f"widths, bottlenecks and group_widths must have equal lengths, got "
+                         f"{len(widths)}/{len(bottlenecks)}/{len(group_widths)}")
+    out_w: list[int] = []
+    out_g: list[int] = []
+    for w, b, g in zip(widths, bottlenecks, group_widths):
+        _check_positive("width", w)
+        _check_positive("bottleneck", b)
+        _check_divisor("group width", g)
+        v = max(1, int(w * b))
+        g = min(g, v)
+        m = math.lcm(g, int(b)) if b > 1 and float(b).is_integer() else g
+        v = max(m, int(round(v / m)) * m)
+        out_w.append(int(v / b))
+        out_g.append(g)
+    return out_w, out_g
