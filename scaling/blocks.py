@@ -9,14 +9,18 @@ convs come only from the registries of :mod:`scaling.layers`. The layer structur
 block (see each class). Every activation position is its own module (one PReLU slope each).
 
 ``with_cp`` runs the block under ``torch.utils.checkpoint`` when its input requires grad: the
-same outputs and gradients, less memory; BN running statistics are updated twice per step then
-(the forward is recomputed), as in mmcv.
+same outputs and gradients, less memory. Unlike mmcv, the recomputation in backward leaves the
+norm layers' running statistics as the forward left them (they are not updated twice).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _NormBase
 from torch.utils.checkpoint import checkpoint
 
 from scaling.geometry import BlockGeometry
@@ -82,11 +86,28 @@ class Block(nn.Module):
     # -- forward ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.with_cp and x.requires_grad and torch.is_grad_enabled():
-            return checkpoint(self._forward, x, use_reentrant=False)
+            return checkpoint(self._forward, x, use_reentrant=False,
+                              context_fn=self._checkpoint_contexts)
         return self._forward(x)
+
+    def _checkpoint_contexts(self) -> tuple[contextlib.AbstractContextManager, ...]:
+        return contextlib.nullcontext(), _keep_running_stats(self)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+@contextlib.contextmanager
+def _keep_running_stats(module: nn.Module) -> Iterator[None]:
+    """Restore the norm buffers (running mean/var, batch count) after a checkpoint recompute."""
+    saved = [(b, b.clone()) for m in module.modules() if isinstance(m, _NormBase)
+             for b in m.buffers(recurse=False)]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buf, value in saved:
+                buf.copy_(value)
 
 
 class _ResidualBlock(Block):
