@@ -187,8 +187,10 @@ def validate_network(spec: NetworkSpec) -> None:
                 raise ValueError(f"{at}.out_channels={b.out_channels} is not allowed: a stride-2 "
                                  f"shuffle_v1 block concatenates its {b.in_channels} input "
                                  "channels, so out_channels must exceed them")
-            _divides(f"{at}.first_groups", b.first_groups, b.in_channels, "input channels")
-            _divides(f"{at}.first_groups", b.first_groups, b.mid_channels, "mid channels")
+            first = "first_groups" if b.index == 0 and stage.first_groups is not None \
+                else "groups"  # the field that set the first 1x1 conv's groups
+            _divides(f"{at}.{first}", b.first_groups, b.in_channels, "input channels")
+            _divides(f"{at}.{first}", b.first_groups, b.mid_channels, "mid channels")
             _divides(f"{at}.groups", b.groups, b.mid_channels, "mid channels")
             _divides(f"{at}.groups", b.groups, branch_out, "branch output channels")
         if b.block == "ds" and b.mid_channels % b.in_channels:
