@@ -12,12 +12,14 @@ spec's fields (never a family name):
   stage`` (torchvision's EfficientNet, k=4; for the official B0-B8 and L2 widths this equals
   ``make_divisible(1280 * w)``, for the pure rule's ``1.1**phi`` it does not: phi=3 gives 1696 vs
   1704);
-- groups and splits stay valid (pycls's rule, :mod:`scaling.rounding`): the channel step of a
-  grouped block is raised to ``lcm(divisor, group_quantum)`` so that groups / group widths keep
-  dividing the derived mid channels; ShuffleNetV2 channels stay even; ShuffleNetV1 stage widths
-  stay multiples of their groups (so does the concatenated branch). A stage whose blocks need
-  ``in == out`` (a stride-1 split block, an MBConv residual) keeps its input width tied to its
-  output width;
+- groups and splits stay valid (pycls's rule, :mod:`scaling.rounding`): a grouped block's width,
+  once rounded to the divisor, is rounded to the nearest multiple of its group quantum
+  (:func:`~scaling.rounding.group_quantum`: ResNeXt 32x4d 64, RegNet its group width,
+  ShuffleNetV1 g3 12) so that groups / group widths keep dividing the derived mid channels;
+  ShuffleNetV2 channels stay even; ShuffleNetV1 stage widths, and the stem or stage feeding a
+  stride-2 ShuffleNetV1 stage, stay multiples of its groups (so the concatenated branch does
+  too). A stage whose blocks need ``in == out`` (a stride-1 split block, an MBConv residual)
+  keeps its input width tied to its output width (unscaled if the producer is a fixed stem);
 - repeats ``ceil(n * d)`` (or round half up), resolution ``round(base * r)`` (or to a multiple
   of 8/32); dropout from the official table when scaling to one of its rows.
 

@@ -108,18 +108,20 @@ def group_quantum(expansion: float, groups: int) -> int:
 
 def round_to_quantum(channels: int, width: float, divisor: int = 8, quantum: int = 1,
                      round_limit: float = 0.9) -> int:
-    """:func:`round_filters` with the divisor raised to ``lcm(divisor, quantum)``.
+    """:func:`round_filters`, then, if the result is not a multiple of ``quantum``, the nearest
+    multiple of it (half up, at least ``quantum``).
 
-    ``quantum`` carries the constraints of grouped or split blocks (:func:`group_quantum`; 2 for a
-    channel split). With ``width == 1`` a count that already satisfies the quantum is unchanged;
-    one that does not is rounded (that is the only way to make it valid).
+    ``quantum`` carries a hard constraint of grouped or split blocks (:func:`group_quantum`; 2 for
+    a channel split); the divisor is a preference. This is pycls's order: widths are quantized
+    first, then the mid width is rounded to its group multiple (:func:`compatible_widths`), e.g.
+    ResNeXt 256 * 1.21 -> 312 -> 320 (quantum 64). With ``width == 1`` a count that already fits
+    the quantum is unchanged.
     """
     _check_divisor("quantum", quantum)
-    step = math.lcm(divisor, quantum)
-    if width == 1 and channels % quantum == 0:
-        return channels
-    _check_positive("width", width)
-    return make_divisible(channels * width, step, round_limit=round_limit)
+    n = round_filters(channels, width, divisor, round_limit=round_limit)
+    if n % quantum:
+        n = max(quantum, int(math.floor(n / quantum + 0.5)) * quantum)
+    return n
 
 
 def compatible_widths(widths: list[int], bottlenecks: list[float],
