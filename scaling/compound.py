@@ -102,7 +102,11 @@ def coefficients(phi: float, alpha: float = ALPHA, beta: float = BETA,
     phi = _check_factor("phi", phi, 0.0, strict=False)
     for n, v in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
         _check_factor(n, v, 1.0, strict=False)
-    return alpha ** phi, beta ** phi, gamma ** phi
+    try:
+        return alpha ** phi, beta ** phi, gamma ** phi
+    except OverflowError:
+        raise ValueError(f"phi={phi!r} is too large: alpha**phi, beta**phi or gamma**phi "
+                         "overflows a float") from None
 
 
 # -- the channel plan ------------------------------------------------------------------------------

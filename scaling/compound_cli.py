@@ -31,6 +31,7 @@ from scaling.compound import (
 from scaling.ir import NetworkSpec
 
 DEFAULT_BASE = "efficientnet_b0"
+MAX_BLOCKS = 10_000  # a guard against runaway phi: validating a spec walks every block
 
 
 class UsageError(ValueError):
@@ -276,6 +277,12 @@ def run(argv: list[str]) -> int:
     if args.out and len(phis) != 1:
         raise UsageError("--out needs a single --phi value, not a range")
     base = load_base(args.base)
+    for phi in phis:
+        d = coefficients(phi, *abg)[0]
+        blocks = sum(math.ceil(s.repeats * d) for s in base.stages)
+        if blocks > MAX_BLOCKS:
+            raise UsageError(f"--phi {phi:g} gives {blocks} blocks (d = {d:.4g}); expected at "
+                             f"most {MAX_BLOCKS}")
     official = official_rows(base) if is_efficientnet(base) else None
     reps, scaled = [], None
     for phi in phis:
@@ -303,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_grid(argv[1:])
         return run(argv)
-    except (ValueError, TypeError, OSError) as exc:
+    except (ValueError, TypeError, OSError, OverflowError) as exc:
         msg = " ".join(str(exc).split())
         print(f"python -m scaling.compound: error: {msg}", file=sys.stderr)
         return 2

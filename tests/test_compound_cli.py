@@ -158,6 +158,8 @@ def test_out_writes_the_scaled_spec(base_args, tmp_path):
     (["--phi", "3", "--base", "no_such_model"], "no_such_model"),
     (["--phi", "3", "--base", "/no/such/spec.json"], "no such spec file"),
     (["--phi", "3", "--divisor", "0"], "divisor"),
+    (["--phi", "1e9"], "too large"),
+    (["--phi", "60"], "blocks"),
     (["--phi", "0:3", "--out", "x.json"], "--out"),
     (["--phi"], "phi"),
     ([], "phi"),
