@@ -281,3 +281,13 @@ def test_make_divisible_reexported():
 
     assert layers.make_divisible is make_divisible
     assert layers.make_divisible(16 * 1.2) == 24
+
+
+def test_registries_attach_builders_on_first_use():
+    import subprocess
+    import sys
+
+    code = ("from scaling.registry import BLOCK, NORM\n"
+            "assert BLOCK.get('mbconv').__name__ == 'MBConv'\n"
+            "assert NORM.get('LN').__name__ == 'LayerNorm2d'\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
