@@ -6,6 +6,7 @@
   conv + linear MACs of DESIGN.md section 4.
 - :func:`traced_activations`: fvcore ``ActivationCountAnalysis`` total (outputs of conv and linear
   layers, batch 1).
+- :func:`trace_counts`: all three in one pass, also on a ``meta``-device model (shapes only).
 - :func:`fvcore_report`: fvcore's ``FlopCountAnalysis`` total and by-operator table, which also
   counts ``batch_norm`` and ``adaptive_avg_pool2d`` (so it depends on how a model is written).
 - :func:`latency`: median forward time after warm-up.
@@ -69,6 +70,46 @@ def traced_macs(model: nn.Module, resolution: int = 224, in_channels: int = 3) -
         model(x)
     flops = counter.get_total_flops()
     return flops // 2
+
+
+@dataclass(frozen=True)
+class TraceCounts:
+    """Counts of one traced forward pass at batch 1."""
+
+    params: int
+    macs: int
+    activations: int
+
+
+def trace_counts(model: nn.Module, resolution: int = 224, in_channels: int = 3) -> TraceCounts:
+    """Params, FlopCounterMode MACs and activations in one forward pass at batch 1.
+
+    Activations are the elements output by the ops fvcore's ActivationCountAnalysis counts
+    (convolutions and matrix products: ``aten.convolution``, ``addmm``, ``mm``, ``bmm``), counted
+    at dispatch instead of by a JIT trace, so this works on a model built on the ``meta`` device:
+    shapes only, no memory and no arithmetic (a whole zoo sweep takes seconds).
+    """
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import FlopCounterMode
+
+    aten = torch.ops.aten
+    counted = {aten.convolution, aten.addmm, aten.mm, aten.bmm}
+
+    class _Outputs(TorchDispatchMode):
+        total = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func.overloadpacket in counted:
+                self.total += out.numel()
+            return out
+
+    _check_model(model)
+    x = _input(model, resolution, in_channels)
+    flops, outputs = FlopCounterMode(display=False), _Outputs()
+    with _eval(model), flops, outputs:
+        model(x)
+    return TraceCounts(count_params(model), flops.get_total_flops() // 2, outputs.total)
 
 
 def _quiet(analysis: Any) -> Any:

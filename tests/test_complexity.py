@@ -9,28 +9,28 @@ from __future__ import annotations
 import csv
 import json
 import os
+import subprocess
 import sys
 
 import pytest
+import torch
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
-pytest.importorskip("torch")
+from scaling.build import build_model
+from scaling.complexity import Complexity, clear_cache, complexity
+from scaling.counting import count_params, trace_counts, traced_activations, traced_macs
+from scaling.ir import HeadSpec, NetworkSpec, NormSpec, SESpec, StageSpec, StemSpec
+from scaling.registry import BLOCK
 
-from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from scaling.build import build_model  # noqa: E402
-from scaling.complexity import Complexity, clear_cache, complexity  # noqa: E402
-from scaling.counting import count_params, traced_activations, traced_macs  # noqa: E402
-from scaling.ir import (  # noqa: E402
-    HeadSpec,
-    NetworkSpec,
-    NormSpec,
-    SESpec,
-    StageSpec,
-    StemSpec,
-)
-from scaling.registry import BLOCK  # noqa: E402
-
+try:
+    from scaling import zoo
+except ImportError:  # pragma: no cover - the zoo is optional for the other tests
+    zoo = None
+ZOO = zoo.list_models() if zoo is not None else []
+# The real-tensor fvcore sweep of every zoo model at 224 and native resolution: ~15 min on a loaded
+# 2-core CPU, so opt-in; the default run checks every model on the meta device (shapes only).
+FULL_TRACE = os.environ.get("SCALING_FULL_TRACE") == "1"
 REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference.csv")
 
 
@@ -233,8 +233,6 @@ def test_complexity_module_is_torch_free() -> None:
     code = ("import sys; import scaling.complexity as m; m.complexity(m.NetworkSpec(stages=("
             "__import__('scaling.ir').ir.StageSpec('basic', 1, 8),)));"
             "assert 'torch' not in sys.modules, 'torch imported'")
-    import subprocess
-
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=os.path.join(os.path.dirname(__file__), ".."))
     assert out.returncode == 0, out.stderr
@@ -248,7 +246,8 @@ def _reference() -> dict[str, dict[str, int]]:
 
 
 def test_reference_csv_matches_analytic() -> None:
-    zoo = pytest.importorskip("scaling.zoo")
+    if zoo is None:
+        pytest.skip("scaling.zoo is not available")
     ref = _reference()
     names = [n for n in ref if n in set(zoo.list_models())]
     assert names, "no reference model is in the zoo"
@@ -258,3 +257,55 @@ def test_reference_csv_matches_analytic() -> None:
         c224, native = complexity(spec, 224), complexity(spec)
         got = (c224.params, c224.macs, native.macs, c224.activations)
         assert got == (r["params"], r["macs_224"], r["macs_native"], r["acts_224"]), name
+
+
+# -- every zoo model: analytic == traced, at 224 and at its own resolution -----------------------
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_model_exact(name: str) -> None:
+    """Shapes-only trace on the meta device: params, FlopCounterMode MACs, activations."""
+    spec = zoo.get_spec(name)
+    with torch.device("meta"):
+        model = build_model(spec)
+    for res in sorted({224, spec.resolution}):
+        c = complexity(spec, res)
+        t = trace_counts(model, res, spec.in_channels)
+        assert (c.params, c.macs, c.activations) == (t.params, t.macs, t.activations), res
+
+
+# one model per block type / head variant, real tensors, fvcore's own activation count
+FVCORE_MODELS = [("resnet18d", 224), ("regnet_y_400mf", 224), ("mobilenet_v1_x0_5", 224),
+                 ("mobilenet_v3_small", 224), ("efficientnet_b0", 224),
+                 ("efficientnet_v2_s", 128), ("shufflenet_v1_g3", 224),
+                 ("shufflenet_v2_x0_5", 224)]
+
+
+@pytest.mark.parametrize(("name", "res"), FVCORE_MODELS)
+def test_zoo_fvcore_activations(name: str, res: int) -> None:
+    """fvcore ActivationCountAnalysis on the real model == analytic == trace_counts."""
+    if name not in ZOO:
+        pytest.skip(f"{name} not in the zoo")
+    spec = zoo.get_spec(name)
+    model = build_model(spec)
+    c = complexity(spec, res)
+    assert traced_activations(model, res) == c.activations
+    t = trace_counts(model, res)
+    assert (t.params, t.macs, t.activations) == (c.params, c.macs, c.activations)
+
+
+_BIG = 100e9  # MACs: too slow and too large for a CPU run (efficientnet_l2 at 800)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FULL_TRACE, reason="opt-in: SCALING_FULL_TRACE=1")
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_model_exact_fvcore_real(name: str) -> None:
+    """The full check on real tensors: fvcore activations at 224 and the native resolution."""
+    spec = zoo.get_spec(name)
+    if complexity(spec).macs > _BIG:
+        pytest.skip(f"{name}: over {_BIG:.0e} MACs at {spec.resolution}")
+    model = build_model(spec)
+    for res in sorted({224, spec.resolution}):
+        c = complexity(spec, res)
+        assert c.params == count_params(model)
+        assert c.macs == traced_macs(model, res)
+        assert c.activations == traced_activations(model, res), res
