@@ -153,3 +153,17 @@ def test_families_are_torch_free():
             "assert 'torch' not in sys.modules, 'torch imported'; "
             "scaling.zoo.get_spec('efficientnet_b3'); assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_regnet_generator_matches_torchvision_float32():
+    """numpy float32 reproduces torch's arithmetic: same stages for 300 random parameter sets."""
+    regnet = pytest.importorskip("torchvision.models.regnet")
+    import random
+
+    rng = random.Random(0)
+    for _ in range(300):
+        p = RegNetParams(depth=rng.randint(8, 30), w_0=8 * rng.randint(2, 40),
+                         w_a=round(rng.uniform(8, 100), 2), w_m=round(rng.uniform(1.5, 3.0), 2),
+                         group_width=rng.choice([8, 16, 24, 48, 64]))
+        tv = regnet.BlockParams.from_init_params(p.depth, p.w_0, p.w_a, p.w_m, p.group_width)
+        assert stage_params(p) == list(zip(tv.widths, tv.depths, tv.group_widths)), p
