@@ -97,7 +97,7 @@ def trace_report(spec: NetworkSpec, c: Complexity) -> dict[str, Any]:
 
 
 def format_trace(t: dict[str, Any], c: Complexity) -> str:
-    lines = ["", "traced (built model)   analytic          traced            difference"]
+    lines = ["", f"{'built model':<22} {'analytic':>16}  {'traced':>16}  {'difference':>10}"]
     for k in ("params", "macs", "activations"):
         label = UNIT if k == "macs" else k
         lines.append(f"{label:<22} {_fmt(getattr(c, k)):>16}  {_fmt(t['traced'][k]):>16}  "
