@@ -1,0 +1,443 @@
+"""Datasets from disk for the proxy task: Fashion-MNIST / MNIST (IDX), CIFAR-10 (python pickle),
+ImageFolder trees. Nothing is ever downloaded.
+
+Small datasets live in memory as uint8 ``(N, C, H, W)`` tensors and are batched by indexing a
+permutation (:class:`TensorLoader`); augmentation and normalisation run on whole batches
+(:class:`BatchTransform`), on whatever device the batch is on. :func:`load_dataset` returns an
+:class:`ImageData` with a deterministic train/validation split of the *training* set; the test set
+is only read by an explicit final evaluation, never by a search.
+
+Data location, first match wins: the ``root`` argument, then ``$SCALING_DATA``, then the default
+directory (``/usr/share/datasets/fashion-mnist`` from the Debian package ``dataset-fashion-mnist``).
+``root`` and ``$SCALING_DATA`` may name the dataset directory itself or a parent holding it under
+its usual name (``fashion-mnist``, ``mnist``, ``cifar-10-batches-py``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import pickle
+import struct
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+DATA_ENV = "SCALING_DATA"
+IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned byte, 3 dimensions
+IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned byte, 1 dimension
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The dataset files are not on disk; the message says where we looked and how to get them."""
+
+
+@dataclass(frozen=True)
+class TensorSplit:
+    """An in-memory split: uint8 images ``x`` (N, C, H, W) and int64 labels ``y`` (N,)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def to(self, device: torch.device | str) -> TensorSplit:
+        return TensorSplit(self.x.to(device), self.y.to(device))
+
+
+@dataclass
+class ImageData:
+    """A dataset ready for training: splits plus what a model and the augmentation need.
+
+    ``train``/``val``/``test`` are :class:`TensorSplit` (in memory) or a map-style torch Dataset
+    yielding ``(uint8 CHW tensor, label)`` (ImageFolder). ``val`` is carved out of the training
+    set; ``test`` is None where the source has none.
+    """
+
+    name: str
+    train: Any
+    val: Any
+    test: Any
+    num_classes: int
+    in_channels: int
+    resolution: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    flip: bool
+    pad: int
+    classes: tuple[str, ...] = ()
+
+    def transform(self, train: bool) -> BatchTransform:
+        """Batch augmentation (training only) and normalisation for this dataset."""
+        return BatchTransform(self.mean, self.std, pad=self.pad if train else 0,
+                              flip=self.flip and train)
+
+    def summary(self) -> str:
+        sizes = ", ".join(f"{k} {len(v) if v is not None else 0}"
+                          for k, v in (("train", self.train), ("val", self.val),
+                                       ("test", self.test)))
+        return (f"{self.name}: {sizes}; {self.in_channels}x{self.resolution}x{self.resolution}, "
+                f"{self.num_classes} classes")
+
+
+# -- batching and augmentation ------------------------------------------------------------------
+class TensorLoader:
+    """Batches of an in-memory split by slicing a (seeded) permutation: no per-sample Python work.
+
+    With ``drop_last`` the ragged last batch is dropped, unless the split is smaller than one
+    batch (then the whole split is one batch), so BatchNorm never sees a batch of one.
+    """
+
+    def __init__(self, split: TensorSplit, batch_size: int, *, shuffle: bool = False,
+                 drop_last: bool = False, generator: torch.Generator | None = None) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r} is not allowed; expected an int >= 1")
+        self.split, self.batch_size = split, batch_size
+        self.shuffle, self.drop_last, self.generator = shuffle, drop_last, generator
+
+    def __len__(self) -> int:
+        n = len(self.split)
+        if self.drop_last and n >= self.batch_size:
+            return n // self.batch_size
+        return -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n, bs = len(self.split), self.batch_size
+        x, y = self.split.x, self.split.y
+        if self.shuffle:
+            order = torch.randperm(n, generator=self.generator).to(x.device)
+            for i in range(len(self)):
+                idx = order[i * bs:(i + 1) * bs]
+                yield x[idx], y[idx]
+        else:
+            for i in range(len(self)):
+                yield x[i * bs:(i + 1) * bs], y[i * bs:(i + 1) * bs]
+
+
+class BatchTransform:
+    """uint8 batch -> float batch: random crop with zero padding and horizontal flip (training),
+    then per-channel normalisation ``(x/255 - mean) / std``. Random draws come from ``generator``
+    (CPU) so a seed fixes them on any device."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], *, pad: int = 0,
+                 flip: bool = False) -> None:
+        self.mean, self.std, self.pad, self.flip = tuple(mean), tuple(std), pad, flip
+        self._stats: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _norm(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (x.device, x.shape[1])
+        if key not in self._stats:
+            if len(self.mean) != x.shape[1]:
+                raise ValueError(f"batch has {x.shape[1]} channels but mean/std have "
+                                 f"{len(self.mean)}")
+            mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1) * 255.0
+            std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1) * 255.0
+            self._stats[key] = (mean, std)
+        return self._stats[key]
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if x.dim() != 4:
+            raise ValueError(f"expected an (N, C, H, W) batch, got shape {tuple(x.shape)}")
+        n, c, h, w = x.shape
+        if self.pad > 0:
+            p = self.pad
+            padded = torch.nn.functional.pad(x, (p, p, p, p))
+            offs = torch.randint(0, 2 * p + 1, (2, n), generator=generator).to(x.device)
+            rows = (offs[0][:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+            cols = (offs[1][:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+            bidx = torch.arange(n, device=x.device)[:, None, None, None]
+            cidx = torch.arange(c, device=x.device)[None, :, None, None]
+            x = padded[bidx, cidx, rows, cols]
+        if self.flip:
+            mask = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+            x = torch.where(mask[:, None, None, None], x.flip(3), x)
+        mean, std = self._norm(x)
+        return (x.float() - mean) / std
+
+
+# -- locating files -------------------------------------------------------------------------------
+def _candidates(root: str | os.PathLike | None, subdir: str, default: str | None) -> list[str]:
+    bases = [os.fspath(root)] if root is not None else (
+        [os.environ[DATA_ENV]] if os.environ.get(DATA_ENV) else [])
+    out = []
+    for base in bases:
+        out += [os.path.join(base, subdir), base]
+    if not bases and default:
+        out.append(default)
+    return out
+
+
+def _find(names: list[str], root, subdir: str, default: str | None, how: str) -> str:
+    """The first candidate directory holding every file in ``names`` (each may be gzipped)."""
+    tried = _candidates(root, subdir, default)
+    for d in tried:
+        if all(_resolve(d, n) for n in names):
+            return d
+    where = ", ".join(tried) if tried else "(no root given and no default)"
+    raise DatasetNotFoundError(f"{subdir}: files {names} not found in {where}. {how}")
+
+
+def _resolve(directory: str, name: str) -> str | None:
+    for candidate in (name, name + ".gz"):
+        path = os.path.join(directory, candidate)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+# -- IDX (MNIST / Fashion-MNIST) -----------------------------------------------------------------
+def _read_bytes(path: str) -> bytes:
+    try:
+        if path.endswith(".gz"):
+            with gzip.open(path, "rb") as fh:
+                return fh.read()
+        with open(path, "rb") as fh:
+            return fh.read()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ValueError(f"{path}: cannot read ({type(exc).__name__}: {exc}); the file is "
+                         "truncated or corrupt") from None
+
+
+def read_idx(path: str, expect_magic: int) -> np.ndarray:
+    """An IDX file (LeCun et al. 1998 format; .gz or raw) as a uint8 array, fully checked."""
+    raw = _read_bytes(path)
+    ndim = {IDX_IMAGES_MAGIC: 3, IDX_LABELS_MAGIC: 1}[expect_magic]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"{path}: {len(raw)} bytes is shorter than the {header}-byte IDX header")
+    magic = struct.unpack(">i", raw[:4])[0]
+    if magic != expect_magic:
+        raise ValueError(f"{path}: magic number {magic:#010x} is wrong; expected "
+                         f"{expect_magic:#010x} (IDX uint8 with {ndim} dimension(s))")
+    shape = struct.unpack(f">{ndim}i", raw[4:header])
+    expected = int(np.prod(shape))
+    if len(raw) - header != expected:
+        raise ValueError(f"{path}: header says shape {shape} ({expected} bytes of data) but the "
+                         f"file has {len(raw) - header}; the file is truncated or corrupt")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _idx_pair(directory: str, prefix: str, num_classes: int) -> TensorSplit:
+    img_path = _resolve(directory, f"{prefix}-images-idx3-ubyte")
+    lbl_path = _resolve(directory, f"{prefix}-labels-idx1-ubyte")
+    if img_path is None or lbl_path is None:
+        raise DatasetNotFoundError(f"{directory}: {prefix} IDX images or labels are missing")
+    images = read_idx(img_path, IDX_IMAGES_MAGIC)
+    labels = read_idx(lbl_path, IDX_LABELS_MAGIC)
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(f"{img_path} has {images.shape[0]} images but {lbl_path} has "
+                         f"{labels.shape[0]} labels")
+    _check_labels(lbl_path, labels, num_classes)
+    x = torch.from_numpy(images.copy()).unsqueeze(1)
+    return TensorSplit(x, torch.from_numpy(labels.astype(np.int64)))
+
+
+def _check_labels(path: str, labels: np.ndarray, num_classes: int) -> None:
+    if labels.size and int(labels.max()) >= num_classes:
+        bad = int(np.argmax(labels >= num_classes))
+        raise ValueError(f"{path}: label {int(labels[bad])} at index {bad} is out of range; "
+                         f"expected 0..{num_classes - 1}")
+
+
+def _load_idx(name: str, root, default: str | None, how: str) -> tuple[TensorSplit, TensorSplit]:
+    names = [f"{p}-{k}-idx{d}-ubyte" for p in ("train", "t10k")
+             for k, d in (("images", 3), ("labels", 1))]
+    directory = _find(names, root, name, default, how)
+    return _idx_pair(directory, "train", 10), _idx_pair(directory, "t10k", 10)
+
+
+# -- CIFAR-10 (python pickle) ---------------------------------------------------------------------
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only: a pickle cannot run code here."""
+
+    _ALLOWED = {(m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray")
+                for n in ("_reconstruct", "scalar")} | {("numpy", "ndarray"), ("numpy", "dtype"),
+                                                          ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
+
+
+def _cifar_batch(path: str) -> TensorSplit:
+    try:
+        with open(path, "rb") as fh:
+            obj = _ArrayUnpickler(io.BytesIO(fh.read()), encoding="bytes").load()
+    except Exception as exc:  # any unpickling failure means a bad file
+        raise ValueError(f"{path}: not a readable CIFAR-10 python batch ({type(exc).__name__}: "
+                         f"{exc}); the file is truncated, corrupt or not a CIFAR-10 batch"
+                         ) from None
+    if not isinstance(obj, dict) or b"data" not in obj or b"labels" not in obj:
+        raise ValueError(f"{path}: expected a dict with b'data' and b'labels'")
+    data, labels = np.asarray(obj[b"data"]), np.asarray(obj[b"labels"])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise ValueError(f"{path}: data is {data.dtype} {data.shape}; expected uint8 (N, 3072)")
+    if labels.ndim != 1 or labels.shape[0] != data.shape[0]:
+        raise ValueError(f"{path}: {labels.shape} labels for {data.shape[0]} images")
+    if labels.size and int(labels.min()) < 0:
+        raise ValueError(f"{path}: negative label {int(labels.min())}; expected 0..9")
+    _check_labels(path, labels, 10)
+    x = torch.from_numpy(data.reshape(-1, 3, 32, 32).copy())
+    return TensorSplit(x, torch.from_numpy(labels.astype(np.int64)))
+
+
+def _cat(splits: list[TensorSplit]) -> TensorSplit:
+    return TensorSplit(torch.cat([s.x for s in splits]), torch.cat([s.y for s in splits]))
+
+
+def _load_cifar10(root) -> tuple[TensorSplit, TensorSplit]:
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    how = ("Extract cifar-10-python.tar.gz (https://www.cs.toronto.edu/~kriz/cifar.html) and pass "
+           f"its cifar-10-batches-py folder as root or ${DATA_ENV}.")
+    directory = _find(names, root, "cifar-10-batches-py", None, how)
+    train = _cat([_cifar_batch(os.path.join(directory, n)) for n in names[:5]])
+    return train, _cifar_batch(os.path.join(directory, "test_batch"))
+
+
+# -- registry and the split ------------------------------------------------------------------------
+FASHION_HOW = ("Install it with `apt-get install dataset-fashion-mnist` (files go to "
+               f"/usr/share/datasets/fashion-mnist), or point root / ${DATA_ENV} at a folder "
+               "with the four IDX files.")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a registered dataset is: its loader and its fixed properties."""
+
+    load: Callable[[Any], tuple[TensorSplit, TensorSplit]]
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    flip: bool
+    pad: int
+    classes: tuple[str, ...] = ()
+
+
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                   "Sneaker", "Bag", "Ankle boot")
+DATASETS: dict[str, DatasetInfo] = {
+    "fashion-mnist": DatasetInfo(
+        lambda r: _load_idx("fashion-mnist", r, "/usr/share/datasets/fashion-mnist", FASHION_HOW),
+        10, (0.2860,), (0.3530,), flip=True, pad=2, classes=FASHION_CLASSES),
+    "mnist": DatasetInfo(  # digits: no flip
+        lambda r: _load_idx("mnist", r, None, f"Pass root or ${DATA_ENV}: a folder with the four "
+                            "MNIST IDX files (no Debian package ships them)."),
+        10, (0.1307,), (0.3081,), flip=False, pad=2, classes=tuple(str(i) for i in range(10))),
+    "cifar10": DatasetInfo(
+        _load_cifar10, 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), flip=True, pad=4,
+        classes=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                 "truck")),
+}
+ALIASES = {"fashion_mnist": "fashion-mnist", "fmnist": "fashion-mnist", "cifar-10": "cifar10",
+           "image-folder": "imagefolder"}
+#: (channels, resolution) of each dataset as stored (ImageFolder: the default crop)
+NATIVE_SHAPE = {"fashion-mnist": (1, 28), "mnist": (1, 28), "cifar10": (3, 32),
+                "imagefolder": (3, 224)}
+
+
+def dataset_name(name: str) -> str:
+    """The registered name of ``name`` (aliases resolved), or a ValueError listing the choices."""
+    key = ALIASES.get(name, name)
+    if key not in NATIVE_SHAPE:
+        raise ValueError(f"dataset={name!r} is not allowed; expected one of {sorted(NATIVE_SHAPE)}")
+    return key
+
+
+def split_indices(n: int, val_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded permutation of ``range(n)`` cut into (train, val) index sets, disjoint."""
+    if isinstance(val_size, bool) or not isinstance(val_size, int) or not 0 <= val_size < n:
+        raise ValueError(f"val_size={val_size!r} is not allowed; expected an int in [0, {n})")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[val_size:], perm[:val_size]
+
+
+def _resize(split: TensorSplit, resolution: int) -> TensorSplit:
+    if split.x.shape[-1] == resolution and split.x.shape[-2] == resolution:
+        return split
+    out = []
+    for chunk in split.x.split(4096):
+        y = torch.nn.functional.interpolate(chunk.float(), size=(resolution, resolution),
+                                            mode="bilinear", antialias=True, align_corners=False)
+        out.append(y.round_().clamp_(0, 255).to(torch.uint8))
+    return TensorSplit(torch.cat(out), split.y)
+
+
+def _channels(split: TensorSplit, in_channels: int) -> TensorSplit:
+    c = split.x.shape[1]
+    if c == in_channels:
+        return split
+    if c == 1:
+        return TensorSplit(split.x.expand(-1, in_channels, -1, -1).contiguous(), split.y)
+    if c == 3 and in_channels == 1:  # ITU-R BT.601 luma
+        w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        return TensorSplit((split.x.float() * w).sum(1, keepdim=True).round().to(torch.uint8),
+                           split.y)
+    raise ValueError(f"in_channels={in_channels} is not allowed for {c}-channel images; "
+                     f"expected {c}, or 1/3 to convert")
+
+
+def load_dataset(name: str = "fashion-mnist", root: str | os.PathLike | None = None, *,
+                 val_size: int = 5000, split_seed: int = 0, subset: int | None = None,
+                 resolution: int | None = None, in_channels: int | None = None) -> ImageData:
+    """Load a registered dataset (``fashion-mnist``, ``mnist``, ``cifar10``, ``imagefolder``).
+
+    ``val_size`` images of the training set (seeded by ``split_seed``) become the validation
+    split; ``subset`` keeps only the first N of the remaining training images (the permutation
+    is random, so it is a random sample). ``resolution`` resizes once at load time (bilinear,
+    antialiased); ``in_channels`` converts grey <-> RGB.
+    """
+    key = dataset_name(name)
+    if key == "imagefolder":
+        from scaling.data_folder import load_image_folder
+
+        return load_image_folder(root, val_size=val_size, split_seed=split_seed, subset=subset,
+                                 resolution=resolution or 224, in_channels=in_channels or 3)
+    if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int)
+                               or subset < 1):
+        raise ValueError(f"subset={subset!r} is not allowed; expected None or an int >= 1")
+    for field_name, value in (("resolution", resolution), ("in_channels", in_channels)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"{field_name}={value!r} is not allowed; expected an int >= 1")
+    info = DATASETS[key]
+    full, test = info.load(root)
+    tr_idx, va_idx = split_indices(len(full), val_size, split_seed)
+    if subset is not None:
+        tr_idx = tr_idx[:subset]
+    train, val = TensorSplit(full.x[tr_idx], full.y[tr_idx]), TensorSplit(full.x[va_idx],
+                                                                           full.y[va_idx])
+    c = in_channels or full.x.shape[1]
+    res = resolution or full.x.shape[-1]
+    train, val, test = (_resize(_channels(s, c), res) for s in (train, val, test))
+    mean, std = info.mean, info.std
+    if c != len(mean):
+        mean, std = _convert_stats(mean, c), _convert_stats(std, c)
+    return ImageData(key, train, val, test, info.num_classes, c, res, mean, std, info.flip,
+                     info.pad, info.classes)
+
+
+def _convert_stats(stats: tuple[float, ...], channels: int) -> tuple[float, ...]:
+    if len(stats) == 1:
+        return stats * channels
+    return (sum(w * s for w, s in zip((0.299, 0.587, 0.114), stats)),)
+
+
+def make_loader(split: Any, batch_size: int, *, shuffle: bool = False, drop_last: bool = False,
+                seed: int = 0, num_workers: int = 0, device: torch.device | str = "cpu"):
+    """A batch iterator over ``split``: :class:`TensorLoader` for in-memory splits, else a
+    ``torch.utils.data.DataLoader`` (workers, pinned memory on CUDA). Batches are uint8."""
+    gen = torch.Generator().manual_seed(seed)
+    if isinstance(split, TensorSplit):
+        return TensorLoader(split, batch_size, shuffle=shuffle, drop_last=drop_last,
+                            generator=gen)
+    drop = drop_last and len(split) >= batch_size
+    return torch.utils.data.DataLoader(
+        split, batch_size=batch_size, shuffle=shuffle, drop_last=drop, generator=gen,
+        num_workers=num_workers, pin_memory=torch.device(device).type == "cuda",
+        persistent_workers=num_workers > 0)
