@@ -106,15 +106,18 @@ def train(spec_or_model: Any, data: ImageData, *, epochs: float | None = None,
         raise TypeError(f"data must be an ImageData (scaling.data.load_dataset), "
                         f"got {type(data).__name__}")
     dev = resolve_device(cfg.device)
-    before = torch.get_num_threads()
+    threads, benchmark = torch.get_num_threads(), torch.backends.cudnn.benchmark
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
     try:
         seed_everything(cfg.seed)
         model = _as_model(spec_or_model, data).to(dev)
         return _Run(model, data, cfg, dev).run(callback, progress)
     finally:
-        torch.set_num_threads(before)
+        torch.set_num_threads(threads)
+        torch.backends.cudnn.benchmark = benchmark
 
 
 class _Run:
@@ -213,8 +216,13 @@ class _Run:
             if self.step % check_every == 0 and not bool(torch.isfinite(loss_sum)):
                 break
             if self._out_of_budget(time.perf_counter() - t0):
-                return True, time.perf_counter() - t0, seen, loss_sum
-        return False, time.perf_counter() - t0, seen, loss_sum
+                return True, self._elapsed(t0), seen, loss_sum
+        return False, self._elapsed(t0), seen, loss_sum
+
+    def _elapsed(self, t0: float) -> float:
+        if self.dev.type == "cuda":  # kernels run asynchronously: wait before reading the clock
+            torch.cuda.synchronize(self.dev)
+        return time.perf_counter() - t0
 
     def _calibrate(self) -> None:
         """Precise BN over ``cfg.precise_bn`` un-augmented training batches (once per step)."""

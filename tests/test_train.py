@@ -275,3 +275,18 @@ def test_cli_unknown_option_exit_2(capsys):
     with pytest.raises(SystemExit) as info:
         main(["mobilenet_v2_x0_5", "--bogus"])
     assert info.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+
+
+def test_image_folder_through_dataloader(tmp_path):
+    from PIL import Image
+
+    for c, color in (("a", (250, 20, 20)), ("b", (20, 20, 250))):
+        (tmp_path / c).mkdir()
+        for i in range(10):
+            Image.new("RGB", (20 + i, 18), color).save(tmp_path / c / f"{i}.png")
+    data = load_dataset("imagefolder", tmp_path, val_size=4, resolution=16)
+    assert data.test is None and data.num_classes == 2
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.BatchNorm2d(8), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
+    res = train(net, data, epochs=3, lr=0.2, precise_bn=2, **{**FAST, "batch_size": 4})
+    assert res.status == "ok" and res.samples == 3 * 16 and res.final_val_top1 == 1.0
