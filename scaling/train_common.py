@@ -201,8 +201,8 @@ def evaluate(model: nn.Module, data: ImageData | torch.Tensor, y: torch.Tensor |
     dev = next(model.parameters()).device
     if isinstance(data, ImageData):
         if split not in ("train", "val", "test") or getattr(data, split) is None:
-            raise ValueError(f"split={split!r} is not available; expected 'val' or 'test' with "
-                             "data present")
+            raise ValueError(f"split={split!r} is not available; expected 'train', 'val' or "
+                             "'test' with data present")
         loader = make_loader(getattr(data, split), batch_size)
         tf = data.transform(train=False)
     elif isinstance(data, torch.Tensor) and isinstance(y, torch.Tensor):
