@@ -1,0 +1,209 @@
+"""Trial evaluators and the Optuna objective function.
+
+Registry :data:`EVALUATORS` (add one with ``EVALUATORS[name] = fn``; ``fn(ctx, trial, spec,
+cost) -> Evaluation``):
+
+- ``train``: short proxy training (:func:`scaling.train.train`) on a seeded subset with the
+  study's pruner over epochs (single objective; Optuna cannot prune multi-objective trials);
+  the score is the final validation top-1.
+- ``zero-cost``: the proxies of :mod:`scaling.search.proxies` on one minibatch; the score is
+  the ``rank_proxy`` (default synflow).
+- ``hybrid``: trials are trained like ``train``; the study driver first screens samples with
+  ``zero-cost`` in a companion study and enqueues the best k (see :mod:`scaling.search.study`).
+
+Every evaluated trial stores its spec JSON, analytic MACs/params/activations and each proxy it
+computed (``proxy_<name>``) in its user attrs, so any trial rebuilds and proxies can be
+rank-correlated with accuracy afterwards. Over-budget samples are never evaluated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from scaling.search.objectives import get_objective, set_budget_constraint
+from scaling.search.space import sample_spec
+
+if TYPE_CHECKING:
+    from scaling.search.study import SearchConfig
+
+CHANNELS = {"fashion-mnist": 1, "fashion_mnist": 1, "fmnist": 1, "mnist": 1, "cifar10": 3,
+            "cifar-10": 3}
+CLASSES = {"fashion-mnist": 10, "fashion_mnist": 10, "fmnist": 10, "mnist": 10, "cifar10": 10,
+           "cifar-10": 10}
+
+
+@dataclass
+class Evaluation:
+    """What an evaluator found. ``score`` None means: not comparable (diverged) -> penalty."""
+
+    score: float | None
+    status: str = "ok"
+    proxies: dict[str, float | None] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+class SearchContext:
+    """Per-process state of a search: the config, the dataset and the proxy minibatch (loaded
+    lazily, once), the device."""
+
+    def __init__(self, cfg: SearchConfig, rank: int = 0) -> None:
+        self.cfg, self.rank = cfg, rank
+        self._data: Any = None
+        self._batch: Any = None
+
+    @property
+    def device(self) -> str:
+        from scaling.train import resolve_device
+
+        return str(resolve_device(self.cfg.device))
+
+    def data(self) -> Any:
+        if self._data is None:
+            from scaling.data import load_dataset
+
+            cfg = self.cfg
+            self._data = load_dataset(cfg.data, cfg.data_root, val_size=cfg.val_size,
+                                      split_seed=0, subset=cfg.subset,
+                                      resolution=cfg.resolution, in_channels=cfg.in_channels)
+        return self._data
+
+    @property
+    def in_channels(self) -> int:
+        if self.cfg.in_channels:
+            return self.cfg.in_channels
+        return CHANNELS.get(self.cfg.data) or self.data().in_channels
+
+    @property
+    def num_classes(self) -> int:
+        return CLASSES.get(self.cfg.data) or self.data().num_classes
+
+    def batch(self) -> tuple[Any, Any]:
+        """``zc_batch`` training images (seeded choice), normalised as for evaluation."""
+        if self._batch is None:
+            import torch
+
+            data = self.data()
+            n = min(self.cfg.zc_batch, len(data.train))
+            gen = torch.Generator().manual_seed(self.cfg.seed)
+            idx = torch.randperm(len(data.train), generator=gen)[:n]
+            x = data.transform(train=False)(data.train.x[idx])
+            self._batch = (x, data.train.y[idx])
+        return self._batch
+
+
+def compute_trial_proxies(ctx: SearchContext, spec: Any) -> dict[str, float | None]:
+    from scaling.search.proxies import compute_proxies
+
+    names = ctx.cfg.proxies
+    if not names:
+        return {}
+    needs_batch = any(n in ("naswot", "grad_norm") for n in names)
+    return compute_proxies(spec, ctx.batch() if needs_batch else None, names,
+                           seed=ctx.cfg.seed, device=ctx.device)
+
+
+def zero_cost(ctx: SearchContext, trial: Any, spec: Any, cost: Any) -> Evaluation:
+    proxies = compute_trial_proxies(ctx, spec)
+    score = proxies.get(ctx.cfg.rank_proxy)
+    return Evaluation(None if score is None else float(score), proxies=proxies)
+
+
+def train_spec(ctx: SearchContext, spec: Any, seed: int | None = None,
+               callback: Callable[[int, dict], Any] | None = None) -> Any:
+    """Train ``spec`` by the search's protocol (data split, subset, epochs, optimizer, seed):
+    what every trial gets, and what baselines must get to be comparable."""
+    from scaling.train import train
+
+    cfg = ctx.cfg
+    channels_last: bool | str = {"on": True, "off": False}.get(cfg.channels_last, "auto")
+    if cfg.channels_last == "auto" and ctx.device == "cpu":
+        channels_last = False  # measured 2x slower for these nets on the 2-core CPU (README)
+    return train(spec, ctx.data(), epochs=cfg.epochs, seconds=cfg.trial_seconds,
+                 batch_size=cfg.batch_size, optimizer=cfg.optimizer, lr=cfg.lr,
+                 seed=cfg.seed if seed is None else seed, device=cfg.device,
+                 channels_last=channels_last, augment=cfg.augment, callback=callback,
+                 progress=False)
+
+
+def train_eval(ctx: SearchContext, trial: Any, spec: Any, cost: Any) -> Evaluation:
+    import optuna
+
+    cfg = ctx.cfg
+    objective = get_objective(cfg.objective)
+    proxies = compute_trial_proxies(ctx, spec)
+    callback: Callable[[int, dict], Any] | None = None
+    if not objective.multi and cfg.pruner != "none":
+        def callback(epoch: int, metrics: dict) -> bool:
+            if metrics.get("val_top1") is None:
+                return True
+            trial.report(objective.intermediate(metrics["val_top1"], cost.macs, cfg.budget,
+                                                cfg.reward_w), epoch)
+            return not trial.should_prune()
+
+    result = train_spec(ctx, spec, callback=callback)
+    history = [h["val_top1"] for h in result.history]
+    attrs = {"val_acc": result.final_val_top1, "best_val_acc": result.best_val_top1,
+             "val_history": history, "train_time": round(result.train_time, 3),
+             "images_per_s": round(result.images_per_s, 1), "train_samples": result.samples,
+             "device": result.device}
+    if result.status == "pruned":
+        for key, value in {**attrs, **_proxy_attrs(proxies), "status": "pruned"}.items():
+            trial.set_user_attr(key, value)
+        raise optuna.TrialPruned(f"pruned after epoch {len(history)}")
+    score = result.final_val_top1 if result.status == "ok" else None
+    return Evaluation(score, status=result.status, proxies=proxies, attrs=attrs)
+
+
+EVALUATORS: dict[str, Callable[[SearchContext, Any, Any, Any], Evaluation]] = {
+    "train": train_eval,
+    "zero-cost": zero_cost,
+    "hybrid": train_eval,
+}
+
+
+def check_evaluator(name: str) -> None:
+    if name not in EVALUATORS:
+        raise ValueError(f"evaluator={name!r} is not allowed; expected one of "
+                         f"{tuple(EVALUATORS)}")
+
+
+def _proxy_attrs(proxies: dict[str, float | None]) -> dict[str, float | None]:
+    return {f"proxy_{k}": v for k, v in proxies.items()}
+
+
+def make_objective(ctx: SearchContext, evaluator: str | None = None
+                   ) -> Callable[[Any], float | tuple[float, float]]:
+    """The Optuna objective: sample a spec, count it, evaluate it only if within budget."""
+    from scaling.complexity import complexity
+
+    cfg = ctx.cfg
+    objective = get_objective(cfg.objective)
+    name = evaluator or cfg.evaluator
+    check_evaluator(name)
+    evaluate = EVALUATORS[name]
+
+    def run(trial: Any) -> float | tuple[float, float]:
+        spec = sample_spec(trial, cfg.space, cfg.resolution, ctx.in_channels, ctx.num_classes,
+                           budget=cfg.budget)
+        cost = complexity(spec)
+        feasible = cost.macs <= cfg.budget
+        for key, value in {"spec": spec.to_json(indent=None), "macs": cost.macs,
+                           "params": cost.params, "activations": cost.activations,
+                           "budget": cfg.budget, "feasible": feasible, "worker": ctx.rank,
+                           "evaluator": name}.items():
+            trial.set_user_attr(key, value)
+        set_budget_constraint(trial, cost.macs, cfg.budget)
+        if not feasible:
+            trial.set_user_attr("status", "over_budget")
+            return objective.penalty(cost.macs)
+        result = evaluate(ctx, trial, spec, cost)
+        for key, value in {**result.attrs, **_proxy_attrs(result.proxies),
+                           "status": result.status, "score": result.score}.items():
+            trial.set_user_attr(key, value)
+        if result.score is None:
+            return objective.penalty(cost.macs)
+        return objective.values(result.score, cost.macs, cfg.budget, cfg.reward_w)
+
+    return run

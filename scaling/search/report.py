@@ -1,0 +1,98 @@
+"""What a finished search reports: the best spec(s), a summary table, the trials as CSV."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from scaling.search.objectives import format_macs, get_objective
+
+PROXY_PREFIX = "proxy_"
+
+
+def counts(study: Any) -> dict[str, int]:
+    """Trials by state, plus how many were over budget (never evaluated)."""
+    out: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        out[t.state.name.lower()] = out.get(t.state.name.lower(), 0) + 1
+        if t.user_attrs.get("status") == "over_budget":
+            out["over_budget"] = out.get("over_budget", 0) + 1
+    return out
+
+
+def best_trials(study: Any) -> list[Any]:
+    """The best feasible trial (reward), or the Pareto front by MACs (pareto)."""
+    if len(study.directions) > 1:
+        return sorted(study.best_trials, key=lambda t: t.values[1])
+    try:
+        return [study.best_trial]
+    except ValueError:  # nothing feasible completed
+        return []
+
+
+def trial_record(trial: Any, with_spec: bool = True) -> dict[str, Any]:
+    a = trial.user_attrs
+    rec: dict[str, Any] = {
+        "number": trial.number, "state": trial.state.name,
+        "values": list(trial.values) if trial.values is not None else None,
+        "macs": a.get("macs"), "params": a.get("params"), "status": a.get("status"),
+        "score": a.get("score"), "val_acc": a.get("val_acc"),
+        "proxies": {k[len(PROXY_PREFIX):]: v for k, v in a.items()
+                    if k.startswith(PROXY_PREFIX)},
+    }
+    if with_spec and a.get("spec"):
+        rec["spec"] = json.loads(a["spec"])
+    return rec
+
+
+def summary_table(study: Any, top: int = 10) -> Any:
+    """The ``top`` evaluated trials (by value, or the Pareto front first) as a DataFrame."""
+    import pandas as pd
+    from optuna.trial import TrialState
+
+    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+              if t.user_attrs.get("feasible") and t.user_attrs.get("score") is not None]
+    front = {t.number for t in best_trials(study)}
+    if len(study.directions) > 1:
+        trials.sort(key=lambda t: (t.number not in front, -t.values[0], t.values[1]))
+    else:
+        trials.sort(key=lambda t: -t.value)
+    rows = []
+    for t in trials[:top]:
+        a = t.user_attrs
+        row = {"trial": t.number, "best": "*" if t.number in front else "",
+               "MACs": format_macs(a["macs"]), "params": a.get("params"),
+               "score": round(a["score"], 4)}
+        if len(study.directions) == 1:
+            row["value"] = round(t.value, 4)
+        for k, v in a.items():
+            if k.startswith(PROXY_PREFIX):
+                row[k[len(PROXY_PREFIX):]] = None if v is None else round(v, 3)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_outputs(study: Any, out_dir: str, name: str | None = None) -> dict[str, str]:
+    """Write ``<study>.csv`` (study.trials_dataframe()) and ``<study>.best.json`` atomically."""
+    from scaling.provenance import atomic_write_json, atomic_write_text
+
+    name = name or study.study_name
+    os.makedirs(out_dir, exist_ok=True)
+    csv_path = os.path.join(out_dir, f"{name}.csv")
+    atomic_write_text(csv_path, study.trials_dataframe().to_csv(index=False))
+    best_path = os.path.join(out_dir, f"{name}.best.json")
+    atomic_write_json(best_path, [trial_record(t) for t in best_trials(study)])
+    return {"csv": csv_path, "best_json": best_path}
+
+
+def report(study: Any, cfg: Any, wall_time: float, paths: dict[str, str]) -> dict[str, Any]:
+    """The whole report as one JSON-able dict (what ``--json`` prints)."""
+    objective = get_objective(cfg.objective)
+    return {
+        "study": study.study_name, "storage": cfg.storage_url, "objective": objective.name,
+        "objective_description": objective.description, "evaluator": cfg.evaluator,
+        "budget": cfg.budget, "unit": "MACs", "resolution": cfg.resolution, "data": cfg.data,
+        "counts": counts(study), "wall_time_s": round(wall_time, 2),
+        "best": [trial_record(t) for t in best_trials(study)], **paths,
+    }

@@ -1,0 +1,102 @@
+"""Studies on SQLite: resume after SIGKILL (heartbeat, stale trials), two workers, one storage."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+ROOT = Path(__file__).resolve().parent.parent
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _cmd(tmp_path, study, trials, *extra):
+    return [sys.executable, "-m", "scaling.search", "--evaluator", "zero-cost", "--budget", "3M",
+            "--trials", str(trials), "--study", study, "--out", str(tmp_path), "--heartbeat", "1",
+            "--grace", "2", "--quiet", *extra]
+
+
+def _trials(tmp_path, study):
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/{study}.db")
+    return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+
+
+def _states(trials, *states):
+    return [t for t in trials if t.state in states]
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_mid_trial(tmp_path):
+    """Kill the search while a trial runs; the resumed search fails the stale trial (heartbeat),
+    retries its parameters, and ends with every trial finished once, none RUNNING."""
+    target = 6
+    # synflow on the rank: each trial builds a model, so there is a window to kill it in
+    args = _cmd(tmp_path, "r", target, "--proxies", "synflow,params")
+    killed_mid_trial = False
+    for attempt in range(3):
+        cmd = args + (["--resume"] if attempt else [])
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        deadline = time.time() + 90
+        try:
+            while time.time() < deadline and proc.poll() is None:
+                if (tmp_path / "r.db").exists():
+                    try:
+                        trials = _trials(tmp_path, "r")
+                    except (KeyError, optuna.exceptions.StorageInternalError):
+                        trials = []
+                    if (len(_states(trials, TrialState.COMPLETE)) >= 2
+                            and _states(trials, TrialState.RUNNING)):
+                        os.kill(proc.pid, signal.SIGKILL)
+                        break
+                time.sleep(0.02)
+        finally:
+            proc.wait(timeout=30)
+        assert proc.returncode in (-signal.SIGKILL, 0)
+        if _states(_trials(tmp_path, "r"), TrialState.RUNNING):
+            killed_mid_trial = True
+            break
+    assert killed_mid_trial, "could not stop the search inside a trial in three attempts"
+    before = _trials(tmp_path, "r")
+    done_before = {t.number: t.values for t in _states(before, TrialState.COMPLETE)}
+    stale = [t.number for t in _states(before, TrialState.RUNNING)]
+    time.sleep(2.5)  # past the grace period: the dead worker's heartbeat is stale
+
+    proc = subprocess.run(args + ["--resume"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    after = _trials(tmp_path, "r")
+    assert not _states(after, TrialState.RUNNING, TrialState.WAITING)
+    complete = _states(after, TrialState.COMPLETE)
+    assert len(complete) == target
+    numbers = [t.number for t in after]
+    assert len(numbers) == len(set(numbers))
+    for number, values in done_before.items():  # completed before the kill: kept, once
+        assert after[number].state == TrialState.COMPLETE and after[number].values == values
+    for number in stale:
+        assert after[number].state == TrialState.FAIL
+        retried = [t for t in complete if t.system_attrs.get("failed_trial") == number]
+        # the retry starts from every parameter the killed trial had sampled
+        assert len(retried) == 1
+        assert after[number].params.items() <= retried[0].params.items()
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_sqlite_storage(tmp_path):
+    trials = 10
+    proc = subprocess.run(_cmd(tmp_path, "w", trials, "--workers", "2", "--proxies", "params",
+                               "--rank-proxy", "params"),
+                          cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    all_trials = _trials(tmp_path, "w")
+    assert sorted(t.number for t in all_trials) == list(range(trials))
+    assert all(t.state == TrialState.COMPLETE for t in all_trials)
+    workers = [t.user_attrs["worker"] for t in all_trials]
+    assert sorted(set(workers)) == [0, 1] and workers.count(0) == workers.count(1) == 5
+    specs = [t.user_attrs["spec"] for t in all_trials]
+    assert len(set(specs)) == trials  # differently seeded samplers: no duplicated work
