@@ -1,0 +1,308 @@
+"""Shared pieces of the study scripts: the training protocol, data cache, MAC fitting, baseline
+loading and result writing (CSV + provenance via :mod:`scaling.provenance`).
+
+One :class:`Protocol` (data split, training subset, schedule, test subset, seeds) is used by
+``scale_family.py`` and ``compare_families.py`` so every number in ``results/study`` is
+comparable; its :meth:`Protocol.key` is stored with every row and a script reuses another
+script's rows only when the keys are equal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+STUDY = ROOT / "results" / "study"
+BASELINE_CANDIDATES = ("results/search/baseline.json", "results/search/baseline_spec.json")
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """How every model of the study is trained and evaluated (Fashion-MNIST, 28x28, 1 channel).
+
+    ``subset`` training images (None: all 55,000 left after the validation split), ``epochs``
+    passes, SGD with Nesterov momentum, warm-up + cosine (:func:`scaling.train.train`), no
+    augmentation; validation = ``val_size`` images held out of the training set (``split_seed``);
+    test = the first ``test_size`` images of the official test set (None: all 10,000).
+    ``base_macs``: refit the searched baseline's width to this MAC budget before scaling (CPU
+    presets only; None keeps the searched width). ``points``: how many of the searched family's
+    MAC points (phi = 0, 1, ...) the hand-designed families are matched at.
+    SGD lr 0.05 at batch 64 trained MobileNetV2, ShuffleNetV2 and ResNet-18 alike on the quick
+    subset (0.2 collapsed the depthwise nets; AdamW 2e-3/4e-3 was worse for all three).
+    """
+
+    dataset: str = "fashion-mnist"
+    resolution: int = 28
+    val_size: int = 5000
+    split_seed: int = 0
+    subset: int | None = None
+    epochs: float = 10.0
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float | None = 0.2
+    augment: bool = False
+    test_size: int | None = None
+    seeds: tuple[int, ...] = (0, 1, 2)
+    base_macs: int | None = None
+    points: int = 4
+
+    def key(self) -> str:
+        """A short hash of everything that changes a trained result (not the device)."""
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return hashlib.sha1(blob.encode()).hexdigest()[:10]
+
+    def train_kwargs(self) -> dict[str, Any]:
+        return {"epochs": self.epochs, "batch_size": self.batch_size,
+                "optimizer": self.optimizer, "lr": self.lr, "augment": self.augment}
+
+
+#: ``tiny``: the reproducibility test (seconds); ``quick``: the CPU study committed in results/
+#: (minutes on 2 cores); ``full``: the GPU setting (full training set, 3 seeds, 15 epochs).
+PRESETS: dict[str, Protocol] = {
+    "tiny": Protocol(val_size=500, subset=512, epochs=1, batch_size=64, lr=0.05,
+                     test_size=500, seeds=(0,), base_macs=1_000_000, points=1),
+    "quick": Protocol(val_size=1000, subset=3000, epochs=2, batch_size=64, lr=0.05,
+                      test_size=2000, seeds=(0, 1, 2), base_macs=2_000_000, points=3),
+    "full": Protocol(val_size=5000, subset=None, epochs=15, batch_size=128, lr=0.1,
+                     test_size=None, seeds=(0, 1, 2), base_macs=None, points=4),
+}
+
+
+def add_protocol_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("protocol (defaults: the preset)")
+    g.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="tiny | quick (CPU minutes) | full (GPU); default full")
+    g.add_argument("--quick", action="store_true", help="same as --preset quick")
+    g.add_argument("--tiny", action="store_true", help="same as --preset tiny")
+    g.add_argument("--seeds", type=int, nargs="+", help="training seeds")
+    g.add_argument("--subset", type=int, help="training images (default: preset)")
+    g.add_argument("--epochs", type=float)
+    g.add_argument("--test-size", type=int)
+    g.add_argument("--base-macs", type=float, help="refit the baseline width to this many MACs")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available) | cpu | cuda")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads per run (default 1: reproducible, and on the shared "
+                        "2-core machine 2 threads ran 80x slower under load)")
+    p.add_argument("--jobs", type=int, default=1, help="parallel training processes (CPU)")
+
+
+def protocol_from_args(args: argparse.Namespace) -> tuple[str, Protocol]:
+    preset = "tiny" if args.tiny else "quick" if args.quick else (args.preset or "full")
+    proto = PRESETS[preset]
+    over: dict[str, Any] = {}
+    if args.seeds:
+        over["seeds"] = tuple(args.seeds)
+    for name in ("subset", "epochs", "test_size"):
+        if getattr(args, name) is not None:
+            over[name] = getattr(args, name)
+    if args.base_macs is not None:
+        over["base_macs"] = int(args.base_macs) if args.base_macs > 0 else None
+    return preset, dataclasses.replace(proto, **over)
+
+
+# -- specs ---------------------------------------------------------------------------------------
+def cost(spec) -> tuple[int, int]:
+    """(MACs, params) of a spec, analytic (conv + linear multiply-accumulates)."""
+    from scaling.complexity import complexity
+
+    c = complexity(spec)
+    return int(c.macs), int(c.params)
+
+
+def adapt(spec, resolution: int = 28):
+    """The spec for 10-class, 1-channel inputs at ``resolution``."""
+    return spec.replace(in_channels=1, num_classes=10, resolution=resolution)
+
+
+def fit_width(make: Callable[[float], Any], target: float, lo: float = 0.05, hi: float = 4.0,
+              iters: int = 30) -> tuple[float, Any]:
+    """The width multiplier whose spec ``make(w)`` has MACs closest to ``target`` (log scale).
+
+    MACs grow monotonically with the multiplier (rounding keeps it monotone); bisection, then
+    the better of the two brackets.
+    """
+    for _ in range(iters):
+        mid = math.sqrt(lo * hi)
+        if cost(make(mid))[0] <= target:
+            lo = mid
+        else:
+            hi = mid
+    best = min((lo, hi), key=lambda w: abs(math.log(cost(make(w))[0] / target)))
+    return round(best, 4), make(round(best, 4))
+
+
+def stand_in_baseline():
+    """The documented stand-in for the searched baseline (used only when no search result is
+    given): EfficientNet-B0's MBConv/SE/SiLU layout at half depth, stride-1 stem (28x28)."""
+    from scaling.zoo import get_spec
+
+    spec = get_spec("efficientnet_b0", depth=0.5, small_input=True, num_classes=10, in_chans=1,
+                    resolution=28)
+    return spec.replace(name="stand-in (B0 layout, depth 0.5)")
+
+
+def load_baseline(path: str | None, allow_stand_in: bool) -> tuple[Any, str]:
+    """The searched baseline spec from ``path`` (a spec JSON, or a search report/best-trials
+    JSON holding one under ``spec``) or a default location; else the stand-in when allowed."""
+    from scaling.ir import NetworkSpec
+
+    candidates = [path] if path else [str(ROOT / c) for c in BASELINE_CANDIDATES]
+    for cand in candidates:
+        if cand and Path(cand).is_file():
+            obj = json.loads(Path(cand).read_text())
+            while isinstance(obj, list) and obj:
+                obj = obj[0]
+            if isinstance(obj, dict) and "stages" not in obj:
+                for key in ("spec", "best_spec", "baseline"):
+                    if isinstance(obj.get(key), dict):
+                        obj = obj[key]
+                        break
+            if not isinstance(obj, dict) or "stages" not in obj:
+                raise ValueError(f"--baseline {cand!r}: no spec found (expected a NetworkSpec "
+                                 "JSON or an object with a 'spec' entry)")
+            return adapt(NetworkSpec.from_dict(obj)), str(Path(cand).resolve().relative_to(ROOT)
+                                                         if Path(cand).resolve().is_relative_to(
+                                                             ROOT) else cand)
+        if path:
+            raise ValueError(f"--baseline {path!r} does not exist")
+    if not allow_stand_in:
+        raise ValueError("no searched baseline found (looked for "
+                         f"{', '.join(BASELINE_CANDIDATES)}); pass --baseline spec.json, or use "
+                         "--quick/--tiny, which fall back to a labelled stand-in")
+    return stand_in_baseline(), "stand-in"
+
+
+def fit_baseline(spec, base_macs: int | None):
+    """``spec`` with its width refitted to ``base_macs`` (None: unchanged); returns (spec, w)."""
+    if base_macs is None:
+        return spec, 1.0
+    from scaling.compound import scale
+
+    w, fitted = fit_width(lambda m: scale(spec, width=m, name=spec.name), base_macs)
+    return fitted, w
+
+
+# -- training ------------------------------------------------------------------------------------
+class DataCache:
+    """Fashion-MNIST loaded once per resolution with the protocol's split and subsets."""
+
+    def __init__(self, proto: Protocol) -> None:
+        self.proto = proto
+        self._cache: dict[int, Any] = {}
+
+    def get(self, resolution: int):
+        if resolution not in self._cache:
+            from scaling.data import TensorSplit, load_dataset
+
+            p = self.proto
+            data = load_dataset(p.dataset, val_size=p.val_size, split_seed=p.split_seed,
+                                subset=p.subset, resolution=resolution, in_channels=1)
+            if p.test_size is not None and data.test is not None:
+                n = min(p.test_size, len(data.test))
+                data = dataclasses.replace(data, test=TensorSplit(data.test.x[:n],
+                                                                  data.test.y[:n]))
+            self._cache[resolution] = data
+        return self._cache[resolution]
+
+
+def train_eval(spec, cache: DataCache, seed: int, device: str = "auto",
+               threads: int | None = None) -> dict[str, Any]:
+    """Train ``spec`` under the protocol with ``seed``; val (held out) and test top-1."""
+    from scaling.train import train
+    from scaling.train_common import evaluate
+
+    data = cache.get(spec.resolution)
+    t0 = time.perf_counter()
+    res = train(spec, data, seed=seed, device=device, threads=threads, progress=False,
+                **cache.proto.train_kwargs())
+    test = evaluate(res.model, data, split="test") if res.status == "ok" else float("nan")
+    return {"val_acc": res.final_val_top1 if res.final_val_top1 is not None else float("nan"),
+            "test_acc": test, "status": res.status, "train_seconds": round(res.train_time, 2),
+            "wall_seconds": round(time.perf_counter() - t0, 2), "device": res.device}
+
+
+_WORKER_CACHE: dict[str, DataCache] = {}
+
+
+def _train_task(spec, proto: Protocol, seed: int, device: str, threads: int | None
+                ) -> dict[str, Any]:
+    cache = _WORKER_CACHE.setdefault(proto.key(), DataCache(proto))
+    return train_eval(spec, cache, seed, device, threads)
+
+
+def run_models(models: Sequence[dict[str, Any]], proto: Protocol, device: str = "auto",
+               threads: int | None = 1, jobs: int = 1, log: Callable[[str], None] = print
+               ) -> list[dict[str, Any]]:
+    """Train every ``{'spec': ..., **columns}`` for every seed; one row per (model, seed).
+
+    ``jobs > 1`` trains in that many spawned processes (each run seeds itself, so the rows do
+    not depend on ``jobs``)."""
+    tasks = [(i, m, seed) for i, m in enumerate(models) for seed in proto.seeds]
+    if jobs > 1 and len(tasks) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+            futures = [pool.submit(_train_task, m["spec"], proto, seed, device, threads)
+                       for _, m, seed in tasks]
+            outs = []
+            for (i, m, seed), fut in zip(tasks, futures):
+                outs.append(fut.result())
+                _log_row(log, i, len(models), m, seed, outs[-1])
+    else:
+        outs = []
+        for i, m, seed in tasks:
+            outs.append(_train_task(m["spec"], proto, seed, device, threads))
+            _log_row(log, i, len(models), m, seed, outs[-1])
+    rows = []
+    for (_, m, seed), out in zip(tasks, outs):
+        spec = m["spec"]
+        macs, params = cost(spec)
+        row = {k: v for k, v in m.items() if k != "spec"}
+        row.update(model=m.get("model", spec.name), macs=macs, params=params,
+                   resolution=spec.resolution, seed=seed, **out, protocol=proto.key())
+        rows.append(row)
+    return rows
+
+
+def _log_row(log, i: int, n: int, m: dict[str, Any], seed: int, out: dict[str, Any]) -> None:
+    macs = cost(m["spec"])[0]
+    log(f"[{i + 1}/{n}] {m.get('family', m.get('rule', ''))} {m.get('model', m['spec'].name)}: "
+        f"{macs / 1e6:.2f}M MACs seed {seed} val {out['val_acc']:.4f} test {out['test_acc']:.4f}"
+        f" ({out['wall_seconds']:.0f} s)")
+
+
+def searched_base(path: str | None, proto: Protocol, preset: str) -> tuple[Any, str, float]:
+    """The baseline the study scales: the searched spec (stand-in allowed in tiny/quick), its
+    width refitted to ``proto.base_macs``; returns (spec named 'baseline', source, width)."""
+    searched, source = load_baseline(path, allow_stand_in=preset != "full")
+    base, width = fit_baseline(searched, proto.base_macs)
+    return base.replace(name="baseline"), source, width
+
+
+def mac_points(base, proto: Protocol, phis: Sequence[float] = (0, 1, 2, 3)) -> list[int]:
+    """The study's MAC points: the baseline compound-scaled with the paper's coefficients at
+    the first ``proto.points`` values of ``phis`` (any rule with alpha*beta^2*gamma^2 ~ 2 lands
+    near the same points)."""
+    from scaling.compound import compound
+
+    return [cost(compound(base, phi))[0] for phi in list(phis)[:proto.points]]
+
+
+def write_table(rows: list[dict[str, Any]], path: Path, prov, **more: Any) -> Path:
+    """Write ``rows`` as CSV atomically and its provenance beside it."""
+    import pandas as pd
+
+    from scaling.provenance import atomic_write_text
+
+    atomic_write_text(path, pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
+    prov.write(path, **more)
+    return path
