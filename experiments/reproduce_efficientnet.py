@@ -118,8 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     csv = atomic_write_text(args.out_dir / "reproduce.csv",
                             pd.DataFrame(rows).to_csv(index=False))
     md = atomic_write_text(args.out_dir / "reproduce.md", markdown(rows))
-    prov.write(csv)
-    prov.write(md)
+    prov.write(csv, outputs=[csv.name, md.name])
     print(markdown(rows))
     print(f"wrote {csv} and {md}")
     return 0
