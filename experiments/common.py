@@ -67,7 +67,7 @@ class Protocol:
 #: ``tiny``: the reproducibility test (seconds); ``quick``: the CPU study committed in results/
 #: (minutes on 2 cores); ``full``: the GPU setting (full training set, 3 seeds, 15 epochs).
 PRESETS: dict[str, Protocol] = {
-    "tiny": Protocol(val_size=500, subset=512, epochs=1, batch_size=64, lr=0.05,
+    "tiny": Protocol(val_size=500, subset=2048, epochs=1, batch_size=64, lr=0.05,
                      test_size=500, seeds=(0,), base_macs=1_000_000, points=1),
     "quick": Protocol(val_size=1000, subset=3000, epochs=2, batch_size=64, lr=0.05,
                       test_size=2000, seeds=(0, 1, 2), base_macs=2_000_000, points=3),
