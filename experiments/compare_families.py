@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="leave the searched family out (e.g. the reproducibility test)")
     p.add_argument("--macs", type=float, nargs="+", help="MAC points (default: the baseline "
                    "scaled by phi = 0, 1, ... with the paper's coefficients)")
+    p.add_argument("--wait", type=float, default=0.0,
+                   help="seconds to wait (after training) for --scale-csv to appear, so both "
+                        "scripts can run at once")
     p.add_argument("--out-dir", type=Path, default=STUDY)
     add_protocol_args(p)
     args = p.parse_args(argv)
@@ -166,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         points = mac_points(base, proto)
-    if not args.no_searched and not args.scale_csv.is_file():
+    if not args.no_searched and not args.scale_csv.is_file() and args.wait <= 0:
         print(f"error: {args.scale_csv} does not exist: run experiments/scale_family.py with "
               "the same preset first, or pass --no-searched", file=sys.stderr)
         return 2
@@ -176,6 +180,12 @@ def main(argv: list[str] | None = None) -> int:
           f"key {proto.key()})", flush=True)
     rows = run_models(models, proto, args.device, args.threads, args.jobs)
     if not args.no_searched:
+        deadline = time.monotonic() + args.wait
+        while not args.scale_csv.is_file() and time.monotonic() < deadline:
+            time.sleep(10)
+        if not args.scale_csv.is_file():
+            print(f"error: {args.scale_csv} did not appear", file=sys.stderr)
+            return 2
         try:
             rows = searched_rows(args.scale_csv, proto.key(), proto.seeds) + rows
         except ValueError as exc:
