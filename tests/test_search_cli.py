@@ -7,6 +7,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 
 from scaling.search import cli
 from scaling.search import evaluators as ev
@@ -14,7 +15,16 @@ from scaling.search.study import SearchConfig, run_search
 
 ROOT = Path(__file__).resolve().parent.parent
 CHEAP = ["--evaluator", "zero-cost", "--proxies", "params", "--rank-proxy", "params",
-         "--budget", "3M", "--heartbeat", "1", "--grace", "2"]
+         "--budget", "3M", "--heartbeat", "1", "--grace", "2", "--threads", "1"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: on the busy 2-core CI box two threads ran a small net 100x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def _one_line_exit_2(capsys, argv):
@@ -164,7 +174,7 @@ def test_cpu_smoke_search(tmp_path, capsys):
     rc = cli.main(["--budget", "4M", "--trials", "2", "--subset", "96", "--val-size", "64",
                    "--epochs", "1", "--batch-size", "32", "--device", "cpu", "--proxies",
                    "params,synflow", "--zc-batch", "16", "--out", str(tmp_path),
-                   "--study", "smoke", "--startup-trials", "2"])
+                   "--study", "smoke", "--startup-trials", "2", "--threads", "1"])
     out = capsys.readouterr().out
     assert rc == 0
     lines = [ln for ln in out.splitlines() if ln.startswith("[w0] trial")]

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -16,14 +17,25 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def _cmd(tmp_path, study, trials, *extra):
-    return [sys.executable, "-m", "scaling.search", "--evaluator", "zero-cost", "--budget", "3M",
-            "--trials", str(trials), "--study", study, "--out", str(tmp_path), "--heartbeat", "1",
-            "--grace", "2", "--quiet", *extra]
+    return [sys.executable, "-m", "scaling.search", "--evaluator", "zero-cost", "--trials",
+            str(trials), "--study", study, "--out", str(tmp_path), "--heartbeat", "1", "--grace",
+            "2", "--quiet", "--threads", "1", *(extra or ("--budget", "3M"))]
 
 
 def _trials(tmp_path, study):
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/{study}.db")
     return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+
+
+def _raw_states(path):
+    """Trial states straight from the SQLite file: cheap enough to poll every 10 ms."""
+    if not path.exists():
+        return []
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as con:
+            return [row[0] for row in con.execute("SELECT state FROM trials")]
+    except sqlite3.Error:  # tables not created yet, or a writer holds the lock
+        return []
 
 
 def _states(trials, *states):
@@ -35,8 +47,9 @@ def test_resume_after_sigkill_mid_trial(tmp_path):
     """Kill the search while a trial runs; the resumed search fails the stale trial (heartbeat),
     retries its parameters, and ends with every trial finished once, none RUNNING."""
     target = 6
-    # synflow on the rank: each trial builds a model, so there is a window to kill it in
-    args = _cmd(tmp_path, "r", target, "--proxies", "synflow,params")
+    # synflow at 64x64: each trial builds and runs a model, a window to kill it in
+    args = _cmd(tmp_path, "r", target, "--proxies", "synflow,params", "--resolution", "64",
+                "--budget", "30M")
     killed_mid_trial = False
     for attempt in range(3):
         cmd = args + (["--resume"] if attempt else [])
@@ -45,16 +58,11 @@ def test_resume_after_sigkill_mid_trial(tmp_path):
         deadline = time.time() + 90
         try:
             while time.time() < deadline and proc.poll() is None:
-                if (tmp_path / "r.db").exists():
-                    try:
-                        trials = _trials(tmp_path, "r")
-                    except (KeyError, optuna.exceptions.StorageInternalError):
-                        trials = []
-                    if (len(_states(trials, TrialState.COMPLETE)) >= 2
-                            and _states(trials, TrialState.RUNNING)):
-                        os.kill(proc.pid, signal.SIGKILL)
-                        break
-                time.sleep(0.02)
+                states = _raw_states(tmp_path / "r.db")
+                if states.count("COMPLETE") >= 2 and "RUNNING" in states:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    break
+                time.sleep(0.01)
         finally:
             proc.wait(timeout=30)
         assert proc.returncode in (-signal.SIGKILL, 0)
@@ -90,7 +98,7 @@ def test_resume_after_sigkill_mid_trial(tmp_path):
 def test_two_workers_share_one_sqlite_storage(tmp_path):
     trials = 10
     proc = subprocess.run(_cmd(tmp_path, "w", trials, "--workers", "2", "--proxies", "params",
-                               "--rank-proxy", "params"),
+                               "--rank-proxy", "params", "--budget", "3M"),
                           cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     all_trials = _trials(tmp_path, "w")
@@ -100,3 +108,20 @@ def test_two_workers_share_one_sqlite_storage(tmp_path):
     assert sorted(set(workers)) == [0, 1] and workers.count(0) == workers.count(1) == 5
     specs = [t.user_attrs["spec"] for t in all_trials]
     assert len(set(specs)) == trials  # differently seeded samplers: no duplicated work
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_trial_killed_before_its_first_heartbeat_is_failed_too(tmp_path):
+    """Optuna skips RUNNING trials without any heartbeat; fail_stale catches them."""
+    from scaling.search.study import SearchConfig, fail_stale, open_storage, open_study
+
+    cfg = SearchConfig(study="hb", heartbeat=1, grace=2, out_dir=str(tmp_path)).validate()
+    study = open_study(cfg, open_storage(cfg), create=True)
+    orphan = study.ask()  # RUNNING, never heartbeats: as if killed right after creation
+    fail_stale(study, cfg.grace)
+    assert study.trials[orphan.number].state == TrialState.RUNNING  # within the grace period
+    time.sleep(2.2)
+    fail_stale(study, cfg.grace)
+    trials = study.get_trials(deepcopy=False)
+    assert trials[orphan.number].state == TrialState.FAIL
+    assert [t.state for t in trials[orphan.number + 1:]] == [TrialState.WAITING]  # retried

@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--batch-size", type=int, default=128)
     a("--optimizer", default="sgd", help="sgd or adamw (default sgd)")
     a("--lr", type=float, default=None, help="learning rate (default: linear scaling rule)")
+    a("--threads", type=int, default=None, help="torch CPU threads per worker (default: torch's)")
     a("--augment", action="store_true", help="random crop + flip while training (default off)")
     a("--channels-last", default="auto", help="auto (CUDA: trainer's choice; CPU: off), on, off")
     a("--proxies", default=",".join(PROXIES),
@@ -95,7 +96,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         startup_trials=args.startup_trials, epochs=args.epochs, trial_seconds=args.trial_seconds,
         subset=args.subset or None, val_size=args.val_size, batch_size=args.batch_size,
         optimizer=args.optimizer, lr=args.lr, channels_last=args.channels_last, proxies=proxies,
-        rank_proxy=args.rank_proxy, augment=args.augment,
+        rank_proxy=args.rank_proxy, augment=args.augment, threads=args.threads,
         zc_batch=args.zc_batch, hybrid_samples=args.hybrid_samples, space=args.space,
         heartbeat=args.heartbeat, grace=args.grace, out_dir=args.out, quiet=args.quiet)
 

@@ -26,7 +26,7 @@ from scaling.search.objectives import get_objective, set_budget_constraint
 from scaling.search.space import sample_spec
 
 if TYPE_CHECKING:
-    from scaling.search.study import SearchConfig
+    from scaling.search.config import SearchConfig
 
 CHANNELS = {"fashion-mnist": 1, "fashion_mnist": 1, "fmnist": 1, "mnist": 1, "cifar10": 3,
             "cifar-10": 3}
@@ -123,7 +123,8 @@ def train_spec(ctx: SearchContext, spec: Any, seed: int | None = None,
     return train(spec, ctx.data(), epochs=cfg.epochs, seconds=cfg.trial_seconds,
                  batch_size=cfg.batch_size, optimizer=cfg.optimizer, lr=cfg.lr,
                  seed=cfg.seed if seed is None else seed, device=cfg.device,
-                 channels_last=channels_last, augment=cfg.augment, callback=callback,
+                 channels_last=channels_last, augment=cfg.augment, threads=cfg.threads,
+                 callback=callback,
                  progress=False)
 
 

@@ -27,123 +27,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from scaling.search.evaluators import EVALUATORS, SearchContext, check_evaluator, make_objective
+from scaling.search.config import IDENTITY, ConfigError, SearchConfig, StorageError
+from scaling.search.evaluators import EVALUATORS, SearchContext, make_objective
 from scaling.search.objectives import (
     constraints_func,
     format_macs,
     get_objective,
     needs_constraints_func,
 )
-from scaling.search.proxies import PROXIES, check_proxies
-from scaling.search.space import load_space
-
-SAMPLERS = ("tpe", "nsga2", "random")
-PRUNERS = ("median", "hyperband", "none")
-# Keys that define what a study searches; a resumed run must agree on them.
-IDENTITY = ("budget", "objective", "evaluator", "data", "resolution", "in_channels", "seed",
-            "epochs", "subset", "val_size", "batch_size", "optimizer", "lr", "augment", "space",
-            "reward_w")
-
-
-class ConfigError(ValueError):
-    """Bad search input (CLI exit code 2)."""
-
-
-class StorageError(RuntimeError):
-    """The storage URL cannot be opened (CLI exit code 2)."""
-
-
-@dataclass
-class SearchConfig:
-    """Everything a search (and each of its worker processes) needs; JSON-serialisable."""
-
-    study: str = "search"
-    storage: str | None = None
-    resume: bool = False
-    budget: int = 10_000_000
-    objective: str = "reward"
-    evaluator: str = "train"
-    data: str = "fashion-mnist"
-    data_root: str | None = None
-    resolution: int = 28
-    in_channels: int | None = None
-    trials: int = 40
-    timeout: float | None = None
-    workers: int = 1
-    seed: int = 0
-    device: str = "auto"
-    sampler: str = "tpe"
-    pruner: str = "median"
-    startup_trials: int = 10
-    epochs: float = 3.0
-    trial_seconds: float | None = None
-    subset: int | None = 10_000
-    val_size: int = 5_000
-    batch_size: int = 128
-    optimizer: str = "sgd"
-    lr: float | None = None
-    channels_last: str = "auto"
-    augment: bool = False
-    proxies: tuple[str, ...] = PROXIES
-    rank_proxy: str = "synflow"
-    zc_batch: int = 64
-    hybrid_samples: int | None = None
-    reward_w: float = -0.07
-    space: Any = None
-    heartbeat: int = 10
-    grace: int = 30
-    max_retry: int = 1
-    out_dir: str = "results/search"
-    quiet: bool = False
-
-    def validate(self) -> SearchConfig:
-        """Resolve the space and check every choice; raises :class:`ConfigError`."""
-        try:
-            get_objective(self.objective)
-            check_evaluator(self.evaluator)
-            self.proxies = check_proxies(self.proxies)
-            if self.rank_proxy not in PROXIES:
-                raise ValueError(f"rank_proxy={self.rank_proxy!r} is not allowed; expected one "
-                                 f"of {PROXIES}")
-            if self.evaluator in ("zero-cost", "hybrid") and self.rank_proxy not in self.proxies:
-                self.proxies = (*self.proxies, self.rank_proxy)
-            for name, value, allowed in (("sampler", self.sampler, SAMPLERS),
-                                         ("pruner", self.pruner, PRUNERS),
-                                         ("channels_last", self.channels_last,
-                                          ("auto", "on", "off"))):
-                if value not in allowed:
-                    raise ValueError(f"{name}={value!r} is not allowed; expected one of {allowed}")
-            for name in ("trials", "workers", "resolution", "batch_size", "zc_batch",
-                         "heartbeat", "grace"):
-                value = getattr(self, name)
-                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                    raise ValueError(f"{name}={value!r} is not allowed; expected an int >= 1")
-            if self.grace <= self.heartbeat:
-                raise ValueError(f"grace={self.grace} is not allowed; expected more than "
-                                 f"heartbeat={self.heartbeat} seconds")
-            if not self.study or any(c in self.study for c in "/\\"):
-                raise ValueError(f"study={self.study!r} is not allowed; expected a plain name")
-            self.space = load_space(self.space)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(str(exc)) from None
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["proxies"] = list(self.proxies)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in known}
-        if "proxies" in kwargs:
-            kwargs["proxies"] = tuple(kwargs["proxies"])
-        return cls(**kwargs)
-
-    @property
-    def storage_url(self) -> str:
-        return self.storage or f"sqlite:///{os.path.join(self.out_dir, self.study + '.db')}"
 
 
 # -- storage and studies --------------------------------------------------------------------------
@@ -262,12 +153,39 @@ def _finished(study: Any) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
-def fail_stale(study: Any) -> None:
+def fail_stale(study: Any, grace: float) -> None:
+    """Optuna's fail_stale_trials, plus the trials it skips: a worker killed between creating a
+    trial and its first heartbeat leaves a RUNNING trial with no heartbeat row at all; such a
+    trial older than the grace period is failed (and retried) too."""
+    import datetime
+
     import optuna
+    from optuna.trial import TrialState
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
+    storage = study._storage
+    rdb = getattr(storage, "_backend", storage)  # Optuna wraps RDBStorage in a cache
+    try:
+        import sqlalchemy
+        from optuna.storages._rdb.models import TrialHeartbeatModel
+
+        with rdb.engine.connect() as con:
+            beating = {row[0] for row in con.execute(sqlalchemy.text(
+                f"SELECT trial_id FROM {TrialHeartbeatModel.__tablename__}"))}
+    except Exception:  # noqa: BLE001 - another storage or Optuna layout: nothing more to do
+        return
+    cutoff = datetime.datetime.now() - datetime.timedelta(seconds=grace)
+    callback = storage.get_heartbeat_stale_trial_callback()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t._trial_id in beating or t.datetime_start is None or t.datetime_start > cutoff:
+            continue
+        try:
+            if storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL) and callback:
+                callback(study, storage.get_trial(t._trial_id))
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass
 
 
 # -- running --------------------------------------------------------------------------------------
@@ -310,6 +228,10 @@ def run_worker(cfg_dict: dict[str, Any], rank: int, n_trials: int,
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
     cfg = SearchConfig.from_dict(cfg_dict)
+    if cfg.threads:  # proxies and training; 1 thread was 4x faster on the busy 2-core CPU
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     if study_name:
         cfg.study = study_name
     storage = open_storage(cfg)
@@ -399,13 +321,13 @@ def run_search(cfg: SearchConfig, to_stderr: bool = False) -> RunInfo:
     cfg.validate()
     storage = open_storage(cfg)
     study = open_study(cfg, storage, create=True)
-    fail_stale(study)
+    fail_stale(study, cfg.grace)
     if cfg.evaluator == "hybrid":
         screen(cfg, storage, study, to_stderr)
     remaining = cfg.trials - _finished(study)
     if remaining > 0:
         _run_pool(cfg, remaining, to_stderr)
-    fail_stale(study)
+    fail_stale(study, cfg.grace)
     return RunInfo(study, cfg, time.time() - t0, max(0, remaining))
 
 
