@@ -1,8 +1,14 @@
-"""scaling: one IR for CNN families: exact builders, analytic complexity, compound scaling, search."""
+"""scaling: one IR for CNN families; exact builders, analytic complexity, scaling, search."""
 
+# Torch-free functions that share their module's name: bound eagerly, so that
+# ``scaling.complexity`` is the function whichever submodule was imported first.
+from scaling.complexity import complexity
+from scaling.compound import compound, scale
 from scaling.ir import HeadSpec, NetworkSpec, NormSpec, SESpec, StageSpec, StemSpec, load_spec
 
-__all__ = ["HeadSpec", "NetworkSpec", "NormSpec", "SESpec", "StageSpec", "StemSpec", "load_spec"]
+__all__ = ["HeadSpec", "NetworkSpec", "NormSpec", "SESpec", "StageSpec", "StemSpec", "load_spec",
+           "complexity", "compound", "scale", "list_models", "get_spec", "create_model",
+           "build_model"]
 __version__ = "0.1.0"
 
 _LAZY = {
@@ -10,9 +16,6 @@ _LAZY = {
     "get_spec": "scaling.zoo",
     "create_model": "scaling.zoo",
     "build_model": "scaling.build",
-    "complexity": "scaling.complexity",
-    "scale": "scaling.compound",
-    "compound": "scaling.compound",
 }
 
 
