@@ -230,8 +230,9 @@ def test_to_dict_and_table() -> None:
 
 
 def test_complexity_module_is_torch_free() -> None:
-    code = ("import sys; import scaling.complexity as m; m.complexity(m.NetworkSpec(stages=("
-            "__import__('scaling.ir').ir.StageSpec('basic', 1, 8),)));"
+    code = ("import sys; from scaling.complexity import complexity; "
+            "from scaling.ir import NetworkSpec, StageSpec; "
+            "complexity(NetworkSpec(stages=(StageSpec('basic', 1, 8),)));"
             "assert 'torch' not in sys.modules, 'torch imported'")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=os.path.join(os.path.dirname(__file__), ".."))
