@@ -213,7 +213,8 @@ def analyse(results_dir: Path, out_dir: Path) -> list[Path]:
             written.append(plot_accuracy_vs_macs(table, out_dir / f"{name}_acc_vs_macs.png"))
         elif name.startswith("scale") and "phi" in table.columns:
             written.append(plot_scaling_curves(table, out_dir / f"{name}_curves.png"))
-        elif "trials" in name and "number" in table.columns:
+        elif (("trials" in name or csv.parent.name == "search") and "number" in table.columns
+              and "state" in table.columns):
             written.append(plot_search_progress(table, out_dir / f"{name}_progress.png"))
             target = "user_attrs_val_acc"
             if target in table.columns:
