@@ -10,7 +10,9 @@ and best of ``--repeats`` to damp the noise of a shared machine:
   absent), with its data loading, batch augmentation, schedule and divergence check; the second
   epoch is timed (the first warms up), evaluation excluded.
 
-Prints images/s and the ratio trainer / plain. Numbers depend on the machine and its load.
+Prints images/s and the ratio trainer / plain. Numbers depend on the machine and its load: on an
+oversubscribed CPU, torch's multi-threaded kernels stall waiting for each other (measured 5-10x
+slower at load 6 on 2 cores) and every column becomes noise; use ``--threads 1`` there.
 """
 
 from __future__ import annotations

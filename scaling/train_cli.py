@@ -116,6 +116,9 @@ def _save(path: str, spec, model) -> None:
     try:
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         torch.save({"spec": spec.to_dict(), "state_dict": state}, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 -> the usual file mode
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
