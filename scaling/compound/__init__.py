@@ -275,11 +275,3 @@ def ideal_ratio(phi: float, alpha: float = ALPHA, beta: float = BETA, gamma: flo
                 ) -> float:
     """The MAC growth compound scaling aims at: ``(alpha * beta**2 * gamma**2)**phi``."""
     return (alpha * beta ** 2 * gamma ** 2) ** phi
-
-
-if __name__ == "__main__":
-    import sys
-
-    from scaling.compound_cli import main
-
-    sys.exit(main())
