@@ -95,6 +95,21 @@ def test_json_report_and_outputs(capsys, tmp_path):
     assert json.loads(Path(rep["best_json"]).read_text())[0]["spec"]["stages"]
 
 
+def test_nsga2_pareto_search(tmp_path):
+    cfg = SearchConfig(study="n", budget=3_000_000, objective="pareto", sampler="nsga2",
+                       evaluator="zero-cost", proxies=("params",), rank_proxy="params",
+                       trials=6, out_dir=str(tmp_path), quiet=True, threads=1)
+    info = run_search(cfg)
+    assert len(info.study.trials) == 6
+    from scaling.search.report import best_trials
+
+    front = best_trials(info.study)
+    assert front and all(t.user_attrs["feasible"] for t in front)
+    for t in front:  # nobody on the front is dominated by a feasible trial
+        assert not any(o.user_attrs["feasible"] and o.values[0] > t.values[0]
+                       and o.values[1] < t.values[1] for o in info.study.trials)
+
+
 def _fake_train(accuracies):
     """A stand-in for scaling.train.train reporting the given validation accuracies."""
     from scaling.train import TrainResult
@@ -185,3 +200,19 @@ def test_cpu_smoke_search(tmp_path, capsys):
         assert t.user_attrs["macs"] <= 4_000_000
         assert 0.0 <= t.user_attrs["val_acc"] <= 1.0 and "proxy_synflow" in t.user_attrs
     assert (tmp_path / "smoke.csv").exists() and "summary" in out
+
+
+def test_baselines_of_the_experiment_fill_the_budget():
+    import importlib.util
+
+    from scaling.complexity import complexity
+
+    spec_ = importlib.util.spec_from_file_location(
+        "search_baseline", ROOT / "experiments" / "search_baseline.py")
+    mod = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(mod)
+    for name, (spec, width) in mod.fitted_baselines(6_000_000).items():
+        macs = complexity(spec).macs
+        assert 0.1 < width < 3.0
+        assert 0.85 * 6_000_000 < macs <= 6_000_000, (name, macs)
+        assert spec.stem.strides == (1,) and spec.in_channels == 1 and spec.num_classes == 10

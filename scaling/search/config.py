@@ -100,6 +100,8 @@ class SearchConfig:
                                              or not isinstance(self.threads, int)
                                              or self.threads < 1):
                 raise ValueError(f"threads={self.threads!r} is not allowed; expected an int >= 1")
+            if self.threads is None and self.workers > 1:  # no oversubscription of the cores
+                self.threads = max(1, (os.cpu_count() or 1) // self.workers)
             if self.grace <= self.heartbeat:
                 raise ValueError(f"grace={self.grace} is not allowed; expected more than "
                                  f"heartbeat={self.heartbeat} seconds")
