@@ -22,26 +22,24 @@ from typing import Any
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary file in the same folder and os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` atomically, with the usual mode of a new file (0666 less the umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -109,6 +107,7 @@ class Provenance:
         self.device = device
         self.extra = extra
         self.started = time.time()
+        self.commit = git_commit()  # at the start: the code that ran, not what landed meanwhile
         self.date = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
     def record(self, **more: Any) -> dict[str, Any]:
@@ -120,7 +119,7 @@ class Provenance:
             torch_version = None
         return {
             "command": _command_line(self.argv),
-            "git_commit": git_commit(),
+            "git_commit": self.commit,
             "seeds": self.seeds,
             "device": device_description(self.device),
             "torch": torch_version,
