@@ -13,8 +13,6 @@ from scaling.ir import NormSpec, StageSpec
 from scaling.layers import DropPath, channel_shuffle
 from scaling.registry import BLOCK
 
-torch.set_num_threads(1)  # tiny tensors: extra threads only add overhead on a shared CPU
-
 
 def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

@@ -24,8 +24,6 @@ from scaling.build import ScalingNet, build_model
 from scaling.ir import HeadSpec, NetworkSpec, NormSpec, SESpec, StageSpec, StemSpec
 from scaling.layers import Conv2dSame, DropPath
 
-torch.set_num_threads(1)  # tiny tensors: extra threads only add overhead on a shared CPU
-
 
 def assert_walk(spec: NetworkSpec, resolution: int | None = None, train: bool = False) -> None:
     """Every stage's output shape equals spec.walk(); the head gives (N, num_classes)."""

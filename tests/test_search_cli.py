@@ -7,7 +7,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-import torch
 
 from scaling.search import cli
 from scaling.search import evaluators as ev
@@ -16,15 +15,6 @@ from scaling.search.study import SearchConfig, run_search
 ROOT = Path(__file__).resolve().parent.parent
 CHEAP = ["--evaluator", "zero-cost", "--proxies", "params", "--rank-proxy", "params",
          "--budget", "3M", "--heartbeat", "1", "--grace", "2", "--threads", "1"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on the busy 2-core CI box two threads ran a small net 100x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _one_line_exit_2(capsys, argv):

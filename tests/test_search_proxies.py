@@ -11,15 +11,6 @@ from scaling.ir import NetworkSpec, SESpec, StageSpec, StemSpec
 from scaling.search.proxies import PROXIES, compute_proxies, param_count, synflow
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on the busy 2-core CI box two threads ran a small net 100x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _tiny(width: int = 8, se: bool = True, act: str = "relu") -> NetworkSpec:
     return NetworkSpec(
         stages=(StageSpec("ds", 1, width, activation=act),

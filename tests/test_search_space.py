@@ -24,15 +24,6 @@ from scaling.search.study import SearchConfig
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on the busy 2-core CI box two threads ran a small net 100x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _traced_macs(model, shape):
     from torch.utils.flop_counter import FlopCounterMode
 
