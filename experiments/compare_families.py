@@ -107,17 +107,42 @@ def hand_models(family: str, points: list[float]) -> list[dict[str, Any]]:
     raise ValueError(f"family {family!r} is unknown; expected one of {HAND}")
 
 
-def searched_rows(scale_csv: Path, key: str, seeds: tuple[int, ...]) -> list[dict[str, Any]]:
-    """The searched family's rows from scale_family.csv, if trained under the same protocol."""
+def searched_rows(scale_csv: Path, key: str, seeds: tuple[int, ...],
+                  baseline: str | None = None) -> list[dict[str, Any]]:
+    """The searched family's rows from scale_family.csv, if trained under the same protocol
+    (and, when given, from the same baseline)."""
     import pandas as pd
 
     df = pd.read_csv(scale_csv)
+    if baseline is not None and set(df["baseline"]) != {baseline}:
+        raise ValueError(f"{scale_csv} scaled baseline {sorted(set(df['baseline']))}, this run "
+                         f"uses {baseline!r}: rerun scale_family.py")
     if set(df["protocol"]) != {key}:
         raise ValueError(f"{scale_csv} was trained under protocol {sorted(set(df['protocol']))}"
                          f", this run uses {key}: rerun scale_family.py with the same preset")
     df = df[df["seed"].isin(seeds)].copy()
     df["family"] = df["rule"].map(SEARCHED)
     return df.to_dict("records")
+
+
+def reusable(path: Path | None, models: list[dict[str, Any]], proto
+             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(rows copied from ``path`` for models trained there on every seed, models left to train)."""
+    if path is None:
+        return [], models
+    import pandas as pd
+
+    old = pd.read_csv(path)
+    old = old[(old["protocol"] == proto.key()) & old["seed"].isin(proto.seeds)]
+    rows, todo = [], []
+    for m in models:
+        got = old[(old["family"] == m["family"]) & (old["model"] == m["model"])]
+        if sorted(got["seed"]) == sorted(proto.seeds):
+            rows += got.to_dict("records")
+        else:
+            todo.append(m)
+    print(f"reused {len(rows)} rows from {path}; {len(todo)} models left to train", flush=True)
+    return rows, todo
 
 
 def summary_markdown(rows: list[dict[str, Any]]) -> str:
@@ -152,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wait", type=float, default=0.0,
                    help="seconds to wait (after training) for --scale-csv to appear, so both "
                         "scripts can run at once")
+    p.add_argument("--reuse", type=Path, help="a previous compare_families.csv: its rows with "
+                   "the same family, model (the fitted width names the spec), protocol key and "
+                   "seed are copied instead of retrained")
     p.add_argument("--out-dir", type=Path, default=STUDY)
     add_protocol_args(p)
     args = p.parse_args(argv)
@@ -178,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"baseline {source}; MAC points {[round(x / 1e6, 2) for x in points]}M; "
           f"{len(models)} hand-designed models x {len(proto.seeds)} seeds (protocol {preset}, "
           f"key {proto.key()})", flush=True)
-    rows = run_models(models, proto, args.device, args.threads, args.jobs)
+    reused, models = reusable(args.reuse, models, proto)
+    rows = reused + run_models(models, proto, args.device, args.threads, args.jobs)
     if not args.no_searched:
         deadline = time.monotonic() + args.wait
         while not args.scale_csv.is_file() and time.monotonic() < deadline:
@@ -187,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {args.scale_csv} did not appear", file=sys.stderr)
             return 2
         try:
-            rows = searched_rows(args.scale_csv, proto.key(), proto.seeds) + rows
+            rows = searched_rows(args.scale_csv, proto.key(), proto.seeds,
+                                 None if args.macs else source) + rows
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
