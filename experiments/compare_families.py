@@ -210,17 +210,18 @@ def main(argv: list[str] | None = None) -> int:
     rows = reused + run_models(models, proto, args.device, args.threads, args.jobs)
     if not args.no_searched:
         deadline = time.monotonic() + args.wait
-        while not args.scale_csv.is_file() and time.monotonic() < deadline:
-            time.sleep(10)
-        if not args.scale_csv.is_file():
-            print(f"error: {args.scale_csv} did not appear", file=sys.stderr)
-            return 2
-        try:
-            rows = searched_rows(args.scale_csv, proto.key(), proto.seeds,
-                                 None if args.macs else source) + rows
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        while True:  # scale_family.py may still be running: wait for its table
+            try:
+                if not args.scale_csv.is_file():
+                    raise ValueError(f"{args.scale_csv} does not exist")
+                rows = searched_rows(args.scale_csv, proto.key(), proto.seeds,
+                                     None if args.macs else source) + rows
+                break
+            except ValueError as exc:
+                if time.monotonic() >= deadline:
+                    print(f"error: {exc}", file=sys.stderr)
+                    return 2
+                time.sleep(10)
     cols = ["family", "model", "macs", "params", "seed", "val_acc", "test_acc", "train_seconds"]
     rows = [{**{c: r.get(c) for c in cols}, **{k: v for k, v in r.items() if k not in cols}}
             for r in rows]
