@@ -3,7 +3,8 @@
 For each row, ``scale(B0, official row)`` (:mod:`scaling.compound`) is counted analytically
 (:mod:`scaling.complexity`) at the paper's resolution (224/240/260/300/380/456/528/600) and at
 torchvision's (B2: 288), and compared with the paper's rounded figures and with the exact
-torchvision figures of ``/work/shared/reference.csv`` (or ``--reference``). No training.
+torchvision figures of ``tests/data/reference.csv`` (a copy of shared/reference.csv; or
+``--reference``). No training.
 
 Writes ``results/efficientnet/reproduce.csv`` and ``reproduce.md`` with provenance.
 
@@ -21,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "results" / "efficientnet"
-REFERENCE = Path("/work/shared/reference.csv")
+REFERENCE = ROOT / "tests" / "data" / "reference.csv"  # copy of shared/reference.csv
 
 #: Tan & Le 2019, Table 2 (ImageNet): params, FLOPs (multiply-adds), top-1 (%), as printed.
 PAPER: dict[str, tuple[float, float, float]] = {
@@ -105,7 +106,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--reference", type=Path, default=REFERENCE,
-                   help="torchvision reference CSV (default /work/shared/reference.csv)")
+                   help="torchvision reference CSV (default tests/data/reference.csv)")
     p.add_argument("--out-dir", type=Path, default=OUT)
     p.add_argument("--quick", action="store_true", help="accepted for symmetry (no training)")
     args = p.parse_args(argv)

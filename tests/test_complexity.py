@@ -6,7 +6,6 @@ FlopCounterMode / 2, fvcore ActivationCountAnalysis) and with ../shared/referenc
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -16,6 +15,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from tv_reference import reference
 
 from scaling.build import build_model
 from scaling.complexity import Complexity, clear_cache, complexity
@@ -31,7 +31,6 @@ ZOO = zoo.list_models() if zoo is not None else []
 # The real-tensor fvcore sweep of every zoo model at 224 and native resolution: ~15 min on a loaded
 # 2-core CPU, so opt-in; the default run checks every model on the meta device (shapes only).
 FULL_TRACE = os.environ.get("SCALING_FULL_TRACE") == "1"
-REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference.csv")
 
 
 def _tiny(block: str = "mbconv", resolution: int = 32, **stage) -> NetworkSpec:
@@ -240,16 +239,10 @@ def test_complexity_module_is_torch_free() -> None:
 
 
 # -- reference figures (torchvision 0.29.1) ------------------------------------------------------
-def _reference() -> dict[str, dict[str, int]]:
-    with open(REFERENCE, encoding="utf-8") as fh:
-        return {r["model"]: {k: int(v) for k, v in r.items() if k != "model"}
-                for r in csv.DictReader(fh)}
-
-
 def test_reference_csv_matches_analytic() -> None:
     if zoo is None:
         pytest.skip("scaling.zoo is not available")
-    ref = _reference()
+    ref = reference()
     names = [n for n in ref if n in set(zoo.list_models())]
     assert names, "no reference model is in the zoo"
     for name in names:

@@ -5,18 +5,16 @@ The CLI (``python -m scaling.compound``) is tested in test_compound_cli.py.
 
 from __future__ import annotations
 
-import csv
 import math
-import os
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tv_reference import reference_rows
 
 from scaling.compound import EFFICIENTNET, compound, official, scale
 from scaling.ir import HeadSpec, NetworkSpec, NormSpec, SESpec, StageSpec, StemSpec
 
-REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference.csv")
 ROWS = [f"b{i}" for i in range(8)]
 # Published B0..B7 (Tan & Le 2019 / torchvision): stem and head widths, total blocks.
 STEMS = dict(zip(ROWS, [32, 32, 32, 40, 48, 48, 56, 64]))
@@ -25,10 +23,7 @@ DEPTHS = dict(zip(ROWS, [16, 23, 23, 26, 32, 39, 45, 55]))
 
 
 def _reference() -> dict[str, dict[str, str]]:
-    if not os.path.exists(REFERENCE):
-        pytest.skip("shared/reference.csv is not available")
-    with open(REFERENCE, encoding="utf-8") as fh:
-        return {r["model"]: r for r in csv.DictReader(fh)}
+    return {r["model"]: r for r in reference_rows()}
 
 
 def _complexity():

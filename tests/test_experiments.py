@@ -19,7 +19,7 @@ from experiments import common, compare_families, reproduce_efficientnet  # noqa
 from experiments.common import PRESETS, Protocol, cost, fit_width  # noqa: E402
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
-REFERENCE = Path("/work/shared/reference.csv")
+REFERENCE = ROOT / "tests" / "data" / "reference.csv"
 TINY = ROOT / "tests" / "data" / "experiments_tiny" / "compare_families.csv"
 TIMING = {"train_seconds", "wall_seconds"}
 

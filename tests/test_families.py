@@ -3,14 +3,13 @@ weight metadata), published stage structures, torch-free tables, the data-only f
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from tv_reference import reference_rows
 
 from scaling.build import build_model
 from scaling.codec import decode_stages, encode_stages
@@ -23,10 +22,7 @@ from scaling.families.table import from_table
 from scaling.ir import NetworkSpec
 from scaling.zoo import get_spec, list_models
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference.csv"
-if not REFERENCE.exists():  # pragma: no cover - layout of the lead's checkout
-    REFERENCE = Path("/work/shared/reference.csv")
-ROWS = list(csv.DictReader(REFERENCE.open())) if REFERENCE.exists() else []
+ROWS = reference_rows()
 
 # torchvision 0.29.1 weights metadata ("num_params") of models that reference.csv does not list
 TORCHVISION_META = {

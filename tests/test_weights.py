@@ -3,12 +3,12 @@ are installed (the ``compare`` extra), equal logits with randomly initialised re
 
 from __future__ import annotations
 
-import csv
 import pickle
 from pathlib import Path
 
 import pytest
 import torch
+from tv_reference import reference_rows
 
 from scaling.weights import (
     LAYOUTS,
@@ -178,10 +178,7 @@ def test_files(tmp_path: Path, resnet):
 
 
 # -- against the real libraries (the ``compare`` extra) -------------------------------------------
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference.csv"
-if not REFERENCE.exists():  # pragma: no cover
-    REFERENCE = Path("/work/shared/reference.csv")
-REF_MODELS = [r["model"] for r in csv.DictReader(REFERENCE.open())] if REFERENCE.exists() else []
+REF_MODELS = [r["model"] for r in reference_rows()]
 EXTRA = ["mnasnet0_5", "mnasnet1_0", "regnet_x_1_6gf", "regnet_y_1_6gf"]
 
 
