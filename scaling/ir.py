@@ -24,7 +24,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from scaling.geometry import iter_blocks, stage_shapes, validate_network
 from scaling.registry import BLOCK, NORM, NORM_2D, check_choice
+from scaling.rounding import make_divisible
 from scaling.spec_base import (
     _NESTED,
     _TUPLES,
@@ -106,8 +108,6 @@ class SESpec(_Spec):
         _check_activation("se.gate", self.gate)
 
     def channels(self, in_channels: int, mid_channels: int) -> int:
-        from scaling.rounding import make_divisible
-
         base = in_channels if self.base == "in" else mid_channels
         raw = base * self.ratio
         n = int(raw) if self.rounding == "floor" else int(round(raw))
@@ -289,8 +289,6 @@ class NetworkSpec(_Spec):
         if ratio is not None and self.head.channels != int(round(ratio * last)):
             raise ValueError(f"head.channels={self.head.channels} is not allowed with "
                              f"head.channels_ratio={ratio}: expected round({ratio} * {last})")
-        from scaling.geometry import validate_network
-
         validate_network(self)
 
     # -- serialisation -------------------------------------------------------------------------
@@ -323,14 +321,10 @@ class NetworkSpec(_Spec):
 
     def walk(self, resolution: int | None = None):
         """Per-stage input and output (C, H, W), computed without torch."""
-        from scaling.geometry import stage_shapes
-
         return stage_shapes(self, resolution)
 
     def blocks(self, resolution: int | None = None):
         """The geometry of every block, in order (see :class:`scaling.geometry.BlockGeometry`)."""
-        from scaling.geometry import iter_blocks
-
         return list(iter_blocks(self, resolution))
 
 
