@@ -54,7 +54,7 @@ FAST = {"batch_size": 50, "threads": 1, "progress": False}
 
 def test_learns_synthetic_and_reports():
     data = synthetic()
-    res = train(tiny_net(), data, epochs=3, lr=0.2, **FAST)
+    res = train(tiny_net(), data, epochs=3, lr=0.2, device="cpu", **FAST)
     assert res.status == "ok" and len(res.history) == 3
     assert res.final_val_top1 >= 0.9  # chance is 0.1
     assert res.best_val_top1 == max(res.val_top1)
@@ -64,6 +64,18 @@ def test_learns_synthetic_and_reports():
     assert res.wall_time >= res.train_time > 0
     assert abs(evaluate(res.model, data, split="val") - res.final_val_top1) < 1e-12
     json.dumps(res.to_dict())  # plain data, no model
+
+
+def test_auto_device_is_cuda_exactly_when_cuda_is_visible():
+    """``device='auto'`` means CUDA when a GPU is visible, the CPU otherwise; amp follows."""
+    from scaling.train_common import amp_dtype, resolve_device
+
+    dev = resolve_device("auto")
+    assert dev.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if dev.type == "cpu":
+        assert amp_dtype("auto", dev) is None
+    else:
+        assert amp_dtype("auto", dev) in (torch.bfloat16, torch.float16)
 
 
 def test_deterministic_same_seed():
