@@ -1,5 +1,5 @@
 """Shared pieces of the study scripts: the training protocol, data cache, MAC fitting, baseline
-loading and result writing (CSV + provenance via :mod:`scaling.provenance`).
+loading and result writing (CSV + provenance via :mod:`scaling.study.provenance`).
 
 One :class:`Protocol` (data split, training subset, schedule, test subset, seeds) is used by
 ``scale_family.py`` and ``compare_families.py`` so every number in ``results/study`` is
@@ -29,7 +29,7 @@ class Protocol:
     """How every model of the study is trained and evaluated (Fashion-MNIST, 28x28, 1 channel).
 
     ``subset`` training images (None: all 55,000 left after the validation split), ``epochs``
-    passes, SGD with Nesterov momentum, warm-up + cosine (:func:`scaling.train.train`), no
+    passes, SGD with Nesterov momentum, warm-up + cosine (:func:`scaling.train.trainer.train`), no
     augmentation; validation = ``val_size`` images held out of the training set (``split_seed``);
     test = the first ``test_size`` images of the official test set (None: all 10,000).
     ``base_macs``: refit the searched baseline's width to this MAC budget before scaling (CPU
@@ -111,7 +111,7 @@ def protocol_from_args(args: argparse.Namespace) -> tuple[str, Protocol]:
 # -- specs ---------------------------------------------------------------------------------------
 def cost(spec) -> tuple[int, int]:
     """(MACs, params) of a spec, analytic (conv + linear multiply-accumulates)."""
-    from scaling.complexity import complexity
+    from scaling.cost import complexity
 
     c = complexity(spec)
     return int(c.macs), int(c.params)
@@ -216,8 +216,7 @@ class DataCache:
 def train_eval(spec, cache: DataCache, seed: int, device: str = "auto",
                threads: int | None = None) -> dict[str, Any]:
     """Train ``spec`` under the protocol with ``seed``; val (held out) and test top-1."""
-    from scaling.train import train
-    from scaling.train_common import evaluate
+    from scaling.train import evaluate, train
 
     data = cache.get(spec.resolution)
     t0 = time.perf_counter()
@@ -301,7 +300,7 @@ def write_table(rows: list[dict[str, Any]], path: Path, prov, **more: Any) -> Pa
     """Write ``rows`` as CSV atomically and its provenance beside it."""
     import pandas as pd
 
-    from scaling.provenance import atomic_write_text
+    from scaling.study.provenance import atomic_write_text
 
     atomic_write_text(path, pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
     prov.write(path, **more)

@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     add_protocol_args(p)
     args = p.parse_args(argv)
     preset, proto = protocol_from_args(args)
-    from scaling.provenance import Provenance, atomic_write_text
+    from scaling.study.provenance import Provenance, atomic_write_text
 
     prov = Provenance(seeds=proto.seeds, device=args.device, preset=preset,
                       protocol={**proto.__dict__, "key": proto.key()})

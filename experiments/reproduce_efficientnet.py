@@ -1,7 +1,7 @@
 """EfficientNet-B0..B7 params and MACs from the IR beside the paper's (Tan & Le 2019, Table 2).
 
-For each row, ``scale(B0, official row)`` (:mod:`scaling.compound`) is counted analytically
-(:mod:`scaling.complexity`) at the paper's resolution (224/240/260/300/380/456/528/600) and at
+For each row, ``scale(B0, official row)`` (:mod:`scaling.compound.rule`) is counted analytically
+(:mod:`scaling.cost.complexity`) at the paper's resolution (224/240/260/300/380/456/528/600) and at
 torchvision's (B2: 288), and compared with the paper's rounded figures and with the exact
 torchvision figures of ``tests/data/reference.csv`` (a copy of shared/reference.csv; or
 ``--reference``). No training.
@@ -47,8 +47,8 @@ def table(reference: Path | None = REFERENCE) -> list[dict[str, Any]]:
     and reference.csv's exact torchvision figures where given."""
     import pandas as pd
 
-    from scaling.complexity import complexity
     from scaling.compound import official, scale
+    from scaling.cost import complexity
     from scaling.zoo import get_spec
 
     ref = None
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     import pandas as pd
 
-    from scaling.provenance import Provenance, atomic_write_text
+    from scaling.study.provenance import Provenance, atomic_write_text
 
     prov = Provenance(seeds=[], device="cpu", reference=str(args.reference))
     rows = table(args.reference)

@@ -1,7 +1,7 @@
 """Compound-scale the searched baseline for phi = 0..3 (Tan & Le 2019, section 3.3).
 
 Step 1: grid search of (alpha, beta, gamma) at phi = 1 under alpha * beta**2 * gamma**2 ~ 2
-(:func:`scaling.compound_grid.candidates`), each candidate trained under the study protocol and
+(:func:`scaling.compound.grid.candidates`), each candidate trained under the study protocol and
 ranked by validation top-1 (never test). Step 2: scale the baseline by phi = 0..3 with the
 winner ("grid") and with the paper's 1.2 / 1.1 / 1.15 ("paper"), train every model for every seed
 and write
@@ -52,7 +52,7 @@ def grid_search(base, proto: Protocol, step: float, tol: float, device: str,
     import dataclasses
 
     from scaling.compound import compound
-    from scaling.compound_grid import candidates
+    from scaling.compound.grid import candidates
 
     models = []
     for a, b, g in candidates(2.0, tol, step):
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     add_protocol_args(p)
     args = p.parse_args(argv)
     preset, proto = protocol_from_args(args)
-    from scaling.provenance import Provenance, atomic_write_json
+    from scaling.study.provenance import Provenance, atomic_write_json
 
     prov = Provenance(seeds=proto.seeds, device=args.device, preset=preset,
                       protocol={**proto.__dict__, "key": proto.key()})

@@ -103,13 +103,13 @@ def _test_view(data: Any, n: int | None) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from scaling.complexity import complexity
+    from scaling.cost import complexity
     from scaling.ir import NetworkSpec
-    from scaling.provenance import Provenance, atomic_write_json, atomic_write_text
     from scaling.search.evaluators import SearchContext, train_spec
     from scaling.search.objectives import format_macs, parse_budget
     from scaling.search.report import best_trials, counts, write_outputs
     from scaling.search.study import SearchConfig, run_search
+    from scaling.study.provenance import Provenance, atomic_write_json, atomic_write_text
     from scaling.train import evaluate
 
     budget = parse_budget(args.budget)

@@ -1,9 +1,13 @@
-"""scaling: one IR for CNN families; exact builders, analytic complexity, scaling, search."""
+"""scaling: one IR for CNN families; exact builders, analytic complexity, scaling, search.
 
-# Torch-free functions that share their module's name: bound eagerly, so that
-# ``scaling.complexity`` is the function whichever submodule was imported first.
-from scaling.complexity import complexity
-from scaling.compound import compound, scale
+``import scaling`` imports no torch: the spec types, :func:`complexity`, :func:`scale` and the
+:mod:`scaling.compound` module (callable as ``scaling.compound(spec, phi)``) are torch-free; the
+model API (``list_models``, ``get_spec``, ``create_model``, ``build_model``) loads on first use.
+"""
+
+from scaling import compound
+from scaling.compound import scale
+from scaling.cost import complexity
 from scaling.ir import HeadSpec, NetworkSpec, NormSpec, SESpec, StageSpec, StemSpec, load_spec
 
 __all__ = ["HeadSpec", "NetworkSpec", "NormSpec", "SESpec", "StageSpec", "StemSpec", "load_spec",
@@ -15,7 +19,7 @@ _LAZY = {
     "list_models": "scaling.zoo",
     "get_spec": "scaling.zoo",
     "create_model": "scaling.zoo",
-    "build_model": "scaling.build",
+    "build_model": "scaling.nn",
 }
 
 

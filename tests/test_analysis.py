@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaling import analysis
+from scaling.study import analysis
 
 
 def _runs() -> pd.DataFrame:

@@ -7,11 +7,11 @@ import torch
 from foundation_specs import BLOCK_SPECS, small
 from torch import nn
 
-from scaling.blocks import BasicBlock, build_block
-from scaling.build import build_model
 from scaling.ir import NormSpec, StageSpec
-from scaling.layers import DropPath, channel_shuffle
-from scaling.registry import BLOCK
+from scaling.ir.registry import BLOCK
+from scaling.nn.blocks import BasicBlock, build_block
+from scaling.nn.build import build_model
+from scaling.nn.layers import DropPath, channel_shuffle
 
 
 def n_params(model: nn.Module) -> int:

@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from scaling.build import ScalingNet, build_model
 from scaling.ir import HeadSpec, NetworkSpec, NormSpec, SESpec, StageSpec, StemSpec
-from scaling.layers import Conv2dSame, DropPath
+from scaling.nn.build import ScalingNet, build_model
+from scaling.nn.layers import Conv2dSame, DropPath
 
 
 def assert_walk(spec: NetworkSpec, resolution: int | None = None, train: bool = False) -> None:

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scaling.codec import decode_stage, decode_stages, encode_stage, encode_stages
 from scaling.ir import SESpec, StageSpec
+from scaling.ir.codec import decode_stage, decode_stages, encode_stage, encode_stages
 
 
 def test_timm_style_string():

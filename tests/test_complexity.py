@@ -1,4 +1,4 @@
-"""Analytic complexity (scaling.complexity) against the built model and the reference figures.
+"""Analytic complexity (scaling.cost.complexity) against the built model and the reference figures.
 
 The analytic counts are compared with tracers on the built model (sum of p.numel(),
 FlopCounterMode / 2, fvcore ActivationCountAnalysis) and with ../shared/reference.csv.
@@ -17,14 +17,14 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from tv_reference import reference
 
-from scaling.build import build_model
-from scaling.complexity import Complexity, clear_cache, complexity
-from scaling.counting import count_params, trace_counts, traced_activations, traced_macs
+from scaling.cost import Complexity, clear_cache, complexity
+from scaling.cost.counting import count_params, trace_counts, traced_activations, traced_macs
 from scaling.ir import HeadSpec, NetworkSpec, NormSpec, SESpec, StageSpec, StemSpec
-from scaling.registry import BLOCK
+from scaling.ir.registry import BLOCK
+from scaling.nn.build import build_model
 
 try:
-    from scaling import zoo
+    import scaling.zoo as zoo
 except ImportError:  # pragma: no cover - the zoo is optional for the other tests
     zoo = None
 ZOO = zoo.list_models() if zoo is not None else []
@@ -229,8 +229,8 @@ def test_to_dict_and_table() -> None:
 
 
 def test_complexity_module_is_torch_free() -> None:
-    code = ("import sys; from scaling.complexity import complexity; "
-            "from scaling.ir import NetworkSpec, StageSpec; "
+    code = ("import sys; from scaling.cost.complexity import complexity; "
+            "from scaling.ir.spec import NetworkSpec, StageSpec; "
             "complexity(NetworkSpec(stages=(StageSpec('basic', 1, 8),)));"
             "assert 'torch' not in sys.modules, 'torch imported'")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -241,7 +241,7 @@ def test_complexity_module_is_torch_free() -> None:
 # -- reference figures (torchvision 0.29.1) ------------------------------------------------------
 def test_reference_csv_matches_analytic() -> None:
     if zoo is None:
-        pytest.skip("scaling.zoo is not available")
+        pytest.skip("scaling.zoo.models is not available")
     ref = reference()
     names = [n for n in ref if n in set(zoo.list_models())]
     assert names, "no reference model is in the zoo"

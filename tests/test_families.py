@@ -11,16 +11,15 @@ import pytest
 import torch
 from tv_reference import reference_rows
 
-from scaling.build import build_model
-from scaling.codec import decode_stages, encode_stages
-from scaling.families import all_models
-from scaling.families.efficientnet import efficientnet
-from scaling.families.mnasnet import MODELS as MNASNET_MODELS
-from scaling.families.mnasnet import TABLE as MNASNET_TABLE
-from scaling.families.regnet import PARAMS, RegNetParams, stage_params
-from scaling.families.table import from_table
-from scaling.ir import NetworkSpec
+from scaling.ir import NetworkSpec, decode_stages, encode_stages
+from scaling.nn.build import build_model
 from scaling.zoo import get_spec, list_models
+from scaling.zoo.families import all_models
+from scaling.zoo.families.efficientnet import efficientnet
+from scaling.zoo.families.mnasnet import MODELS as MNASNET_MODELS
+from scaling.zoo.families.mnasnet import TABLE as MNASNET_TABLE
+from scaling.zoo.families.regnet import PARAMS, RegNetParams, stage_params
+from scaling.zoo.families.table import from_table
 
 ROWS = reference_rows()
 
@@ -145,9 +144,9 @@ def test_mnasnet_is_data_only():
 
 
 def test_families_are_torch_free():
-    code = ("import sys; import scaling.families, scaling.codec, scaling.zoo; "
+    code = ("import sys; import scaling.zoo.families, scaling.ir.codec, scaling.zoo.models; "
             "assert 'torch' not in sys.modules, 'torch imported'; "
-            "scaling.zoo.get_spec('efficientnet_b3'); assert 'torch' not in sys.modules")
+            "scaling.zoo.models.get_spec('efficientnet_b3'); assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -7,9 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scaling import layers
 from scaling.ir import NormSpec
-from scaling.layers import (
+from scaling.ir.registry import NORM
+from scaling.nn import layers
+from scaling.nn.layers import (
     Conv2dSame,
     DropPath,
     LayerNorm2d,
@@ -21,7 +22,6 @@ from scaling.layers import (
     make_conv,
     norm_cfg,
 )
-from scaling.registry import NORM
 
 # -- build_norm_layer, case by case (the seed's mmcv tests) -----------------------------------
 ABBR = {"BN": "bn", "BN1d": "bn", "BN2d": "bn", "BN3d": "bn", "SyncBN": "bn", "GN": "gn",
@@ -277,7 +277,7 @@ def test_channel_shuffle():
 
 
 def test_make_divisible_reexported():
-    from scaling.rounding import make_divisible
+    from scaling.ir import make_divisible
 
     assert layers.make_divisible is make_divisible
     assert layers.make_divisible(16 * 1.2) == 24
@@ -287,7 +287,7 @@ def test_registries_attach_builders_on_first_use():
     import subprocess
     import sys
 
-    code = ("from scaling.registry import BLOCK, NORM\n"
+    code = ("from scaling.ir.registry import BLOCK, NORM\n"
             "assert BLOCK.get('mbconv').__name__ == 'MBConv'\n"
             "assert NORM.get('LN').__name__ == 'LayerNorm2d'\n")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -3,7 +3,7 @@
 import json
 import stat
 
-from scaling.provenance import Provenance, atomic_write_json, atomic_write_text
+from scaling.study.provenance import Provenance, atomic_write_json, atomic_write_text
 
 
 def test_atomic_write_leaves_no_temp_and_a_readable_file(tmp_path):

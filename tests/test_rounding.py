@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from scaling.rounding import (
+from scaling.ir.rounding import (
     compatible_widths,
     group_quantum,
     make_divisible,

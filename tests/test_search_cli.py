@@ -101,7 +101,7 @@ def test_nsga2_pareto_search(tmp_path):
 
 
 def _fake_train(accuracies):
-    """A stand-in for scaling.train.train reporting the given validation accuracies."""
+    """A stand-in for scaling.train.trainer.train reporting the given validation accuracies."""
     from scaling.train import TrainResult
 
     def result(status, history, final):
@@ -195,7 +195,7 @@ def test_cpu_smoke_search(tmp_path, capsys):
 def test_baselines_of_the_experiment_fill_the_budget():
     import importlib.util
 
-    from scaling.complexity import complexity
+    from scaling.cost import complexity
 
     spec_ = importlib.util.spec_from_file_location(
         "search_baseline", ROOT / "experiments" / "search_baseline.py")

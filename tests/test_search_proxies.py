@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from scaling.build import build_model
-from scaling.complexity import complexity
+from scaling.cost import complexity
 from scaling.ir import NetworkSpec, SESpec, StageSpec, StemSpec
+from scaling.nn.build import build_model
 from scaling.search.proxies import PROXIES, compute_proxies, param_count, synflow
 
 

@@ -7,7 +7,7 @@ import optuna
 import pytest
 import torch
 
-from scaling.complexity import complexity
+from scaling.cost import complexity
 from scaling.ir import NetworkSpec
 from scaling.search import evaluators as ev
 from scaling.search.objectives import OBJECTIVES, get_objective, mnas_reward, parse_budget
@@ -67,7 +67,7 @@ def test_200_trials_respect_the_budget_and_rebuild(monkeypatch):
     best = study.best_trial  # constrained: best is feasible
     assert best.user_attrs["macs"] <= budget
 
-    from scaling.build import build_model
+    from scaling.nn.build import build_model
 
     for t in random.Random(0).sample(trials, 10):
         spec = NetworkSpec.from_json(t.user_attrs["spec"])

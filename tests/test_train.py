@@ -14,7 +14,7 @@ import torch.nn as nn
 from scaling.data import ImageData, TensorSplit, load_dataset
 from scaling.ir import HeadSpec, NetworkSpec, StageSpec, StemSpec
 from scaling.train import TrainConfig, evaluate, pruning_callback, train
-from scaling.train_common import lr_at, param_groups, recalibrate_bn
+from scaling.train.common import lr_at, param_groups, recalibrate_bn
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 
@@ -68,7 +68,7 @@ def test_learns_synthetic_and_reports():
 
 def test_auto_device_is_cuda_exactly_when_cuda_is_visible():
     """``device='auto'`` means CUDA when a GPU is visible, the CPU otherwise; amp follows."""
-    from scaling.train_common import amp_dtype, resolve_device
+    from scaling.train.common import amp_dtype, resolve_device
 
     dev = resolve_device("auto")
     assert dev.type == ("cuda" if torch.cuda.is_available() else "cpu")
@@ -245,7 +245,7 @@ def test_real_fashion_mnist_small_ir_net():
 def test_cli_runs_a_spec_file_and_saves(tmp_path, capsys):
     from test_data import make_idx_dir
 
-    from scaling.train_cli import main
+    from scaling.train.cli import main
 
     root = make_idx_dir(tmp_path / "fm", n_train=160, n_test=40)
     spec_path = tmp_path / "net.json"
@@ -275,7 +275,7 @@ def test_cli_runs_a_spec_file_and_saves(tmp_path, capsys):
     (["missing.json"], "does not exist"),
 ])
 def test_cli_bad_arguments_one_line_exit_2(argv, match, capsys):
-    from scaling.train_cli import main
+    from scaling.train.cli import main
 
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -284,7 +284,7 @@ def test_cli_bad_arguments_one_line_exit_2(argv, match, capsys):
 
 
 def test_cli_unknown_option_exit_2(capsys):
-    from scaling.train_cli import main
+    from scaling.train.cli import main
 
     with pytest.raises(SystemExit) as info:
         main(["mobilenet_v2_x0_5", "--bogus"])

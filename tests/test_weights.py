@@ -10,7 +10,8 @@ import pytest
 import torch
 from tv_reference import reference_rows
 
-from scaling.weights import (
+from scaling.zoo import create_model, get_spec
+from scaling.zoo.weights import (
     LAYOUTS,
     export_timm,
     export_torchvision,
@@ -20,7 +21,6 @@ from scaling.weights import (
     load_torchvision,
     save_file,
 )
-from scaling.zoo import create_model, get_spec
 
 # (zoo model, layout, external keys that the layout must produce: the libraries' own names)
 CASES = [

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from scaling.ir import NetworkSpec, NormSpec
-from scaling.zoo import (
+from scaling.zoo.models import (
     GENERIC,
     apply_overrides,
     create_model,

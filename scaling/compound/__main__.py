@@ -1,7 +1,7 @@
-"""``python -m scaling.compound``: see :mod:`scaling.compound_cli`."""
+"""``python -m scaling.compound``: see :mod:`scaling.compound.cli`."""
 
 import sys
 
-from scaling.compound_cli import main
+from scaling.compound.cli import main
 
 sys.exit(main())

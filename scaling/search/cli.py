@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     a = p.add_argument
     a("--budget", default="10M", help="MAC budget: 10M, 1.5G, 400000000 (default 10M)")
     a("--trials", type=int, default=40, help="target number of finished trials (default 40)")
-    a("--data", default="fashion-mnist", help="dataset (scaling.data; default fashion-mnist)")
+    a("--data", default="fashion-mnist", help="dataset (scaling.data.datasets; default fashion-mnist)")
     a("--data-root", default=None, help="dataset folder (default: $SCALING_DATA, Debian path)")
     a("--resolution", type=int, default=28, help="input resolution (default 28)")
     a("--in-channels", type=int, default=None, help="input channels (default: the dataset's)")

@@ -3,7 +3,7 @@
 Registry :data:`EVALUATORS` (add one with ``EVALUATORS[name] = fn``; ``fn(ctx, trial, spec,
 cost) -> Evaluation``):
 
-- ``train``: short proxy training (:func:`scaling.train.train`) on a seeded subset with the
+- ``train``: short proxy training (:func:`scaling.train.trainer.train`) on a seeded subset with the
   study's pruner over epochs (single objective; Optuna cannot prune multi-objective trials);
   the score is the final validation top-1.
 - ``zero-cost``: the proxies of :mod:`scaling.search.proxies` on one minibatch; the score is
@@ -177,7 +177,7 @@ def _proxy_attrs(proxies: dict[str, float | None]) -> dict[str, float | None]:
 def make_objective(ctx: SearchContext, evaluator: str | None = None
                    ) -> Callable[[Any], float | tuple[float, float]]:
     """The Optuna objective: sample a spec, count it, evaluate it only if within budget."""
-    from scaling.complexity import complexity
+    from scaling.cost import complexity
 
     cfg = ctx.cfg
     objective = get_objective(cfg.objective)

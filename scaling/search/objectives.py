@@ -5,7 +5,7 @@
 - ``pareto`` (two objectives): maximise validation accuracy, minimise MACs; the report is the
   Pareto front (``study.best_trials``).
 
-The budget is a hard constraint on analytic MACs (:func:`scaling.complexity.complexity`),
+The budget is a hard constraint on analytic MACs (:func:`scaling.cost.complexity.complexity`),
 computed before anything is built. An over-budget sample is never built or trained: the trial
 records the constraint ``MACs - budget > 0`` (``trial.set_constraint``, Optuna >= 5; older Optuna
 gets it through the sampler's ``constraints_func``) and completes with the penalty value (reward

@@ -118,21 +118,21 @@ def compute_proxies(spec_or_model: Any, batch: tuple[torch.Tensor, torch.Tensor]
     """Every proxy in ``names`` for a spec (built under ``torch.manual_seed(seed)``) or a model.
 
     ``batch`` = (float images, int labels), already normalised; needed by naswot and grad_norm.
-    ``params`` of a spec is analytic (scaling.complexity), so ``names=('params',)`` builds
+    ``params`` of a spec is analytic (scaling.cost.complexity), so ``names=('params',)`` builds
     nothing.
     """
     names = check_proxies(names)
     out: dict[str, float | None] = {}
     model: nn.Module | None = spec_or_model if isinstance(spec_or_model, nn.Module) else None
     if "params" in names and model is None:
-        from scaling.complexity import complexity
+        from scaling.cost import complexity
 
         out["params"] = complexity(spec_or_model).params
     if all(n == "params" for n in names):
         return out
     if model is None:
         if build is None:
-            from scaling.build import build_model as build
+            from scaling.nn.build import build_model as build
         torch.manual_seed(seed)
         model = build(spec_or_model)
     model = model.to(device)

@@ -75,7 +75,7 @@ def summary_table(study: Any, top: int = 10) -> Any:
 
 def write_outputs(study: Any, out_dir: str, name: str | None = None) -> dict[str, str]:
     """Write ``<study>.csv`` (study.trials_dataframe()) and ``<study>.best.json`` atomically."""
-    from scaling.provenance import atomic_write_json, atomic_write_text
+    from scaling.study.provenance import atomic_write_json, atomic_write_text
 
     name = name or study.study_name
     os.makedirs(out_dir, exist_ok=True)

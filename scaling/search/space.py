@@ -1,5 +1,5 @@
 """The search space as data: a factorized per-stage space over the IR (Tan et al. 2019, MnasNet;
-Tan & Le 2019, EfficientNet), sampled by an Optuna trial into a :class:`~scaling.ir.NetworkSpec`.
+Tan & Le 2019, EfficientNet), sampled by an Optuna trial into a :class:`~scaling.ir.spec.NetworkSpec`.
 
 A space is a plain mapping (YAML/JSON-editable; ``python -m scaling.search --print-space`` dumps
 the default). Every value is one of:
@@ -29,8 +29,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from scaling.ir import HeadSpec, NetworkSpec, SESpec, StageSpec, StemSpec
-from scaling.rounding import make_divisible
+from scaling.ir import HeadSpec, NetworkSpec, SESpec, StageSpec, StemSpec, make_divisible
 
 BLOCKS = ("mbconv", "fused_mbconv", "ds")
 STAGE_KEYS = ("block", "kernel", "expansion", "se", "activation", "width_factor", "repeats",
@@ -271,7 +270,7 @@ def fit_multiplier(make: Any, target: float, low: float, high: float, tol: float
     """The largest multiplier m in [low, high] with ``macs(make(m)) <= target`` (bisection; MACs
     are non-decreasing in m). Returns ``low`` when even that is over ``target``."""
     if macs is None:
-        from scaling.complexity import complexity
+        from scaling.cost import complexity
 
         def macs(spec: NetworkSpec) -> int:
             return complexity(spec).macs

@@ -1,0 +1,316 @@
+"""``python -m scaling.compound``: compound-scale a base spec and report what changed.
+
+    python -m scaling.compound --phi 3 [--base NAME|spec.json] [--alpha A --beta B --gamma G]
+                               [--json] [--out spec.json]
+    python -m scaling.compound --phi 0:7            # one row per phi
+    python -m scaling.compound grid --base NAME --phi 1 --target 2 --tol 0.1 --step 0.05 ...
+
+This path imports no torch, pandas or matplotlib (the grid's proxy evaluator and CSV do, lazily).
+Bad input gives one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from typing import Any
+
+from scaling.compound.rule import (
+    ALPHA,
+    BETA,
+    EFFICIENTNET,
+    GAMMA,
+    coefficients,
+    compound,
+    ideal_ratio,
+    scale,
+)
+from scaling.ir import NetworkSpec
+
+DEFAULT_BASE = "efficientnet_b0"
+MAX_BLOCKS = 10_000  # a guard against runaway phi: validating a spec walks every block
+
+
+class UsageError(ValueError):
+    """Bad command-line input: reported as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def parse_number(text: str, name: str) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name}={text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise UsageError(f"{name}={text!r} is not allowed; expected a finite number")
+    return value
+
+
+def parse_phis(text: str) -> list[float]:
+    """'3' -> [3.0]; 'a:b' -> a, a+1, ..., b; 'a:b:s' -> a, a+s, ..., b (inclusive)."""
+    parts = text.split(":")
+    if len(parts) == 1:
+        phis = [parse_number(parts[0], "--phi")]
+    elif len(parts) in (2, 3):
+        lo, hi = parse_number(parts[0], "--phi start"), parse_number(parts[1], "--phi stop")
+        step = parse_number(parts[2], "--phi step") if len(parts) == 3 else 1.0
+        if step <= 0 or hi < lo:
+            raise UsageError(f"--phi {text!r} is not allowed; expected start:stop[:step] with "
+                             "stop >= start and step > 0")
+        n = int(math.floor((hi - lo) / step + 1e-9)) + 1
+        if n > 1000:
+            raise UsageError(f"--phi {text!r} gives {n} values; expected at most 1000")
+        phis = [round(lo + i * step, 12) for i in range(n)]
+    else:
+        raise UsageError(f"--phi {text!r} is not allowed; expected a number or start:stop[:step]")
+    for p in phis:
+        if p < 0:
+            raise UsageError(f"--phi {p:g} is not allowed; expected phi >= 0")
+    return phis
+
+
+def load_base(name: str) -> NetworkSpec:
+    """A zoo name (scaling.zoo.models.get_spec) or a .json/.yaml spec file."""
+    if name.endswith((".json", ".yaml", ".yml")) or os.sep in name:
+        from scaling.ir import load_spec
+
+        if not os.path.isfile(name):
+            raise UsageError(f"--base {name!r}: no such spec file")
+        try:
+            return load_spec(name)
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"--base {name!r}: {exc}") from None
+    try:
+        from scaling.zoo import get_spec, list_models
+    except ImportError:
+        raise UsageError(f"--base {name!r}: the model zoo (scaling.zoo.models) is not available; "
+                         "pass a spec .json file") from None
+    if name not in list_models():
+        raise UsageError(f"--base {name!r} is unknown; expected a spec file or one of "
+                         f"{', '.join(list_models())}")
+    spec = get_spec(name)
+    return spec if spec.name else spec.replace(name=name)
+
+
+def cost(spec: NetworkSpec) -> tuple[int | None, int | None]:
+    """(params, MACs), or (None, None) if :mod:`scaling.cost.complexity` is not available."""
+    try:
+        from scaling.cost import complexity
+    except ImportError:
+        return None, None
+    c = complexity(spec)
+    return c.params, c.macs
+
+
+def _ratio(a: int | None, b: int | None) -> float | None:
+    return None if a is None or b is None or not a else b / a
+
+
+def is_efficientnet(spec: NetworkSpec) -> bool:
+    return spec.family == "efficientnet"
+
+
+def official_rows(base: NetworkSpec) -> list[dict[str, Any]]:
+    """The official EfficientNet rows scaled from B0 (the base if it is B0, else the zoo's)."""
+    b0 = base
+    if base.name != "efficientnet_b0":
+        try:
+            b0 = load_base("efficientnet_b0")
+        except UsageError:
+            pass
+    rows = []
+    for row in EFFICIENTNET.values():
+        spec = scale(b0, row=row)
+        params, macs = cost(spec)
+        rows.append({"name": row.name, "d": row.depth, "w": row.width,
+                     "resolution": row.resolution, "dropout": row.dropout,
+                     "blocks": spec.num_blocks, "params": params, "macs": macs})
+    return rows
+
+
+def nearest_official(rows: list[dict[str, Any]], macs: int | None) -> dict[str, Any] | None:
+    """The row nearest in MACs on a log scale (a ratio, not a difference)."""
+    rows = [r for r in rows if r["macs"]]
+    if not rows or not macs:
+        return None
+    return min(rows, key=lambda r: abs(math.log(r["macs"] / macs)))
+
+
+def report(base: NetworkSpec, phi: float, alpha: float, beta: float, gamma: float,
+           scaled: NetworkSpec | None = None, official: list | None = None) -> dict[str, Any]:
+    """Everything the CLI prints about scaling ``base`` by ``phi``, as plain data."""
+    d, w, r = coefficients(phi, alpha, beta, gamma)
+    scaled = compound(base, phi, alpha, beta, gamma) if scaled is None else scaled
+    p0, m0 = cost(base)
+    p1, m1 = cost(scaled)
+    last0, last1 = base.stages[-1].out_channels, scaled.stages[-1].out_channels
+    out: dict[str, Any] = {
+        "base": base.name, "phi": phi, "alpha": alpha, "beta": beta, "gamma": gamma,
+        "product": alpha * beta ** 2 * gamma ** 2, "d": d, "w": w, "r": r,
+        "depth": {"raw": d, "blocks_base": base.num_blocks, "blocks": scaled.num_blocks,
+                  "realized": scaled.num_blocks / base.num_blocks},
+        "width": {"raw": w, "last_base": last0, "last": last1, "realized": last1 / last0},
+        "resolution": {"raw": base.resolution * r, "base": base.resolution,
+                       "rounded": scaled.resolution,
+                       "realized": scaled.resolution / base.resolution},
+        "stem": [list(base.stem.channels), list(scaled.stem.channels)],
+        "head": [base.head.channels, scaled.head.channels],
+        "stages": [{"stage": i, "block": a.block, "kernel": a.kernel, "stride": a.stride,
+                    "channels": [a.out_channels, b.out_channels],
+                    "repeats": [a.repeats, b.repeats]}
+                   for i, (a, b) in enumerate(zip(base.stages, scaled.stages))],
+        "unit": "MACs",
+        "params": {"base": p0, "scaled": p1, "ratio": _ratio(p0, p1)},
+        "macs": {"base": m0, "scaled": m1, "ratio": _ratio(m0, m1)},
+        "ideal_ratio": ideal_ratio(phi, alpha, beta, gamma),
+    }
+    if official is not None:
+        nominal = [o for o in official if float(phi).is_integer() and o["name"] == f"b{phi:g}"]
+        out["official"] = {"nearest": nearest_official(official, m1),
+                           "nominal": nominal[0] if nominal else None}
+    return out
+
+
+def _n(v: Any, spec: str = ",") -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+def render(rep: dict[str, Any]) -> str:
+    """The text report of one phi."""
+    dep, wid, res = rep["depth"], rep["width"], rep["resolution"]
+    lines = [
+        f"base: {rep['base']} ({res['base']}x{res['base']})",
+        f"alpha = {rep['alpha']:g}, beta = {rep['beta']:g}, gamma = {rep['gamma']:g}, "
+        f"alpha*beta^2*gamma^2 = {rep['product']:.6g}",
+        f"phi = {rep['phi']:g}",
+        f"d = alpha^phi = {rep['d']:.7g}   repeats ceil(n*d): {dep['blocks_base']} -> "
+        f"{dep['blocks']} blocks (x{dep['realized']:.4g})",
+        f"w = beta^phi = {rep['w']:.7g}   channels make_divisible(c*w): last stage "
+        f"{wid['last_base']} -> {wid['last']} (x{wid['realized']:.4g})",
+        f"r = gamma^phi = {rep['r']:.7g}   resolution {res['base']}*r = {res['raw']:.6g} -> "
+        f"{res['rounded']} (x{res['realized']:.4g})",
+        "",
+        f"{'stage':<6}{'block':<14}{'k':>3}{'s':>3}   {'channels':<16}{'repeats':<10}",
+        f"{'stem':<6}{'conv':<14}{'':>3}{'':>3}   "
+        f"{'/'.join(map(str, rep['stem'][0]))} -> {'/'.join(map(str, rep['stem'][1]))}",
+    ]
+    for s in rep["stages"]:
+        ch = f"{s['channels'][0]} -> {s['channels'][1]}"
+        rp = f"{s['repeats'][0]} -> {s['repeats'][1]}"
+        lines.append(f"{s['stage']:<6}{s['block']:<14}{s['kernel']:>3}{s['stride']:>3}   "
+                     f"{ch:<16}{rp:<10}")
+    if rep["head"][0] is not None:
+        lines.append(f"{'head':<6}{'conv1x1':<14}{'':>6}   {rep['head'][0]} -> {rep['head'][1]}")
+    p, m = rep["params"], rep["macs"]
+    lines += [
+        "",
+        f"{'':<8}{'params':>16}{'MACs':>18}",
+        f"{'base':<8}{_n(p['base']):>16}{_n(m['base']):>18}",
+        f"{'scaled':<8}{_n(p['scaled']):>16}{_n(m['scaled']):>18}",
+        f"{'ratio':<8}{_n(p['ratio'], '.4f'):>16}{_n(m['ratio'], '.4f'):>18}",
+        f"ideal MAC ratio (alpha*beta^2*gamma^2)^phi = {rep['ideal_ratio']:.4f}",
+    ]
+    off = rep.get("official") or {}
+    cols = [("rule phi=" + format(rep["phi"], "g"), {
+        "d": rep["d"], "w": rep["w"], "resolution": res["rounded"], "blocks": dep["blocks"],
+        "params": p["scaled"], "macs": m["scaled"]})]
+    if off.get("nominal"):
+        cols.append((f"{off['nominal']['name']} (phi={rep['phi']:g})", off["nominal"]))
+    if off.get("nearest") and off["nearest"] is not off.get("nominal"):
+        cols.append((f"{off['nearest']['name']} (nearest MACs)", off["nearest"]))
+    if len(cols) > 1:
+        near = off["nearest"]["name"].upper() if off.get("nearest") else "n/a"
+        lines += ["", f"pure rule vs the official EfficientNet rows (nearest in MACs: {near}):",
+                  f"{'':<12}" + "".join(f"{c:>22}" for c, _ in cols)]
+        for key, spec in (("d", ".6g"), ("w", ".6g"), ("resolution", "d"), ("blocks", "d"),
+                          ("params", ","), ("macs", ",")):
+            label = "MACs" if key == "macs" else key
+            lines.append(f"{label:<12}" + "".join(f"{_n(v[key], spec):>22}" for _, v in cols))
+    return "\n".join(lines)
+
+
+def render_rows(reps: list[dict[str, Any]]) -> str:
+    """One line per phi."""
+    head = (f"{'phi':>6}{'d':>9}{'w':>9}{'r':>9}{'res':>6}{'blocks':>8}{'params':>14}"
+            f"{'MACs':>17}{'ratio':>9}{'ideal':>9}  nearest official (MACs)")
+    lines = [head]
+    for rep in reps:
+        near = (rep.get("official") or {}).get("nearest")
+        lines.append(
+            f"{rep['phi']:>6g}{rep['d']:>9.4f}{rep['w']:>9.4f}{rep['r']:>9.4f}"
+            f"{rep['resolution']['rounded']:>6}{rep['depth']['blocks']:>8}"
+            f"{_n(rep['params']['scaled']):>14}{_n(rep['macs']['scaled']):>17}"
+            f"{_n(rep['macs']['ratio'], '.3f'):>9}{rep['ideal_ratio']:>9.3f}"
+            f"  {near['name'] if near else ''}")
+    return "\n".join(lines)
+
+
+def _parser() -> _Parser:
+    p = _Parser(prog="python -m scaling.compound",
+                description="Compound scaling (Tan & Le 2019): d=alpha^phi, w=beta^phi, "
+                            "r=gamma^phi. Subcommand 'grid' searches alpha, beta, gamma.")
+    p.add_argument("--phi", required=True, help="a number, or start:stop[:step] (inclusive)")
+    p.add_argument("--base", default=DEFAULT_BASE, help="zoo name or spec .json/.yaml file")
+    p.add_argument("--alpha", default=str(ALPHA), help="depth base (>= 1)")
+    p.add_argument("--beta", default=str(BETA), help="width base (>= 1)")
+    p.add_argument("--gamma", default=str(GAMMA), help="resolution base (>= 1)")
+    p.add_argument("--divisor", type=int, default=8, help="channel divisor (default 8)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--out", help="write the scaled spec (JSON) here, atomically")
+    return p
+
+
+def run(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    phis = parse_phis(args.phi)
+    abg = [parse_number(getattr(args, n), f"--{n}") for n in ("alpha", "beta", "gamma")]
+    for n, v in zip(("alpha", "beta", "gamma"), abg):
+        if v < 1:
+            raise UsageError(f"--{n}={v:g} is not allowed; expected >= 1")
+    if args.out and len(phis) != 1:
+        raise UsageError("--out needs a single --phi value, not a range")
+    base = load_base(args.base)
+    for phi in phis:
+        d = coefficients(phi, *abg)[0]
+        blocks = sum(math.ceil(s.repeats * d) for s in base.stages)
+        if blocks > MAX_BLOCKS:
+            raise UsageError(f"--phi {phi:g} gives {blocks} blocks (d = {d:.4g}); expected at "
+                             f"most {MAX_BLOCKS}")
+    official = official_rows(base) if is_efficientnet(base) else None
+    reps, scaled = [], None
+    for phi in phis:
+        scaled = compound(base, phi, *abg, divisor=args.divisor)
+        reps.append(report(base, phi, *abg, scaled=scaled, official=official))
+    if args.out:
+        from scaling.study.provenance import atomic_write_text
+
+        atomic_write_text(args.out, scaled.to_json() + "\n")  # type: ignore[union-attr]
+    if args.json:
+        print(json.dumps(reps[0] if len(reps) == 1 else reps, indent=2))
+    else:
+        print(render(reps[0]) if len(reps) == 1 else render_rows(reps))
+        if args.out:
+            print(f"\nwrote {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: dispatch 'grid', turn bad input into one line on stderr and exit code 2."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        if argv and argv[0] == "grid":
+            from scaling.compound.grid import run_grid
+
+            return run_grid(argv[1:])
+        return run(argv)
+    except (ValueError, TypeError, OSError, OverflowError) as exc:
+        msg = " ".join(str(exc).split())
+        print(f"python -m scaling.compound: error: {msg}", file=sys.stderr)
+        return 2

@@ -1,0 +1,198 @@
+"""Step 1 of compound scaling (Tan & Le 2019, section 3.3): a grid search of alpha, beta, gamma.
+
+``python -m scaling.compound grid --base NAME --phi 1 --target 2 --tol 0.1 --step 0.05
+[--evaluate macs|proxy] [--out CSV]`` enumerates ``alpha, beta, gamma >= 1`` on a grid of
+``step`` under ``|alpha * beta**2 * gamma**2 - target| <= tol``, scales the base by each at ``phi``
+and scores it with an evaluator from :data:`EVALUATORS` (higher score is better):
+
+- ``macs`` (default, analytic, instant): params and MACs of the scaled spec; score
+  ``-|log(MAC ratio / target**phi)|``, i.e. how closely the realised MAC growth meets the target
+  once channels, repeats and resolution are rounded.
+- ``proxy``: trains each scaled spec briefly with :func:`scaling.train.trainer.train` on a
+  :func:`scaling.data.datasets.load_dataset` dataset (Fashion-MNIST by default) at a small base resolution;
+  score = best validation top-1 (the paper's criterion, at CPU scale).
+
+Register another evaluator with ``@register_evaluator("name")``: ``fn(base, scaled, ctx) -> dict``
+with at least a ``score``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from scaling.compound.cli import UsageError, _Parser, cost, load_base, parse_number
+from scaling.compound.rule import compound
+from scaling.ir import NetworkSpec
+
+Evaluator = Callable[[NetworkSpec, NetworkSpec, dict[str, Any]], dict[str, Any]]
+EVALUATORS: dict[str, Evaluator] = {}
+MAX_CANDIDATES = 100_000
+
+
+def register_evaluator(name: str) -> Callable[[Evaluator], Evaluator]:
+    """Decorator: make ``fn(base, scaled, ctx) -> {'score': ..., ...}`` available as ``name``."""
+    def _add(fn: Evaluator) -> Evaluator:
+        EVALUATORS[name] = fn
+        return fn
+
+    return _add
+
+
+def candidates(target: float, tol: float, step: float) -> list[tuple[float, float, float]]:
+    """Grid points ``1 + i * step`` with ``|alpha * beta**2 * gamma**2 - target| <= tol``."""
+    if step <= 0:
+        raise UsageError(f"--step={step:g} is not allowed; expected > 0")
+    if tol < 0:
+        raise UsageError(f"--tol={tol:g} is not allowed; expected >= 0")
+    if target + tol < 1:
+        raise UsageError(f"--target={target:g} with --tol={tol:g} is unreachable: "
+                         "alpha*beta^2*gamma^2 >= 1 when alpha, beta, gamma >= 1")
+    hi = target + tol
+    n_a = int(math.floor((hi - 1) / step + 1e-9)) + 1
+    n_b = int(math.floor((math.sqrt(hi) - 1) / step + 1e-9)) + 1
+    if n_a * n_b * n_b > MAX_CANDIDATES * 10:
+        raise UsageError(f"--step={step:g} gives a grid of {n_a * n_b * n_b} points; use a "
+                         "coarser step")
+    grid = [round(1 + i * step, 10) for i in range(max(n_a, n_b))]
+    out = []
+    for a in grid[:n_a]:
+        for b in grid[:n_b]:
+            for g in grid[:n_b]:
+                if abs(a * b * b * g * g - target) <= tol + 1e-12:
+                    out.append((a, b, g))
+    return out
+
+
+@register_evaluator("macs")
+def evaluate_macs(base: NetworkSpec, scaled: NetworkSpec, ctx: dict[str, Any]) -> dict[str, Any]:
+    """Analytic params/MACs; score = -|log(MAC ratio / target**phi)|."""
+    p0, m0 = ctx.setdefault("_base_cost", cost(base))
+    p1, m1 = cost(scaled)
+    if m0 is None or m1 is None:
+        raise UsageError("evaluator 'macs' needs scaling.cost.complexity, which is not available")
+    ratio = m1 / m0
+    return {"params": p1, "macs": m1, "mac_ratio": ratio,
+            "score": -abs(math.log(ratio / ctx["target"] ** ctx["phi"]))}
+
+
+@register_evaluator("proxy")
+def evaluate_proxy(base: NetworkSpec, scaled: NetworkSpec, ctx: dict[str, Any]) -> dict[str, Any]:
+    """Short proxy training (scaling.train.trainer); score = best validation top-1."""
+    try:
+        from scaling.data import load_dataset
+        from scaling.train import train
+    except ImportError as exc:
+        raise UsageError(f"evaluator 'proxy' needs scaling.train.trainer and scaling.data.datasets: {exc}") from None
+    cache = ctx.setdefault("_data", {})
+    res = scaled.resolution
+    if res not in cache:
+        cache[res] = load_dataset(ctx["dataset"], subset=ctx["subset"], resolution=res,
+                                  val_size=ctx.get("val_size", 5000))
+    data = cache[res]
+    spec = scaled.replace(in_channels=data.in_channels, num_classes=data.num_classes)
+    result = train(spec, data, epochs=ctx["epochs"], seed=ctx["seed"], device=ctx["device"])
+    params, macs = cost(spec)
+    return {"params": params, "macs": macs, "val_top1": result.best_val_top1,
+            "train_time": result.train_time, "status": result.status,
+            "score": result.best_val_top1 if result.best_val_top1 is not None else -math.inf}
+
+
+def _parser() -> _Parser:
+    p = _Parser(prog="python -m scaling.compound grid",
+                description="Grid search of alpha, beta, gamma under alpha*beta^2*gamma^2 ~ "
+                            "target (Tan & Le 2019, step 1).")
+    p.add_argument("--base", default="efficientnet_b0", help="zoo name or spec .json/.yaml")
+    p.add_argument("--phi", default="1", help="phi at which candidates are compared (default 1)")
+    p.add_argument("--target", default="2", help="target of alpha*beta^2*gamma^2 (default 2)")
+    p.add_argument("--tol", default="0.1", help="allowed |product - target| (default 0.1)")
+    p.add_argument("--step", default="0.05", help="grid step (default 0.05)")
+    p.add_argument("--evaluate", default="macs", help=f"evaluator: {', '.join(EVALUATORS)}")
+    p.add_argument("--out", help="write all candidates as CSV here (pandas, atomic)")
+    p.add_argument("--top", type=int, default=10, help="rows to print (default 10)")
+    p.add_argument("--divisor", type=int, default=8, help="channel divisor (default 8)")
+    g = p.add_argument_group("proxy evaluator")
+    g.add_argument("--dataset", default="fashion-mnist")
+    g.add_argument("--proxy-resolution", type=int, default=32,
+                   help="base resolution for proxy training (default 32)")
+    g.add_argument("--subset", type=int, default=2000, help="training images (default 2000)")
+    g.add_argument("--val-size", type=int, default=5000, help="validation images (default 5000)")
+    g.add_argument("--epochs", type=float, default=1.0)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="auto")
+    return p
+
+
+def grid(base: NetworkSpec, phi: float = 1.0, target: float = 2.0, tol: float = 0.1,
+         step: float = 0.05, evaluate: str = "macs", divisor: int = 8,
+         **ctx: Any) -> list[dict[str, Any]]:
+    """Score every grid candidate; rows sorted best first."""
+    if evaluate not in EVALUATORS:
+        raise UsageError(f"--evaluate={evaluate!r} is not allowed; expected one of "
+                         f"{sorted(EVALUATORS)}")
+    if phi < 0:
+        raise UsageError(f"--phi={phi:g} is not allowed; expected >= 0")
+    fn = EVALUATORS[evaluate]
+    ctx.update(phi=phi, target=target)
+    rows = []
+    for a, b, g in candidates(target, tol, step):
+        scaled = compound(base, phi, a, b, g, divisor=divisor)
+        metrics = fn(base, scaled, ctx)
+        rows.append({"alpha": a, "beta": b, "gamma": g, "product": a * b * b * g * g,
+                     "d": a ** phi, "w": b ** phi, "r": g ** phi,
+                     "resolution": scaled.resolution, "blocks": scaled.num_blocks, **metrics})
+    rows.sort(key=lambda r: -r["score"])
+    return rows
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def run_grid(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    phi = parse_number(args.phi, "--phi")
+    nums = {n: parse_number(getattr(args, n), f"--{n}") for n in ("target", "tol", "step")}
+    base = load_base(args.base)
+    ctx: dict[str, Any] = {}
+    if args.evaluate == "proxy":
+        if args.proxy_resolution < 8:
+            raise UsageError(f"--proxy-resolution={args.proxy_resolution} is not allowed; "
+                             "expected >= 8")
+        base = base.replace(resolution=args.proxy_resolution)
+        ctx.update(dataset=args.dataset, subset=args.subset, epochs=args.epochs,
+                   val_size=args.val_size,
+                   seed=args.seed, device=args.device)
+    rows = grid(base, phi, evaluate=args.evaluate, divisor=args.divisor, **nums, **ctx)
+    if not rows:
+        raise UsageError(f"no grid point has |alpha*beta^2*gamma^2 - {nums['target']:g}| <= "
+                         f"{nums['tol']:g} at step {nums['step']:g}")
+    if args.out:
+        import pandas as pd
+
+        from scaling.study.provenance import atomic_write_text
+
+        atomic_write_text(args.out, pd.DataFrame(rows).to_csv(index=False))
+    cols = [c for c in rows[0] if not c.startswith("_")]
+    shown = rows[:max(0, args.top)]
+    print(f"{len(rows)} candidates for {base.name} at phi={phi:g}, target {nums['target']:g} "
+          f"+- {nums['tol']:g}, step {nums['step']:g}, evaluator {args.evaluate!r} "
+          "(MACs unit: multiply-accumulates)")
+    widths = {c: max(len(c), *(len(_fmt(r[c])) for r in shown)) for c in cols} if shown else {}
+    if shown:
+        print("  ".join(c.rjust(widths[c]) for c in cols))
+        for r in shown:
+            print("  ".join(_fmt(r[c]).rjust(widths[c]) for c in cols))
+    if args.out:
+        print(f"wrote {args.out} ({len(rows)} rows)")
+    return 0
+
+
+if __name__ == "__main__":
+    from scaling.compound.cli import main
+
+    sys.exit(main(["grid", *sys.argv[1:]]))

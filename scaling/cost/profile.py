@@ -1,0 +1,161 @@
+"""Per-stage complexity of a zoo model or a spec file: ``python -m scaling.profile``.
+
+    python -m scaling.profile efficientnet_b0 [--res 300] [--json] [--trace]
+    python -m scaling.profile my_spec.json --latency --batch 8 --threads 2 --device cpu
+
+The table is analytic (:func:`scaling.cost.complexity.complexity`, no model is built). ``--trace``
+builds the model and adds the traced counts (params, FlopCounterMode MACs, fvcore activations) and
+fvcore's FLOP total by operator, which also counts norms and pools: the difference from the
+analytic MACs is shown per operator. ``--latency`` adds the median forward latency after warm-up.
+Bad input prints one line on stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from scaling.cost.complexity import UNIT, Complexity, complexity
+from scaling.ir import NetworkSpec, load_spec
+
+_CONV_LINEAR = ("conv", "linear", "addmm", "matmul", "mm", "bmm", "einsum")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m scaling.profile",
+                description="Per-stage params, MACs and activations of a zoo model or spec file.")
+    p.add_argument("model", help="zoo model name, or a .json/.yaml spec file")
+    p.add_argument("--res", type=int, default=None, help="input resolution (default: the spec's)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--trace", action="store_true",
+                   help="build the model and add traced counts and fvcore's by-operator table")
+    p.add_argument("--latency", action="store_true", help="add the median forward latency")
+    p.add_argument("--batch", type=int, default=1, help="latency batch size (default 1)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads for --latency")
+    p.add_argument("--device", default="cpu", help="device for --latency (default cpu)")
+    p.add_argument("--repeats", type=int, default=10, help="timed passes for --latency")
+    return p
+
+
+def resolve_spec(name_or_path: str) -> NetworkSpec:
+    """A zoo model by name, or a spec read from a .json/.yaml/.yml file."""
+    if name_or_path.endswith((".json", ".yaml", ".yml")) or os.path.sep in name_or_path:
+        if not os.path.isfile(name_or_path):
+            raise ValueError(f"spec file {name_or_path!r} does not exist")
+        return load_spec(name_or_path)
+    import scaling.zoo as zoo
+
+    return zoo.get_spec(name_or_path)
+
+
+def _fmt(n: int) -> str:
+    return f"{n:,}"
+
+
+def format_table(spec: NetworkSpec, c: Complexity) -> str:
+    """The per-part table and totals as aligned text."""
+    head = ["part", "output (C,H,W)", "params", UNIT, "activations"]
+    body = [[r.name, "x".join(map(str, r.shape)), _fmt(r.params), _fmt(r.macs),
+             _fmt(r.activations)] for r in c.rows]
+    body.append(["total", "", _fmt(c.params), _fmt(c.macs), _fmt(c.activations)])
+    widths = [max(len(row[i]) for row in [head] + body) for i in range(len(head))]
+    lines = [f"{spec.name or 'spec'} at {c.resolution}x{c.resolution}, batch 1 "
+             f"({UNIT} = conv + linear multiply-adds)"]
+    for j, row in enumerate([head] + body):
+        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
+        cells += [v.rjust(w) for v, w in zip(row[2:], widths[2:])]
+        lines.append("  ".join(cells))
+        if j == 0 or j == len(body) - 1:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def trace_report(spec: NetworkSpec, c: Complexity) -> dict[str, Any]:
+    """Build the model; traced counts, fvcore's by-operator FLOPs and their gap to the MACs."""
+    from scaling.cost.counting import count_params, fvcore_report, traced_macs
+    from scaling.nn.build import build_model
+
+    model = build_model(spec)
+    res, cin = c.resolution, spec.in_channels
+    fv = fvcore_report(model, res, cin)
+    traced = {"params": count_params(model), "macs": traced_macs(model, res, cin),
+              "activations": fv.activations}
+    extra = {op: n for op, n in fv.by_operator.items() if op not in _CONV_LINEAR}
+    return {"traced": traced,
+            "analytic_minus_traced": {k: getattr(c, k) - v for k, v in traced.items()},
+            "fvcore_total": fv.total, "fvcore_by_operator": fv.by_operator,
+            "fvcore_minus_macs": fv.total - c.macs, "fvcore_extra_operators": extra,
+            "fvcore_unsupported": fv.unsupported}
+
+
+def format_trace(t: dict[str, Any], c: Complexity) -> str:
+    lines = ["", f"{'built model':<22} {'analytic':>16}  {'traced':>16}  {'difference':>10}"]
+    for k in ("params", "macs", "activations"):
+        label = UNIT if k == "macs" else k
+        lines.append(f"{label:<22} {_fmt(getattr(c, k)):>16}  {_fmt(t['traced'][k]):>16}  "
+                     f"{t['analytic_minus_traced'][k]:>10,}")
+    lines.append("")
+    lines.append(f"fvcore FlopCountAnalysis total {_fmt(t['fvcore_total'])} "
+                 f"(1 per MAC, plus norm and pool terms); by operator:")
+    for op, n in t["fvcore_by_operator"].items():
+        note = "" if op in _CONV_LINEAR else "  (not a MAC: counted by fvcore only)"
+        lines.append(f"  {op:<22} {_fmt(n):>16}{note}")
+    lines.append(f"  fvcore total - analytic {UNIT} = {_fmt(t['fvcore_minus_macs'])} "
+                 f"= sum of the non-conv/linear operators "
+                 f"{_fmt(sum(t['fvcore_extra_operators'].values()))}")
+    if t["fvcore_unsupported"]:
+        skipped = ", ".join(sorted(t["fvcore_unsupported"]))
+        lines.append(f"  fvcore skipped (counted 0): {skipped}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    spec = resolve_spec(args.model)
+    c = complexity(spec, args.res)
+    out: dict[str, Any] = {"model": spec.name or args.model, "complexity": c.to_dict()}
+    text = [format_table(spec, c)]
+    if args.trace:
+        t = trace_report(spec, c)
+        out["trace"] = t
+        text.append(format_trace(t, c))
+    if args.latency:
+        from scaling.cost.counting import latency
+        from scaling.nn.build import build_model
+
+        seconds = latency(build_model(spec), c.resolution, spec.in_channels, batch=args.batch,
+                          threads=args.threads, device=args.device, repeats=args.repeats)
+        out["latency"] = {"median_ms": seconds * 1e3, "batch": args.batch,
+                          "threads": args.threads, "device": args.device}
+        text.append(f"\nmedian forward latency: {seconds * 1e3:.2f} ms (batch {args.batch}, "
+                    f"threads {args.threads or 'default'}, device {args.device}, "
+                    f"{args.repeats} passes after warm-up)")
+    out["text"] = "\n".join(text)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        out = run(args)
+    except (ValueError, TypeError, KeyError, OSError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"python -m scaling.profile: error: {msg}".replace("\n", " "), file=sys.stderr)
+        return 2
+    if args.json:
+        out.pop("text")
+        print(json.dumps(out, indent=2))
+    else:
+        print(out["text"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""Spec -> nn.Module: :func:`build_model` builds a :class:`ScalingNet` from a NetworkSpec.
+
+Module naming (stable; the weight converters map torchvision keys onto it):
+
+- ``stem.{i}``: ConvNormAct per stem conv (``stem.{i}.0`` conv, ``.1`` norm, ``.2`` activation);
+  ``stem.{n}``: the MaxPool2d(3, 2, 1) when ``stem.pool == 'max'`` (n = number of stem convs).
+- ``stages.{s}.{b}``: block b of stage s (see :mod:`scaling.nn.blocks` for names inside a block):
+  basic/bottleneck: ``conv1, bn1, conv2, bn2[, se.fc1, se.fc2][, conv3, bn3]``,
+  ``downsample.{0,1}`` (``downsample.{0: AvgPool2d, 1: conv, 2: norm}`` for avgpool_conv at
+  stride 2); ``bnN`` is the norm's mmcv name (``gnN`` for GN, ``lnN``, ``inN``).
+  ds/mbconv/fused_mbconv: ``block.{i}.0`` conv, ``block.{i}.1`` norm, SE as ``block.{i}.fc1/fc2``
+  (torchvision's MBConv/FusedMBConv layout; mbconv has no expand conv when mid == in).
+  shuffle_v1: ``conv1_1, conv2, conv1_2`` (each ``.0`` conv, ``.1`` norm); shuffle_v2: ``branch1``
+  and ``branch2``, index for index torchvision's InvertedResidual.
+- ``head.conv`` (ConvNormAct, when head.channels), ``head.pool``, ``head.hidden`` (Linear, when
+  head.hidden) + ``head.hidden_act``, ``head.dropout``, ``head.fc`` (when num_classes > 0).
+  No head is built when ``out_indices`` is given (a backbone).
+
+Weight init (torchvision's choice for EfficientNet/MobileNet): conv weights kaiming_normal
+(fan_out, relu gain), conv biases zero; norm weights 1, biases 0; Linear weights normal(0, 0.01),
+biases 0. SE convs are convs (kaiming, zero bias).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _NormBase
+
+from scaling.ir import NetworkSpec
+from scaling.nn.blocks import build_block
+from scaling.nn.layers import ConvNormAct, build_activation_layer, norm_cfg
+
+__all__ = ["ScalingNet", "build_model", "init_weights"]
+
+_NORM_MODULES = (_NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
+class Head(nn.Module):
+    """[1x1 conv N A] -> global average pool -> [linear A] -> dropout -> [linear classifier]."""
+
+    def __init__(self, spec: NetworkSpec, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        head = spec.head
+        channels = in_channels
+        self.conv = None
+        if head.channels is not None:
+            self.conv = ConvNormAct(channels, head.channels, 1, norm=norm_cfg(spec.norm),
+                                    act=head.activation, padding=spec.padding)
+            channels = head.channels
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.hidden = self.hidden_act = None
+        if head.hidden is not None:
+            self.hidden = nn.Linear(channels, head.hidden)
+            self.hidden_act = build_activation_layer(head.hidden_activation)
+            channels = head.hidden
+        self.num_features = channels
+        self.dropout = nn.Dropout(head.dropout) if head.dropout > 0 and num_classes else None
+        self.fc = nn.Linear(channels, num_classes) if num_classes else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.conv is not None:
+            x = self.conv(x)
+        x = torch.flatten(self.pool(x), 1)
+        if self.hidden is not None:
+            x = self.hidden_act(self.hidden(x))
+        if self.fc is None:
+            return x
+        if self.dropout is not None:
+            x = self.dropout(x)
+        return self.fc(x)
+
+
+class ScalingNet(nn.Module):
+    """A network built from a :class:`NetworkSpec`: ``stem``, ``stages``, ``head``."""
+
+    def __init__(self, spec: NetworkSpec, num_classes: int | None = None,
+                 out_indices: Iterable[int] | None = None, frozen_stages: int = -1,
+                 norm_eval: bool = False, with_cp: bool = False) -> None:
+        super().__init__()
+        if not isinstance(spec, NetworkSpec):
+            raise TypeError(f"spec must be a NetworkSpec, got {type(spec).__name__}")
+        num_classes = spec.num_classes if num_classes is None else num_classes
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f"num_classes={num_classes!r} is not allowed; expected an int >= 0")
+        n = len(spec.stages)
+        self.out_indices = _check_out_indices(out_indices, n)
+        if isinstance(frozen_stages, bool) or not isinstance(frozen_stages, int) \
+                or not -1 <= frozen_stages <= n:
+            raise ValueError(f"frozen_stages={frozen_stages!r} is not allowed; expected an int "
+                             f"in [-1, {n}] (-1: none, 0: stem, k: stem and stages 0..k-1)")
+        self.spec = spec
+        self.num_classes = num_classes
+        self.frozen_stages = frozen_stages
+        self.norm_eval = bool(norm_eval)
+        self.with_cp = bool(with_cp)
+
+        stem = spec.stem
+        layers: list[nn.Module] = []
+        cin = spec.in_channels
+        for c, k, s in zip(stem.channels, stem.kernels, stem.strides):
+            layers.append(ConvNormAct(cin, c, k, s, norm=norm_cfg(spec.norm),
+                                      act=stem.activation, padding=spec.padding))
+            cin = c
+        if stem.pool == "max":
+            layers.append(nn.MaxPool2d(3, 2, 1))
+        self.stem = nn.Sequential(*layers)
+
+        per_stage: list[list[nn.Module]] = [[] for _ in spec.stages]
+        for g in spec.blocks():
+            per_stage[g.stage].append(build_block(g, spec.stages[g.stage], spec.norm,
+                                                  spec.padding, with_cp))
+        self.stages = nn.ModuleList(nn.Sequential(*blocks) for blocks in per_stage)
+        self.out_channels = tuple(s.out_channels for s in spec.stages)
+        self.head = None
+        if self.out_indices is None:
+            self.head = Head(spec, spec.stages[-1].out_channels, num_classes)
+        init_weights(self)
+        self._freeze_stages()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        if not isinstance(x, torch.Tensor) or x.dim() != 4:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"input must be (N, C, H, W) with C={self.spec.in_channels}, "
+                             f"got {got}")
+        if x.shape[1] != self.spec.in_channels:
+            raise ValueError(f"input has {x.shape[1]} channels; expected C="
+                             f"{self.spec.in_channels} (spec.in_channels), shape {tuple(x.shape)}")
+        x = self.stem(x)
+        if self.out_indices is None:
+            for stage in self.stages:
+                x = stage(x)
+            return self.head(x)
+        feats: dict[int, torch.Tensor] = {}
+        last = max(self.out_indices)
+        for i, stage in enumerate(self.stages[:last + 1]):
+            x = stage(x)
+            feats[i] = x
+        return tuple(feats[i] for i in self.out_indices)
+
+    def _freeze_stages(self) -> None:
+        if self.frozen_stages < 0:
+            return
+        frozen: list[nn.Module] = [self.stem, *self.stages[:self.frozen_stages]]
+        for module in frozen:
+            module.eval()
+            for p in module.parameters():
+                p.requires_grad = False
+
+    def train(self, mode: bool = True) -> ScalingNet:
+        """As nn.Module.train, but frozen stages stay in eval mode and, with ``norm_eval``, so do
+        all norm layers (mmcv backbone semantics)."""
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _NORM_MODULES):
+                    m.eval()
+        return self
+
+
+def _check_out_indices(out_indices: Iterable[int] | None, n: int) -> tuple[int, ...] | None:
+    if out_indices is None:
+        return None
+    if isinstance(out_indices, int) and not isinstance(out_indices, bool):
+        out_indices = (out_indices,)
+    try:
+        idx = tuple(out_indices)
+    except TypeError:
+        raise ValueError(f"out_indices={out_indices!r} is not allowed; expected a tuple of "
+                         f"stage indices in [0, {n - 1}]") from None
+    bad = [i for i in idx if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n]
+    if not idx or bad or len(set(idx)) != len(idx):
+        raise ValueError(f"out_indices={out_indices!r} is not allowed; expected distinct stage "
+                         f"indices in [0, {n - 1}] (the spec has {n} stages)")
+    return idx
+
+
+def init_weights(model: nn.Module) -> None:
+    """torchvision's init (EfficientNet/MobileNet): kaiming_normal fan_out convs, zero biases,
+    unit norms, normal(0, 0.01) linears."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, _NORM_MODULES):
+            if getattr(m, "weight", None) is not None:
+                nn.init.ones_(m.weight)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+            nn.init.zeros_(m.bias)
+
+
+def build_model(spec: NetworkSpec | dict, num_classes: int | None = None,
+                out_indices: Iterable[int] | None = None, frozen_stages: int = -1,
+                norm_eval: bool = False, with_cp: bool = False) -> ScalingNet:
+    """Build the network of ``spec`` (a NetworkSpec or its dict).
+
+    num_classes: None -> ``spec.num_classes``; 0 -> no classifier, forward returns the pooled
+    features. out_indices: forward returns those stages' feature maps (no head). frozen_stages=k:
+    stem and stages[0..k-1] are frozen (eval mode, no grad), also across ``.train()``. norm_eval:
+    norm layers stay in eval mode in ``.train()``. with_cp: gradient checkpointing per block.
+    Block i of N (over all stages) gets drop-path rate ``spec.drop_path_rate * i / N``.
+    """
+    if isinstance(spec, dict):
+        spec = NetworkSpec.from_dict(spec)
+    return ScalingNet(spec, num_classes, out_indices, frozen_stages, norm_eval, with_cp)

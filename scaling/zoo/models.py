@@ -1,0 +1,213 @@
+"""The model zoo: every family model by name, with overrides; ``python -m scaling.zoo [--json]``.
+
+``get_spec(name, **overrides)`` returns the family's :class:`~scaling.ir.spec.NetworkSpec` (torchvision
+defaults, 1000 classes, its evaluation resolution) with overrides applied:
+
+- family parameters, as the family defines them (absolute, not relative): ``width`` / ``depth``
+  (MobileNet, MNASNet, EfficientNet, ShuffleNetV1), ``size`` (ShuffleNetV2, MobileNetV3,
+  EfficientNetV2), ResNet's ``layers``, ``groups``, ``width_per_group``, ``deep_stem``,
+  ``avg_down``; other multipliers: :func:`scaling.compound.rule.scale`;
+- generic: ``num_classes``, ``in_chans``, ``resolution``, ``norm`` (NormSpec, dict or type name),
+  ``activation`` (replaces the stem, stage and head activations; SE keeps its own),
+  ``drop_path_rate``, ``dropout``, and the small-input adaptation ``small_input=True`` (every stem
+  conv at stride 1, no stem max pool: for 28x28 / 32x32 inputs) or, separately, ``stem_stride``
+  and ``stem_pool`` (None or 'max').
+
+``create_model(name_or_spec, **overrides)`` builds it (:func:`scaling.nn.build.build_model`), also
+taking the builder's ``out_indices``, ``frozen_stages``, ``norm_eval`` and ``with_cp``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import inspect
+import json
+import sys
+from typing import Any
+
+from scaling.ir import NetworkSpec, NormSpec
+from scaling.zoo.families import Factory, all_models
+
+GENERIC = ("num_classes", "in_chans", "resolution", "norm", "activation", "drop_path_rate",
+           "dropout", "small_input", "stem_stride", "stem_pool")
+BUILD_KWARGS = ("out_indices", "frozen_stages", "norm_eval", "with_cp")
+#: factory parameters that select the model and are not offered as overrides
+_HIDDEN = ("table", "variant", "params")
+
+_MODELS = all_models()
+
+
+def list_models(family: str | None = None) -> list[str]:
+    """The names of all models (of ``family`` only, if given), in zoo order."""
+    if family is None:
+        return list(_MODELS)
+    names = [n for n in _MODELS if _spec_of(n).family == family]
+    if not names:
+        families = sorted({_spec_of(n).family for n in _MODELS})
+        raise ValueError(f"family={family!r} is not known; expected one of {families}")
+    return names
+
+
+def _entry(name: str) -> tuple[Factory, dict[str, Any]]:
+    if not isinstance(name, str):
+        raise TypeError(f"model name must be a str, got {type(name).__name__} {name!r}")
+    if name not in _MODELS:
+        close = difflib.get_close_matches(name, list(_MODELS), n=5, cutoff=0.5)
+        hint = f"; close matches: {close}" if close else ""
+        raise ValueError(f"model {name!r} is not known{hint}. See scaling.list_models() "
+                         f"({len(_MODELS)} models)")
+    return _MODELS[name]
+
+
+def _spec_of(name: str) -> NetworkSpec:
+    factory, kwargs = _entry(name)
+    return factory(**kwargs).replace(name=name)
+
+
+def family_params(name: str) -> tuple[str, ...]:
+    """The family parameters that ``get_spec(name, ...)`` accepts besides the generic ones."""
+    factory, _ = _entry(name)
+    params = inspect.signature(factory).parameters
+    return tuple(p for p in params if p not in _HIDDEN and p not in GENERIC)
+
+
+def _norm(value: Any) -> NormSpec:
+    if isinstance(value, NormSpec):
+        return value
+    if isinstance(value, str):
+        return NormSpec(type=value)
+    if isinstance(value, dict):
+        return NormSpec.from_dict(value, "norm")
+    raise TypeError(f"norm must be a NormSpec, a dict or a norm type name, got "
+                    f"{type(value).__name__} {value!r}")
+
+
+def apply_overrides(spec: NetworkSpec, **overrides: Any) -> NetworkSpec:
+    """``spec`` with the generic overrides (see the module docstring) applied."""
+    if not isinstance(spec, NetworkSpec):
+        raise TypeError(f"spec must be a NetworkSpec, got {type(spec).__name__}")
+    unknown = sorted(set(overrides) - set(GENERIC))
+    if unknown:
+        raise TypeError(f"unknown override(s) {unknown}; allowed: {list(GENERIC)}")
+    o = dict(overrides)
+    top: dict[str, Any] = {}
+    for key, field in (("num_classes", "num_classes"), ("in_chans", "in_channels"),
+                       ("resolution", "resolution"), ("drop_path_rate", "drop_path_rate")):
+        if key in o:
+            top[field] = o[key]
+    if "norm" in o:
+        top["norm"] = _norm(o["norm"])
+    stem, head, stages = spec.stem, spec.head, spec.stages
+    if "activation" in o:
+        act = o["activation"]
+        stem = stem.replace(activation=act)
+        stages = tuple(s.replace(activation=act) for s in stages)
+        head = head.replace(activation=act, hidden_activation=act)
+    if "dropout" in o:
+        head = head.replace(dropout=o["dropout"])
+    small = o.get("small_input", False)
+    if not isinstance(small, bool):
+        raise TypeError(f"small_input must be a bool, got {small!r}")
+    if small:
+        stem = stem.replace(strides=(1,) * len(stem.strides), pool=None)
+    if "stem_stride" in o:
+        stem = stem.replace(strides=(o["stem_stride"],) + stem.strides[1:])
+    if "stem_pool" in o:
+        stem = stem.replace(pool=o["stem_pool"])
+    return spec.replace(stem=stem, head=head, stages=stages, **top)
+
+
+def get_spec(name: str, **overrides: Any) -> NetworkSpec:
+    """The spec of model ``name`` with ``overrides`` (family parameters and generic ones)."""
+    factory, kwargs = _entry(name)
+    allowed = family_params(name)
+    unknown = sorted(set(overrides) - set(allowed) - set(GENERIC))
+    if unknown:
+        raise TypeError(f"unknown override(s) {unknown} for model {name!r}; allowed: "
+                        f"{list(allowed) + list(GENERIC)}")
+    family = {k: v for k, v in overrides.items() if k in allowed}
+    generic = {k: v for k, v in overrides.items() if k in GENERIC}
+    spec = factory(**{**kwargs, **family}).replace(name=name)
+    return apply_overrides(spec, **generic)
+
+
+def create_model(name_or_spec: str | NetworkSpec | dict, **overrides: Any):
+    """Build a model from a zoo name or a spec (dict accepted), with overrides and the builder's
+    ``out_indices``/``frozen_stages``/``norm_eval``/``with_cp``."""
+    from scaling.nn.build import build_model
+
+    build = {k: overrides.pop(k) for k in BUILD_KWARGS if k in overrides}
+    if isinstance(name_or_spec, str):
+        spec = get_spec(name_or_spec, **overrides)
+    elif isinstance(name_or_spec, (NetworkSpec, dict)):
+        if isinstance(name_or_spec, dict):
+            name_or_spec = NetworkSpec.from_dict(name_or_spec)
+        spec = apply_overrides(name_or_spec, **overrides)
+    else:
+        raise TypeError("name_or_spec must be a model name, a NetworkSpec or its dict, got "
+                        f"{type(name_or_spec).__name__}")
+    return build_model(spec, **build)
+
+
+def _params_by_build(spec: NetworkSpec) -> int:
+    import torch
+
+    from scaling.nn.build import build_model
+
+    with torch.device("meta"):
+        model = build_model(spec)
+    return sum(p.numel() for p in model.parameters())
+
+
+def model_table(names: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per model: name, family, params, resolution, and (when :mod:`scaling.cost.complexity`
+    is present) MACs at the model's resolution and at 224."""
+    try:
+        from scaling.cost import complexity
+    except ImportError:  # pragma: no cover - complexity is part of the package
+        complexity = None
+    rows = []
+    for name in names or list_models():
+        spec = get_spec(name)
+        row: dict[str, Any] = {"name": name, "family": spec.family}
+        if complexity is not None:
+            native = complexity(spec)
+            row.update(params=native.params, resolution=spec.resolution, macs=native.macs,
+                       macs_224=complexity(spec, 224).macs)
+        else:
+            row.update(params=_params_by_build(spec), resolution=spec.resolution)
+        rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m scaling.zoo [--json] [--family F] [names...]``: the zoo as a table."""
+    parser = argparse.ArgumentParser(prog="python -m scaling.zoo", description=main.__doc__)
+    parser.add_argument("names", nargs="*", help="models to list (default: all)")
+    parser.add_argument("--family", help="only this family")
+    parser.add_argument("--json", action="store_true", help="print JSON rows")
+    args = parser.parse_args(argv)
+    try:
+        names = args.names or list_models(args.family)
+        rows = model_table(names)
+    except (TypeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    cols = list(rows[0])
+    heads = {"params": "params", "macs": "MACs", "macs_224": "MACs@224"}
+    cells = [[heads.get(c, c) for c in cols]]
+    cells += [[f"{r[c]:,}" if isinstance(r[c], int) and c != "resolution" else str(r[c])
+               for c in cols] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
+    for row in cells:
+        print("  ".join(v.ljust(w) if i < 2 else v.rjust(w)
+                        for i, (v, w) in enumerate(zip(row, widths))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,375 @@
+"""State-dict converters between IR models (:mod:`scaling.nn.build`) and torchvision / timm models.
+
+The key map is derived from the IR model's structure (its blocks, their geometry and the layout of
+the source library), never by zipping two key lists. Layouts: torchvision's ``resnet`` (ResNet,
+ResNeXt, Wide ResNet), ``regnet``, ``shufflenet_v2``, ``mobilenet_v2``, ``mobilenet_v3``,
+``efficientnet`` (B0-B7 and V2), ``mnasnet``; timm's ``timm_efficientnet`` and
+``timm_mobilenetv3`` (a timm stage is a run of blocks with equal output channels; MobileNetV3's
+head conv is timm's last block and its hidden linear timm's 1x1 ``conv_head``). The layout is
+taken from ``spec.family`` when that names one, else inferred from the blocks; pass ``layout=`` to
+choose. Conversion is strict: a model key without a counterpart, a missing or unexpected source
+key, or a shape mismatch is a ValueError naming it. Files load with
+``torch.load(..., weights_only=True)`` and save atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+
+import torch
+from torch import nn
+
+from scaling.nn.build import ScalingNet
+from scaling.nn.layers import SqueezeExcite
+
+__all__ = ["LAYOUTS", "export_timm", "export_torchvision", "key_map", "load_file", "load_timm",
+           "load_torchvision", "save_file"]
+
+Pairs = list[tuple[str, str]]  # (IR module name, external module name)
+
+
+def _leaves(module: nn.Module, prefix: str) -> Iterator[str]:
+    """Relative names of the submodules of ``module`` that own parameters or buffers."""
+    for name, sub in module.named_modules():
+        if any(True for _ in sub.named_parameters(recurse=False)) or \
+                any(True for _ in sub.named_buffers(recurse=False)):
+            yield f"{prefix}.{name}" if name else prefix
+
+
+def _flat_blocks(model: ScalingNet) -> list[tuple[int, int, nn.Module]]:
+    return [(s, b, blk) for s, stage in enumerate(model.stages) for b, blk in enumerate(stage)]
+
+
+def _single_stem(model: ScalingNet, conv: str, norm: str, layout: str) -> Pairs:
+    if len(model.spec.stem.channels) != 1:
+        raise ValueError(f"layout {layout!r} has a single stem conv; the model's stem has "
+                         f"{len(model.spec.stem.channels)} (stem.channels="
+                         f"{model.spec.stem.channels})")
+    return [("stem.0.0", conv), ("stem.0.1", norm)]
+
+
+def _head(model: ScalingNet, conv: str | None, hidden: str | None, fc: str) -> Pairs:
+    head = model.head
+    if head is None:
+        return []
+    pairs: Pairs = []
+    if head.conv is not None and conv is not None:
+        pairs += [("head.conv.0", f"{conv}.0"), ("head.conv.1", f"{conv}.1")]
+    if head.hidden is not None and hidden is not None:
+        pairs.append(("head.hidden", hidden))
+    if head.fc is not None:
+        pairs.append(("head.fc", fc))
+    return pairs
+
+
+# -- torchvision layouts --------------------------------------------------------------------------
+def _tv_resnet(model: ScalingNet) -> Pairs:
+    pairs = _single_stem(model, "conv1", "bn1", "resnet")
+    for s, b, blk in _flat_blocks(model):
+        pairs += [(n, f"layer{s + 1}.{b}" + n[len(f"stages.{s}.{b}"):])
+                  for n in _leaves(blk, f"stages.{s}.{b}")]
+    return pairs + _head(model, None, None, "fc")
+
+
+_REGNET = {"conv1": "f.a.0", "bn1": "f.a.1", "conv2": "f.b.0", "bn2": "f.b.1",
+           "se.fc1": "f.se.fc1", "se.fc2": "f.se.fc2", "conv3": "f.c.0", "bn3": "f.c.1",
+           "downsample.0": "proj.0", "downsample.1": "proj.1"}
+
+
+def _tv_regnet(model: ScalingNet) -> Pairs:
+    pairs = _single_stem(model, "stem.0", "stem.1", "regnet")
+    for s, b, blk in _flat_blocks(model):
+        base = f"stages.{s}.{b}"
+        for n in _leaves(blk, base):
+            rel = n[len(base) + 1:]
+            pairs.append((n, f"trunk_output.block{s + 1}.block{s + 1}-{b}." +
+                          _REGNET.get(rel, f"<no regnet name for {rel}>")))
+    return pairs + _head(model, None, None, "fc")
+
+
+def _tv_shufflenet_v2(model: ScalingNet) -> Pairs:
+    pairs = _single_stem(model, "conv1.0", "conv1.1", "shufflenet_v2")
+    for s, b, blk in _flat_blocks(model):
+        base = f"stages.{s}.{b}"
+        pairs += [(n, f"stage{s + 2}.{b}" + n[len(base):]) for n in _leaves(blk, base)]
+    return pairs + _head(model, "conv5", None, "fc")
+
+
+def _tv_mobilenet_v2(model: ScalingNet) -> Pairs:
+    pairs = _single_stem(model, "features.0.0", "features.0.1", "mobilenet_v2")
+    blocks = _flat_blocks(model)
+    for f, (s, b, blk) in enumerate(blocks):
+        n_layers = len(blk.block)
+        for i in range(n_layers):
+            for j in (0, 1):
+                tv = f"conv.{i}.{j}" if i < n_layers - 1 else f"conv.{i + j}"
+                pairs.append((f"stages.{s}.{b}.block.{i}.{j}", f"features.{f + 1}.{tv}"))
+    return pairs + _head(model, f"features.{len(blocks) + 1}", None, "classifier.1")
+
+
+def _tv_mobilenet_v3(model: ScalingNet) -> Pairs:
+    pairs = _single_stem(model, "features.0.0", "features.0.1", "mobilenet_v3")
+    blocks = _flat_blocks(model)
+    for f, (s, b, blk) in enumerate(blocks):
+        base = f"stages.{s}.{b}"
+        pairs += [(n, f"features.{f + 1}" + n[len(base):]) for n in _leaves(blk, base)]
+    return pairs + _head(model, f"features.{len(blocks) + 1}", "classifier.0", "classifier.3")
+
+
+def _tv_efficientnet(model: ScalingNet) -> Pairs:
+    pairs = _single_stem(model, "features.0.0", "features.0.1", "efficientnet")
+    for s, b, blk in _flat_blocks(model):
+        base = f"stages.{s}.{b}"
+        pairs += [(n, f"features.{s + 1}.{b}" + n[len(base):]) for n in _leaves(blk, base)]
+    return pairs + _head(model, f"features.{len(model.stages) + 1}", None, "classifier.1")
+
+
+def _tv_mnasnet(model: ScalingNet) -> Pairs:
+    pairs = _single_stem(model, "layers.0", "layers.1", "mnasnet")
+    for s, b, blk in _flat_blocks(model):
+        for i in range(len(blk.block)):
+            for j in (0, 1):
+                if s == 0:  # the stem's separable conv: layers.3/4 (dw), layers.6/7 (pw)
+                    tv = f"layers.{3 + 3 * i + j}" if b == 0 else f"<no mnasnet block {b}>"
+                else:
+                    tv = f"layers.{7 + s}.{b}.layers.{3 * i + j}"
+                pairs.append((f"stages.{s}.{b}.block.{i}.{j}", tv))
+    n = 7 + len(model.stages)
+    pairs += _head(model, None, None, "classifier.1")
+    if model.head is not None and model.head.conv is not None:
+        pairs += [("head.conv.0", f"layers.{n}"), ("head.conv.1", f"layers.{n + 1}")]
+    return pairs
+
+
+# -- timm layouts ---------------------------------------------------------------------------------
+def _roles(blk: nn.Module) -> list[str]:
+    """The role of each entry of an MBConv/FusedMBConv ``block`` Sequential (see scaling.nn.blocks)."""
+    g = blk.geometry
+    expand = g.mid_channels != g.in_channels
+    se = ["se"] if any(isinstance(layer, SqueezeExcite) for layer in blk.block) else []
+    if g.block == "mbconv":
+        roles = (["pw"] if expand else []) + ["dw"] + se + ["pwl"]
+    else:
+        roles = ["exp"] + se + ["pwl"] if expand else ["conv"] + se
+    if len(roles) != len(blk.block):  # pragma: no cover - guards against a builder change
+        raise ValueError(f"unexpected layers in a {g.block} block: {blk.block}")
+    return roles
+
+
+# timm names: (conv, norm) by role, for blocks with / without an expansion conv
+_TIMM_EXPAND = {"pw": ("conv_pw", "bn1"), "dw": ("conv_dw", "bn2"), "pwl": ("conv_pwl", "bn3"),
+                "exp": ("conv_exp", "bn1")}
+_TIMM_FLAT = {"dw": ("conv_dw", "bn1"), "pwl": ("conv_pw", "bn2"), "conv": ("conv", "bn1")}
+_TIMM_FUSED_PWL = ("conv_pwl", "bn2")
+
+
+def _timm_stages(model: ScalingNet) -> list[tuple[int, int, int, int, nn.Module]]:
+    """(timm stage, index, IR stage, IR index, block); a timm stage: a run of equal out channels."""
+    out, t, i, last = [], -1, 0, None
+    for s, b, blk in _flat_blocks(model):
+        c = blk.geometry.out_channels
+        if c != last:
+            t, i, last = t + 1, 0, c
+        out.append((t, i, s, b, blk))
+        i += 1
+    return out
+
+
+def _timm_blocks(model: ScalingNet) -> tuple[Pairs, int]:
+    pairs = _single_stem(model, "conv_stem", "bn1", "timm")
+    blocks = _timm_stages(model)
+    for t, i, s, b, blk in blocks:
+        if blk.geometry.block not in ("mbconv", "fused_mbconv"):
+            raise ValueError(f"timm layouts hold mbconv/fused_mbconv blocks; stage {s} is "
+                             f"{blk.geometry.block!r}")
+        roles = _roles(blk)
+        expand = blk.geometry.mid_channels != blk.geometry.in_channels
+        for k, role in enumerate(roles):
+            ir, tm = f"stages.{s}.{b}.block.{k}", f"blocks.{t}.{i}"
+            if role == "se":
+                pairs += [(f"{ir}.fc1", f"{tm}.se.conv_reduce"),
+                          (f"{ir}.fc2", f"{tm}.se.conv_expand")]
+                continue
+            if blk.geometry.block == "fused_mbconv" and role == "pwl":
+                conv, norm = _TIMM_FUSED_PWL
+            else:
+                conv, norm = (_TIMM_EXPAND if expand else _TIMM_FLAT)[role]
+            pairs += [(f"{ir}.0", f"{tm}.{conv}"), (f"{ir}.1", f"{tm}.{norm}")]
+    return pairs, (blocks[-1][0] + 1 if blocks else 0)
+
+
+def _timm_efficientnet(model: ScalingNet) -> Pairs:
+    pairs, _ = _timm_blocks(model)
+    head = model.head
+    if head is not None and head.conv is not None:
+        pairs += [("head.conv.0", "conv_head"), ("head.conv.1", "bn2")]
+    return pairs + _head(model, None, None, "classifier")
+
+
+def _timm_mobilenetv3(model: ScalingNet) -> Pairs:
+    pairs, n = _timm_blocks(model)
+    head = model.head
+    if head is not None and head.conv is not None:
+        pairs += [("head.conv.0", f"blocks.{n}.0.conv"), ("head.conv.1", f"blocks.{n}.0.bn1")]
+    return pairs + _head(model, None, "conv_head", "classifier")
+
+
+LAYOUTS: dict[str, Callable[[ScalingNet], Pairs]] = {
+    "resnet": _tv_resnet, "regnet": _tv_regnet, "shufflenet_v2": _tv_shufflenet_v2,
+    "mobilenet_v2": _tv_mobilenet_v2, "mobilenet_v3": _tv_mobilenet_v3,
+    "efficientnet": _tv_efficientnet, "mnasnet": _tv_mnasnet,
+    "timm_efficientnet": _timm_efficientnet, "timm_mobilenetv3": _timm_mobilenetv3,
+}
+_FAMILY_LAYOUT = {"resnet": "resnet", "regnet": "regnet", "shufflenet_v2": "shufflenet_v2",
+                  "mobilenet_v2": "mobilenet_v2", "mobilenet_v3": "mobilenet_v3",
+                  "efficientnet": "efficientnet", "efficientnet_v2": "efficientnet",
+                  "mnasnet": "mnasnet"}
+#: IR modules whose tensors are reshaped: (IR module, layout) -> timm 1x1 conv from a Linear
+_LINEAR_AS_CONV = {("head.hidden", "timm_mobilenetv3")}
+
+
+
+def _layout(model: ScalingNet, layout: str | None, timm: bool) -> str:
+    if not isinstance(model, ScalingNet):
+        raise TypeError(f"model must be a ScalingNet (scaling.build_model), got "
+                        f"{type(model).__name__}")
+    if layout is not None:
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout={layout!r} is not allowed; expected one of {list(LAYOUTS)}")
+        return layout
+    spec = model.spec
+    if timm:
+        return "timm_mobilenetv3" if spec.head.hidden is not None else "timm_efficientnet"
+    if spec.family in _FAMILY_LAYOUT:
+        return _FAMILY_LAYOUT[spec.family]
+    blocks = {s.block for s in spec.stages}
+    if blocks <= {"basic", "bottleneck"}:
+        return "regnet" if any(s.group_width for s in spec.stages) else "resnet"
+    if blocks == {"shuffle_v2"}:
+        return "shufflenet_v2"
+    if blocks <= {"mbconv", "fused_mbconv"}:
+        return "mobilenet_v3" if spec.head.hidden is not None else "efficientnet"
+    raise ValueError(f"no torchvision layout holds blocks {sorted(blocks)}; pass layout= one of "
+                     f"{list(LAYOUTS)}")
+
+
+def key_map(model: ScalingNet, layout: str) -> dict[str, str]:
+    """``{IR state-dict key: external key}`` for every key of ``model.state_dict()``."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout={layout!r} is not allowed; expected one of {list(LAYOUTS)}")
+    modules = dict(model.named_modules())
+    mapping: dict[str, str] = {}
+    for ir, ext in LAYOUTS[layout](model):
+        if ir not in modules:
+            raise ValueError(f"model module {ir!r} does not exist (layout {layout!r})")
+        for name in modules[ir].state_dict():
+            if "." not in name:
+                mapping[f"{ir}.{name}"] = f"{ext}.{name}"
+    uncovered = [k for k in model.state_dict() if k not in mapping]
+    if uncovered:
+        raise ValueError(f"model key(s) {_few(uncovered)} have no counterpart in layout "
+                         f"{layout!r}")
+    return mapping
+
+
+def _few(keys: list[str], n: int = 8) -> str:
+    more = f" (+{len(keys) - n} more)" if len(keys) > n else ""
+    return f"{keys[:n]}{more}"
+
+
+def _reshaped(ir_key: str, layout: str) -> bool:
+    return (ir_key.rsplit(".", 1)[0], layout) in _LINEAR_AS_CONV
+
+
+def _load(model: ScalingNet, state_dict: Mapping[str, torch.Tensor], layout: str,
+          source: str) -> ScalingNet:
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
+    mapping = key_map(model, layout)
+    expected = {ext: ir for ir, ext in mapping.items()}
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing key(s) {_few(missing)}")
+        if unexpected:
+            parts.append(f"unexpected key(s) {_few(unexpected)}")
+        raise ValueError(f"{source} state dict does not fit layout {layout!r}: "
+                         + "; ".join(parts))
+    own = model.state_dict()
+    converted = {}
+    for ir, ext in mapping.items():
+        t = state_dict[ext]
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{source} key {ext!r} holds a {type(t).__name__}, not a tensor")
+        want = own[ir].shape
+        if _reshaped(ir, layout) and t.dim() == 4 and t.shape[2:] == (1, 1):
+            t = t.flatten(1)
+        if t.shape != want:
+            raise ValueError(f"{source} key {ext!r} has shape {tuple(t.shape)}; model key "
+                             f"{ir!r} expects {tuple(want)}")
+        converted[ir] = t
+    model.load_state_dict(converted, strict=True)
+    return model
+
+
+def _export(model: ScalingNet, layout: str) -> dict[str, torch.Tensor]:
+    mapping = key_map(model, layout)
+    out = {}
+    for ir, t in model.state_dict().items():
+        out[mapping[ir]] = t[:, :, None, None] if _reshaped(ir, layout) and t.dim() == 2 else t
+    return out
+
+
+def load_torchvision(model: ScalingNet, state_dict: Mapping[str, torch.Tensor],
+                     layout: str | None = None) -> ScalingNet:
+    """Load a torchvision state dict into the IR ``model`` (in place; returned)."""
+    return _load(model, state_dict, _layout(model, layout, timm=False), "torchvision")
+
+
+def export_torchvision(model: ScalingNet, layout: str | None = None) -> dict[str, torch.Tensor]:
+    """The IR ``model``'s weights as a torchvision state dict."""
+    return _export(model, _layout(model, layout, timm=False))
+
+
+def load_timm(model: ScalingNet, state_dict: Mapping[str, torch.Tensor],
+              layout: str | None = None) -> ScalingNet:
+    """Load a timm EfficientNet / MobileNetV3 state dict into the IR ``model``."""
+    return _load(model, state_dict, _layout(model, layout, timm=True), "timm")
+
+
+def export_timm(model: ScalingNet, layout: str | None = None) -> dict[str, torch.Tensor]:
+    """The IR ``model``'s weights as a timm EfficientNet / MobileNetV3 state dict."""
+    return _export(model, _layout(model, layout, timm=True))
+
+
+def load_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A state dict from a file (``torch.load(..., weights_only=True)``); a checkpoint holding it
+    under 'state_dict' or 'model' is unwrapped."""
+    obj = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+            break
+    if not isinstance(obj, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+        raise ValueError(f"{os.fspath(path)!r} does not hold a state dict (str -> tensor)")
+    return dict(obj)
+
+
+def save_file(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """Write ``state_dict`` atomically (a temp file in the same folder, then os.replace)."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
+    os.close(fd)
+    try:
+        torch.save(dict(state_dict), tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
