@@ -109,7 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     from scaling.search.objectives import format_macs, parse_budget
     from scaling.search.report import best_trials, counts, write_outputs
     from scaling.search.study import SearchConfig, run_search
-    from scaling.study.provenance import Provenance, atomic_write_json, atomic_write_text
+    from scaling.study.provenance import (
+        Provenance,
+        atomic_write_json,
+        atomic_write_text,
+        repo_relative,
+    )
     from scaling.train import evaluate
 
     budget = parse_budget(args.budget)
@@ -168,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         "budget": budget, "unit": "MACs", "resolution": 28, "dataset": "fashion-mnist",
         "protocol": {k: getattr(cfg, k) for k in ("subset", "val_size", "epochs", "batch_size",
                                                   "optimizer", "lr", "augment", "threads")},
-        "search": {"study": cfg.study, "storage": cfg.storage_url, "objective": cfg.objective,
-                   "evaluator": cfg.evaluator, "trials": counts(study),
+        "search": {"study": cfg.study, "storage": repo_relative(cfg.storage_url),
+                   "objective": cfg.objective, "evaluator": cfg.evaluator, "trials": counts(study),
                    "wall_time_s": round(info.wall_time, 1), "best_trial": top.number,
                    "best_val_acc": top.user_attrs["val_acc"], "best_macs": top.user_attrs["macs"],
                    **{k: str(Path(v).name) for k, v in paths.items()}},

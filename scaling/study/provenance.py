@@ -7,53 +7,80 @@ device, library versions, date, wall time) goes beside it as ``<name>.provenance
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import platform
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from scaling.files import atomic_write, atomic_write_bytes, atomic_write_json, atomic_write_text
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and os.replace."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+__all__ = ["ROOT", "Provenance", "atomic_write", "atomic_write_bytes", "atomic_write_json",
+           "atomic_write_text", "device_description", "git_commit", "repo_relative"]
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` atomically, with the usual mode of a new file (0666 less the umask)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+ROOT = Path(__file__).resolve().parents[2]
+_SQLITE = "sqlite:///"
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+def repo_relative(path: str | os.PathLike, root: str | os.PathLike | None = None) -> str:
+    """``path`` as recorded in a committed file: never an absolute path of this machine.
+
+    The rule (``root`` defaults to the repository, relative inputs are taken from the current
+    folder, symlinks resolved):
+
+    - inside ``root``: the POSIX path relative to it (``results/search/baseline.db``);
+    - inside ``root``'s parent folder: relative to ``root`` through ``..``
+      (``../shared/reference.csv`` for a folder beside the checkout);
+    - anywhere else: the file name alone (``reference.csv``), which names the input without
+      saying where it lived.
+
+    An Optuna SQLite URL keeps its scheme: ``sqlite:////abs/repo/r.db`` -> ``sqlite:///r.db``
+    (SQLite reads three slashes and a relative path from the current folder, i.e. run from the
+    repository root). Other URLs (``postgresql://...``) are returned unchanged.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"repo_relative: path must be a str or path, got {type(path).__name__}")
+    text = os.fspath(path)
+    if text.startswith(_SQLITE):
+        return _SQLITE + repo_relative(text[len(_SQLITE):], root)
+    if "://" in text:
+        return text
+    if text == "":
+        raise ValueError("repo_relative: path is empty")
+    base = Path(root).resolve() if root is not None else ROOT
+    target = Path(text).expanduser().resolve()
+    if target.is_relative_to(base):
+        return target.relative_to(base).as_posix() or "."
+    if base.parent != base and target.is_relative_to(base.parent):
+        return (Path("..") / target.relative_to(base.parent)).as_posix()
+    return target.name
+
+
+def _looks_like_path(value: str) -> bool:
+    return value.startswith(_SQLITE) or (os.path.isabs(value) and "\n" not in value)
+
+
+def _relative_values(value: Any) -> Any:
+    """Every path in a record (Path objects, absolute path strings, SQLite URLs), made relative."""
+    if isinstance(value, os.PathLike):
+        return repo_relative(value)
+    if isinstance(value, str):
+        return repo_relative(value) if _looks_like_path(value) else value
+    if isinstance(value, dict):
+        return {k: _relative_values(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_relative_values(v) for v in value]
+    return value
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str:
     """The HEAD commit, with ``+dirty`` when tracked files differ from it; 'unknown' outside git."""
-    cwd = cwd or Path(__file__).resolve().parent.parent
+    cwd = cwd or ROOT
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
                               text=True, check=True).stdout.strip()
@@ -75,21 +102,28 @@ def device_description(device: str | None = None) -> str:
     return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def _argument(arg: str) -> str:
+    """A command-line argument with any absolute path in it (``/x``, ``--out=/x``) made relative."""
+    key, sep, value = arg.partition("=")
+    if sep and key.startswith("-") and _looks_like_path(value):
+        return f"{key}={repo_relative(value)}"
+    return repo_relative(arg) if _looks_like_path(arg) else arg
+
+
 def _command_line(argv: list[str]) -> str:
-    """The command as a user would retype it from the repository root."""
+    """The command as a user would retype it from the repository root, without absolute paths."""
     if not argv:
         return ""
-    root = Path(__file__).resolve().parent.parent
+    args = [_argument(a) for a in argv[1:]]
     script = Path(argv[0]).resolve()
-    try:
-        rel = script.relative_to(root)
-    except ValueError:
-        return "python " + shlex.join(argv)
+    if not script.is_relative_to(ROOT):
+        return "python " + shlex.join([repo_relative(argv[0]), *args])
+    rel = script.relative_to(ROOT)
     if rel.parts[0] == "scaling":  # run as python -m scaling.x
         module = ".".join(rel.with_suffix("").parts)
         module = module.removesuffix(".__main__")
-        return "python -m " + shlex.join([module, *argv[1:]])
-    return "python " + shlex.join([str(rel), *argv[1:]])
+        return "python -m " + shlex.join([module, *args])
+    return "python " + shlex.join([rel.as_posix(), *args])
 
 
 class Provenance:
@@ -126,8 +160,8 @@ class Provenance:
             "python": platform.python_version(),
             "date": self.date,
             "wall_time_s": round(time.time() - self.started, 2),
-            **self.extra,
-            **more,
+            **_relative_values(self.extra),
+            **_relative_values(more),
         }
 
     def write(self, result_path: str | os.PathLike, **more: Any) -> Path:
