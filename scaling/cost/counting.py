@@ -1,4 +1,5 @@
-"""Torch-side cross-checks of :mod:`scaling.cost.complexity`: counts measured on a built model.
+"""Cross-checks of :mod:`scaling.cost.complexity`: counts measured on a built model. Torch is
+imported by the functions that run a model, not by this module, so the cost layer stays torch-free.
 
 - :func:`count_params`: ``sum(p.numel())`` over the (deduplicated) parameters.
 - :func:`traced_macs`: ``torch.utils.flop_counter.FlopCounterMode`` total / 2 (it counts 2 FLOPs per
@@ -19,10 +20,11 @@ import statistics
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch is imported by the functions that run a model, not by this module
+    import torch
+    from torch import nn
 
 
 def count_params(model: nn.Module) -> int:
@@ -31,12 +33,16 @@ def count_params(model: nn.Module) -> int:
 
 
 def _check_model(model: Any) -> None:
+    from torch import nn
+
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
 
 
 def _input(model: nn.Module, resolution: int, in_channels: int, batch: int = 1,
            device: str | torch.device | None = None) -> torch.Tensor:
+    import torch
+
     for name, value, low in (("resolution", resolution, 1), ("in_channels", in_channels, 1),
                              ("batch", batch, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -50,6 +56,8 @@ def _input(model: nn.Module, resolution: int, in_channels: int, batch: int = 1,
 @contextlib.contextmanager
 def _eval(model: nn.Module) -> Iterator[None]:
     """Eval mode and no autograd for the duration; the training flag is restored after."""
+    import torch
+
     was_training = model.training
     model.eval()
     try:
@@ -89,6 +97,7 @@ def trace_counts(model: nn.Module, resolution: int = 224, in_channels: int = 3) 
     at dispatch instead of by a JIT trace, so this works on a model built on the ``meta`` device:
     shapes only, no memory and no arithmetic (a whole zoo sweep takes seconds).
     """
+    import torch
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -171,6 +180,8 @@ def latency(model: nn.Module, resolution: int = 224, in_channels: int = 3, batch
             threads: int | None = None, device: str = "cpu", warmup: int = 3,
             repeats: int = 10) -> float:
     """Median seconds of one forward pass (eval, no grad) after ``warmup`` passes."""
+    import torch
+
     _check_model(model)
     for name, value, low in (("warmup", warmup, 0), ("repeats", repeats, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
