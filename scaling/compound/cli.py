@@ -289,7 +289,7 @@ def run(argv: list[str]) -> int:
         scaled = compound(base, phi, *abg, divisor=args.divisor)
         reps.append(report(base, phi, *abg, scaled=scaled, official=official))
     if args.out:
-        from scaling.study.provenance import atomic_write_text
+        from scaling.files import atomic_write_text
 
         atomic_write_text(args.out, scaled.to_json() + "\n")  # type: ignore[union-attr]
     if args.json:

@@ -174,7 +174,7 @@ def run_grid(argv: list[str]) -> int:
     if args.out:
         import pandas as pd
 
-        from scaling.study.provenance import atomic_write_text
+        from scaling.files import atomic_write_text
 
         atomic_write_text(args.out, pd.DataFrame(rows).to_csv(index=False))
     cols = [c for c in rows[0] if not c.startswith("_")]

@@ -14,7 +14,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from dataclasses import asdict
 from typing import Any
 
@@ -110,19 +109,10 @@ def _finite(value: Any) -> Any:
 def _save(path: str, spec, model) -> None:
     import torch
 
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    os.close(fd)
-    try:
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        torch.save({"spec": spec.to_dict(), "state_dict": state}, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 -> the usual file mode
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    from scaling.files import atomic_write
+
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic_write(path, lambda fh: torch.save({"spec": spec.to_dict(), "state_dict": state}, fh))
 
 
 def main(argv: list[str] | None = None) -> int:
