@@ -1,5 +1,6 @@
 """Analysis functions on small synthetic tables: Pareto fronts, correlations, figures."""
 
+import json
 import struct
 
 import numpy as np
@@ -78,3 +79,97 @@ def test_cli_draws_figures_from_a_results_folder(tmp_path):
     assert analysis.main([str(tmp_path / "res"), "--out", str(out)]) == 0
     _assert_png(out / "compare_families_acc_vs_macs.png")
     assert analysis.main([str(tmp_path / "missing"), "--out", str(out)]) == 2
+
+
+def _trials() -> pd.DataFrame:
+    return pd.DataFrame({
+        "number": range(8),
+        "state": ["COMPLETE"] * 5 + ["PRUNED", "COMPLETE", "PRUNED"],
+        "value": [0.1, 0.3, 0.2, 0.5, 0.4, 0.25, 0.0, 0.15],
+        "user_attrs_val_acc": [0.1, 0.3, 0.2, 0.5, 0.4, np.nan, 0.0, np.nan],
+        "user_attrs_feasible": [True] * 6 + [False, True],
+        "user_attrs_proxy_synflow": [1, 3, 2, 6, 4, 5, 7, 2]})
+
+
+def _texts(fig) -> str:
+    parts = [t.get_text() for t in fig.texts]
+    for ax in fig.axes:
+        parts += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()]
+        legend = ax.get_legend()
+        if legend is not None:
+            parts += [legend.get_title().get_text(), *(t.get_text() for t in legend.get_texts())]
+    return "\n".join(parts)
+
+
+def test_accuracy_vs_macs_figure_says_split_units_protocol_and_error_bars():
+    runs = _runs().assign(protocol="abc123")
+    fig = analysis.figure_accuracy_vs_macs(runs)
+    ax = fig.axes[0]
+    assert ax.get_title() and ax.get_xscale() == "log"
+    assert "MACs, millions" in ax.get_xlabel()
+    assert ax.get_ylabel() == "test top-1 accuracy (%)"
+    text = _texts(fig)
+    assert "protocol abc123" in text and "mean ± std over 3 seeds" in text
+    # every family keeps its own marker, and no two families share x positions
+    lines = [c.lines[0] for c in ax.containers if c.get_label() in {"a", "b", "c"}]
+    assert len({line.get_marker() for line in lines}) == 3
+    xs = [tuple(line.get_xdata()) for line in lines]
+    assert len(set(xs)) == 3
+    val = analysis.figure_accuracy_vs_macs(_runs().drop(columns="test_acc").assign(val_acc=0.5))
+    assert val.axes[0].get_ylabel() == "validation top-1 accuracy (%)"
+
+
+def test_scaling_curves_have_integer_phi_ticks_and_labelled_panels():
+    runs = _runs()
+    scaled = runs.assign(phi=runs.macs.map({1e6: 0, 3e6: 1, 9e6: 2}), rule=runs.family)
+    fig = analysis.figure_scaling_curves(scaled, protocol="quick preset")
+    assert len(fig.axes) == 3
+    for ax in fig.axes:
+        assert list(ax.xaxis.get_majorticklocs()) == [0, 1, 2]
+        assert ax.get_xlabel() == "compound coefficient φ" and ax.get_ylabel() and ax.get_title()
+    assert "millions" in fig.axes[1].get_ylabel() and "millions" in fig.axes[2].get_ylabel()
+    assert "test" in fig.axes[0].get_ylabel()
+    assert "quick preset" in fig.get_suptitle() and "mean ± std over 3 seeds" in fig.get_suptitle()
+
+
+def test_search_progress_names_the_objective_and_keeps_pruned_and_infeasible_trials():
+    fig = analysis.figure_search_progress(_trials(), objective="reward")
+    ax = fig.axes[0]
+    assert "MnasNet reward" in ax.get_title() and ax.get_xlabel() == "trial number"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(lbl.startswith("pruned") and lbl.endswith(": 2") for lbl in labels)
+    assert any(lbl.startswith("over budget") and lbl.endswith(": 1") for lbl in labels)
+    assert any(lbl.startswith("complete") and lbl.endswith(": 5") for lbl in labels)
+    # the plotted points cover all 8 trials
+    assert sum(len(c.get_offsets()) for c in ax.collections) == 8
+    # inferred: value == val_acc on complete trials means the objective is accuracy
+    assert "accuracy" in analysis.objective_text(_trials())
+    shifted = _trials().assign(value=lambda t: t.value * 0.9, user_attrs_budget=6e6)
+    assert "T = 6M MACs" in analysis.objective_text(shifted)
+
+
+@pytest.mark.parametrize(("n", "warned"), [(5, True), (12, False)])
+def test_proxy_figure_names_the_proxy_and_warns_on_small_n(n, warned):
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"user_attrs_proxy_synflow": rng.normal(size=n),
+                       "user_attrs_val_acc": rng.uniform(0.5, 0.9, size=n)})
+    fig = analysis.figure_proxy_vs_accuracy(df, "user_attrs_proxy_synflow", "user_attrs_val_acc")
+    ax = fig.axes[0]
+    assert ax.get_xlabel().startswith("SynFlow") and "user_attrs" not in _texts(fig)
+    assert ax.get_ylabel() == "validation top-1 accuracy (%)"
+    assert f"n = {n}" in ax.get_title()
+    assert ("warning" in ax.get_title()) is warned
+
+
+def test_describe_run_reads_the_records_beside_a_table(tmp_path):
+    csv = tmp_path / "compare.csv"
+    csv.write_text("a\n1\n")
+    (tmp_path / "compare.provenance.json").write_text(json.dumps({
+        "preset": "quick", "protocol": {"key": "k1", "dataset": "fashion-mnist", "subset": 30,
+                                        "val_size": 10, "epochs": 2, "optimizer": "sgd",
+                                        "lr": 0.1, "resolution": 28}}))
+    run = analysis.describe_run(csv)
+    assert run["protocol"].startswith("quick preset protocol k1: fashion-mnist 28x28, 30 train")
+    assert run["objective"] is None
+    assert analysis.describe_run(tmp_path / "missing.csv") == {"protocol": None,
+                                                               "objective": None}

@@ -88,114 +88,13 @@ def rank_correlations(df: pd.DataFrame, proxies: Sequence[str], target: str) -> 
     return pd.DataFrame(rows, columns=["proxy", "n", "spearman", "kendall"])
 
 
-# -- figures -------------------------------------------------------------------------------------
-def _figure(width: float = 6.4, height: float = 4.4, ncols: int = 1):
-    import matplotlib
+# -- figures: scaling.study.figures, reachable here as before (analysis.plot_accuracy_vs_macs) -----
+def __getattr__(name: str):
+    from scaling.study import figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(1, ncols, figsize=(width, height), dpi=120, squeeze=ncols == 1)
-
-
-def _save(fig, path: str | Path) -> Path:
-    import io
-
-    from scaling.study.provenance import atomic_write_bytes
-
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
-
-
-def plot_accuracy_vs_macs(runs: pd.DataFrame, path: str | Path,
-                          title: str = "Accuracy vs MACs") -> Path:
-    """One line per family (mean over seeds, std error bars), log MACs axis, front marked."""
-    summary = summarize_runs(runs)
-    fig, ax = _figure()
-    for family, grp in summary.groupby("family", sort=False):
-        grp = grp.sort_values("macs")
-        ax.errorbar(grp["macs"], grp["acc_mean"] * 100, yerr=grp["acc_std"] * 100, marker="o",
-                    ms=4, capsize=3, lw=1.2, label=str(family))
-    front = pareto_front(summary, score="acc_mean")
-    ax.plot(front["macs"], front["acc_mean"] * 100, ls="--", color="black", lw=1, alpha=0.6,
-            label="Pareto front")
-    ax.scatter(front["macs"], front["acc_mean"] * 100, s=70, facecolors="none",
-               edgecolors="black", zorder=3)
-    ax.set_xscale("log")
-    ax.set_xlabel("MACs (conv + linear multiply-adds)")
-    ax.set_ylabel(f"{accuracy_column(runs).replace('_', ' ')} (%)")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    return _save(fig, path)
-
-
-def plot_scaling_curves(scaled: pd.DataFrame, path: str | Path, group: str = "rule") -> Path:
-    """Accuracy, MACs and params against phi, one line per scaling rule."""
-    if "phi" not in scaled.columns:
-        raise ValueError("plot_scaling_curves needs a 'phi' column")
-    acc = accuracy_column(scaled)
-    groups = scaled.groupby(group, sort=False) if group in scaled.columns else [("", scaled)]
-    metrics = [(acc, "accuracy (%)", 100.0), ("macs", "MACs", 1.0)]
-    if "params" in scaled.columns:
-        metrics.append(("params", "params", 1.0))
-    fig, axes = _figure(4.0 * len(metrics), 3.6, ncols=len(metrics))
-    axes = list(axes[0])
-    for name, grp in groups:
-        agg = grp.groupby("phi")[[m for m, _, _ in metrics]].agg(["mean", "std"]).fillna(0.0)
-        for ax, (col, label, k) in zip(axes, metrics, strict=True):
-            ax.errorbar(agg.index, agg[(col, "mean")] * k, yerr=agg[(col, "std")] * k, marker="o",
-                        capsize=3, label=str(name) or None)
-            ax.set_xlabel("phi")
-            ax.set_ylabel(label)
-            if col != acc:
-                ax.set_yscale("log")
-            ax.grid(True, alpha=0.3)
-    if group in scaled.columns:
-        axes[0].legend(fontsize=7)
-    return _save(fig, path)
-
-
-def trial_scores(trials: pd.DataFrame) -> pd.Series:
-    for col in ("value", "values_0"):
-        if col in trials.columns:
-            return pd.to_numeric(trials[col], errors="coerce")
-    raise ValueError("trials table has no 'value' or 'values_0' column")
-
-
-def plot_search_progress(trials: pd.DataFrame, path: str | Path) -> Path:
-    """Each completed trial's score and the best so far, against the trial number."""
-    done = trials[trials["state"] == "COMPLETE"] if "state" in trials.columns else trials
-    done = done.sort_values("number")
-    score = trial_scores(done)
-    fig, ax = _figure()
-    ax.scatter(done["number"], score, s=12, alpha=0.6, label="trial")
-    ax.plot(done["number"], score.cummax(), color="C3", lw=1.5, label="best so far")
-    ax.set_xlabel("trial")
-    ax.set_ylabel("objective")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    return _save(fig, path)
-
-
-def plot_proxy_vs_accuracy(df: pd.DataFrame, proxy: str, target: str,
-                           path: str | Path) -> Path:
-    """Scatter of a zero-cost proxy against accuracy, titled with its rank correlations."""
-    corr = rank_correlations(df, [proxy], target)
-    fig, ax = _figure(4.8, 4.0)
-    ax.scatter(pd.to_numeric(df[proxy], errors="coerce"), df[target], s=14, alpha=0.7)
-    ax.set_xlabel(proxy)
-    ax.set_ylabel(target)
-    if len(corr):
-        row = corr.iloc[0]
-        ax.set_title(f"Spearman {row.spearman:.2f}, Kendall {row.kendall:.2f} (n={row.n})")
-    ax.grid(True, alpha=0.3)
-    return _save(fig, path)
+    if name in figures.__all__:
+        return getattr(figures, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # -- CLI -----------------------------------------------------------------------------------------
@@ -205,17 +104,29 @@ def _proxy_columns(trials: pd.DataFrame) -> list[str]:
 
 def analyse(results_dir: Path, out_dir: Path) -> list[Path]:
     """Draw every figure whose table exists under ``results_dir``; returns the files written."""
+    from scaling.study.figures import (
+        describe_run,
+        plot_accuracy_vs_macs,
+        plot_proxy_vs_accuracy,
+        plot_scaling_curves,
+        plot_search_progress,
+    )
+
     written: list[Path] = []
     for csv in sorted(results_dir.rglob("*.csv")):
         name = csv.stem
         table = load_table(csv)
+        run = describe_run(csv)  # protocol / objective from the records beside the table
         if (name.startswith("compare") or "runs" in name) and "family" in table.columns:
-            written.append(plot_accuracy_vs_macs(table, out_dir / f"{name}_acc_vs_macs.png"))
+            written.append(plot_accuracy_vs_macs(table, out_dir / f"{name}_acc_vs_macs.png",
+                                                 protocol=run["protocol"]))
         elif name.startswith("scale") and "phi" in table.columns:
-            written.append(plot_scaling_curves(table, out_dir / f"{name}_curves.png"))
+            written.append(plot_scaling_curves(table, out_dir / f"{name}_curves.png",
+                                               protocol=run["protocol"]))
         elif (("trials" in name or csv.parent.name == "search") and "number" in table.columns
               and "state" in table.columns):
-            written.append(plot_search_progress(table, out_dir / f"{name}_progress.png"))
+            written.append(plot_search_progress(table, out_dir / f"{name}_progress.png",
+                                                objective=run["objective"]))
             target = "user_attrs_val_acc"
             if target in table.columns:
                 for proxy in _proxy_columns(table):
