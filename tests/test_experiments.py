@@ -147,3 +147,15 @@ def test_baseline_refit_hits_the_budget():
     points = common.mac_points(base, PRESETS["quick"])
     assert len(points) == PRESETS["quick"].points
     assert points == sorted(points) and points[0] == cost(base)[0]
+
+
+def test_reproduce_provenance_names_the_reference_relative_to_the_repository(tmp_path):
+    if not REFERENCE.is_file():
+        pytest.skip(f"{REFERENCE} absent")
+    out = tmp_path / "eff"
+    assert reproduce_efficientnet.main(["--out-dir", str(out)]) == 0
+    prov = json.loads((out / "reproduce.provenance.json").read_text())
+    assert prov["reference"] == "tests/data/reference.csv"
+    assert str(ROOT) not in json.dumps(prov)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "reproduce.csv", "reproduce.md", "reproduce.provenance.json"]  # no temp files left
