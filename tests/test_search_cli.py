@@ -41,10 +41,12 @@ def test_bad_input_one_line_exit_2(capsys, tmp_path, argv, match):
     assert match in err
 
 
-@pytest.mark.parametrize("url", ["sqlite:////nonexistent-dir/x/y.db",
+@pytest.mark.parametrize("url", ["sqlite:///{tmp}/a-file/x/y.db",
                                  "postgresql://nobody@127.0.0.1:1/none", "not-a-url"])
 def test_unreachable_storage_exit_2(capsys, tmp_path, url):
-    err = _one_line_exit_2(capsys, [*CHEAP, "--trials", "1", "--storage", url])
+    (tmp_path / "a-file").write_text("not a folder")  # the db's folder cannot be created
+    err = _one_line_exit_2(capsys, [*CHEAP, "--trials", "1", "--storage",
+                                    url.format(tmp=tmp_path)])
     assert "storage" in err
 
 

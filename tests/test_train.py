@@ -272,7 +272,7 @@ def test_cli_runs_a_spec_file_and_saves(tmp_path, capsys):
     (["mobilenet_v2_x0_5", "--batch-size", "0"], "batch_size=0"),
     (["mobilenet_v2_x0_5", "--data", "svhn"], "svhn"),
     (["mobilenet_v2_x0_5", "--data-root", "/nonexistent/x"], "apt-get install"),
-    (["missing.json"], "does not exist"),
+    (["missing.json"], "no such spec file"),
 ])
 def test_cli_bad_arguments_one_line_exit_2(argv, match, capsys):
     from scaling.train.cli import main
@@ -286,9 +286,8 @@ def test_cli_bad_arguments_one_line_exit_2(argv, match, capsys):
 def test_cli_unknown_option_exit_2(capsys):
     from scaling.train.cli import main
 
-    with pytest.raises(SystemExit) as info:
-        main(["mobilenet_v2_x0_5", "--bogus"])
-    assert info.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+    assert main(["mobilenet_v2_x0_5", "--bogus"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
 
 
 def test_image_folder_through_dataloader(tmp_path):

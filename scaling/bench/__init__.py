@@ -8,8 +8,10 @@ options.
 from __future__ import annotations
 
 import importlib
-import sys
 
+from scaling.cli import Parser, command
+
+PROG = "python -m scaling.bench"
 #: benchmark name -> (module, one-line description)
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "train": ("scaling.bench.train",
@@ -19,30 +21,20 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
 }
 
 
-def _usage() -> str:
-    lines = ["usage: python -m scaling.bench NAME [options]", "", "benchmarks:"]
-    lines += [f"  {name:<12}{desc}" for name, (_, desc) in BENCHMARKS.items()]
-    return "\n".join(lines)
+def build_parser() -> Parser:
+    """One subcommand per benchmark; each module's ``configure(parser)`` adds its options (its
+    import is torch-free, so ``--help`` is fast)."""
+    p = Parser(PROG, description=__doc__)
+    sub = p.add_subparsers(dest="benchmark", metavar="NAME", required=True)
+    for name, (module, desc) in BENCHMARKS.items():
+        sp = sub.add_parser(name, prog=f"{PROG} {name}", help=desc, description=desc,
+                            formatter_class=p.formatter_class)
+        importlib.import_module(module).configure(sp)
+    return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(_usage())
-        return 0 if argv else 2
-    name, rest = argv[0], argv[1:]
-    if name not in BENCHMARKS:
-        print(f"python -m scaling.bench: error: unknown benchmark {name!r}; expected one of "
-              f"{sorted(BENCHMARKS)}", file=sys.stderr)
-        return 2
-    module_name = BENCHMARKS[name][0]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        print(f"python -m scaling.bench: error: benchmark {name!r} is registered but "
-              f"{module_name} is not available", file=sys.stderr)
-        return 2
-    return int(module.main(rest) or 0)
-
+@command(PROG, errors=(ValueError, TypeError, KeyError))
+def main(argv: list[str]) -> int:
+    """Run one benchmark: ``python -m scaling.bench NAME [options]``."""
+    args = build_parser().parse_args(argv)
+    return int(importlib.import_module(BENCHMARKS[args.benchmark][0]).run(args) or 0)

@@ -1,11 +1,11 @@
 """Benchmark: analytic complexity vs fvcore's FlopCountAnalysis, ``python -m scaling.bench
 complexity [--models a b ...] [--res 224|native] [--repeats N]``.
 
-For each model, in one run: the analytic :func:`scaling.cost.complexity.complexity` timed warm (stage
-cache filled, as in a search that revisits stages; median of many calls) and cold (cache cleared
-before every call: a spec never seen), and fvcore's ``FlopCountAnalysis(model, x).total()`` on the
-built model (tracing included, model construction excluded; best of ``--repeats``). Prints both
-times per model, the ratios and their medians. A benchmark, not a test: timings depend on the
+For each model, in one run: the analytic :func:`scaling.cost.complexity.complexity` timed warm
+(stage cache filled, as in a search that revisits stages; median of many calls) and cold (cache
+cleared before every call: a spec never seen), and fvcore's
+``FlopCountAnalysis(model, x).total()`` on the built model (tracing included, model
+construction excluded; best of ``--repeats``). Prints both times per model, the ratios and their medians. A benchmark, not a test: timings depend on the
 machine and its load.
 """
 
@@ -16,12 +16,10 @@ import statistics
 import sys
 import time
 
+from scaling.cli import Parser, command
 from scaling.cost import clear_cache, complexity
 
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        self.exit(2, f"{self.prog}: error: {message}\n")
+PROG = "python -m scaling.bench complexity"
 
 
 def _time_analytic(spec, res: int) -> tuple[float, float]:
@@ -68,25 +66,31 @@ def _time_fvcore(spec, res: int, repeats: int) -> float:
     return best
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = _Parser(prog="python -m scaling.bench complexity",
-                description="Time the analytic complexity against fvcore's FlopCountAnalysis.")
+def configure(p: argparse.ArgumentParser) -> None:
+    """The options of this benchmark."""
     p.add_argument("--models", nargs="+", default=None, help="zoo names (default: all)")
     p.add_argument("--res", default="224", help="an int, or 'native' for each model's own")
     p.add_argument("--repeats", type=int, default=1, help="fvcore runs per model (best of)")
-    args = p.parse_args(argv)
+
+
+@command(PROG, errors=(ValueError, KeyError))
+def main(argv: list[str]) -> int:
+    """Time the analytic complexity against fvcore's FlopCountAnalysis."""
+    p = Parser(PROG, description=main.__doc__)
+    configure(p)
+    return run(p.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Time every model and print one row each, then the median ratios."""
     import scaling.zoo as zoo
 
-    try:
-        names = args.models or list(zoo.list_models())
-        specs = [zoo.get_spec(n) for n in names]
-        if args.res != "native" and not args.res.isdigit():
-            raise ValueError(f"--res={args.res!r} is not allowed; expected an int or 'native'")
-        if args.repeats < 1:
-            raise ValueError(f"--repeats={args.repeats} is not allowed; expected >= 1")
-    except (ValueError, KeyError) as exc:
-        print(f"{p.prog}: error: {exc}", file=sys.stderr)
-        return 2
+    names = args.models or list(zoo.list_models())
+    specs = [zoo.get_spec(n) for n in names]
+    if args.res != "native" and not args.res.isdigit():
+        raise ValueError(f"--res={args.res!r} is not allowed; expected an int or 'native'")
+    if args.repeats < 1:
+        raise ValueError(f"--repeats={args.repeats} is not allowed; expected >= 1")
     import torch
 
     print(f"analytic complexity vs fvcore FlopCountAnalysis (torch threads "

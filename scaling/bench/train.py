@@ -6,9 +6,9 @@ and best of ``--repeats`` to damp the noise of a shared machine:
 - ``plain``: a plain PyTorch loop on one fixed, pre-normalised batch: NCHW, SGD with momentum,
   ``zero_grad / forward / cross_entropy / backward / step``; nothing else.
 - ``plain_cl``: the same loop in channels_last (shows what the layout alone gives).
-- ``trainer``: :func:`scaling.train.trainer.train` on Fashion-MNIST (random images when the dataset is
-  absent), with its data loading, batch augmentation, schedule and divergence check; the second
-  epoch is timed (the first warms up), evaluation excluded.
+- ``trainer``: :func:`scaling.train.trainer.train` on Fashion-MNIST (random images when the
+  dataset is absent), with its data loading, batch augmentation, schedule and divergence check;
+  the second epoch is timed (the first warms up), evaluation excluded.
 
 Prints images/s and the ratio trainer / plain. Numbers depend on the machine and its load: on an
 oversubscribed CPU, torch's multi-threaded kernels stall waiting for each other (measured 5-10x
@@ -20,15 +20,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Any
 
-import torch
-import torch.nn.functional as F
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
+from scaling.cli import Parser, command
 
 #: bench name -> (zoo name, width multiplier applied with scaling.compound.rule.scale)
 BENCH_MODELS = {"mobilenet_v2_x0_5": ("mobilenet_v2_x0_5", 1.0),
@@ -50,9 +44,11 @@ def get_specs(names: list[str]) -> dict:
     return out
 
 
-def plain_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int,
-               channels_last: bool = False) -> float:
+def plain_loop(model: Any, x: Any, y: Any, steps: int, channels_last: bool = False) -> float:
     """Images/s of a bare training loop on one batch (2 warm-up steps, then ``steps`` timed)."""
+    import torch
+    import torch.nn.functional as F
+
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
@@ -69,6 +65,8 @@ def plain_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: 
 
 
 def _data(batch_size: int, steps: int):
+    import torch
+
     from scaling.data import DatasetNotFoundError, ImageData, TensorSplit, load_dataset
 
     n = batch_size * steps
@@ -82,25 +80,37 @@ def _data(batch_size: int, steps: int):
             "random images (Fashion-MNIST absent)"
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = _Parser(prog="python -m scaling.bench train",
-                description="Training images/s on CPU: scaling.train.trainer.train vs a plain loop.")
+PROG = "python -m scaling.bench train"
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    """The options of this benchmark."""
     p.add_argument("--models", nargs="+", default=list(BENCH_MODELS),
-                   help=f"bench names {list(BENCH_MODELS)} or zoo names")
-    p.add_argument("--batch-size", type=int, default=256)
+                   help="bench names or zoo names")
+    p.add_argument("--batch-size", type=int, default=256, help="training batch size")
     p.add_argument("--steps", type=int, default=6, help="timed steps per measurement")
     p.add_argument("--repeats", type=int, default=2, help="interleaved repeats (best of)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    args = p.parse_args(argv)
-    try:
-        for name in ("batch_size", "steps", "repeats"):
-            if getattr(args, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')}={getattr(args, name)} is not "
-                                 "allowed; expected >= 1")
-        specs = get_specs(args.models)
-    except (ValueError, TypeError) as exc:
-        print(f"{p.prog}: error: {exc}", file=sys.stderr)
-        return 2
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: torch's)")
+
+
+@command(PROG, errors=(ValueError, TypeError))
+def main(argv: list[str]) -> int:
+    """Training images/s on CPU: scaling.train.trainer.train vs a plain loop."""
+    p = Parser(PROG, description=main.__doc__)
+    configure(p)
+    return run(p.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure and print one row per model."""
+    for name in ("batch_size", "steps", "repeats"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')}={getattr(args, name)} is not "
+                             "allowed; expected >= 1")
+    specs = get_specs(args.models)
+    import torch
+
     if args.threads:
         torch.set_num_threads(args.threads)
     from scaling.cost import complexity

@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import sys
 from typing import Any
 
+from scaling.cli import Parser, UsageError, command, parse_number
+from scaling.compound.grid import add_grid_arguments, cost, run_grid
 from scaling.compound.rule import (
     ALPHA,
     BETA,
@@ -29,28 +29,10 @@ from scaling.compound.rule import (
     scale,
 )
 from scaling.ir import NetworkSpec
+from scaling.zoo.models import resolve_spec
 
 DEFAULT_BASE = "efficientnet_b0"
 MAX_BLOCKS = 10_000  # a guard against runaway phi: validating a spec walks every block
-
-
-class UsageError(ValueError):
-    """Bad command-line input: reported as one line, exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
-
-
-def parse_number(text: str, name: str) -> float:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        raise UsageError(f"{name}={text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise UsageError(f"{name}={text!r} is not allowed; expected a finite number")
-    return value
 
 
 def parse_phis(text: str) -> list[float]:
@@ -77,36 +59,8 @@ def parse_phis(text: str) -> list[float]:
 
 
 def load_base(name: str) -> NetworkSpec:
-    """A zoo name (scaling.zoo.models.get_spec) or a .json/.yaml spec file."""
-    if name.endswith((".json", ".yaml", ".yml")) or os.sep in name:
-        from scaling.ir import load_spec
-
-        if not os.path.isfile(name):
-            raise UsageError(f"--base {name!r}: no such spec file")
-        try:
-            return load_spec(name)
-        except (ValueError, TypeError) as exc:
-            raise UsageError(f"--base {name!r}: {exc}") from None
-    try:
-        from scaling.zoo import get_spec, list_models
-    except ImportError:
-        raise UsageError(f"--base {name!r}: the model zoo (scaling.zoo.models) is not available; "
-                         "pass a spec .json file") from None
-    if name not in list_models():
-        raise UsageError(f"--base {name!r} is unknown; expected a spec file or one of "
-                         f"{', '.join(list_models())}")
-    spec = get_spec(name)
-    return spec if spec.name else spec.replace(name=name)
-
-
-def cost(spec: NetworkSpec) -> tuple[int | None, int | None]:
-    """(params, MACs), or (None, None) if :mod:`scaling.cost.complexity` is not available."""
-    try:
-        from scaling.cost import complexity
-    except ImportError:
-        return None, None
-    c = complexity(spec)
-    return c.params, c.macs
+    """A zoo name or a .json/.yaml spec file (:func:`scaling.cli.resolve_spec`)."""
+    return resolve_spec(name, "--base")
 
 
 def _ratio(a: int | None, b: int | None) -> float | None:
@@ -121,10 +75,7 @@ def official_rows(base: NetworkSpec) -> list[dict[str, Any]]:
     """The official EfficientNet rows scaled from B0 (the base if it is B0, else the zoo's)."""
     b0 = base
     if base.name != "efficientnet_b0":
-        try:
-            b0 = load_base("efficientnet_b0")
-        except UsageError:
-            pass
+        b0 = load_base("efficientnet_b0")
     rows = []
     for row in EFFICIENTNET.values():
         spec = scale(b0, row=row)
@@ -252,23 +203,33 @@ def render_rows(reps: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _parser() -> _Parser:
-    p = _Parser(prog="python -m scaling.compound",
-                description="Compound scaling (Tan & Le 2019): d=alpha^phi, w=beta^phi, "
-                            "r=gamma^phi. Subcommand 'grid' searches alpha, beta, gamma.")
-    p.add_argument("--phi", required=True, help="a number, or start:stop[:step] (inclusive)")
+PROG = "python -m scaling.compound"
+
+
+def build_parser() -> Parser:
+    p = Parser(PROG, description="Compound scaling (Tan & Le 2019): d=alpha^phi, w=beta^phi, "
+                                 "r=gamma^phi. Subcommand 'grid' searches alpha, beta, gamma.")
+    p.add_argument("--phi", help="a number, or start:stop[:step] (inclusive); required")
     p.add_argument("--base", default=DEFAULT_BASE, help="zoo name or spec .json/.yaml file")
     p.add_argument("--alpha", default=str(ALPHA), help="depth base (>= 1)")
     p.add_argument("--beta", default=str(BETA), help="width base (>= 1)")
     p.add_argument("--gamma", default=str(GAMMA), help="resolution base (>= 1)")
-    p.add_argument("--divisor", type=int, default=8, help="channel divisor (default 8)")
+    p.add_argument("--divisor", type=int, default=8, help="channel divisor")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    p.add_argument("--out", help="write the scaled spec (JSON) here, atomically")
+    p.add_argument("--out", help="write the scaled spec (JSON) here, atomically (default: none)")
+    sub = p.add_subparsers(dest="command", metavar="{grid}")
+    add_grid_arguments(sub.add_parser(
+        "grid", prog=f"{PROG} grid", formatter_class=p.formatter_class,
+        help="grid search of alpha, beta, gamma (Tan & Le 2019, step 1)",
+        description="Grid search of alpha, beta, gamma under alpha*beta^2*gamma^2 ~ target "
+                    "(Tan & Le 2019, step 1)."))
     return p
 
 
-def run(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Scale the base by each phi and print the report."""
+    if args.phi is None:
+        raise UsageError("the following arguments are required: --phi")
     phis = parse_phis(args.phi)
     abg = [parse_number(getattr(args, n), f"--{n}") for n in ("alpha", "beta", "gamma")]
     for n, v in zip(("alpha", "beta", "gamma"), abg):
@@ -301,16 +262,8 @@ def run(argv: list[str]) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: dispatch 'grid', turn bad input into one line on stderr and exit code 2."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        if argv and argv[0] == "grid":
-            from scaling.compound.grid import run_grid
-
-            return run_grid(argv[1:])
-        return run(argv)
-    except (ValueError, TypeError, OSError, OverflowError) as exc:
-        msg = " ".join(str(exc).split())
-        print(f"python -m scaling.compound: error: {msg}", file=sys.stderr)
-        return 2
+@command(PROG, errors=(ValueError, TypeError, OSError, OverflowError))
+def main(argv: list[str]) -> int:
+    """Entry point: ``grid`` or the scaling report; bad input is one line and exit code 2."""
+    args = build_parser().parse_args(argv)
+    return run_grid(args) if args.command == "grid" else run(args)

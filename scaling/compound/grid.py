@@ -9,7 +9,8 @@ and scores it with an evaluator from :data:`EVALUATORS` (higher score is better)
   ``-|log(MAC ratio / target**phi)|``, i.e. how closely the realised MAC growth meets the target
   once channels, repeats and resolution are rounded.
 - ``proxy``: trains each scaled spec briefly with :func:`scaling.train.trainer.train` on a
-  :func:`scaling.data.datasets.load_dataset` dataset (Fashion-MNIST by default) at a small base resolution;
+  :func:`scaling.data.datasets.load_dataset` dataset (Fashion-MNIST by default) at a small base
+  resolution;
   score = best validation top-1 (the paper's criterion, at CPU scale).
 
 Register another evaluator with ``@register_evaluator("name")``: ``fn(base, scaled, ctx) -> dict``
@@ -18,18 +19,26 @@ with at least a ``score``.
 
 from __future__ import annotations
 
+import argparse
 import math
-import sys
 from collections.abc import Callable
 from typing import Any
 
-from scaling.compound.cli import UsageError, _Parser, cost, load_base, parse_number
+from scaling.cli import UsageError, format_cell, format_table, parse_number
 from scaling.compound.rule import compound
+from scaling.cost import complexity
 from scaling.ir import NetworkSpec
+from scaling.zoo.models import resolve_spec
 
 Evaluator = Callable[[NetworkSpec, NetworkSpec, dict[str, Any]], dict[str, Any]]
 EVALUATORS: dict[str, Evaluator] = {}
 MAX_CANDIDATES = 100_000
+
+
+def cost(spec: NetworkSpec) -> tuple[int, int]:
+    """(params, MACs) of ``spec`` (analytic, :func:`scaling.cost.complexity`)."""
+    c = complexity(spec)
+    return c.params, c.macs
 
 
 def register_evaluator(name: str) -> Callable[[Evaluator], Evaluator]:
@@ -71,8 +80,6 @@ def evaluate_macs(base: NetworkSpec, scaled: NetworkSpec, ctx: dict[str, Any]) -
     """Analytic params/MACs; score = -|log(MAC ratio / target**phi)|."""
     p0, m0 = ctx.setdefault("_base_cost", cost(base))
     p1, m1 = cost(scaled)
-    if m0 is None or m1 is None:
-        raise UsageError("evaluator 'macs' needs scaling.cost.complexity, which is not available")
     ratio = m1 / m0
     return {"params": p1, "macs": m1, "mac_ratio": ratio,
             "score": -abs(math.log(ratio / ctx["target"] ** ctx["phi"]))}
@@ -81,11 +88,8 @@ def evaluate_macs(base: NetworkSpec, scaled: NetworkSpec, ctx: dict[str, Any]) -
 @register_evaluator("proxy")
 def evaluate_proxy(base: NetworkSpec, scaled: NetworkSpec, ctx: dict[str, Any]) -> dict[str, Any]:
     """Short proxy training (scaling.train.trainer); score = best validation top-1."""
-    try:
-        from scaling.data import load_dataset
-        from scaling.train import train
-    except ImportError as exc:
-        raise UsageError(f"evaluator 'proxy' needs scaling.train.trainer and scaling.data.datasets: {exc}") from None
+    from scaling.data import load_dataset
+    from scaling.train import train
     cache = ctx.setdefault("_data", {})
     res = scaled.resolution
     if res not in cache:
@@ -100,29 +104,28 @@ def evaluate_proxy(base: NetworkSpec, scaled: NetworkSpec, ctx: dict[str, Any]) 
             "score": result.best_val_top1 if result.best_val_top1 is not None else -math.inf}
 
 
-def _parser() -> _Parser:
-    p = _Parser(prog="python -m scaling.compound grid",
-                description="Grid search of alpha, beta, gamma under alpha*beta^2*gamma^2 ~ "
-                            "target (Tan & Le 2019, step 1).")
+def add_grid_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``python -m scaling.compound grid``."""
     p.add_argument("--base", default="efficientnet_b0", help="zoo name or spec .json/.yaml")
-    p.add_argument("--phi", default="1", help="phi at which candidates are compared (default 1)")
-    p.add_argument("--target", default="2", help="target of alpha*beta^2*gamma^2 (default 2)")
-    p.add_argument("--tol", default="0.1", help="allowed |product - target| (default 0.1)")
-    p.add_argument("--step", default="0.05", help="grid step (default 0.05)")
-    p.add_argument("--evaluate", default="macs", help=f"evaluator: {', '.join(EVALUATORS)}")
-    p.add_argument("--out", help="write all candidates as CSV here (pandas, atomic)")
-    p.add_argument("--top", type=int, default=10, help="rows to print (default 10)")
-    p.add_argument("--divisor", type=int, default=8, help="channel divisor (default 8)")
+    p.add_argument("--phi", default="1", help="phi at which candidates are compared")
+    p.add_argument("--target", default="2", help="target of alpha*beta^2*gamma^2")
+    p.add_argument("--tol", default="0.1", help="allowed |product - target|")
+    p.add_argument("--step", default="0.05", help="grid step")
+    p.add_argument("--evaluate", default="macs", choices=sorted(EVALUATORS),
+                   help="evaluator (higher score is better)")
+    p.add_argument("--out", help="write all candidates as CSV here (pandas, atomic; default: "
+                   "none)")
+    p.add_argument("--top", type=int, default=10, help="rows to print")
+    p.add_argument("--divisor", type=int, default=8, help="channel divisor")
     g = p.add_argument_group("proxy evaluator")
-    g.add_argument("--dataset", default="fashion-mnist")
+    g.add_argument("--dataset", default="fashion-mnist", help="dataset of the proxy training")
     g.add_argument("--proxy-resolution", type=int, default=32,
-                   help="base resolution for proxy training (default 32)")
-    g.add_argument("--subset", type=int, default=2000, help="training images (default 2000)")
-    g.add_argument("--val-size", type=int, default=5000, help="validation images (default 5000)")
-    g.add_argument("--epochs", type=float, default=1.0)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--device", default="auto")
-    return p
+                   help="base resolution for proxy training")
+    g.add_argument("--subset", type=int, default=2000, help="training images")
+    g.add_argument("--val-size", type=int, default=5000, help="validation images")
+    g.add_argument("--epochs", type=float, default=1.0, help="training epochs per candidate")
+    g.add_argument("--seed", type=int, default=0, help="seed of initialisation and training")
+    g.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda")
 
 
 def grid(base: NetworkSpec, phi: float = 1.0, target: float = 2.0, tol: float = 0.1,
@@ -147,17 +150,11 @@ def grid(base: NetworkSpec, phi: float = 1.0, target: float = 2.0, tol: float = 
     return rows
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4f}"
-    return f"{v:,}" if isinstance(v, int) else str(v)
-
-
-def run_grid(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+def run_grid(args: argparse.Namespace) -> int:
+    """``python -m scaling.compound grid``: score the grid, print the top rows, write the CSV."""
     phi = parse_number(args.phi, "--phi")
     nums = {n: parse_number(getattr(args, n), f"--{n}") for n in ("target", "tol", "step")}
-    base = load_base(args.base)
+    base = resolve_spec(args.base, "--base")
     ctx: dict[str, Any] = {}
     if args.evaluate == "proxy":
         if args.proxy_resolution < 8:
@@ -165,8 +162,7 @@ def run_grid(argv: list[str]) -> int:
                              "expected >= 8")
         base = base.replace(resolution=args.proxy_resolution)
         ctx.update(dataset=args.dataset, subset=args.subset, epochs=args.epochs,
-                   val_size=args.val_size,
-                   seed=args.seed, device=args.device)
+                   val_size=args.val_size, seed=args.seed, device=args.device)
     rows = grid(base, phi, evaluate=args.evaluate, divisor=args.divisor, **nums, **ctx)
     if not rows:
         raise UsageError(f"no grid point has |alpha*beta^2*gamma^2 - {nums['target']:g}| <= "
@@ -182,17 +178,8 @@ def run_grid(argv: list[str]) -> int:
     print(f"{len(rows)} candidates for {base.name} at phi={phi:g}, target {nums['target']:g} "
           f"+- {nums['tol']:g}, step {nums['step']:g}, evaluator {args.evaluate!r} "
           "(MACs unit: multiply-accumulates)")
-    widths = {c: max(len(c), *(len(_fmt(r[c])) for r in shown)) for c in cols} if shown else {}
     if shown:
-        print("  ".join(c.rjust(widths[c]) for c in cols))
-        for r in shown:
-            print("  ".join(_fmt(r[c]).rjust(widths[c]) for c in cols))
+        print(format_table(cols, ([format_cell(r[c]) for c in cols] for r in shown), left=0))
     if args.out:
         print(f"wrote {args.out} ({len(rows)} rows)")
     return 0
-
-
-if __name__ == "__main__":
-    from scaling.compound.cli import main
-
-    sys.exit(main(["grid", *sys.argv[1:]]))

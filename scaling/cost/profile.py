@@ -14,68 +14,51 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
+from scaling.cli import Parser, command, format_table
 from scaling.cost.complexity import UNIT, Complexity, complexity
-from scaling.ir import NetworkSpec, load_spec
+from scaling.ir import NetworkSpec
+from scaling.zoo.models import resolve_spec
 
 _CONV_LINEAR = ("conv", "linear", "addmm", "matmul", "mm", "bmm", "einsum")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2
-        self.exit(2, f"{self.prog}: error: {message}\n")
+PROG = "python -m scaling.profile"
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m scaling.profile",
-                description="Per-stage params, MACs and activations of a zoo model or spec file.")
+def build_parser() -> Parser:
+    p = Parser(PROG, description="Per-stage params, MACs and activations of a zoo model or "
+                                 "spec file.")
     p.add_argument("model", help="zoo model name, or a .json/.yaml spec file")
-    p.add_argument("--res", type=int, default=None, help="input resolution (default: the spec's)")
+    p.add_argument("--res", type=int, default=None,
+                   help="input resolution (default: the spec's)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--trace", action="store_true",
                    help="build the model and add traced counts and fvcore's by-operator table")
     p.add_argument("--latency", action="store_true", help="add the median forward latency")
-    p.add_argument("--batch", type=int, default=1, help="latency batch size (default 1)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads for --latency")
-    p.add_argument("--device", default="cpu", help="device for --latency (default cpu)")
+    p.add_argument("--batch", type=int, default=1, help="latency batch size")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads for --latency (default: torch's)")
+    p.add_argument("--device", default="cpu", help="device for --latency")
     p.add_argument("--repeats", type=int, default=10, help="timed passes for --latency")
     return p
-
-
-def resolve_spec(name_or_path: str) -> NetworkSpec:
-    """A zoo model by name, or a spec read from a .json/.yaml/.yml file."""
-    if name_or_path.endswith((".json", ".yaml", ".yml")) or os.path.sep in name_or_path:
-        if not os.path.isfile(name_or_path):
-            raise ValueError(f"spec file {name_or_path!r} does not exist")
-        return load_spec(name_or_path)
-    import scaling.zoo as zoo
-
-    return zoo.get_spec(name_or_path)
 
 
 def _fmt(n: int) -> str:
     return f"{n:,}"
 
 
-def format_table(spec: NetworkSpec, c: Complexity) -> str:
+def format_complexity(spec: NetworkSpec, c: Complexity) -> str:
     """The per-part table and totals as aligned text."""
     head = ["part", "output (C,H,W)", "params", UNIT, "activations"]
-    body = [[r.name, "x".join(map(str, r.shape)), _fmt(r.params), _fmt(r.macs),
-             _fmt(r.activations)] for r in c.rows]
-    body.append(["total", "", _fmt(c.params), _fmt(c.macs), _fmt(c.activations)])
-    widths = [max(len(row[i]) for row in [head] + body) for i in range(len(head))]
-    lines = [f"{spec.name or 'spec'} at {c.resolution}x{c.resolution}, batch 1 "
-             f"({UNIT} = conv + linear multiply-adds)"]
-    for j, row in enumerate([head] + body):
-        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
-        cells += [v.rjust(w) for v, w in zip(row[2:], widths[2:])]
-        lines.append("  ".join(cells))
-        if j == 0 or j == len(body) - 1:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    body = [[r.name, "x".join(map(str, r.shape)), r.params, r.macs, r.activations]
+            for r in c.rows]
+    body.append(["total", "", c.params, c.macs, c.activations])
+    title = (f"{spec.name or 'spec'} at {c.resolution}x{c.resolution}, batch 1 "
+             f"({UNIT} = conv + linear multiply-adds)")
+    return title + "\n" + format_table(head, body, left=2, rules=(-1, len(body) - 2))
 
 
 def trace_report(spec: NetworkSpec, c: Complexity) -> dict[str, Any]:
@@ -118,10 +101,10 @@ def format_trace(t: dict[str, Any], c: Complexity) -> str:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    spec = resolve_spec(args.model)
+    spec = resolve_spec(args.model, "model")
     c = complexity(spec, args.res)
     out: dict[str, Any] = {"model": spec.name or args.model, "complexity": c.to_dict()}
-    text = [format_table(spec, c)]
+    text = [format_complexity(spec, c)]
     if args.trace:
         t = trace_report(spec, c)
         out["trace"] = t
@@ -141,14 +124,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        out = run(args)
-    except (ValueError, TypeError, KeyError, OSError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"python -m scaling.profile: error: {msg}".replace("\n", " "), file=sys.stderr)
-        return 2
+@command(PROG, errors=(ValueError, TypeError, KeyError, OSError))
+def main(argv: list[str]) -> int:
+    """``python -m scaling.profile MODEL [options]``; bad input: one line, exit code 2."""
+    args = build_parser().parse_args(argv)
+    out = run(args)
     if args.json:
         out.pop("text")
         print(json.dumps(out, indent=2))

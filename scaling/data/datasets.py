@@ -29,9 +29,11 @@ import torch
 
 from scaling.data.base import DATA_ENV, DatasetNotFoundError, ImageData, split_indices
 from scaling.data.batching import BatchTransform, TensorLoader, TensorSplit, make_loader
+from scaling.data.catalog import NATIVE_SHAPE, NUM_CLASSES, dataset_name
 
-__all__ = ["BatchTransform", "DatasetNotFoundError", "ImageData", "TensorLoader", "TensorSplit",
-           "load_dataset", "make_loader", "read_idx", "split_indices"]
+__all__ = ["NATIVE_SHAPE", "BatchTransform", "DatasetNotFoundError", "ImageData", "TensorLoader",
+           "TensorSplit", "dataset_name", "load_dataset", "make_loader", "read_idx",
+           "split_indices"]
 
 IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned byte, 3 dimensions
 IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned byte, 1 dimension
@@ -201,29 +203,19 @@ FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
 DATASETS: dict[str, DatasetInfo] = {
     "fashion-mnist": DatasetInfo(
         lambda r: _load_idx("fashion-mnist", r, "/usr/share/datasets/fashion-mnist", FASHION_HOW),
-        10, (0.2860,), (0.3530,), flip=True, pad=2, classes=FASHION_CLASSES),
+        NUM_CLASSES["fashion-mnist"], (0.2860,), (0.3530,), flip=True, pad=2,
+        classes=FASHION_CLASSES),
     "mnist": DatasetInfo(  # digits: no flip
         lambda r: _load_idx("mnist", r, None, f"Pass root or ${DATA_ENV}: a folder with the four "
                             "MNIST IDX files (no Debian package ships them)."),
-        10, (0.1307,), (0.3081,), flip=False, pad=2, classes=tuple(str(i) for i in range(10))),
+        NUM_CLASSES["mnist"], (0.1307,), (0.3081,), flip=False, pad=2,
+        classes=tuple(str(i) for i in range(10))),
     "cifar10": DatasetInfo(
-        _load_cifar10, 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), flip=True, pad=4,
+        _load_cifar10, NUM_CLASSES["cifar10"], (0.4914, 0.4822, 0.4465),
+        (0.2470, 0.2435, 0.2616), flip=True, pad=4,
         classes=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
                  "truck")),
 }
-ALIASES = {"fashion_mnist": "fashion-mnist", "fmnist": "fashion-mnist", "cifar-10": "cifar10",
-           "image-folder": "imagefolder"}
-#: (channels, resolution) of each dataset as stored (ImageFolder: the default crop)
-NATIVE_SHAPE = {"fashion-mnist": (1, 28), "mnist": (1, 28), "cifar10": (3, 32),
-                "imagefolder": (3, 224)}
-
-
-def dataset_name(name: str) -> str:
-    """The registered name of ``name`` (aliases resolved), or a ValueError listing the choices."""
-    key = ALIASES.get(name, name)
-    if key not in NATIVE_SHAPE:
-        raise ValueError(f"dataset={name!r} is not allowed; expected one of {sorted(NATIVE_SHAPE)}")
-    return key
 
 
 def _resize(split: TensorSplit, resolution: int) -> TensorSplit:

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from scaling.search.evaluators import check_evaluator
-from scaling.search.objectives import get_objective
-from scaling.search.proxies import PROXIES, check_proxies
+from scaling.search.evaluators import EVALUATORS, check_evaluator
+from scaling.search.names import PROXIES, check_proxies, parse_proxies
+from scaling.search.objectives import OBJECTIVES, format_macs, get_objective, parse_budget
 from scaling.search.space import load_space
 
 SAMPLERS = ("tpe", "nsga2", "random")
@@ -30,49 +30,74 @@ class StorageError(RuntimeError):
     """The storage URL cannot be opened (CLI exit code 2)."""
 
 
+def _count_or_all(text: str) -> int | None:
+    """CLI text of ``subset``: N images, or 0 for all (None)."""
+    n = int(text)
+    if n < 0:
+        raise ValueError(f"subset={n} is not allowed; expected an int >= 0 (0: all)")
+    return n or None
+
+
+def _opt(default: Any, help_text: str, **more: Any) -> Any:
+    return field(default=default, metadata={"help": help_text, **more})
+
+
 @dataclass
 class SearchConfig:
-    """Everything a search (and each of its worker processes) needs; JSON-serialisable."""
+    """Everything a search (and each of its worker processes) needs; JSON-serialisable. The
+    single source of the ``python -m scaling.search`` flags, their help texts and defaults."""
 
-    study: str = "search"
-    storage: str | None = None
-    resume: bool = False
-    budget: int = 10_000_000
-    objective: str = "reward"
-    evaluator: str = "train"
-    data: str = "fashion-mnist"
-    data_root: str | None = None
-    resolution: int = 28
-    in_channels: int | None = None
-    trials: int = 40
-    timeout: float | None = None
-    workers: int = 1
-    seed: int = 0
-    device: str = "auto"
-    sampler: str = "tpe"
-    pruner: str = "median"
-    startup_trials: int = 10
-    epochs: float = 3.0
-    trial_seconds: float | None = None
-    subset: int | None = 10_000
-    val_size: int = 5_000
-    batch_size: int = 128
-    optimizer: str = "sgd"
-    lr: float | None = None
-    channels_last: str = "auto"
-    augment: bool = False
-    threads: int | None = None
-    proxies: tuple[str, ...] = PROXIES
-    rank_proxy: str = "synflow"
-    zc_batch: int = 64
-    hybrid_samples: int | None = None
-    reward_w: float = -0.07
-    space: Any = None
-    heartbeat: int = 10
-    grace: int = 30
-    max_retry: int = 1
-    out_dir: str = "results/search"
-    quiet: bool = False
+    study: str | None = _opt(None, "study name (default: DATA-rRES-BUDGET-OBJECTIVE-EVALUATOR)")
+    storage: str | None = _opt(None, "Optuna storage URL (default: sqlite:///OUT/STUDY.db)")
+    resume: bool = _opt(False, "continue an existing study (load_if_exists)")
+    budget: int = _opt(10_000_000, "MAC budget: 10M, 1.5G or 400000000", type=parse_budget,
+                       metavar="MACS")
+    objective: str = _opt("reward", f"what the search optimises: {', '.join(OBJECTIVES)}")
+    evaluator: str = _opt("train", f"how a trial is scored: {', '.join(EVALUATORS)}")
+    data: str = _opt("fashion-mnist", "dataset (scaling.data)")
+    data_root: str | None = _opt(None, "dataset folder (default: $SCALING_DATA, Debian path)")
+    resolution: int = _opt(28, "input resolution")
+    in_channels: int | None = _opt(None, "input channels (default: the dataset's)")
+    trials: int = _opt(40, "target number of finished trials")
+    timeout: float | None = _opt(None, "stop starting trials after S seconds (default: none)")
+    workers: int = _opt(1, "worker processes sharing the storage")
+    seed: int = _opt(0, "seed of sampler, initialisation, training")
+    device: str = _opt("auto", "auto (CUDA when available), cpu, cuda or cuda:N")
+    sampler: str = _opt("tpe", f"Optuna sampler: {', '.join(SAMPLERS)}")
+    pruner: str = _opt("median", f"pruner of trained trials: {', '.join(PRUNERS)}")
+    startup_trials: int = _opt(10, "random trials before TPE")
+    epochs: float = _opt(3.0, "training epochs per trial")
+    trial_seconds: float | None = _opt(None, "training-time cap per trial (default: none)")
+    subset: int | None = _opt(10_000, "training images per trial (0: all)", type=_count_or_all)
+    val_size: int = _opt(5_000, "validation images held out of train")
+    batch_size: int = _opt(128, "training batch size")
+    optimizer: str = _opt("sgd", "optimizer of the trial training: sgd, adamw")
+    lr: float | None = _opt(None, "learning rate (default: the linear scaling rule)")
+    channels_last: str = _opt("auto", "memory layout: auto (CUDA: trainer's choice; CPU: off), "
+                              "on, off")
+    augment: bool = _opt(False, "random crop + flip while training")
+    threads: int | None = _opt(None, "torch CPU threads per worker (default: torch's, or "
+                               "cores / workers)")
+    proxies: tuple[str, ...] = _opt(PROXIES, "zero-cost proxies to record, comma-separated, or "
+                                    "none", type=parse_proxies, metavar="NAMES")
+    rank_proxy: str = _opt("synflow", "proxy that scores zero-cost/hybrid samples: "
+                           f"{', '.join(PROXIES)}")
+    zc_batch: int = _opt(64, "minibatch size of the proxies")
+    hybrid_samples: int | None = _opt(None, "hybrid: samples scored zero-cost (default: 5 x "
+                                      "trials)")
+    reward_w: float = _opt(-0.07, "MnasNet reward exponent w (Tan et al. 2019)")
+    space: Any = _opt(None, "search space YAML/JSON file (default: the built-in space)",
+                      type=str, metavar="FILE")
+    heartbeat: int = _opt(10, "heartbeat interval in seconds")
+    grace: int = _opt(30, "seconds before a silent trial is failed")
+    max_retry: int = _opt(1, "re-runs of a trial whose worker died")
+    out_dir: str = _opt("results/search", "folder of the db, CSV, best specs", flag="--out")
+    quiet: bool = _opt(False, "no per-trial lines")
+
+    def __post_init__(self) -> None:
+        if self.study is None and isinstance(self.budget, int):
+            self.study = (f"{self.data}-r{self.resolution}-{format_macs(self.budget)}-"
+                          f"{self.objective}-{self.evaluator}")
 
     def validate(self) -> SearchConfig:
         """Resolve the space and check every choice; raises :class:`ConfigError`."""

@@ -20,18 +20,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from scaling.data.catalog import ALIASES, NATIVE_SHAPE, NUM_CLASSES
 from scaling.search.objectives import get_objective, set_budget_constraint
 from scaling.search.space import sample_spec
 
-if TYPE_CHECKING:
-    from scaling.search.config import SearchConfig
-
-CHANNELS = {"fashion-mnist": 1, "fashion_mnist": 1, "fmnist": 1, "mnist": 1, "cifar10": 3,
-            "cifar-10": 3}
-CLASSES = {"fashion-mnist": 10, "fashion_mnist": 10, "fmnist": 10, "mnist": 10, "cifar10": 10,
-           "cifar-10": 10}
+# The config (:class:`scaling.search.config.SearchConfig`) imports this registry to check its
+# evaluator name, so this module types it as ``Any``: no import back.
+SearchConfig = Any
 
 
 @dataclass
@@ -73,11 +70,13 @@ class SearchContext:
     def in_channels(self) -> int:
         if self.cfg.in_channels:
             return self.cfg.in_channels
-        return CHANNELS.get(self.cfg.data) or self.data().in_channels
+        key = ALIASES.get(self.cfg.data, self.cfg.data)
+        return NATIVE_SHAPE[key][0] if key in NUM_CLASSES else self.data().in_channels
 
     @property
     def num_classes(self) -> int:
-        return CLASSES.get(self.cfg.data) or self.data().num_classes
+        key = ALIASES.get(self.cfg.data, self.cfg.data)
+        return NUM_CLASSES.get(key) or self.data().num_classes
 
     def batch(self) -> tuple[Any, Any]:
         """``zc_batch`` training images (seeded choice), normalised as for evaluation."""

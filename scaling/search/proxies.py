@@ -27,7 +27,11 @@ from typing import Any
 import torch
 from torch import nn
 
-PROXIES = ("synflow", "naswot", "grad_norm", "params")
+from scaling.search.names import PROXIES, check_proxies
+
+__all__ = ["PROXIES", "check_proxies", "compute_proxies", "grad_norm", "naswot", "param_count",
+           "synflow"]
+
 _GATES = (nn.Sigmoid, nn.Hardsigmoid)
 _ACTS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.Hardswish, nn.SiLU, nn.GELU)
 
@@ -101,14 +105,6 @@ def grad_norm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int = 0)
 
 def param_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def check_proxies(names: Iterable[str]) -> tuple[str, ...]:
-    names = tuple(names)
-    for n in names:
-        if n not in PROXIES:
-            raise ValueError(f"proxy={n!r} is not allowed; expected one of {PROXIES}")
-    return names
 
 
 def compute_proxies(spec_or_model: Any, batch: tuple[torch.Tensor, torch.Tensor] | None = None,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
+from scaling.cli import format_table
 from scaling.search.objectives import format_macs, get_objective
 
 PROXY_PREFIX = "proxy_"
@@ -46,36 +48,35 @@ def trial_record(trial: Any, with_spec: bool = True) -> dict[str, Any]:
     return rec
 
 
-def summary_table(study: Any, top: int = 10) -> Any:
-    """The ``top`` evaluated trials (by value, or the Pareto front first) as a DataFrame."""
-    import pandas as pd
+def summary_table(study: Any, top: int = 10) -> str:
+    """The ``top`` evaluated trials (by value, or the Pareto front first) as an aligned table;
+    empty when no trial was evaluated."""
     from optuna.trial import TrialState
 
     trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
               if t.user_attrs.get("feasible") and t.user_attrs.get("score") is not None]
     front = {t.number for t in best_trials(study)}
-    if len(study.directions) > 1:
-        trials.sort(key=lambda t: (t.number not in front, -t.values[0], t.values[1]))
-    else:
+    single = len(study.directions) == 1
+    if single:
         trials.sort(key=lambda t: -t.value)
+    else:
+        trials.sort(key=lambda t: (t.number not in front, -t.values[0], t.values[1]))
+    proxies = sorted({k for t in trials[:top] for k in t.user_attrs if k.startswith(PROXY_PREFIX)})
+    header = ["trial", "best", "MACs", "params", "score", *(["value"] if single else []),
+              *(k[len(PROXY_PREFIX):] for k in proxies)]
     rows = []
     for t in trials[:top]:
         a = t.user_attrs
-        row = {"trial": t.number, "best": "*" if t.number in front else "",
-               "MACs": format_macs(a["macs"]), "params": a.get("params"),
-               "score": round(a["score"], 4)}
-        if len(study.directions) == 1:
-            row["value"] = round(t.value, 4)
-        for k, v in a.items():
-            if k.startswith(PROXY_PREFIX):
-                row[k[len(PROXY_PREFIX):]] = None if v is None else round(v, 3)
-        rows.append(row)
-    return pd.DataFrame(rows)
+        cells = [t.number, "*" if t.number in front else "", format_macs(a["macs"]),
+                 a.get("params"), a["score"], *([t.value] if single else [])]
+        cells += ["-" if a.get(k) is None else f"{a[k]:.3g}" for k in proxies]
+        rows.append(cells)
+    return format_table(header, rows, left=0) if rows else ""
 
 
 def write_outputs(study: Any, out_dir: str, name: str | None = None) -> dict[str, str]:
     """Write ``<study>.csv`` (study.trials_dataframe()) and ``<study>.best.json`` atomically."""
-    from scaling.study.provenance import atomic_write_json, atomic_write_text
+    from scaling.files import atomic_write_json, atomic_write_text
 
     name = name or study.study_name
     os.makedirs(out_dir, exist_ok=True)
@@ -86,13 +87,27 @@ def write_outputs(study: Any, out_dir: str, name: str | None = None) -> dict[str
     return {"csv": csv_path, "best_json": best_path}
 
 
+def in_repo(path: str) -> str:
+    """A path or SQLite URL inside the repository made relative to it
+    (:func:`scaling.study.provenance.repo_relative`); any other returned unchanged."""
+    from scaling.study.provenance import ROOT, repo_relative
+
+    file = path[len("sqlite:///"):] if path.startswith("sqlite:///") else path
+    if "://" in file or not Path(file).resolve().is_relative_to(ROOT):
+        return path
+    return repo_relative(path)
+
+
 def report(study: Any, cfg: Any, wall_time: float, paths: dict[str, str]) -> dict[str, Any]:
-    """The whole report as one JSON-able dict (what ``--json`` prints)."""
+    """The whole report as one JSON-able dict (what ``--json`` prints); paths inside the
+    repository are given relative to it (:func:`in_repo`)."""
     objective = get_objective(cfg.objective)
     return {
-        "study": study.study_name, "storage": cfg.storage_url, "objective": objective.name,
+        "study": study.study_name, "storage": in_repo(cfg.storage_url),
+        "objective": objective.name,
         "objective_description": objective.description, "evaluator": cfg.evaluator,
         "budget": cfg.budget, "unit": "MACs", "resolution": cfg.resolution, "data": cfg.data,
         "counts": counts(study), "wall_time_s": round(wall_time, 2),
-        "best": [trial_record(t) for t in best_trials(study)], **paths,
+        "best": [trial_record(t) for t in best_trials(study)],
+        **{k: in_repo(v) for k, v in paths.items()},
     }

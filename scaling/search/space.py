@@ -1,5 +1,6 @@
 """The search space as data: a factorized per-stage space over the IR (Tan et al. 2019, MnasNet;
-Tan & Le 2019, EfficientNet), sampled by an Optuna trial into a :class:`~scaling.ir.spec.NetworkSpec`.
+Tan & Le 2019, EfficientNet), sampled by an Optuna trial into a
+:class:`~scaling.ir.spec.NetworkSpec`.
 
 A space is a plain mapping (YAML/JSON-editable; ``python -m scaling.search --print-space`` dumps
 the default). Every value is one of:

@@ -50,8 +50,13 @@ def open_storage(cfg: SearchConfig) -> Any:
     engine: dict[str, Any] = {}
     if url.startswith("sqlite:"):
         engine["connect_args"] = {"timeout": 60}
-        if cfg.storage is None:
-            os.makedirs(cfg.out_dir, exist_ok=True)
+        path = url[len("sqlite:///"):].split("?")[0] if url.startswith("sqlite:///") else ""
+        if path and not path.startswith(":memory:") and os.path.dirname(path):
+            try:  # the folder of the database file (sqlite does not create it)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+            except OSError as exc:
+                raise StorageError(f"storage {url!r} is unreachable: cannot create its folder: "
+                                   f"{exc.strerror or exc}") from None
     elif url.startswith(("postgresql", "mysql")):
         engine["connect_args"] = {"connect_timeout": 10}
     # Optuna >= 4.9 renamed the retry callback; both re-enqueue a stale trial's parameters.

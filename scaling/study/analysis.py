@@ -15,12 +15,13 @@ it finds under RESULTS_DIR: ``**/*runs*.csv`` / ``**/compare*.csv`` (accuracy vs
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+
+from scaling.cli import Parser, command, fail
 
 ACCURACY_COLUMNS = ("test_acc", "val_acc", "accuracy")
 
@@ -136,20 +137,18 @@ def analyse(results_dir: Path, out_dir: Path) -> list[Path]:
     return written
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scaling.analysis", description=__doc__.split(
-        "\n\n")[0])
-    parser.add_argument("results_dir", type=Path)
-    parser.add_argument("--out", type=Path, default=Path("results/figures"))
+@command("python -m scaling.analysis", errors=(ValueError,))
+def main(argv: list[str]) -> int:
+    """Draw every figure whose table exists under RESULTS_DIR; print the files written."""
+    parser = Parser("python -m scaling.analysis", description=__doc__.split("\n\n")[0])
+    parser.add_argument("results_dir", type=Path,
+                        help="folder searched recursively for result tables (CSV)")
+    parser.add_argument("--out", type=Path, default=Path("results/figures"),
+                        help="folder of the figures (created)")
     args = parser.parse_args(argv)
     if not args.results_dir.is_dir():
-        print(f"error: results_dir {str(args.results_dir)!r} is not a folder", file=sys.stderr)
-        return 2
-    try:
-        written = analyse(args.results_dir, args.out)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        fail(f"results_dir {str(args.results_dir)!r} is not a folder")
+    written = analyse(args.results_dir, args.out)
     for path in written:
         print(path)
     if not written:

@@ -2,9 +2,9 @@
 [--resolution R] [--device D] [--seed S] [--json]``: train one network, report validation and
 (once, at the end) test accuracy.
 
-NAME is a zoo name (``scaling.zoo.models``), adapted to the dataset's channels, classes and resolution;
-a .json/.yaml file is a NetworkSpec used as written (its resolution sets the data's, unless
-``--resolution`` is given). Without a budget the run is one epoch.
+NAME is a zoo name (``scaling.zoo.models``), adapted to the dataset's channels, classes and
+resolution; a .json/.yaml file is a NetworkSpec used as written (its resolution sets the
+data's, unless ``--resolution`` is given). Without a budget the run is one epoch.
 """
 
 from __future__ import annotations
@@ -12,17 +12,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import sys
-from dataclasses import asdict
+import time
 from typing import Any
 
+from scaling.cli import Parser, add_config_arguments, command, config_from_args
+from scaling.data.catalog import DATASET_NAMES, NATIVE_SHAPE, NUM_CLASSES, dataset_name
+from scaling.train.config import TrainConfig
+from scaling.zoo.models import is_spec_path, resolve_spec
+
 PROG = "python -m scaling.train"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def zoo_spec(name: str, *, in_channels: int, resolution: int, num_classes: int,
@@ -32,68 +30,62 @@ def zoo_spec(name: str, *, in_channels: int, resolution: int, num_classes: int,
     ``small_input`` (default: ``resolution <= 64``) puts every stem conv at stride 1 and drops
     the stem max pool, so a 28x28 input is not reduced to 1x1 before the last stage.
     """
-    try:
-        import scaling.zoo as zoo
-    except ImportError:
-        raise ValueError(f"model name {name!r} needs scaling.zoo.models, which is not available; pass a "
-                         "spec .json/.yaml file instead") from None
     small = resolution <= 64 if small_input is None else small_input
-    return zoo.get_spec(name, in_chans=in_channels, resolution=resolution,
+    return resolve_spec(name, "model", in_chans=in_channels, resolution=resolution,
                         num_classes=num_classes, small_input=small)
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Train a zoo network or a spec file on a dataset.")
+def build_parser() -> Parser:
+    p = Parser(PROG, description=__doc__)
     p.add_argument("model", help="zoo name, or a spec .json/.yaml file")
-    p.add_argument("--data", default="fashion-mnist",
-                   help="fashion-mnist (default), mnist, cifar10, imagefolder")
-    p.add_argument("--data-root", default=None, help="dataset folder (default: $SCALING_DATA, "
+    d = p.add_argument_group("data")
+    d.add_argument("--data", default="fashion-mnist",
+                   help=f"dataset: {', '.join(DATASET_NAMES)} (aliases allowed)")
+    d.add_argument("--data-root", default=None, help="dataset folder (default: $SCALING_DATA, "
                    "then the Debian location)")
-    p.add_argument("--epochs", type=float, default=None)
-    p.add_argument("--samples", type=int, default=None, help="budget in training images")
-    p.add_argument("--seconds", type=float, default=None, help="budget in training seconds")
-    p.add_argument("--subset", type=int, default=None, help="use N training images")
-    p.add_argument("--val-size", type=int, default=5000, help="held out of train (default 5000)")
-    p.add_argument("--split-seed", type=int, default=0)
-    p.add_argument("--resolution", type=int, default=None)
-    p.add_argument("--small-input", action=argparse.BooleanOptionalAction, default=None,
+    d.add_argument("--subset", type=int, default=None,
+                   help="use the first N training images (default: all)")
+    d.add_argument("--val-size", type=int, default=5000, help="images held out of train")
+    d.add_argument("--test-size", type=int, default=None,
+                   help="evaluate the first N test images (default: all)")
+    d.add_argument("--split-seed", type=int, default=0, help="seed of the train/val split")
+    d.add_argument("--resolution", type=int, default=None,
+                   help="input resolution (default: the dataset's, or a spec file's)")
+    d.add_argument("--small-input", action=argparse.BooleanOptionalAction, default=None,
                    help="zoo names: stride-1 stem, no stem pool (default: resolution <= 64)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adamw"])
-    p.add_argument("--lr", type=float, default=None, help="default 0.1 (SGD) / 2e-3 (AdamW) "
-                   "x batch/256")
-    p.add_argument("--weight-decay", type=float, default=None)
-    p.add_argument("--warmup", type=float, default=0.05, help="fraction of the budget")
-    p.add_argument("--label-smoothing", type=float, default=0.1)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--amp", default="auto", choices=["auto", "off", "bf16", "fp16"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-augment", action="store_true", help="no batch augmentation")
-    p.add_argument("--precise-bn", type=int, default=8, help="BN recalibration batches (0: off)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader workers (ImageFolder)")
-    p.add_argument("--no-test", action="store_true", help="skip the final test evaluation")
-    p.add_argument("--save", default=None, help="write {'spec', 'state_dict'} here (torch.save)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    add_config_arguments(p.add_argument_group("recipe and budget (TrainConfig)"), TrainConfig)
+    o = p.add_argument_group("output")
+    o.add_argument("--no-test", action="store_true", help="skip the final test evaluation")
+    o.add_argument("--save", default=None,
+                   help="write {'spec', 'state_dict'} here (torch.save; default: none)")
+    o.add_argument("--json", action="store_true", help="print one JSON object")
+    o.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bars (default: when stderr is a terminal)")
     return p
 
 
 def _spec(args: argparse.Namespace, data_name: str):
-    from scaling.data import NATIVE_SHAPE
-    from scaling.ir import load_spec
-
-    if args.model.endswith((".json", ".yaml", ".yml")) or os.path.isfile(args.model):
-        if not os.path.isfile(args.model):
-            raise ValueError(f"spec file {args.model!r} does not exist")
-        spec = load_spec(args.model)
-        if args.resolution is not None:
-            spec = spec.replace(resolution=args.resolution)
-        return spec
+    if is_spec_path(args.model):
+        spec = resolve_spec(args.model, "model")
+        return spec.replace(resolution=args.resolution) if args.resolution else spec
     channels, native = NATIVE_SHAPE[data_name]
     return zoo_spec(args.model, in_channels=channels, resolution=args.resolution or native,
-                    num_classes=10 if data_name != "imagefolder" else 1000,
-                    small_input=args.small_input)
+                    num_classes=NUM_CLASSES.get(data_name, 1000), small_input=args.small_input)
+
+
+def _first(split: Any, n: int | None) -> Any:
+    """The first ``n`` items of a split (all when ``n`` is None or larger)."""
+    if n is None or split is None or n >= len(split):
+        return split
+    if n < 1:
+        raise ValueError(f"test_size={n!r} is not allowed; expected an int >= 1")
+    import torch
+
+    from scaling.data import TensorSplit
+
+    if isinstance(split, TensorSplit):
+        return TensorSplit(split.x[:n], split.y[:n])
+    return split.subset(torch.arange(n))
 
 
 def _finite(value: Any) -> Any:
@@ -115,43 +107,40 @@ def _save(path: str, spec, model) -> None:
     atomic_write(path, lambda fh: torch.save({"spec": spec.to_dict(), "state_dict": state}, fh))
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    from scaling.data import dataset_name, load_dataset
-    from scaling.train.trainer import TrainConfig, evaluate, train
+@command(PROG, errors=(ValueError, TypeError, KeyError, FileNotFoundError))
+def main(argv: list[str]) -> int:
+    """Train one network; bad input is one line and exit code 2."""
+    args = build_parser().parse_args(argv)
+    data_name = dataset_name(args.data)
+    if args.epochs is None and args.samples is None and args.seconds is None:
+        args.epochs = 1.0
+    cfg = config_from_args(TrainConfig, args)
+    spec = _spec(args, data_name)
+    from tqdm.auto import tqdm
 
-    say = (lambda *a: None) if args.json else print  # noqa: E731
-    try:
-        data_name = dataset_name(args.data)
-        if args.epochs is None and args.samples is None and args.seconds is None:
-            args.epochs = 1.0
-        cfg = TrainConfig(
-            epochs=args.epochs, samples=args.samples, seconds=args.seconds,
-            batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-            weight_decay=args.weight_decay, warmup=args.warmup,
-            label_smoothing=args.label_smoothing, seed=args.seed, device=args.device,
-            amp=args.amp, augment=not args.no_augment, precise_bn=args.precise_bn,
-            num_workers=args.workers, threads=args.threads)
-        spec = _spec(args, data_name)
-        data = load_dataset(data_name, args.data_root, val_size=args.val_size,
-                            split_seed=args.split_seed, subset=args.subset,
-                            resolution=spec.resolution, in_channels=spec.in_channels)
-        if spec.num_classes != data.num_classes:
-            spec = spec.replace(num_classes=data.num_classes)
-        say(f"{spec.name or args.model}: {data.summary()}")
+    from scaling.data import load_dataset
+    from scaling.train.trainer import evaluate, train
 
-        def report(epoch: int, m: dict) -> None:
-            val = f"{100 * m['val_top1']:.2f}%" if m["val_top1"] is not None else "-"
-            say(f"epoch {epoch}: train loss {m['train_loss']:.4f}  val top-1 {val}  "
-                f"{m['images_per_s']:.0f} img/s  {m['elapsed']:.1f} s")
+    data = load_dataset(data_name, args.data_root, val_size=args.val_size,
+                        split_seed=args.split_seed, subset=args.subset,
+                        resolution=spec.resolution, in_channels=spec.in_channels)
+    data.test = _first(data.test, args.test_size)
+    if spec.num_classes != data.num_classes:
+        spec = spec.replace(num_classes=data.num_classes)
+    say = (lambda *a: None) if args.json else tqdm.write  # noqa: E731  (above any live bar)
+    say(f"{spec.name or args.model}: {data.summary()}")
 
-        result = train(spec, data, callback=report, progress=args.progress, **asdict(cfg))
-    except (ValueError, TypeError, KeyError, FileNotFoundError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"{PROG}: error: {msg}", file=sys.stderr)
-        return 2
+    def report(epoch: int, m: dict) -> None:
+        val = f"{100 * m['val_top1']:.2f}%" if m["val_top1"] is not None else "-"
+        say(f"epoch {epoch}: train loss {m['train_loss']:.4f}  val top-1 {val}  "
+            f"{m['images_per_s']:.0f} img/s  {m['elapsed']:.1f} s")
+
+    result = train(spec, data, cfg, callback=report, progress=args.progress)
     if result.status == "ok" and not args.no_test and data.test is not None:
-        result.test_top1 = evaluate(result.model, data, split="test")
+        t0 = time.perf_counter()
+        result.test_top1 = evaluate(result.model, data, split="test",
+                                    batch_size=cfg.eval_batch_size, progress=args.progress)
+        result.wall_time += time.perf_counter() - t0
     if args.save and result.model is not None:
         _save(args.save, spec, result.model)
     if args.json:
@@ -160,11 +149,11 @@ def main(argv: list[str] | None = None) -> int:
         c = complexity(spec)
         out = {"model": args.model, "spec_name": spec.name, "data": data_name,
                "macs": c.macs, "params": c.params, **result.to_dict(), "args": vars(args)}
-        print(json.dumps(_finite(out)))
+        print(json.dumps(_finite(out), default=str))
     else:
         test = f"{100 * result.test_top1:.2f}%" if result.test_top1 is not None else "-"
         best = f"{100 * result.best_val_top1:.2f}%" if result.best_val_top1 is not None else "-"
         print(f"status {result.status}{' (' + result.message + ')' if result.message else ''}; "
               f"best val top-1 {best}; test top-1 {test}; {result.images_per_s:.0f} img/s; "
-              f"train {result.train_time:.1f} s, wall {result.wall_time:.1f} s")
+              f"train {result.train_time:.1f} s, wall {result.wall_time:.1f} s (test included)")
     return 0 if result.status == "ok" else 1

@@ -1,5 +1,5 @@
-"""The pieces of :mod:`scaling.train.trainer` that do not loop: the validated :class:`TrainConfig`, the
-:class:`TrainResult`, seeding, device and AMP resolution, parameter groups, the learning-rate
+"""The pieces of :mod:`scaling.train.trainer` that do not loop: the :class:`TrainResult`,
+seeding, device and AMP resolution, parameter groups, the learning-rate
 schedule, evaluation and the Optuna pruning callback.
 """
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -18,88 +19,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from scaling.data import BatchTransform, ImageData, TensorSplit, make_loader
+from scaling.train.config import AMP_MODES, BASE_LR, BASE_WD, OPTIMIZERS, TrainConfig
 
-OPTIMIZERS = ("sgd", "adamw")
-BASE_LR = {"sgd": 0.1, "adamw": 2e-3}
-BASE_WD = {"sgd": 5e-4, "adamw": 0.05}
-
-
-def _positive_int(name: str, value: Any, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}={value!r} is not allowed; expected "
-                         f"{'None or ' if optional else ''}an int >= 1")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The recipe and budget of a run (the keyword arguments of :func:`train`), validated."""
-
-    epochs: float | None = None
-    samples: int | None = None
-    seconds: float | None = None
-    batch_size: int = 256
-    optimizer: str = "sgd"
-    lr: float | None = None
-    momentum: float = 0.9
-    weight_decay: float | None = None
-    warmup: float = 0.05
-    label_smoothing: float = 0.1
-    seed: int = 0
-    device: str = "auto"
-    amp: Any = "auto"
-    channels_last: Any = "auto"
-    eval_every: int = 1
-    precise_bn: int = 8
-    augment: bool = True
-    eval_batch_size: int = 256
-    num_workers: int = 0
-    threads: int | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "samples", "seconds"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not value > 0):
-                raise ValueError(f"{name}={value!r} is not allowed; expected None or a number > 0")
-        if self.epochs is None and self.samples is None and self.seconds is None:
-            raise ValueError("no budget: give epochs, samples and/or seconds")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer={self.optimizer!r} is not allowed; expected one of "
-                             f"{OPTIMIZERS}")
-        for name in ("batch_size", "eval_every", "eval_batch_size"):
-            _positive_int(name, getattr(self, name))
-        _positive_int("threads", self.threads, optional=True)
-        if isinstance(self.precise_bn, bool) or not isinstance(self.precise_bn, int) \
-                or self.precise_bn < 0:
-            raise ValueError(f"precise_bn={self.precise_bn!r} is not allowed; expected an int "
-                             ">= 0 (batches)")
-        if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) \
-                or self.num_workers < 0:
-            raise ValueError(f"num_workers={self.num_workers!r} is not allowed; expected >= 0")
-        for name in ("lr", "weight_decay"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, (int, float)) or value < 0):
-                raise ValueError(f"{name}={value!r} is not allowed; expected None or >= 0")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum={self.momentum!r} is not allowed; expected [0, 1)")
-        if not 0 <= self.warmup < 1:
-            raise ValueError(f"warmup={self.warmup!r} is not allowed; expected a fraction in "
-                             "[0, 1)")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing={self.label_smoothing!r} is not allowed; "
-                             "expected [0, 1)")
-        if not isinstance(self.augment, bool):
-            raise TypeError(f"augment must be a bool, got {self.augment!r}")
-        if self.channels_last not in ("auto", True, False):
-            raise ValueError(f"channels_last={self.channels_last!r} is not allowed; expected "
-                             "'auto', True or False")
-        amp_dtype(self.amp, torch.device("cpu"))  # validates the value
-
-    @property
-    def base_lr(self) -> float:
-        return self.lr if self.lr is not None else BASE_LR[self.optimizer] * self.batch_size / 256
+__all__ = ["BASE_LR", "BASE_WD", "OPTIMIZERS", "TrainConfig", "TrainResult", "amp_dtype",
+           "evaluate", "pruning_callback", "resolve_device"]
 
 
 @dataclass
@@ -165,8 +88,7 @@ def amp_dtype(amp: Any, dev: torch.device) -> torch.dtype | None:
     if amp == "fp16":
         return torch.float16
     if amp not in ("auto", True):
-        raise ValueError(f"amp={amp!r} is not allowed; expected 'auto', True, False, 'bf16', "
-                         "'fp16' or 'off'")
+        raise ValueError(f"amp={amp!r} is not allowed; expected one of {AMP_MODES}")
     if dev.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if amp is True else None
@@ -191,12 +113,13 @@ def lr_at(progress: float, base_lr: float, warmup: float) -> float:
 
 
 def evaluate(model: nn.Module, data: ImageData | torch.Tensor, y: torch.Tensor | None = None, *,
-             split: str = "test", batch_size: int = 256) -> float:
+             split: str = "test", batch_size: int = 256, progress: bool | None = False) -> float:
     """Top-1 accuracy in eval mode under ``torch.inference_mode``, on the model's device (AMP as
     ``amp='auto'`` on CUDA).
 
     Either ``evaluate(model, data, split='test'|'val')`` with an :class:`ImageData` (normalised
     like training), or ``evaluate(model, x, y)`` with an already-normalised float batch tensor.
+    ``progress``: a tqdm bar over the batches (None: only when stderr is a terminal).
     """
     dev = next(model.parameters()).device
     if isinstance(data, ImageData):
@@ -210,7 +133,22 @@ def evaluate(model: nn.Module, data: ImageData | torch.Tensor, y: torch.Tensor |
         tf = None
     else:
         raise TypeError("evaluate expects (model, ImageData) or (model, x tensor, y tensor)")
-    return evaluate_loader(model, loader, tf, dev, amp_dtype("auto", dev), has_conv(model))[0]
+    bar = progress_bar(progress, len(loader), unit="batch", desc=f"{split} top-1")
+    try:
+        return evaluate_loader(model, loader, tf, dev, amp_dtype("auto", dev), has_conv(model),
+                               bar)[0]
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def progress_bar(progress: bool | None, total: int | None, **kwargs: Any) -> Any:
+    """A tqdm bar, or None when ``progress`` is False (None: only when stderr is a terminal)."""
+    if progress is False or (progress is None and not sys.stderr.isatty()):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, leave=False, dynamic_ncols=True, **kwargs)
 
 
 def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
@@ -246,7 +184,9 @@ def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
 
 
 def evaluate_loader(model: nn.Module, loader, tf: BatchTransform | None, dev: torch.device,
-              amp_dtype: torch.dtype | None, cl: bool) -> tuple[float, float]:
+                    amp_dtype: torch.dtype | None, cl: bool, bar: Any = None
+                    ) -> tuple[float, float]:
+    """(top-1, mean cross-entropy) over ``loader`` in eval mode; ``bar`` is updated per batch."""
     was_training = model.training
     model.eval()
     correct, total, loss_sum = 0, 0, 0.0
@@ -261,6 +201,8 @@ def evaluate_loader(model: nn.Module, loader, tf: BatchTransform | None, dev: to
             loss_sum += float(F.cross_entropy(out.float(), y, reduction="sum"))
             correct += int((out.argmax(1) == y).sum())
             total += int(y.numel())
+            if bar is not None:
+                bar.update(1)
     model.train(was_training)
     return (correct / total if total else float("nan")), (loss_sum / total if total else 0.0)
 

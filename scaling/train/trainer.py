@@ -30,11 +30,10 @@ x0.5 and a narrow ResNet-18 at 28x28 1.2-1.7x faster in channels_last than in NC
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -53,6 +52,7 @@ from scaling.train.common import (
     has_conv,
     lr_at,
     param_groups,
+    progress_bar,
     pruning_callback,
     recalibrate_bn,
     resolve_device,
@@ -83,36 +83,31 @@ def _as_model(spec_or_model: Any, data: ImageData) -> nn.Module:
     return build_model(spec, num_classes=data.num_classes)
 
 
-def train(spec_or_model: Any, data: ImageData, *, epochs: float | None = None,
-          samples: int | None = None, seconds: float | None = None, batch_size: int = 256,
-          optimizer: str = "sgd", lr: float | None = None, momentum: float = 0.9,
-          weight_decay: float | None = None, warmup: float = 0.05, label_smoothing: float = 0.1,
-          seed: int = 0, device: str = "auto", amp: Any = "auto", channels_last: Any = "auto",
-          augment: bool = True, precise_bn: int = 8, eval_every: int = 1,
-          eval_batch_size: int = 256, num_workers: int = 0, threads: int | None = None,
-          callback: Callable[[int, dict], Any] | None = None,
-          progress: bool | None = None) -> TrainResult:
+def train(spec_or_model: Any, data: ImageData, config: TrainConfig | None = None, *,
+          callback: Callable[[int, dict], Any] | None = None, progress: bool | None = None,
+          **options: Any) -> TrainResult:
     """Train ``spec_or_model`` (a NetworkSpec, built after seeding, or an nn.Module) on ``data``.
 
-    Budget: ``epochs``, ``samples`` and/or ``seconds`` (the first reached ends the run). ``lr``
-    defaults by the linear scaling rule; ``weight_decay`` to 5e-4 (SGD) / 0.05 (AdamW);
-    ``warmup`` is a fraction of the budget. ``amp='auto'``: bf16/fp16 on CUDA, float32 on CPU.
-    ``augment``: the dataset's batch augmentation (short proxies often do better without).
-    ``precise_bn``: training batches that recompute the BatchNorm statistics before each
-    evaluation and at the end (0: off). The validation split is evaluated every ``eval_every``
-    epochs and at the end. ``threads``: torch CPU threads for the run, restored after (on an
-    oversubscribed CPU one thread per process is often several times faster than more).
-    ``progress=None``: a tqdm bar only when stderr is a terminal.
+    Args:
+        spec_or_model: a :class:`~scaling.ir.NetworkSpec` or an ``nn.Module``.
+        data: an :class:`~scaling.data.ImageData` (:func:`scaling.data.load_dataset`).
+        config: a :class:`TrainConfig`; ``options`` are its fields (``epochs=2, lr=0.05``, see
+            its help texts for meanings and defaults) and override it.
+        callback: ``callback(epoch, metrics)`` after every epoch, with ``epoch, train_loss,
+            val_top1, val_loss`` (None when not evaluated), ``images_per_s, train_time, samples,
+            lr, elapsed``; returning ``False`` stops the run ('pruned').
+        progress: a tqdm bar; None: only when stderr is a terminal.
 
-    ``callback(epoch, metrics)`` gets a dict with ``epoch, train_loss, val_top1, val_loss`` (None
-    when not evaluated), ``images_per_s, train_time, samples, lr, elapsed``. Returns a
-    :class:`TrainResult` with status 'ok', 'diverged' (a NaN/inf loss stopped the run) or
-    'pruned' (the callback returned False); see the module docstring for exceptions.
+    Returns a :class:`TrainResult` with status 'ok', 'diverged' (a NaN/inf loss stopped the run)
+    or 'pruned'; see the module docstring for exceptions.
+
+    Example:
+        >>> result = train(spec, data, epochs=1, device="cpu")  # doctest: +SKIP
     """
-    config = {k: v for k, v in locals().items()
-              if k not in ("spec_or_model", "data", "callback", "progress")}
-    config["device"] = str(device)
-    cfg = TrainConfig(**config)
+    base = dataclasses.asdict(config) if config is not None else {}
+    if "device" in options:
+        options["device"] = str(options["device"])
+    cfg = TrainConfig(**{**base, **options})
     if not isinstance(data, ImageData):
         raise TypeError(f"data must be an ImageData (scaling.data.datasets.load_dataset), "
                         f"got {type(data).__name__}")
@@ -254,7 +249,7 @@ class _Run:
         self.calibrated_at = self.step
 
     def run(self, callback, progress: bool | None) -> TrainResult:
-        bar = _progress_bar(progress, self.total_steps)
+        bar = progress_bar(progress, self.total_steps, unit="step")
         epoch, stop = 0, False
         try:
             while not stop:
@@ -310,14 +305,6 @@ class _Run:
             train_time=self.train_time, wall_time=time.perf_counter() - self.start,
             samples=self.seen, steps=self.step, device=str(self.dev),
             amp=str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else None,
-            channels_last=self.cl, config=asdict(self.cfg), message=self.message,
+            channels_last=self.cl, config=dataclasses.asdict(self.cfg), message=self.message,
             model=self.model)
-
-
-def _progress_bar(progress: bool | None, total: int | None):
-    if progress is False or (progress is None and not sys.stderr.isatty()):
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="step", leave=False, dynamic_ncols=True)
 

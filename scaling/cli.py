@@ -1,0 +1,212 @@
+"""The one convention of every ``python -m scaling.*`` command (torch-free, imports nothing heavy).
+
+- :class:`Parser`: an ``argparse`` parser whose help shows every default and whose usage errors
+  are one line on stderr with exit code 2 (argparse's own convention, kept to one line).
+- :func:`fail` / :class:`UsageError`: bad input is one line ``PROG: error: MESSAGE``, exit 2.
+- :func:`command`: wraps ``main(argv) -> int`` so that ``main`` returns the exit code (also for
+  ``--help`` and usage errors), a closed pipe (``python -m scaling.zoo | head``) ends quietly
+  and Ctrl-C is one line with exit code 130.
+- :func:`scaling.zoo.models.resolve_spec` (beside the zoo, which this module must not import):
+  a zoo name or a .json/.yaml spec file.
+- :func:`add_config_arguments` / :func:`config_from_args`: a config dataclass is the single
+  source of its flags, help texts and defaults (``field(metadata={"help": ...})``).
+- :func:`format_table`: aligned text tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NoReturn
+
+
+class UsageError(ValueError):
+    """Bad command-line input: reported by :func:`command` as one line, exit code 2."""
+
+
+def one_line(exc: BaseException | str) -> str:
+    """An exception's message on one line (a KeyError's without its quotes)."""
+    if isinstance(exc, KeyError) and exc.args:
+        exc = str(exc.args[0])
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def fail(message: BaseException | str) -> NoReturn:
+    """Stop the command with a usage error: one line on stderr, exit code 2."""
+    raise UsageError(one_line(message))
+
+
+def plain(text: str | None) -> str | None:
+    """Docstring text for a terminal: RST roles and double backticks removed."""
+    if text is None:
+        return None
+    return re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text).replace("``", "")
+
+
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written; every option's default appended unless its help names one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if isinstance(action, argparse.BooleanOptionalAction) and isinstance(default, bool):
+            return f"{text} (default: {action.option_strings[0 if default else 1]})"
+        if (default is argparse.SUPPRESS or default is None or isinstance(default, bool)
+                or "default" in text or not action.option_strings):
+            return text
+        if isinstance(default, (tuple, list)):
+            default = ",".join(map(str, default)) or "none"
+        return f"{text} (default: {str(default).replace('%', '%%')})"
+
+
+class Parser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` with :class:`Formatter`; usage errors are one line, exit 2."""
+
+    def __init__(self, prog: str, description: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", Formatter)
+        super().__init__(prog=prog, description=plain(description), **kwargs)
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
+
+
+def command(prog: str, errors: tuple[type[BaseException], ...] = ()
+            ) -> Callable[[Callable[[list[str]], int | None]], Callable[..., int]]:
+    """Decorator for ``main(argv)``: returns the exit code in every case.
+
+    :class:`UsageError` and the exception types in ``errors`` (the command's bad input) become
+    ``PROG: error: MESSAGE`` on stderr and 2; ``SystemExit`` (``--help``, argparse errors) its
+    code; a closed stdout (``BrokenPipeError``) a quiet 1; ``KeyboardInterrupt`` one line and 130.
+    """
+    def wrap(fn: Callable[[list[str]], int | None]) -> Callable[..., int]:
+        @functools.wraps(fn)
+        def main(argv: Sequence[str] | None = None) -> int:
+            argv = sys.argv[1:] if argv is None else list(argv)
+            try:
+                code = int(fn(argv) or 0)
+                sys.stdout.flush()
+                return code
+            except SystemExit as exc:
+                return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            except BrokenPipeError:
+                # the reader went away (``| head``): drop what is left unwritten, no traceback
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                return 1
+            except KeyboardInterrupt:
+                print(f"{prog}: interrupted", file=sys.stderr)
+                return 130
+            except (UsageError, *errors) as exc:
+                print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
+                return 2
+
+        return main
+
+    return wrap
+
+
+def parse_number(text: str, name: str) -> float:
+    """``text`` as a finite float, or a :class:`UsageError` naming the option ``name``."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        fail(f"{name}={text!r} is not a number")
+    if value != value or value in (float("inf"), float("-inf")):
+        fail(f"{name}={text!r} is not allowed; expected a finite number")
+    return value
+
+
+# -- config dataclasses as the source of flags ------------------------------------------------
+_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def _cli_fields(cls: type) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if f.metadata.get("cli", True)]
+
+
+def _argument_type(fn: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``fn`` whose ValueError/TypeError argparse reports with its message."""
+    def parse(text: str) -> Any:
+        try:
+            return fn(text)
+        except (ValueError, TypeError) as exc:
+            raise argparse.ArgumentTypeError(one_line(exc)) from None
+
+    parse.__name__ = getattr(fn, "__name__", "value")
+    return parse
+
+
+def _field_type(f: dataclasses.Field) -> Callable[[str], Any]:
+    if "type" in f.metadata:
+        return _argument_type(f.metadata["type"])
+    name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "str")
+    base = name.replace(" | None", "").replace("None | ", "").strip()
+    return _TYPES.get(base, str)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser | Any, cls: type,
+                         skip: Iterable[str] = ()) -> None:
+    """One option per field of the dataclass ``cls`` (``--field-name``, or
+    ``metadata["flag"]``), with ``metadata["help"]``, the field default, and ``metadata["type"]``
+    / ``["choices"]`` where given; bool fields get ``--x/--no-x``; ``metadata["cli"] = False``
+    and ``skip`` leave a field out."""
+    skipped = set(skip)
+    for f in _cli_fields(cls):
+        if f.name in skipped:
+            continue
+        if "help" not in f.metadata:
+            raise TypeError(f"{cls.__name__}.{f.name} has no metadata['help']")
+        flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": f.metadata["help"]}
+        if _field_type(f) is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = _field_type(f)
+            kwargs["metavar"] = f.metadata.get("metavar")
+            if "choices" in f.metadata:
+                kwargs["choices"] = f.metadata["choices"]
+        parser.add_argument(flag, **kwargs)
+
+
+def config_from_args(cls: type, args: argparse.Namespace, **extra: Any) -> Any:
+    """The ``cls`` instance of the parsed ``args`` (fields without a flag keep their default)."""
+    values = {f.name: getattr(args, f.name) for f in _cli_fields(cls) if hasattr(args, f.name)}
+    return cls(**{**values, **extra})
+
+
+# -- tables -----------------------------------------------------------------------------------
+def format_cell(value: Any) -> str:
+    """int -> 1,234; float -> 4 decimals; None -> '-'; anything else str()."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def format_table(header: Sequence[str], rows: Iterable[Sequence[Any]], left: int = 1,
+                 rules: Iterable[int] = ()) -> str:
+    """Aligned columns: the first ``left`` left-justified, the others right-justified; a dashed
+    rule after each body row index in ``rules`` (-1: after the header)."""
+    body = [[c if isinstance(c, str) else format_cell(c) for c in row] for row in rows]
+    cells = [list(header)] + body
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    after = set(rules)
+    lines = []
+    for j, row in enumerate(cells):
+        lines.append("  ".join(v.ljust(w) if i < left else v.rjust(w)
+                               for i, (v, w) in enumerate(zip(row, widths))).rstrip())
+        if j - 1 in after:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
