@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from foundation_specs import BLOCK_SPECS, small
 from torch import nn
 
-from scaling.ir import NormSpec, StageSpec
-from scaling.ir.registry import BLOCK
-from scaling.nn.blocks import BasicBlock, build_block
+from scaling.cost import complexity
+from scaling.ir import NetworkSpec, NormSpec, StageSpec, StemSpec
+from scaling.ir.codec import decode_stage, encode_stage
+from scaling.ir.registry import BLOCK_TYPES
+from scaling.nn.blocks import BasicBlock, Block, build_block
 from scaling.nn.build import build_model
 from scaling.nn.layers import DropPath, channel_shuffle
 
@@ -118,7 +122,38 @@ def test_prelu_has_one_slope_per_activation_position():
 def test_every_block_type_is_registered():
     for name in ("basic", "bottleneck", "ds", "mbconv", "fused_mbconv", "shuffle_v1",
                  "shuffle_v2"):
-        assert issubclass(BLOCK.get(name), nn.Module)
+        assert issubclass(BLOCK_TYPES[name].module_class(), Block)
+
+
+def test_a_block_type_is_registered_once():
+    basic = BLOCK_TYPES["basic"]
+    with pytest.raises(KeyError, match="name 'basic'"):
+        BLOCK_TYPES.register(basic)
+    with pytest.raises(KeyError, match="code 'bs'"):
+        BLOCK_TYPES.register(dataclasses.replace(basic, name="basic_again"))
+    with pytest.raises(ValueError, match="residual_rule"):
+        dataclasses.replace(basic, residual_rule="sometimes")
+    assert len({r.code for r in BLOCK_TYPES}) == len(BLOCK_TYPES.names)
+
+
+def test_a_new_block_type_is_one_record(monkeypatch):
+    """A record alone makes a block type: spec, codec, geometry, cost and builder all follow."""
+    plain = dataclasses.replace(BLOCK_TYPES["basic"], name="plain", code="pl",
+                                residual_rule="none")
+    monkeypatch.setitem(BLOCK_TYPES._records, "plain", plain)
+    stage = StageSpec("plain", 2, 16, stride=2)
+    assert decode_stage(encode_stage(stage)) == stage
+    assert encode_stage(stage).startswith("pl_")
+    spec = NetworkSpec(stages=(stage,), stem=StemSpec(channels=(8,)), resolution=32,
+                       num_classes=10)
+    model = build_model(spec)
+    assert all(type(b) is BasicBlock and b.downsample is None for b in model.stages[0])
+    cost = complexity(spec)
+    assert n_params(model) == cost.params
+    as_basic = complexity(spec.replace(stages=(stage.replace(block="basic", skip=False),)))
+    assert (cost.params, cost.macs) == (as_basic.params, as_basic.macs)
+    with pytest.raises(ValueError, match="stage.groups"):
+        StageSpec("plain", 1, 16, groups=2)
 
 
 # -- structure and semantics --------------------------------------------------------------------

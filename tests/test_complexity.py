@@ -20,7 +20,7 @@ from tv_reference import reference
 from scaling.cost import Complexity, clear_cache, complexity
 from scaling.cost.counting import count_params, trace_counts, traced_activations, traced_macs
 from scaling.ir import HeadSpec, NetworkSpec, NormSpec, SESpec, StageSpec, StemSpec
-from scaling.ir.registry import BLOCK
+from scaling.ir.registry import BLOCK_TYPES
 from scaling.nn.build import build_model
 
 try:
@@ -56,7 +56,7 @@ def _check_exact(spec: NetworkSpec, res: int, acts: bool = True) -> Complexity:
 
 
 # -- hand-made specs: every block type and option --------------------------------------------
-@pytest.mark.parametrize("block", BLOCK.names)
+@pytest.mark.parametrize("block", BLOCK_TYPES.names)
 def test_every_block_type_exact(block: str) -> None:
     stage = {}
     if block == "shuffle_v1":
@@ -145,7 +145,7 @@ def _specs(draw) -> NetworkSpec:
                     strides=tuple(draw(st.sampled_from((1, 2))) for _ in range(n_stem)),
                     pool=draw(st.sampled_from((None, "max"))),
                     activation=draw(st.sampled_from(_ACTS)))
-    blocks = draw(st.lists(st.sampled_from(BLOCK.names), min_size=1, max_size=3))
+    blocks = draw(st.lists(st.sampled_from(BLOCK_TYPES.names), min_size=1, max_size=3))
     stages = []
     for block in blocks:
         stage = draw(_stage(block, draw(st.sampled_from((1, 2)))))

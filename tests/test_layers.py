@@ -287,7 +287,7 @@ def test_registries_attach_builders_on_first_use():
     import subprocess
     import sys
 
-    code = ("from scaling.ir.registry import BLOCK, NORM\n"
-            "assert BLOCK.get('mbconv').__name__ == 'MBConv'\n"
+    code = ("from scaling.ir.registry import BLOCK_TYPES, NORM\n"
+            "assert BLOCK_TYPES['mbconv'].module_class().__name__ == 'MBConv'\n"
             "assert NORM.get('LN').__name__ == 'LayerNorm2d'\n")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -36,7 +36,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from scaling.ir import HeadSpec, NetworkSpec, StageSpec
+from scaling.ir import BLOCK_TYPES, HeadSpec, NetworkSpec
+from scaling.ir.base import check_number, is_int
 from scaling.ir.rounding import (
     group_quantum,
     round_filters,
@@ -85,8 +86,7 @@ def official(name: str) -> Coefficients:
 
 
 def _check_factor(name: str, value: object, minimum: float = 0.0, strict: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    check_number(name, value)
     bad = value <= minimum if strict else value < minimum
     if bad or not math.isfinite(value):
         op = ">" if strict else ">="
@@ -139,15 +139,6 @@ class _Nodes:
             self.fixed[a] = self.fixed[a] or self.fixed[b]
 
 
-def _mid_groups(stage: StageSpec) -> int:
-    """What must divide a block's mid channels: groups / group width (and first_groups)."""
-    if stage.block == "bottleneck":
-        return stage.group_width or stage.groups
-    if stage.block == "shuffle_v1":
-        return math.lcm(stage.groups, stage.first_groups or stage.groups)
-    return 1
-
-
 def _plan(spec: NetworkSpec, width: float, divisor: int, round_limit: float
           ) -> tuple[list[int], list[int | None]]:
     """Scaled widths of the channel nodes, and the scaled explicit mid channels of each stage."""
@@ -159,21 +150,15 @@ def _plan(spec: NetworkSpec, width: float, divisor: int, round_limit: float
     mid_q: list[int] = []
     for i, s in enumerate(stages):
         cin, cout = i, i + 1
-        g = _mid_groups(s)
-        mq = math.lcm(g, norm_groups or 1)
-        if s.mid_channels is None and mq > 1 and s.block in ("bottleneck", "shuffle_v1"):
+        block = BLOCK_TYPES[s.block]
+        mq = math.lcm(block.mid_groups(s), norm_groups or 1)
+        if s.mid_channels is None and mq > 1 and block.mid_from == "out":
             gq = math.lcm(mq, s.mid_divisor) if s.mid_divisor > 1 else mq
             nodes.need(cout, group_quantum(s.expansion, gq))
-        if s.block == "shuffle_v1":
-            nodes.need(cout, s.groups)  # later blocks group their input, = out
-            nodes.need(cin, s.first_groups or s.groups)
-            if s.stride == 2:
-                nodes.need(cin, s.groups)  # out - in, the grouped branch, stays divisible
-        if s.block == "shuffle_v2":
-            nodes.need(cout, 2)
-        keeps_width = (s.block in ("shuffle_v1", "shuffle_v2") and s.stride == 1) or (
-            s.block in ("mbconv", "fused_mbconv") and s.skip and s.stride == 1)
-        if keeps_width and base[cin] == base[cout]:
+        q_in, q_out = block.width_quanta(s)
+        nodes.need(cin, q_in)
+        nodes.need(cout, q_out)
+        if block.ties_width(s) and base[cin] == base[cout]:
             nodes.tie(cin, cout)
         if norm_groups:
             nodes.need(cout, norm_groups)
@@ -233,11 +218,11 @@ def scale(spec: NetworkSpec, depth: float = 1.0, width: float = 1.0, resolution:
     width = _check_factor("width", width)
     resolution = _check_factor("resolution", resolution)
     round_limit = _check_factor("round_limit", round_limit, 0.0, strict=False)
-    if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 1:
+    if not is_int(divisor) or divisor < 1:
         raise ValueError(f"divisor={divisor!r} is not allowed; expected an int >= 1")
     if image_size is None:
         image_size = round_resolution(spec.resolution * resolution, resolution_multiple)
-    elif isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+    elif not is_int(image_size) or image_size < 1:
         raise ValueError(f"image_size={image_size!r} is not allowed; expected an int >= 1")
 
     widths, mids = _plan(spec, width, divisor, round_limit)

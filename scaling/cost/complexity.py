@@ -7,11 +7,12 @@ norms, activations, pools, the SE product and residual adds count zero. Activati
 elements output by conv and linear layers at batch 1 (fvcore ``ActivationCountAnalysis``). Params
 are every weight and bias, norm affine pairs included (IN is not affine), running statistics not.
 
-The layer structure of each block is the one in :mod:`scaling.ir.spec`'s docstring, built by
-:mod:`scaling.nn.build`; channels, groups, sizes and shortcuts come from
-:func:`scaling.ir.geometry.block_geometry`. A stage's repeated blocks are identical, so a stage costs
-at most two block evaluations, and stage results are cached on (stage, input channels, input
-size, norm affinity): a warm call is a few microseconds per stage.
+The layer structure of each block is its record's (:mod:`scaling.ir.blocks`): the record's cost
+function describes the layers to :class:`_Acc`, the module class the record names builds them;
+channels, groups, sizes and shortcuts come from :meth:`scaling.ir.blocks.BlockType.geometry`. A
+stage's repeated blocks are identical, so a stage costs at most two block evaluations, and stage
+results are cached on (stage, input channels, input size, norm affinity): a warm call is a few
+microseconds per stage.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from scaling.ir import NetworkSpec
-from scaling.ir.geometry import BlockGeometry, block_geometry, downsample
+from scaling.ir import BLOCK_TYPES, NetworkSpec
+from scaling.ir.blocks import block_geometry
+from scaling.ir.geometry import BlockGeometry, downsample
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -111,67 +113,10 @@ class _Acc:
 
 
 def _block(acc: _Acc, g: BlockGeometry, stage: StageSpec) -> None:
-    """Add the layers of block ``g`` (structure: scaling.ir.spec docstring, built by scaling.nn.blocks)."""
-    k, cin, mid, cout = g.kernel, g.in_channels, g.mid_channels, g.out_channels
-    s_in, s_out, act = g.in_size, g.out_size, stage.activation
-    block = g.block
-    if block == "basic":
-        acc.conv(cin, mid, k, s_out)
-        acc.conv(mid, cout, k, s_out)
-        acc.act(act, 2)
-    elif block == "bottleneck":
-        acc.conv(cin, mid, 1, s_out if stage.style == "caffe" else s_in)
-        acc.conv(mid, mid, k, s_out, g.groups)
-        if g.squeeze:
-            acc.se(mid, g.squeeze, stage)
-        acc.conv(mid, cout, 1, s_out)
-        acc.act(act, 3)
-    elif block == "ds":
-        acc.conv(cin, mid, k, s_out, cin)
-        acc.conv(mid, cout, 1, s_out)
-        acc.act(act, 2)
-    elif block == "mbconv":
-        if mid != cin:
-            acc.conv(cin, mid, 1, s_in)
-            acc.act(act)
-        acc.conv(mid, mid, k, s_out, mid)
-        acc.act(act)
-        if g.squeeze:
-            acc.se(mid, g.squeeze, stage)
-        acc.conv(mid, cout, 1, s_out)
-    elif block == "fused_mbconv":
-        if mid != cin:
-            acc.conv(cin, mid, k, s_out)
-            acc.act(act)
-            if g.squeeze:
-                acc.se(mid, g.squeeze, stage)
-            acc.conv(mid, cout, 1, s_out)
-        else:  # a single kxk conv in -> out, SE on its output (torchvision's FusedMBConv)
-            acc.conv(cin, cout, k, s_out)
-            acc.act(act)
-            if g.squeeze:
-                acc.se(cout, g.squeeze, stage)
-    elif block == "shuffle_v1":
-        branch_out = cout - (cin if g.stride == 2 else 0)
-        acc.conv(cin, mid, 1, s_in, g.first_groups)
-        acc.conv(mid, mid, k, s_out, mid)
-        acc.conv(mid, branch_out, 1, s_out, g.groups)
-        acc.act(act, 2)
-    elif block == "shuffle_v2":
-        if g.stride == 1:
-            acc.conv(mid, mid, 1, s_in)
-        else:
-            acc.conv(cin, cin, k, s_out, cin)
-            acc.conv(cin, mid, 1, s_out)
-            acc.act(act)
-            acc.conv(cin, mid, 1, s_in)
-        acc.conv(mid, mid, k, s_out, mid)
-        acc.conv(mid, mid, 1, s_out)
-        acc.act(act, 2)
-    else:  # pragma: no cover - the IR validates block names
-        raise ValueError(f"stage.block={block!r} has no complexity rule")
+    """Add the layers of block ``g``: its record's cost (scaling.ir.blocks), then its shortcut."""
+    BLOCK_TYPES[g.block].cost(acc, g, stage)
     if g.projection:
-        acc.conv(cin, cout, 1, s_out)
+        acc.conv(g.in_channels, g.out_channels, 1, g.out_size)
 
 
 class _StrideError(Exception):

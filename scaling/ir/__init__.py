@@ -1,13 +1,26 @@
-"""The torch-free core: spec dataclasses, their validation, the shape walk, rounding, block strings.
+"""The torch-free core: specs, their validation, block records, the shape walk, rounding, codec.
 
 Nothing in :mod:`scaling.ir` imports torch or any other part of the package.
 """
 
+from scaling.ir.blocks import BlockType
 from scaling.ir.codec import decode_stages, encode_stages
-from scaling.ir.geometry import BlockGeometry, iter_blocks, stage_shapes
+from scaling.ir.geometry import BlockGeometry
+from scaling.ir.registry import BLOCK_TYPES
 from scaling.ir.rounding import make_divisible, round_filters, round_repeats, round_resolution
-from scaling.ir.spec import HeadSpec, NetworkSpec, NormSpec, SESpec, StageSpec, StemSpec, load_spec
+from scaling.ir.spec import (
+    HeadSpec,
+    NetworkSpec,
+    NormSpec,
+    SESpec,
+    StageSpec,
+    StemSpec,
+    iter_blocks,
+    load_spec,
+    stage_shapes,
+)
 
-__all__ = ["BlockGeometry", "HeadSpec", "NetworkSpec", "NormSpec", "SESpec", "StageSpec",
-           "StemSpec", "decode_stages", "encode_stages", "iter_blocks", "load_spec",
-           "make_divisible", "round_filters", "round_repeats", "round_resolution", "stage_shapes"]
+__all__ = ["BLOCK_TYPES", "BlockGeometry", "BlockType", "HeadSpec", "NetworkSpec", "NormSpec",
+           "SESpec", "StageSpec", "StemSpec", "decode_stages", "encode_stages", "iter_blocks",
+           "load_spec", "make_divisible", "round_filters", "round_repeats", "round_resolution",
+           "stage_shapes"]

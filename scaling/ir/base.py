@@ -1,9 +1,18 @@
-"""Validation helpers and the serialisation base shared by the IR's spec dataclasses."""
+"""Validation helpers and the serialisation base shared by the IR's spec dataclasses.
+
+One helper per check kind: :func:`is_int` / :func:`is_number` (an int or a number, never a bool)
+for callers that raise their own error, and :func:`check_int`, :func:`check_number`,
+:func:`check_kernel`, :func:`check_stride`, :func:`check_activation` that raise a TypeError or
+ValueError naming the field, the value and what is allowed.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import fields
+from functools import cache
 from typing import Any, TypeVar
 
 from scaling.ir.registry import ACTIVATION, check_choice
@@ -11,35 +20,50 @@ from scaling.ir.registry import ACTIVATION, check_choice
 T = TypeVar("T", bound="_Spec")
 
 
-def _check_int(field_name: str, value: Any, minimum: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
+def is_int(value: Any) -> bool:
+    """Whether ``value`` is an int (a bool is not)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """Whether ``value`` is an int or a float (a bool is not)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_int(field_name: str, value: Any, minimum: int | None = None) -> None:
+    if not is_int(value):
         raise TypeError(f"{field_name} must be an int, got {type(value).__name__} {value!r}")
     if minimum is not None and value < minimum:
         raise ValueError(f"{field_name}={value!r} is not allowed; expected an int >= {minimum}")
 
 
-def _check_number(field_name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+def check_number(field_name: str, value: Any) -> None:
+    if not is_number(value):
         raise TypeError(f"{field_name} must be a number, got {type(value).__name__} {value!r}")
 
 
-def _check_kernel(field_name: str, value: Any) -> None:
-    _check_int(field_name, value, 1)
+def check_kernel(field_name: str, value: Any) -> None:
+    check_int(field_name, value, 1)
     if value % 2 == 0:
         raise ValueError(f"{field_name}={value} is not allowed; expected an odd kernel size")
 
 
-def _check_stride(field_name: str, value: Any) -> None:
-    _check_int(field_name, value)
+def check_stride(field_name: str, value: Any) -> None:
+    check_int(field_name, value)
     check_choice(field_name, value, (1, 2))
 
 
-def _check_activation(field_name: str, value: Any) -> None:
+def check_activation(field_name: str, value: Any) -> None:
     check_choice(field_name, value, ACTIVATION.names)
 
 
 class _Spec:
-    """Shared behaviour of the spec dataclasses: derivation and dict round trip."""
+    """Shared behaviour of the spec dataclasses: derivation and dict round trip.
+
+    ``from_dict`` reads nested specs and tuples from the field annotations
+    (``typing.get_type_hints``): a ``_Spec`` field, ``_Spec | None``, ``tuple[_Spec, ...]``, and
+    ``tuple[int, ...]`` (a JSON list becomes a tuple).
+    """
 
     def replace(self: T, **changes: Any) -> T:
         """A new spec with ``changes`` applied; validated like any other."""
@@ -56,12 +80,19 @@ class _Spec:
         where = where or cls.__name__
         if not isinstance(data, dict):
             raise TypeError(f"{where} must be a mapping, got {type(data).__name__}")
-        known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(data) - set(known))
+        hints = _field_types(cls)
+        unknown = sorted(set(data) - set(hints))
         if unknown:
-            raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(known)}")
-        kwargs = {k: _from_plain(cls, k, v, f"{where}.{k}") for k, v in data.items()}
+            raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(hints)}")
+        kwargs = {k: _from_plain(hints[k], v, f"{where}.{k}") for k, v in data.items()}
         return cls(**kwargs)
+
+
+@cache
+def _field_types(cls: type) -> dict[str, Any]:
+    """The resolved annotation of every dataclass field of ``cls``."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls)}
 
 
 def _to_plain(value: Any) -> Any:
@@ -72,19 +103,28 @@ def _to_plain(value: Any) -> Any:
     return value
 
 
-# (class name, field) -> nested spec class, and fields stored as tuples; filled by scaling.ir.spec
-_NESTED: dict[tuple[str, str], type] = {}
-_TUPLES: set[tuple[str, str]] = set()
+def _spec_class(hint: Any) -> type[_Spec] | None:
+    return hint if isinstance(hint, type) and issubclass(hint, _Spec) else None
 
 
-def _from_plain(cls: type, name: str, value: Any, where: str) -> Any:
-    nested = _NESTED.get((cls.__name__, name))
-    if nested is not None and value is not None:
-        if name == "stages":
-            if not isinstance(value, (list, tuple)):
-                raise TypeError(f"{where} must be a list of stages, got {type(value).__name__}")
-            return tuple(nested.from_dict(v, f"{where}[{i}]") for i, v in enumerate(value))
+def _from_plain(hint: Any, value: Any, where: str) -> Any:
+    """``value`` read as annotation ``hint``: nested specs from mappings, tuples from lists."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _from_plain(inner[0], value, where) if len(inner) == 1 else value
+    nested = _spec_class(hint)
+    if nested is not None:
         return nested.from_dict(value, where)
-    if (cls.__name__, name) in _TUPLES and isinstance(value, list):
-        return tuple(value)
+    if origin is tuple:
+        item = _spec_class(args[0]) if args else None
+        if item is not None:
+            if not isinstance(value, (list, tuple)):
+                raise TypeError(f"{where} must be a list of {item.__name__} mappings, "
+                                f"got {type(value).__name__}")
+            return tuple(item.from_dict(v, f"{where}[{i}]") for i, v in enumerate(value))
+        if isinstance(value, list):
+            return tuple(value)
     return value

@@ -1,8 +1,9 @@
 """Compact block strings for stages, in the style of the EfficientNet/timm "block args" strings.
 
-A stage is ``{block}_{token}_{token}...``, e.g. ``ir_r2_k3_s2_e6_c24_se0.25_seasilu``. Block codes:
-``bs`` basic, ``bt`` bottleneck, ``ds`` ds, ``ir`` mbconv, ``er`` fused_mbconv, ``sv1``
-shuffle_v1, ``sv2`` shuffle_v2. Tokens (key + value; fields left out take the
+A stage is ``{block}_{token}_{token}...``, e.g. ``ir_r2_k3_s2_e6_c24_se0.25_seasilu``. Block codes
+come from the block records (:attr:`scaling.ir.blocks.BlockType.code`): ``bs`` basic, ``bt``
+bottleneck, ``ds`` ds, ``ir`` mbconv, ``er`` fused_mbconv, ``sv1`` shuffle_v1, ``sv2``
+shuffle_v2. Tokens (key + value; fields left out take the
 :class:`~scaling.ir.spec.StageSpec` defaults):
 
 ==========  ==============  ===========  ==============  ==========  =================
@@ -26,11 +27,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from scaling.ir.registry import BLOCK_TYPES
 from scaling.ir.spec import NetworkSpec, SESpec, StageSpec
 
-BLOCK_CODES = {"bs": "basic", "bt": "bottleneck", "ds": "ds", "ir": "mbconv",
-               "er": "fused_mbconv", "sv1": "shuffle_v1", "sv2": "shuffle_v2"}
-_CODE_OF = {v: k for k, v in BLOCK_CODES.items()}
+
+def block_codes() -> dict[str, str]:
+    """Block-string code -> block type name, from the registered records."""
+    return {r.code: r.name for r in BLOCK_TYPES}
 
 
 def _fmt_float(x: float) -> str:
@@ -89,7 +92,7 @@ def encode_stage(stage: StageSpec) -> str:
     """The canonical block string of ``stage``."""
     if not isinstance(stage, StageSpec):
         raise TypeError(f"stage must be a StageSpec, got {type(stage).__name__}")
-    parts = [_CODE_OF[stage.block]]
+    parts = [BLOCK_TYPES[stage.block].code]
     for key, (name, (_, fmt)) in STAGE_KEYS.items():
         value = getattr(stage, name)
         if key in ALWAYS or value != _default(StageSpec, name):
@@ -124,10 +127,11 @@ def decode_stage(text: str) -> StageSpec:
         raise TypeError(f"block string must be a str, got {type(text).__name__} {text!r}")
     where = f"block string {text!r}"
     code, *tokens = text.strip().split("_")
-    if code not in BLOCK_CODES:
+    codes = block_codes()
+    if code not in codes:
         raise ValueError(f"{where}: block code {code!r} is not allowed; expected one of "
-                         f"{sorted(BLOCK_CODES)}")
-    stage: dict[str, Any] = {"block": BLOCK_CODES[code]}
+                         f"{sorted(codes)}")
+    stage: dict[str, Any] = {"block": codes[code]}
     se: dict[str, Any] = {}
     seen: set[str] = set()
     for token in tokens:

@@ -2,12 +2,14 @@
 
 The IR validates names against these registries without importing torch; :mod:`scaling.nn`
 attaches the torch builders. Registering a new type is one call: ``NORM.register("XN", cls)``.
+Block types are records (:class:`Records`), registered once by :mod:`scaling.ir.blocks`, which the
+package's ``__init__`` imports; a record names its torch module class itself.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 # The one place that knows where the torch builders live: importing it registers every norm,
@@ -64,8 +66,43 @@ NORM_2D = {"BN", "BN2d", "SyncBN", "GN", "LN", "IN", "IN2d"}
 ACTIVATION = Registry("activation", ["relu", "relu6", "leaky_relu", "prelu", "hswish", "hsigmoid",
                                      "sigmoid", "silu", "swish", "gelu", "identity"])
 CONV = Registry("conv", ["Conv2d", "Conv2dSame"])
-BLOCK = Registry("block", ["basic", "bottleneck", "ds", "mbconv", "fused_mbconv", "shuffle_v1",
-                           "shuffle_v2"])
+
+
+class Records:
+    """Named, frozen records, each registered once; ``unique`` fields may not repeat either."""
+
+    def __init__(self, kind: str, unique: tuple[str, ...] = ("name",)) -> None:
+        self.kind = kind
+        self.unique = unique
+        self._records: dict[str, Any] = {}
+
+    def register(self, record: Any) -> Any:
+        """Add ``record`` (keyed by its ``name``); a second record with a used name is refused."""
+        for key in self.unique:
+            value = getattr(record, key)
+            if any(getattr(r, key) == value for r in self._records.values()):
+                raise KeyError(f"{self.kind} {key} {value!r} is already registered")
+        self._records[record.name] = record
+        return record
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._records)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._records
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(tuple(self._records.values()))
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._records:
+            raise KeyError(f"unknown {self.kind} type {name!r}; known: {', '.join(self.names)}")
+        return self._records[name]
+
+
+# Block types (scaling.ir.blocks.BlockType), filled by scaling.ir.blocks.
+BLOCK_TYPES = Records("block", unique=("name", "code"))
 
 
 def check_choice(field: str, value: Any, allowed: Iterable[Any]) -> None:

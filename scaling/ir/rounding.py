@@ -14,18 +14,19 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+from scaling.ir.base import check_number, is_int
+
 DEPTH_ROUNDINGS = ("ceil", "round")
 
 
 def _check_positive(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    check_number(name, value)
     if not value > 0 or math.isinf(value):
         raise ValueError(f"{name}={value!r} is not allowed; expected a finite number > 0")
 
 
 def _check_divisor(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_int(value) or value < 1:
         raise ValueError(f"{name}={value!r} is not allowed; expected an int >= 1")
 
 

@@ -1,12 +1,13 @@
-"""Block modules, one class per ``StageSpec.block`` type, registered in ``scaling.ir.registry.BLOCK``.
+"""Block modules, one class per ``StageSpec.block`` type, named by its record (scaling.ir.blocks).
 
 Every block is built as ``cls(geometry, stage, norm, padding, with_cp)`` from a
-:class:`~scaling.ir.geometry.BlockGeometry` (all channel counts, groups, strides, SE squeeze, skip and
-drop-path rate come from it), the :class:`~scaling.ir.spec.StageSpec` (activation, SE config, style,
-shortcut), the network's :class:`~scaling.ir.spec.NormSpec` and its ``padding``. Norms, activations and
-convs come only from the registries of :mod:`scaling.nn.layers`. The layer structure is the one the
-:mod:`scaling.ir.spec` docstring defines; parameter names follow torchvision where torchvision has the
-block (see each class). Every activation position is its own module (one PReLU slope each).
+:class:`~scaling.ir.geometry.BlockGeometry` (all channel counts, groups, strides, SE squeeze, skip
+and drop-path rate come from it), the :class:`~scaling.ir.parts.StageSpec` (activation, SE config,
+style, shortcut), the network's :class:`~scaling.ir.parts.NormSpec` and its ``padding``. Norms,
+activations and convs come only from the registries of :mod:`scaling.nn.layers`. The layer
+structure is the one the :mod:`scaling.ir.blocks` docstring defines (and its cost functions
+count); parameter names follow torchvision where torchvision has the block (see each class).
+Every activation position is its own module (one PReLU slope each).
 
 ``with_cp`` runs the block under ``torch.utils.checkpoint`` when its input requires grad: the
 same outputs and gradients, less memory. Unlike mmcv, the recomputation in backward leaves the
@@ -23,8 +24,8 @@ from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 from torch.utils.checkpoint import checkpoint
 
-from scaling.ir import BlockGeometry, NormSpec, StageSpec
-from scaling.ir.registry import BLOCK
+from scaling.ir import BLOCK_TYPES, BlockGeometry, NormSpec, StageSpec
+from scaling.ir.blocks import check_pair
 from scaling.nn.layers import (
     ConvNormAct,
     DropPath,
@@ -48,9 +49,7 @@ class Block(nn.Module):
         super().__init__()
         if not isinstance(geometry, BlockGeometry):
             raise TypeError(f"geometry must be a BlockGeometry, got {type(geometry).__name__}")
-        if geometry.block != stage.block:
-            raise ValueError(f"geometry.block={geometry.block!r} does not match "
-                             f"stage.block={stage.block!r}")
+        check_pair(geometry, stage)
         self.geometry = geometry
         self.with_cp = bool(with_cp)
         self._norm_cfg = norm_cfg(norm)
@@ -139,7 +138,6 @@ class _ResidualBlock(Block):
         return out
 
 
-@BLOCK.register("basic", force=True)
 class BasicBlock(_ResidualBlock):
     """He et al. 2016: kxk/s N A, kxk N, + shortcut, A. Names as torchvision's BasicBlock
     (conv1, bn1, conv2, bn2, downsample.{0,1}); acts act1, act2. Dilation on conv1, as mmcv."""
@@ -164,7 +162,6 @@ class BasicBlock(_ResidualBlock):
         return self.act2(self._merge(out, x))
 
 
-@BLOCK.register("bottleneck", force=True)
 class Bottleneck(_ResidualBlock):
     """1x1 N A, kxk/s (groups) N A, [SE], 1x1 N, + shortcut, A (ResNet, ResNeXt, RegNet X/Y).
 
@@ -201,7 +198,18 @@ class Bottleneck(_ResidualBlock):
 
 class _SequentialBlock(Block):
     """Blocks whose main path is one ``block`` Sequential of ConvNormAct/SE (torchvision's MBConv
-    naming: block.{i}.0 conv, block.{i}.1 norm, block.{i}.fc1/fc2 for SE), plus an optional skip."""
+    naming: block.{i}.0 conv, block.{i}.1 norm, block.{i}.fc1/fc2 for SE), plus an optional skip.
+
+    ``roles`` names each entry of MBConv/FusedMBConv: 'pw' (1x1 expansion), 'exp' (kxk
+    expansion), 'conv' (the single kxk conv), 'dw' (depthwise), 'se', 'pwl' (1x1 projection);
+    the timm weight converter maps by role.
+    """
+
+    roles: tuple[str, ...] = ()
+
+    def _set_block(self, layers: dict[str, nn.Module]) -> None:
+        self.roles = tuple(layers)
+        self.block = nn.Sequential(*layers.values())
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.block(x)
@@ -210,7 +218,6 @@ class _SequentialBlock(Block):
         return out
 
 
-@BLOCK.register("ds", force=True)
 class DepthwiseSeparable(_SequentialBlock):
     """MobileNetV1 (Howard et al. 2017): depthwise kxk/s N A (in -> mid, groups=in), 1x1 N A."""
 
@@ -224,7 +231,6 @@ class DepthwiseSeparable(_SequentialBlock):
         self.drop_path = self._drop_path()
 
 
-@BLOCK.register("mbconv", force=True)
 class MBConv(_SequentialBlock):
     """Inverted residual (Sandler et al. 2018; MobileNetV3; EfficientNet): [1x1 N A] (only when
     mid != in), depthwise kxk/s N A, [SE], 1x1 N, + skip (stride 1 and in == out)."""
@@ -233,19 +239,18 @@ class MBConv(_SequentialBlock):
                  padding: str = "symmetric", with_cp: bool = False) -> None:
         super().__init__(geometry, stage, norm, padding, with_cp)
         g = geometry
-        layers: list[nn.Module] = []
+        layers: dict[str, nn.Module] = {}
         if g.mid_channels != g.in_channels:
-            layers.append(self._cna(g.in_channels, g.mid_channels, 1))
-        layers.append(self._cna(g.mid_channels, g.mid_channels, g.kernel, g.stride,
-                               g.mid_channels, g.dilation))
+            layers["pw"] = self._cna(g.in_channels, g.mid_channels, 1)
+        layers["dw"] = self._cna(g.mid_channels, g.mid_channels, g.kernel, g.stride,
+                                 g.mid_channels, g.dilation)
         if stage.se is not None:
-            layers.append(self._se(stage, g.mid_channels))
-        layers.append(self._cna(g.mid_channels, g.out_channels, 1, act=False))
-        self.block = nn.Sequential(*layers)
+            layers["se"] = self._se(stage, g.mid_channels)
+        layers["pwl"] = self._cna(g.mid_channels, g.out_channels, 1, act=False)
+        self._set_block(layers)
         self.drop_path = self._drop_path()
 
 
-@BLOCK.register("fused_mbconv", force=True)
 class FusedMBConv(_SequentialBlock):
     """EfficientNetV2 (Tan & Le 2021): kxk/s N A, [SE], 1x1 N; when mid == in a single
     kxk/s N A (in -> out) [SE on out], as torchvision's FusedMBConv; + skip."""
@@ -256,17 +261,17 @@ class FusedMBConv(_SequentialBlock):
         g = geometry
         expand = g.mid_channels != g.in_channels
         first_out = g.mid_channels if expand else g.out_channels
-        layers: list[nn.Module] = [self._cna(g.in_channels, first_out, g.kernel, g.stride,
-                                            dilation=g.dilation)]
+        layers: dict[str, nn.Module] = {
+            "exp" if expand else "conv": self._cna(g.in_channels, first_out, g.kernel, g.stride,
+                                                   dilation=g.dilation)}
         if stage.se is not None:
-            layers.append(self._se(stage, first_out))
+            layers["se"] = self._se(stage, first_out)
         if expand:
-            layers.append(self._cna(g.mid_channels, g.out_channels, 1, act=False))
-        self.block = nn.Sequential(*layers)
+            layers["pwl"] = self._cna(g.mid_channels, g.out_channels, 1, act=False)
+        self._set_block(layers)
         self.drop_path = self._drop_path()
 
 
-@BLOCK.register("shuffle_v1", force=True)
 class ShuffleV1Block(Block):
     """ShuffleNet unit (Zhang et al. 2018): 1x1 (first_groups) N A, shuffle(groups), depthwise
     kxk/s N, 1x1 (groups) N; stride 1: + input; stride 2: concat with AvgPool2d(3, 2, 1) of the
@@ -277,7 +282,7 @@ class ShuffleV1Block(Block):
                  padding: str = "symmetric", with_cp: bool = False) -> None:
         super().__init__(geometry, stage, norm, padding, with_cp)
         g = geometry
-        branch_out = g.out_channels - (g.in_channels if g.stride == 2 else 0)
+        branch_out = BLOCK_TYPES[g.block].branch_out(g)
         self.groups = g.groups
         self.conv1_1 = self._cna(g.in_channels, g.mid_channels, 1, groups=g.first_groups)
         self.conv2 = self._cna(g.mid_channels, g.mid_channels, g.kernel, g.stride, g.mid_channels,
@@ -299,7 +304,6 @@ class ShuffleV1Block(Block):
         return self.act(out)
 
 
-@BLOCK.register("shuffle_v2", force=True)
 class ShuffleV2Block(Block):
     """ShuffleNetV2 unit (Ma et al. 2018), module for module torchvision's InvertedResidual:
     branch1 (stride 2 only): dw kxk/s N, 1x1 N A; branch2: 1x1 N A, dw kxk/s N, 1x1 N A; stride 1
@@ -334,5 +338,6 @@ class ShuffleV2Block(Block):
 
 def build_block(geometry: BlockGeometry, stage: StageSpec, norm: NormSpec,
                 padding: str = "symmetric", with_cp: bool = False) -> Block:
-    """The block of ``geometry.block`` from the BLOCK registry."""
-    return BLOCK.get(geometry.block)(geometry, stage, norm, padding, with_cp)
+    """The block of ``geometry.block``: the module class its record names."""
+    cls = BLOCK_TYPES[geometry.block].module_class()
+    return cls(geometry, stage, norm, padding, with_cp)

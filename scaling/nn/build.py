@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 
 from scaling.ir import NetworkSpec
+from scaling.ir.base import is_int
 from scaling.nn.blocks import build_block
 from scaling.nn.layers import ConvNormAct, build_activation_layer, norm_cfg
 
@@ -83,12 +84,11 @@ class ScalingNet(nn.Module):
         if not isinstance(spec, NetworkSpec):
             raise TypeError(f"spec must be a NetworkSpec, got {type(spec).__name__}")
         num_classes = spec.num_classes if num_classes is None else num_classes
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+        if not is_int(num_classes) or num_classes < 0:
             raise ValueError(f"num_classes={num_classes!r} is not allowed; expected an int >= 0")
         n = len(spec.stages)
         self.out_indices = _check_out_indices(out_indices, n)
-        if isinstance(frozen_stages, bool) or not isinstance(frozen_stages, int) \
-                or not -1 <= frozen_stages <= n:
+        if not is_int(frozen_stages) or not -1 <= frozen_stages <= n:
             raise ValueError(f"frozen_stages={frozen_stages!r} is not allowed; expected an int "
                              f"in [-1, {n}] (-1: none, 0: stem, k: stem and stages 0..k-1)")
         self.spec = spec
@@ -164,14 +164,14 @@ class ScalingNet(nn.Module):
 def _check_out_indices(out_indices: Iterable[int] | None, n: int) -> tuple[int, ...] | None:
     if out_indices is None:
         return None
-    if isinstance(out_indices, int) and not isinstance(out_indices, bool):
+    if is_int(out_indices):
         out_indices = (out_indices,)
     try:
         idx = tuple(out_indices)
     except TypeError:
         raise ValueError(f"out_indices={out_indices!r} is not allowed; expected a tuple of "
                          f"stage indices in [0, {n - 1}]") from None
-    bad = [i for i in idx if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n]
+    bad = [i for i in idx if not is_int(i) or not 0 <= i < n]
     if not idx or bad or len(set(idx)) != len(idx):
         raise ValueError(f"out_indices={out_indices!r} is not allowed; expected distinct stage "
                          f"indices in [0, {n - 1}] (the spec has {n} stages)")

@@ -29,6 +29,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 
 from scaling.ir import NormSpec, make_divisible
+from scaling.ir.base import is_int
 from scaling.ir.registry import ACTIVATION, CONV, NORM
 
 __all__ = [
@@ -90,7 +91,7 @@ def build_norm_layer(cfg: dict, num_features: int,
         raise TypeError(f"norm cfg must be a dict, got {type(cfg).__name__} {cfg!r}")
     if "type" not in cfg:
         raise KeyError(f"norm cfg must contain the key 'type'; got keys {sorted(cfg)}")
-    if isinstance(postfix, bool) or not isinstance(postfix, (int, str)):
+    if not (is_int(postfix) or isinstance(postfix, str)):
         raise TypeError(f"postfix must be an int or a str, got {type(postfix).__name__} "
                         f"{postfix!r}")
     cfg_ = dict(cfg)

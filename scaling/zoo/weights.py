@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterator, Mapping
 import torch
 from torch import nn
 
+from scaling.ir import NetworkSpec
 from scaling.nn.build import ScalingNet
-from scaling.nn.layers import SqueezeExcite
 
 __all__ = ["LAYOUTS", "export_timm", "export_torchvision", "key_map", "load_file", "load_timm",
            "load_torchvision", "save_file"]
@@ -144,25 +144,30 @@ def _tv_mnasnet(model: ScalingNet) -> Pairs:
 
 
 # -- timm layouts ---------------------------------------------------------------------------------
-def _roles(blk: nn.Module) -> list[str]:
-    """The role of each entry of an MBConv/FusedMBConv ``block`` Sequential (see scaling.nn.blocks)."""
-    g = blk.geometry
-    expand = g.mid_channels != g.in_channels
-    se = ["se"] if any(isinstance(layer, SqueezeExcite) for layer in blk.block) else []
-    if g.block == "mbconv":
-        roles = (["pw"] if expand else []) + ["dw"] + se + ["pwl"]
-    else:
-        roles = ["exp"] + se + ["pwl"] if expand else ["conv"] + se
-    if len(roles) != len(blk.block):  # pragma: no cover - guards against a builder change
-        raise ValueError(f"unexpected layers in a {g.block} block: {blk.block}")
-    return roles
+def _timm_names(blk: nn.Module) -> list[tuple[str, str] | None]:
+    """timm's (conv, norm) names of each entry of a block's ``block`` Sequential (None: SE).
+
+    timm numbers its norms by conv (bn1, bn2, ...) and calls the last 1x1 ``conv_pw`` in a block
+    without an expansion (its DepthwiseSeparableConv), ``conv_pwl`` otherwise.
+    """
+    roles = getattr(blk, "roles", ())
+    if not roles or not set(roles) <= {"pw", "exp", "conv", "dw", "se", "pwl"}:
+        raise ValueError(f"timm layouts hold mbconv/fused_mbconv blocks; stage "
+                         f"{blk.geometry.stage} is {blk.geometry.block!r}")
+    expand = "pw" in roles or "exp" in roles
+    names: list[tuple[str, str] | None] = []
+    for role in roles:
+        if role == "se":
+            names.append(None)
+            continue
+        conv = "conv_pw" if role == "pwl" and not expand else _TIMM_CONV[role]
+        names.append((conv, f"bn{sum(n is not None for n in names) + 1}"))
+    return names
 
 
-# timm names: (conv, norm) by role, for blocks with / without an expansion conv
-_TIMM_EXPAND = {"pw": ("conv_pw", "bn1"), "dw": ("conv_dw", "bn2"), "pwl": ("conv_pwl", "bn3"),
-                "exp": ("conv_exp", "bn1")}
-_TIMM_FLAT = {"dw": ("conv_dw", "bn1"), "pwl": ("conv_pw", "bn2"), "conv": ("conv", "bn1")}
-_TIMM_FUSED_PWL = ("conv_pwl", "bn2")
+# timm conv names by role (see scaling.nn.blocks._SequentialBlock.roles)
+_TIMM_CONV = {"pw": "conv_pw", "exp": "conv_exp", "conv": "conv", "dw": "conv_dw",
+              "pwl": "conv_pwl"}
 
 
 def _timm_stages(model: ScalingNet) -> list[tuple[int, int, int, int, nn.Module]]:
@@ -181,22 +186,13 @@ def _timm_blocks(model: ScalingNet) -> tuple[Pairs, int]:
     pairs = _single_stem(model, "conv_stem", "bn1", "timm")
     blocks = _timm_stages(model)
     for t, i, s, b, blk in blocks:
-        if blk.geometry.block not in ("mbconv", "fused_mbconv"):
-            raise ValueError(f"timm layouts hold mbconv/fused_mbconv blocks; stage {s} is "
-                             f"{blk.geometry.block!r}")
-        roles = _roles(blk)
-        expand = blk.geometry.mid_channels != blk.geometry.in_channels
-        for k, role in enumerate(roles):
+        for k, names in enumerate(_timm_names(blk)):
             ir, tm = f"stages.{s}.{b}.block.{k}", f"blocks.{t}.{i}"
-            if role == "se":
+            if names is None:
                 pairs += [(f"{ir}.fc1", f"{tm}.se.conv_reduce"),
                           (f"{ir}.fc2", f"{tm}.se.conv_expand")]
-                continue
-            if blk.geometry.block == "fused_mbconv" and role == "pwl":
-                conv, norm = _TIMM_FUSED_PWL
             else:
-                conv, norm = (_TIMM_EXPAND if expand else _TIMM_FLAT)[role]
-            pairs += [(f"{ir}.0", f"{tm}.{conv}"), (f"{ir}.1", f"{tm}.{norm}")]
+                pairs += [(f"{ir}.0", f"{tm}.{names[0]}"), (f"{ir}.1", f"{tm}.{names[1]}")]
     return pairs, (blocks[-1][0] + 1 if blocks else 0)
 
 
@@ -226,6 +222,14 @@ _FAMILY_LAYOUT = {"resnet": "resnet", "regnet": "regnet", "shufflenet_v2": "shuf
                   "mobilenet_v2": "mobilenet_v2", "mobilenet_v3": "mobilenet_v3",
                   "efficientnet": "efficientnet", "efficientnet_v2": "efficientnet",
                   "mnasnet": "mnasnet"}
+#: torchvision layouts by the block types they hold: (blocks, layout, variant, when the variant)
+_TV_BY_BLOCKS: tuple[tuple[frozenset[str], str, str, Callable[[NetworkSpec], bool]], ...] = (
+    (frozenset({"basic", "bottleneck"}), "resnet", "regnet",
+     lambda spec: any(s.group_width for s in spec.stages)),
+    (frozenset({"shuffle_v2"}), "shufflenet_v2", "", lambda spec: False),
+    (frozenset({"mbconv", "fused_mbconv"}), "efficientnet", "mobilenet_v3",
+     lambda spec: spec.head.hidden is not None),
+)
 #: IR modules whose tensors are reshaped: (IR module, layout) -> timm 1x1 conv from a Linear
 _LINEAR_AS_CONV = {("head.hidden", "timm_mobilenetv3")}
 
@@ -245,12 +249,9 @@ def _layout(model: ScalingNet, layout: str | None, timm: bool) -> str:
     if spec.family in _FAMILY_LAYOUT:
         return _FAMILY_LAYOUT[spec.family]
     blocks = {s.block for s in spec.stages}
-    if blocks <= {"basic", "bottleneck"}:
-        return "regnet" if any(s.group_width for s in spec.stages) else "resnet"
-    if blocks == {"shuffle_v2"}:
-        return "shufflenet_v2"
-    if blocks <= {"mbconv", "fused_mbconv"}:
-        return "mobilenet_v3" if spec.head.hidden is not None else "efficientnet"
+    for holds, layout, variant, applies in _TV_BY_BLOCKS:
+        if blocks <= holds:
+            return variant if variant and applies(spec) else layout
     raise ValueError(f"no torchvision layout holds blocks {sorted(blocks)}; pass layout= one of "
                      f"{list(LAYOUTS)}")
 

@@ -2,9 +2,9 @@
 2021) as tables, with torchvision's rounding.
 
 The B-series is the B0 table scaled by the official (width, depth) coefficients through
-:func:`efficientnet` (:data:`scaling.compound.rule.EFFICIENTNET`): channels ``round_filters(c, w)`` =
-``make_divisible(c * w, 8)`` (stem included), repeats ``ceil(n * d)``, head conv ``4 *`` the last
-stage's channels (``HeadSpec.channels_ratio=4``), expanded channels
+:func:`efficientnet` (:data:`scaling.compound.rule.EFFICIENTNET`): channels
+``round_filters(c, w)`` = ``make_divisible(c * w, 8)`` (stem included), repeats ``ceil(n * d)``,
+head conv ``4 *`` the last stage's channels (``HeadSpec.channels_ratio=4``), expanded channels
 ``make_divisible(in * e, 8)`` (``mid_divisor=8``), SE squeeze ``max(1, in // 4)`` with SiLU inside
 and a sigmoid gate, SiLU everywhere, drop path 0.2 (``p * i / N``). B5 and up use BN eps 1e-3,
 momentum 0.01 (torchvision's B5-B7; TF uses them for every model).
@@ -50,6 +50,8 @@ EVAL_RESOLUTION = {"b0": 224, "b1": 240, "b2": 288, "b3": 300, "b4": 380, "b5": 
 TF_NORM_MODELS = ("b5", "b6", "b7", "b8", "l2")
 TF_NORM = NormSpec(eps=1e-3, momentum=0.01)
 SE = SESpec(ratio=0.25, base="in", rounding="floor", activation="silu", gate="sigmoid")
+#: block -> its SE: EfficientNetV2's fused stages have none
+SE_OF: dict[str, SESpec | None] = {"mbconv": SE, "fused_mbconv": None}
 DROP_PATH = 0.2
 
 #: EfficientNetV2 stages: (block, expansion, kernel, stride, out, repeats); stem = first input.
@@ -89,8 +91,7 @@ V2_NORM = NormSpec(eps=1e-3)
 def _stage(row: tuple[str, int, int, int, int, int], out: int, repeats: int) -> StageSpec:
     block, e, k, s, _, _ = row
     return StageSpec(block=block, repeats=repeats, out_channels=out, kernel=k, stride=s,
-                     expansion=float(e), mid_divisor=8, activation="silu",
-                     se=SE if block == "mbconv" else None)
+                     expansion=float(e), mid_divisor=8, activation="silu", se=SE_OF[block])
 
 
 def efficientnet(width: float = 1.0, depth: float = 1.0, resolution: int = 224,

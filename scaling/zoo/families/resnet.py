@@ -20,8 +20,10 @@ DEPTHS: dict[int, tuple[str, tuple[int, int, int, int]]] = {
     101: ("bottleneck", (3, 4, 23, 3)),
     152: ("bottleneck", (3, 8, 36, 3)),
 }
-#: stage output channels of the basic block; bottleneck outputs are 4x these.
+#: stage planes; a stage outputs ``per_plane *`` these channels
 PLANES = (64, 128, 256, 512)
+#: block -> (output channels per plane, whether groups / width_per_group apply)
+FORMS: dict[str, tuple[int, bool]] = {"basic": (1, False), "bottleneck": (4, True)}
 STRIDES = (1, 2, 2, 2)
 STEM = StemSpec(channels=(64,), kernels=(7,), strides=(2,), pool="max")
 DEEP_STEM = StemSpec(channels=(32, 32, 64), kernels=(3, 3, 3), strides=(2, 1, 1), pool="max")
@@ -34,14 +36,15 @@ def resnet(layers: int = 50, groups: int = 1, width_per_group: int = 64,
     if layers not in DEPTHS:
         raise ValueError(f"layers={layers!r} is not allowed; expected one of {sorted(DEPTHS)}")
     block, repeats = DEPTHS[layers]
-    if block == "basic" and (groups != 1 or width_per_group != 64):
+    per_plane, grouped = FORMS[block]
+    if not grouped and (groups != 1 or width_per_group != 64):
         raise ValueError("groups/width_per_group are only allowed with bottleneck depths "
                          f"(50, 101, 152), got layers={layers}")
-    expansion = groups * width_per_group / 64 / 4
+    expansion = groups * width_per_group / 64 / 4 if grouped else 1.0
     stages = tuple(
-        StageSpec(block=block, repeats=n, out_channels=c if block == "basic" else 4 * c,
-                  kernel=3, stride=s, expansion=expansion if block == "bottleneck" else 1.0,
-                  groups=groups, shortcut="avgpool_conv" if avg_down else "conv")
+        StageSpec(block=block, repeats=n, out_channels=per_plane * c, kernel=3, stride=s,
+                  expansion=expansion, groups=groups,
+                  shortcut="avgpool_conv" if avg_down else "conv")
         for n, c, s in zip(repeats, PLANES, STRIDES))
     return NetworkSpec(stages=stages, stem=DEEP_STEM if deep_stem else STEM,
                        head=HeadSpec(channels=None, scale="none"), family="resnet")

@@ -1,10 +1,10 @@
 """Specs from plain data: a family written as a dict (JSON/YAML-able) with block strings.
 
-``from_table(table, width, depth)`` decodes the stage strings (:mod:`scaling.ir.codec`), builds the
-:class:`~scaling.ir.spec.NetworkSpec` with :meth:`NetworkSpec.from_dict` and, for multipliers other
-than 1, scales it with :func:`scaling.compound.rule.scale` (make_divisible(c * w, 8) channels, ceil(n *
-d) repeats, stem and head per their ``scale`` fields). So a MobileNet/EfficientNet-kin model is a
-table only: see :mod:`scaling.zoo.families.mnasnet`.
+``from_table(table, width, depth)`` decodes the stage strings (:mod:`scaling.ir.codec`), builds
+the :class:`~scaling.ir.spec.NetworkSpec` with :meth:`NetworkSpec.from_dict` and, for
+multipliers other than 1, scales it with :func:`scaling.compound.rule.scale` (make_divisible(c *
+w, 8) channels, ceil(n * d) repeats, stem and head per their ``scale`` fields). So a
+MobileNet/EfficientNet-kin model is a table only: see :mod:`scaling.zoo.families.mnasnet`.
 """
 
 from __future__ import annotations
