@@ -20,6 +20,33 @@ from scaling.ir import (
     StemSpec,
     load_spec,
 )
+from scaling.ir.base import _Spec, is_int, is_number
+
+
+@dataclasses.dataclass(frozen=True)
+class _Holder(_Spec):
+    """A spec the IR has never heard of: its nested fields come from its annotations alone."""
+
+    se: SESpec | None = None
+    sizes: tuple[int, ...] = ()
+    parts: tuple[StageSpec, ...] = ()
+
+
+def test_nested_fields_are_read_from_annotations():
+    data = {"se": {"ratio": 0.5}, "sizes": [1, 2],
+            "parts": [{"block": "basic", "repeats": 1, "out_channels": 8}]}
+    held = _Holder.from_dict(data)
+    assert held == _Holder(SESpec(ratio=0.5), (1, 2), (StageSpec("basic", 1, 8),))
+    assert _Holder.from_dict(held.to_dict()) == held
+    assert _Holder.from_dict({"se": None}).se is None
+    with pytest.raises(TypeError, match=r"_Holder\.parts must be a list of StageSpec"):
+        _Holder.from_dict({"parts": "basic"})
+
+
+@pytest.mark.parametrize("value,integer,number", [
+    (3, True, True), (True, False, False), (2.5, False, True), ("3", False, False)])
+def test_type_predicates_refuse_bools(value, integer, number):
+    assert (is_int(value), is_number(value)) == (integer, number)
 
 
 # -- invalid fields: ValueError naming the field ------------------------------------------------

@@ -1,6 +1,6 @@
 """Analytic params, MACs and activations of a :class:`~scaling.ir.spec.NetworkSpec`, without torch.
 
-Conventions (DESIGN.md section 4): MACs are the multiply-adds of convolutions and linear layers,
+Conventions: MACs are the multiply-adds of convolutions and linear layers,
 ``k*k*(Cin/groups)*Cout*Hout*Wout`` and ``in*out``, biases excluded, as counted by
 ``torch.utils.flop_counter.FlopCounterMode`` (total / 2) and torchvision's ``_ops`` metadata;
 norms, activations, pools, the SE product and residual adds count zero. Activations are the

@@ -64,7 +64,7 @@ NORM_TYPES: dict[str, type[nn.Module]] = {
     "IN3d": nn.InstanceNorm3d,
 }
 for _name, _cls in NORM_TYPES.items():
-    NORM.register(_name, _cls, force=True)
+    NORM.register(_name, _cls)
 
 
 def infer_abbr(class_type: type) -> str:
@@ -134,7 +134,7 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "swish": nn.SiLU, "gelu": nn.GELU, "identity": nn.Identity,
 }
 for _name, _cls in _ACTIVATIONS.items():
-    ACTIVATION.register(_name, _cls, force=True)
+    ACTIVATION.register(_name, _cls)
 
 
 def build_activation_layer(name_or_cfg: str | dict) -> nn.Module:
@@ -184,8 +184,8 @@ class Conv2dSame(nn.Conv2d):
         return super().forward(x)
 
 
-CONV.register("Conv2d", nn.Conv2d, force=True)
-CONV.register("Conv2dSame", Conv2dSame, force=True)
+CONV.register("Conv2d", nn.Conv2d)
+CONV.register("Conv2dSame", Conv2dSame)
 CONV_FOR_PADDING = {"symmetric": "Conv2d", "same": "Conv2dSame"}
 
 
