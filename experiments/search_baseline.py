@@ -101,10 +101,16 @@ def _test_view(data: Any, n: int | None) -> Any:
     return dataclasses.replace(data, test=TensorSplit(data.test.x[:n], data.test.y[:n]))
 
 
+def _pct(x: float | None) -> str:
+    """A top-1 fraction as a percentage with two decimals; '-' when not evaluated."""
+    return "-" if x is None or x != x else f"{100 * x:.2f}%"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from scaling.cli import format_table
     from scaling.cost import complexity
-    from scaling.ir import NetworkSpec
+    from scaling.ir import NetworkSpec, encode_stages
     from scaling.search.evaluators import SearchContext, train_spec
     from scaling.search.objectives import format_macs, parse_budget
     from scaling.search.report import best_trials, counts, write_outputs
@@ -137,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     top = max(best, key=lambda t: t.user_attrs["val_acc"] or 0.0)
     searched = NetworkSpec.from_json(top.user_attrs["spec"]).replace(name=f"searched #{top.number}")
+    print(f"best trial #{top.number} ({format_macs(top.user_attrs['macs'])} MACs, val "
+          f"{_pct(top.user_attrs['val_acc'])}):", *encode_stages(searched), sep="\n  ")
 
     ctx = SearchContext(cfg)
     data = _test_view(ctx.data(), args.test_size)
@@ -153,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                          "train_time_s": round(result.train_time, 1),
                          "images_per_s": round(result.images_per_s, 1)})
             print(f"  {label:14s} seed {seed}: {format_macs(cost.macs)} MACs, val "
-                  f"{result.final_val_top1}, test {test}", flush=True)
+                  f"{_pct(result.final_val_top1)}, test {_pct(test)}", flush=True)
     import pandas as pd
 
     table = pd.DataFrame(rows)
@@ -162,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         test_acc=("test_acc", "mean"), n=("seed", "count")).reset_index()
     beats = all(summary.set_index("model").val_acc["searched"] > summary.set_index("model")
                 .val_acc[b] for b in ("mobilenet_v2", "shufflenet_v2"))
-    print(summary.to_string(index=False))
+    print(format_table(["model", "MACs", "params", "val top-1", "test top-1", "n"],
+                       ([r.model, format_macs(r.macs), int(r.params), _pct(r.val_acc),
+                         _pct(r.test_acc), int(r.n)] for r in summary.itertuples()), left=1))
     print(f"searched beats both baselines on mean validation accuracy: {beats}")
 
     out = Path(cfg.out_dir)

@@ -148,7 +148,9 @@ def main(argv: list[str]) -> int:
 
         c = complexity(spec)
         out = {"model": args.model, "spec_name": spec.name, "data": data_name,
-               "macs": c.macs, "params": c.params, **result.to_dict(), "args": vars(args)}
+               "macs": c.macs, "params": c.params, **result.to_dict(),
+               "test_images": len(data.test) if result.test_top1 is not None else 0,
+               "args": vars(args)}
         print(json.dumps(_finite(out), default=str))
     else:
         test = f"{100 * result.test_top1:.2f}%" if result.test_top1 is not None else "-"
