@@ -5,8 +5,8 @@ For each model, in one run: the analytic :func:`scaling.cost.complexity.complexi
 (stage cache filled, as in a search that revisits stages; median of many calls) and cold (cache
 cleared before every call: a spec never seen), and fvcore's
 ``FlopCountAnalysis(model, x).total()`` on the built model (tracing included, model
-construction excluded; best of ``--repeats``). Prints both times per model, the ratios and their medians. A benchmark, not a test: timings depend on the
-machine and its load.
+construction excluded; best of ``--repeats``). Prints both times per model, the ratios and
+their medians. A benchmark, not a test: timings depend on the machine and its load.
 """
 
 from __future__ import annotations
