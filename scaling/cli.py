@@ -6,8 +6,9 @@
 - :func:`command`: wraps ``main(argv) -> int`` so that ``main`` returns the exit code (also for
   ``--help`` and usage errors), a closed pipe (``python -m scaling.zoo | head``) ends quietly
   and Ctrl-C is one line with exit code 130.
-- :func:`scaling.zoo.models.resolve_spec` (beside the zoo, which this module must not import):
-  a zoo name or a .json/.yaml spec file.
+- :func:`resolve_spec`: a zoo name or a .json/.yaml spec file (the zoo is imported lazily, so
+  the torch-free layers' CLIs resolve names through here; the zoo's own CLI is
+  :mod:`scaling.zoo.cli`, which the zoo package does not import: no circle).
 - :func:`add_config_arguments` / :func:`config_from_args`: a config dataclass is the single
   source of its flags, help texts and defaults (``field(metadata={"help": ...})``).
 - :func:`format_table`: aligned text tables.
@@ -23,6 +24,8 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
+
+SPEC_SUFFIXES = (".json", ".yaml", ".yml")
 
 
 class UsageError(ValueError):
@@ -120,6 +123,34 @@ def parse_number(text: str, name: str) -> float:
     if value != value or value in (float("inf"), float("-inf")):
         fail(f"{name}={text!r} is not allowed; expected a finite number")
     return value
+
+
+SPEC_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+def is_spec_path(name: str) -> bool:
+    """Whether ``name`` names a spec file rather than a zoo model."""
+    return name.endswith(SPEC_SUFFIXES) or os.sep in name or os.path.isfile(name)
+
+
+def resolve_spec(name_or_path: str, flag: str = "model", **overrides: Any) -> Any:
+    """A :class:`~scaling.ir.NetworkSpec` from a zoo name (with ``get_spec`` overrides) or a
+    .json/.yaml spec file (used as written); bad input is a :class:`UsageError` naming ``flag``."""
+    if is_spec_path(name_or_path):
+        from scaling.ir import load_spec
+
+        if not os.path.isfile(name_or_path):
+            fail(f"{flag} {name_or_path!r}: no such spec file")
+        try:
+            return load_spec(name_or_path)
+        except (ValueError, TypeError, KeyError) as exc:
+            fail(f"{flag} {name_or_path!r}: {one_line(exc)}")
+    from scaling.zoo import get_spec
+
+    try:
+        return get_spec(name_or_path, **overrides)
+    except (ValueError, TypeError, KeyError) as exc:
+        fail(f"{flag} {name_or_path!r}: {one_line(exc)}")
 
 
 # -- config dataclasses as the source of flags ------------------------------------------------

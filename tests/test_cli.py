@@ -30,7 +30,7 @@ def _main(name: str):
     import importlib
 
     module = {"train": "scaling.train.cli", "search": "scaling.search.cli",
-              "compound": "scaling.compound.cli", "zoo": "scaling.zoo.models",
+              "compound": "scaling.compound.cli", "zoo": "scaling.zoo.cli",
               "profile": "scaling.cost.profile", "analysis": "scaling.study.analysis",
               "bench": "scaling.bench"}[name]
     return importlib.import_module(module).main

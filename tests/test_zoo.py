@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from scaling.ir import NetworkSpec, NormSpec
+from scaling.zoo.cli import main
 from scaling.zoo.models import (
     GENERIC,
     apply_overrides,
@@ -17,7 +18,6 @@ from scaling.zoo.models import (
     family_params,
     get_spec,
     list_models,
-    main,
 )
 
 # the smallest model of each family: built and run in the small-input tests

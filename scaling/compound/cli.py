@@ -16,7 +16,7 @@ import json
 import math
 from typing import Any
 
-from scaling.cli import Parser, UsageError, command, parse_number
+from scaling.cli import Parser, UsageError, command, parse_number, resolve_spec
 from scaling.compound.grid import add_grid_arguments, cost, run_grid
 from scaling.compound.rule import (
     ALPHA,
@@ -29,7 +29,6 @@ from scaling.compound.rule import (
     scale,
 )
 from scaling.ir import NetworkSpec
-from scaling.zoo.models import resolve_spec
 
 DEFAULT_BASE = "efficientnet_b0"
 MAX_BLOCKS = 10_000  # a guard against runaway phi: validating a spec walks every block

@@ -24,11 +24,10 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from scaling.cli import UsageError, format_cell, format_table, parse_number
+from scaling.cli import UsageError, format_cell, format_table, parse_number, resolve_spec
 from scaling.compound.rule import compound
 from scaling.cost import complexity
 from scaling.ir import NetworkSpec
-from scaling.zoo.models import resolve_spec
 
 Evaluator = Callable[[NetworkSpec, NetworkSpec, dict[str, Any]], dict[str, Any]]
 EVALUATORS: dict[str, Evaluator] = {}

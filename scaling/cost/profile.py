@@ -17,10 +17,9 @@ import json
 import sys
 from typing import Any
 
-from scaling.cli import Parser, command, format_table
+from scaling.cli import Parser, command, format_table, resolve_spec
 from scaling.cost.complexity import UNIT, Complexity, complexity
 from scaling.ir import NetworkSpec
-from scaling.zoo.models import resolve_spec
 
 _CONV_LINEAR = ("conv", "linear", "addmm", "matmul", "mm", "bmm", "einsum")
 

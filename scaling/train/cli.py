@@ -15,10 +15,16 @@ import math
 import time
 from typing import Any
 
-from scaling.cli import Parser, add_config_arguments, command, config_from_args
+from scaling.cli import (
+    Parser,
+    add_config_arguments,
+    command,
+    config_from_args,
+    is_spec_path,
+    resolve_spec,
+)
 from scaling.data.catalog import DATASET_NAMES, NATIVE_SHAPE, NUM_CLASSES, dataset_name
 from scaling.train.config import TrainConfig
-from scaling.zoo.models import is_spec_path, resolve_spec
 
 PROG = "python -m scaling.train"
 

@@ -1,7 +1,7 @@
-"""``python -m scaling.zoo``: see :func:`scaling.zoo.models.main`."""
+"""``python -m scaling.zoo``: see :mod:`scaling.zoo.cli`."""
 
 import sys
 
-from scaling.zoo.models import main
+from scaling.zoo.cli import main
 
 sys.exit(main())

@@ -1,4 +1,4 @@
-"""The model zoo: every family model by name, with overrides; ``python -m scaling.zoo [--json]``.
+"""The model zoo: every family model by name, with overrides (CLI: :mod:`scaling.zoo.cli`).
 
 ``get_spec(name, **overrides)`` returns the family's :class:`~scaling.ir.spec.NetworkSpec`
 (torchvision defaults, 1000 classes, its evaluation resolution) with overrides applied:
@@ -21,12 +21,8 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import json
-import os
-import sys
 from typing import Any
 
-from scaling.cli import Parser, command, fail, format_table, one_line
 from scaling.ir import NetworkSpec, NormSpec
 from scaling.zoo.families import Factory, all_models
 
@@ -133,32 +129,6 @@ def get_spec(name: str, **overrides: Any) -> NetworkSpec:
     return apply_overrides(spec, **generic)
 
 
-SPEC_SUFFIXES = (".json", ".yaml", ".yml")
-
-
-def is_spec_path(name: str) -> bool:
-    """Whether ``name`` names a spec file rather than a zoo model."""
-    return name.endswith(SPEC_SUFFIXES) or os.sep in name or os.path.isfile(name)
-
-
-def resolve_spec(name_or_path: str, flag: str = "model", **overrides: Any) -> NetworkSpec:
-    """A :class:`~scaling.ir.NetworkSpec` from a zoo name (with ``get_spec`` overrides) or a
-    .json/.yaml spec file (used as written); bad input is a :class:`UsageError` naming ``flag``."""
-    if is_spec_path(name_or_path):
-        from scaling.ir import load_spec
-
-        if not os.path.isfile(name_or_path):
-            fail(f"{flag} {name_or_path!r}: no such spec file")
-        try:
-            return load_spec(name_or_path)
-        except (ValueError, TypeError, KeyError) as exc:
-            fail(f"{flag} {name_or_path!r}: {one_line(exc)}")
-    try:
-        return get_spec(name_or_path, **overrides)
-    except (ValueError, TypeError, KeyError) as exc:
-        fail(f"{flag} {name_or_path!r}: {one_line(exc)}")
-
-
 def create_model(name_or_spec: str | NetworkSpec | dict, **overrides: Any):
     """Build a model from a zoo name or a spec (dict accepted), with overrides and the builder's
     ``out_indices``/``frozen_stages``/``norm_eval``/``with_cp``."""
@@ -206,27 +176,3 @@ def model_table(names: list[str] | None = None) -> list[dict[str, Any]]:
             row.update(params=_params_by_build(spec), resolution=spec.resolution)
         rows.append(row)
     return rows
-
-
-@command("python -m scaling.zoo", errors=(TypeError, ValueError))
-def main(argv: list[str]) -> int:
-    """The zoo as a table: name, family, params, resolution, MACs at it and at 224."""
-    parser = Parser("python -m scaling.zoo", description=main.__doc__)
-    parser.add_argument("names", nargs="*", help="models to list (default: all)")
-    parser.add_argument("--family", help="only this family (default: every family)")
-    parser.add_argument("--json", action="store_true", help="print JSON rows")
-    args = parser.parse_args(argv)
-    rows = model_table(args.names or list_models(args.family))
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    cols = list(rows[0])
-    heads = {"params": "params", "macs": "MACs", "macs_224": "MACs@224"}
-    print(format_table([heads.get(c, c) for c in cols],
-                       ([str(r[c]) if c == "resolution" else r[c] for c in cols] for r in rows),
-                       left=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
