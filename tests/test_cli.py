@@ -154,7 +154,7 @@ def test_format_table_aligns():
 
 
 def test_train_test_size_limits_the_test_set(tmp_path, capsys):
-    from test_data import make_idx_dir
+    from idx_files import make_idx_dir
 
     from scaling.train.cli import main
 

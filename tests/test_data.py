@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
 import os
 import pickle
-import struct
 
 import numpy as np
 import pytest
 import torch
+from idx_files import idx_images, idx_labels, make_idx_dir, write_file
 
 from scaling.data import (
     DATA_ENV,
@@ -24,34 +23,6 @@ from scaling.data import (
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 
-
-def _idx_images(images: np.ndarray, magic: int = 2051) -> bytes:
-    n, h, w = images.shape
-    return struct.pack(">iiii", magic, n, h, w) + images.astype(np.uint8).tobytes()
-
-
-def _idx_labels(labels: np.ndarray, magic: int = 2049) -> bytes:
-    return struct.pack(">ii", magic, len(labels)) + labels.astype(np.uint8).tobytes()
-
-
-def _write(path, payload: bytes, gz: bool) -> None:
-    if gz:
-        with gzip.open(str(path) + ".gz", "wb") as fh:
-            fh.write(payload)
-    else:
-        path.write_bytes(payload)
-
-
-def make_idx_dir(root, n_train: int = 120, n_test: int = 40, gz: bool = True, seed: int = 0):
-    """A fake Fashion-MNIST folder: pixel value encodes the label, so content is checkable."""
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        labels = rng.integers(0, 10, n)
-        images = np.repeat(labels[:, None, None] * 20, 28 * 28, axis=1).reshape(n, 28, 28)
-        _write(root / f"{prefix}-images-idx3-ubyte", _idx_images(images), gz)
-        _write(root / f"{prefix}-labels-idx1-ubyte", _idx_labels(labels), gz)
-    return root
 
 
 @pytest.mark.parametrize("gz", [True, False])
@@ -83,19 +54,19 @@ def test_missing_dataset_says_how_to_get_it(tmp_path, monkeypatch):
 
 def _corrupt(tmp_path, name: str, payload: bytes, gz: bool = True):
     d = make_idx_dir(tmp_path / "fm")
-    _write(d / name, payload, gz)
+    write_file(d / name, payload, gz)
     return d
 
 
 @pytest.mark.parametrize("name, payload, match", [
-    ("train-images-idx3-ubyte", _idx_images(np.zeros((120, 28, 28)), magic=2049),
+    ("train-images-idx3-ubyte", idx_images(np.zeros((120, 28, 28)), magic=2049),
      "magic number"),
-    ("train-labels-idx1-ubyte", _idx_labels(np.zeros(120), magic=2051), "magic number"),
-    ("train-images-idx3-ubyte", _idx_images(np.zeros((120, 28, 28)))[:-100], "truncated"),
-    ("train-images-idx3-ubyte", _idx_images(np.zeros((120, 28, 28))) + b"xx", "truncated"),
+    ("train-labels-idx1-ubyte", idx_labels(np.zeros(120), magic=2051), "magic number"),
+    ("train-images-idx3-ubyte", idx_images(np.zeros((120, 28, 28)))[:-100], "truncated"),
+    ("train-images-idx3-ubyte", idx_images(np.zeros((120, 28, 28))) + b"xx", "truncated"),
     ("train-labels-idx1-ubyte", b"\x00\x00", "header"),
-    ("train-labels-idx1-ubyte", _idx_labels(np.full(120, 10)), "out of range"),
-    ("t10k-labels-idx1-ubyte", _idx_labels(np.zeros(39)), "labels"),
+    ("train-labels-idx1-ubyte", idx_labels(np.full(120, 10)), "out of range"),
+    ("t10k-labels-idx1-ubyte", idx_labels(np.zeros(39)), "labels"),
 ])
 def test_bad_idx_files_name_the_file(tmp_path, name, payload, match):
     d = _corrupt(tmp_path, name, payload)

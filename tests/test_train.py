@@ -243,7 +243,7 @@ def test_real_fashion_mnist_small_ir_net():
 
 # -- CLI ---------------------------------------------------------------------------------------
 def test_cli_runs_a_spec_file_and_saves(tmp_path, capsys):
-    from test_data import make_idx_dir
+    from idx_files import make_idx_dir
 
     from scaling.train.cli import main
 
