@@ -1,4 +1,4 @@
-"""``python -m scaling.analysis``: tables and figures of results; see :mod:`scaling.study.analysis`."""
+"""``python -m scaling.analysis``: tables and figures; see :mod:`scaling.study.analysis`."""
 
 import sys
 

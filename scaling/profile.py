@@ -1,4 +1,4 @@
-"""``python -m scaling.profile``: the complexity report of a model; see :mod:`scaling.cost.profile`."""
+"""``python -m scaling.profile``: a model's complexity report; see :mod:`scaling.cost.profile`."""
 
 import sys
 

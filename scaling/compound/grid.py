@@ -20,6 +20,7 @@ with at least a ``score``.
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 from collections.abc import Callable
 from typing import Any
@@ -30,7 +31,11 @@ from scaling.cost import complexity
 from scaling.ir import NetworkSpec
 
 Evaluator = Callable[[NetworkSpec, NetworkSpec, dict[str, Any]], dict[str, Any]]
-EVALUATORS: dict[str, Evaluator] = {}
+EVALUATORS: dict[str, Evaluator | str] = {
+    # evaluators that need torch live above this torch-free layer: named by "module:function",
+    # imported on first use
+    "proxy": "scaling.train.grid_proxy:evaluate_proxy",
+}
 MAX_CANDIDATES = 100_000
 
 
@@ -38,6 +43,15 @@ def cost(spec: NetworkSpec) -> tuple[int, int]:
     """(params, MACs) of ``spec`` (analytic, :func:`scaling.cost.complexity`)."""
     c = complexity(spec)
     return c.params, c.macs
+
+
+def _evaluator(name: str) -> Evaluator:
+    """The evaluator registered as ``name``, importing it where it is named by location."""
+    fn = EVALUATORS[name]
+    if isinstance(fn, str):
+        module, _, attr = fn.partition(":")
+        fn = EVALUATORS[name] = getattr(importlib.import_module(module), attr)
+    return fn
 
 
 def register_evaluator(name: str) -> Callable[[Evaluator], Evaluator]:
@@ -84,25 +98,6 @@ def evaluate_macs(base: NetworkSpec, scaled: NetworkSpec, ctx: dict[str, Any]) -
             "score": -abs(math.log(ratio / ctx["target"] ** ctx["phi"]))}
 
 
-@register_evaluator("proxy")
-def evaluate_proxy(base: NetworkSpec, scaled: NetworkSpec, ctx: dict[str, Any]) -> dict[str, Any]:
-    """Short proxy training (scaling.train.trainer); score = best validation top-1."""
-    from scaling.data import load_dataset
-    from scaling.train import train
-    cache = ctx.setdefault("_data", {})
-    res = scaled.resolution
-    if res not in cache:
-        cache[res] = load_dataset(ctx["dataset"], subset=ctx["subset"], resolution=res,
-                                  val_size=ctx.get("val_size", 5000))
-    data = cache[res]
-    spec = scaled.replace(in_channels=data.in_channels, num_classes=data.num_classes)
-    result = train(spec, data, epochs=ctx["epochs"], seed=ctx["seed"], device=ctx["device"])
-    params, macs = cost(spec)
-    return {"params": params, "macs": macs, "val_top1": result.best_val_top1,
-            "train_time": result.train_time, "status": result.status,
-            "score": result.best_val_top1 if result.best_val_top1 is not None else -math.inf}
-
-
 def add_grid_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``python -m scaling.compound grid``."""
     p.add_argument("--base", default="efficientnet_b0", help="zoo name or spec .json/.yaml")
@@ -136,7 +131,7 @@ def grid(base: NetworkSpec, phi: float = 1.0, target: float = 2.0, tol: float = 
                          f"{sorted(EVALUATORS)}")
     if phi < 0:
         raise UsageError(f"--phi={phi:g} is not allowed; expected >= 0")
-    fn = EVALUATORS[evaluate]
+    fn = _evaluator(evaluate)
     ctx.update(phi=phi, target=target)
     rows = []
     for a, b, g in candidates(target, tol, step):

@@ -62,8 +62,8 @@ def format_complexity(spec: NetworkSpec, c: Complexity) -> str:
 
 def trace_report(spec: NetworkSpec, c: Complexity) -> dict[str, Any]:
     """Build the model; traced counts, fvcore's by-operator FLOPs and their gap to the MACs."""
+    from scaling import build_model  # the lazy facade: torch loads here, on use
     from scaling.cost.counting import count_params, fvcore_report, traced_macs
-    from scaling.nn.build import build_model
 
     model = build_model(spec)
     res, cin = c.resolution, spec.in_channels
@@ -109,8 +109,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out["trace"] = t
         text.append(format_trace(t, c))
     if args.latency:
+        from scaling import build_model  # the lazy facade: torch loads here, on use
         from scaling.cost.counting import latency
-        from scaling.nn.build import build_model
 
         seconds = latency(build_model(spec), c.resolution, spec.in_channels, batch=args.batch,
                           threads=args.threads, device=args.device, repeats=args.repeats)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from scaling.study.analysis import accuracy_column, pareto_front, rank_correlations, summarize_runs
+from scaling.study.tables import accuracy_column, pareto_front, rank_correlations, summarize_runs
 
 __all__ = ["MIN_CORRELATION_N", "PROXY_NAMES", "accuracy_label", "describe_run",
            "figure_accuracy_vs_macs", "figure_proxy_vs_accuracy", "figure_scaling_curves",
