@@ -291,3 +291,43 @@ def test_registries_attach_builders_on_first_use():
             "assert BLOCK_TYPES['mbconv'].module_class().__name__ == 'MBConv'\n"
             "assert NORM.get('LN').__name__ == 'LayerNorm2d'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_layer_norm_2d_output_is_contiguous_and_matches_the_definition():
+    ln = LayerNorm2d(6)
+    x = torch.randn(2, 6, 5, 5)
+    y = ln(x)
+    assert y.is_contiguous()
+    ref = F.layer_norm(x.permute(0, 2, 3, 1), (6,), ln.weight, ln.bias, ln.eps).permute(0, 3, 1, 2)
+    torch.testing.assert_close(y, ref)
+
+
+def test_layer_norm_before_a_strided_conv_trains_at_64_px():
+    """Issue 14: norm LN, a strided conv after the LayerNorm, 64 px: forward + backward aborted
+    natively (double free) on torch CPU; run in a subprocess so a crash fails this test."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import torch\n"
+        "from scaling import build_model\n"
+        "from scaling.ir import NetworkSpec, NormSpec, StageSpec, StemSpec\n"
+        "torch.manual_seed(0)\n"
+        "spec = NetworkSpec(stages=(StageSpec('basic', 1, 16, stride=2),\n"
+        "                           StageSpec('mbconv', 2, 24, stride=2, expansion=4),\n"
+        "                           StageSpec('bottleneck', 1, 32, stride=2, expansion=0.5)),\n"
+        "                   stem=StemSpec(channels=(16,), kernels=(3,), strides=(1,)),\n"
+        "                   norm=NormSpec(type='LN'), resolution=64, num_classes=5)\n"
+        "model = build_model(spec).train()\n"
+        "opt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "for _ in range(2):\n"
+        "    out = model(torch.randn(4, 3, 64, 64))\n"
+        "    loss = torch.nn.functional.cross_entropy(out, torch.tensor([0, 1, 2, 3]))\n"
+        "    opt.zero_grad(); loss.backward(); opt.step()\n"
+        "assert torch.isfinite(loss), loss\n"
+        "print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"

@@ -2,19 +2,22 @@
 
 One helper per check kind: :func:`is_int` / :func:`is_number` (an int or a number, never a bool)
 for callers that raise their own error, and :func:`check_int`, :func:`check_number`,
-:func:`check_kernel`, :func:`check_stride`, :func:`check_activation` that raise a TypeError or
-ValueError naming the field, the value and what is allowed.
+:func:`check_bool`, :func:`check_str`, :func:`check_kernel`, :func:`check_stride`,
+:func:`check_activation` that raise a :class:`~scaling.ir.limits.SpecTypeError` (wrong type) or
+ValueError (wrong value) naming the field, the value and what is allowed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import fields
 from functools import cache
 from typing import Any, TypeVar
 
+from scaling.ir.limits import SpecTypeError
 from scaling.ir.registry import ACTIVATION, check_choice
 
 T = TypeVar("T", bound="_Spec")
@@ -30,16 +33,33 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def check_int(field_name: str, value: Any, minimum: int | None = None) -> None:
+def check_int(field_name: str, value: Any, minimum: int | None = None,
+              maximum: int | None = None) -> None:
     if not is_int(value):
-        raise TypeError(f"{field_name} must be an int, got {type(value).__name__} {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{field_name}={value!r} is not allowed; expected an int >= {minimum}")
+        raise SpecTypeError(f"{field_name} must be an int, got {type(value).__name__} {value!r}")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        low = "" if minimum is None else f" >= {minimum}"
+        high = "" if maximum is None else f" <= {maximum:_}"
+        raise ValueError(f"{field_name}={value!r} is not allowed; expected an int"
+                         f"{low}{' and' if low and high else ''}{high}")
 
 
 def check_number(field_name: str, value: Any) -> None:
+    """A finite int or float (NaN and infinities are refused)."""
     if not is_number(value):
-        raise TypeError(f"{field_name} must be a number, got {type(value).__name__} {value!r}")
+        raise SpecTypeError(f"{field_name} must be a number, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{field_name}={value!r} is not allowed; expected a finite number")
+
+
+def check_bool(field_name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise SpecTypeError(f"{field_name} must be a bool, got {type(value).__name__} {value!r}")
+
+
+def check_str(field_name: str, value: Any) -> None:
+    if not isinstance(value, str):
+        raise SpecTypeError(f"{field_name} must be a str, got {type(value).__name__} {value!r}")
 
 
 def check_kernel(field_name: str, value: Any) -> None:
@@ -79,9 +99,9 @@ class _Spec:
     def from_dict(cls: type[T], data: Any, where: str = "") -> T:
         where = where or cls.__name__
         if not isinstance(data, dict):
-            raise TypeError(f"{where} must be a mapping, got {type(data).__name__}")
+            raise SpecTypeError(f"{where} must be a mapping, got {type(data).__name__}")
         hints = _field_types(cls)
-        unknown = sorted(set(data) - set(hints))
+        unknown = sorted(set(data) - set(hints), key=repr)
         if unknown:
             raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(hints)}")
         kwargs = {k: _from_plain(hints[k], v, f"{where}.{k}") for k, v in data.items()}
@@ -122,7 +142,7 @@ def _from_plain(hint: Any, value: Any, where: str) -> Any:
         item = _spec_class(args[0]) if args else None
         if item is not None:
             if not isinstance(value, (list, tuple)):
-                raise TypeError(f"{where} must be a list of {item.__name__} mappings, "
+                raise SpecTypeError(f"{where} must be a list of {item.__name__} mappings, "
                                 f"got {type(value).__name__}")
             return tuple(item.from_dict(v, f"{where}[{i}]") for i, v in enumerate(value))
         if isinstance(value, list):

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from scaling.ir.base import (
     _Spec,
     check_activation,
+    check_bool,
     check_int,
     check_kernel,
     check_number,
     check_stride,
 )
+from scaling.ir.limits import MAX_BLOCKS, MAX_CHANNELS, SpecTypeError
 from scaling.ir.registry import BLOCK_TYPES, NORM, NORM_2D, check_choice
 from scaling.ir.rounding import make_divisible
 
@@ -47,10 +49,14 @@ class NormSpec(_Spec):
         if self.eps <= 0:
             raise ValueError(f"norm.eps={self.eps!r} is not allowed; expected > 0")
         check_number("norm.momentum", self.momentum)
+        if not 0 <= self.momentum <= 1:
+            raise ValueError(f"norm.momentum={self.momentum!r} is not allowed; "
+                             "expected 0 <= momentum <= 1")
+        check_bool("norm.requires_grad", self.requires_grad)
         if self.type == "GN":
             if self.num_groups is None:
                 raise ValueError("norm.num_groups is required for norm.type='GN'")
-            check_int("norm.num_groups", self.num_groups, 1)
+            check_int("norm.num_groups", self.num_groups, 1, MAX_CHANNELS)
         elif self.num_groups is not None:
             raise ValueError(f"norm.num_groups={self.num_groups!r} is only allowed with type 'GN'")
 
@@ -110,16 +116,17 @@ class StemSpec(_Spec):
         for name in ("channels", "kernels", "strides"):
             value = getattr(self, name)
             if not isinstance(value, tuple) or not value:
-                raise TypeError(f"stem.{name} must be a non-empty tuple, got {value!r}")
+                raise SpecTypeError(f"stem.{name} must be a non-empty tuple, got {value!r}")
         if not len(self.channels) == len(self.kernels) == len(self.strides):
             raise ValueError(f"stem.channels/kernels/strides must have equal lengths, got "
                              f"{len(self.channels)}/{len(self.kernels)}/{len(self.strides)}")
         for i, (c, k, s) in enumerate(zip(self.channels, self.kernels, self.strides, strict=True)):
-            check_int(f"stem.channels[{i}]", c, 1)
+            check_int(f"stem.channels[{i}]", c, 1, MAX_CHANNELS)
             check_kernel(f"stem.kernels[{i}]", k)
             check_stride(f"stem.strides[{i}]", s)
         check_choice("stem.pool", self.pool, STEM_POOLS)
         check_activation("stem.activation", self.activation)
+        check_bool("stem.scale", self.scale)
 
     @property
     def out_channels(self) -> int:
@@ -158,18 +165,18 @@ class StageSpec(_Spec):
 
     def __post_init__(self) -> None:
         check_choice("stage.block", self.block, BLOCK_TYPES.names)
-        check_int("stage.repeats", self.repeats, 1)
-        check_int("stage.out_channels", self.out_channels, 1)
+        check_int("stage.repeats", self.repeats, 1, MAX_BLOCKS)
+        check_int("stage.out_channels", self.out_channels, 1, MAX_CHANNELS)
         check_kernel("stage.kernel", self.kernel)
         check_stride("stage.stride", self.stride)
         check_number("stage.expansion", self.expansion)
         if self.expansion <= 0:
             raise ValueError(f"stage.expansion={self.expansion!r} is not allowed; expected > 0")
         if self.mid_channels is not None:
-            check_int("stage.mid_channels", self.mid_channels, 1)
+            check_int("stage.mid_channels", self.mid_channels, 1, MAX_CHANNELS)
         check_int("stage.mid_divisor", self.mid_divisor, 1)
         if self.se is not None and not isinstance(self.se, SESpec):
-            raise TypeError(f"stage.se must be an SESpec or None, got {type(self.se).__name__}")
+            raise SpecTypeError(f"stage.se must be an SESpec or None, got {type(self.se).__name__}")
         check_activation("stage.activation", self.activation)
         check_int("stage.groups", self.groups, 1)
         if self.group_width is not None:
@@ -177,8 +184,7 @@ class StageSpec(_Spec):
         if self.first_groups is not None:
             check_int("stage.first_groups", self.first_groups, 1)
         check_int("stage.dilation", self.dilation, 1)
-        if not isinstance(self.skip, bool):
-            raise TypeError(f"stage.skip must be a bool, got {self.skip!r}")
+        check_bool("stage.skip", self.skip)
         check_choice("stage.shortcut", self.shortcut, SHORTCUTS)
         check_choice("stage.style", self.style, STYLES)
         BLOCK_TYPES[self.block].check_stage(self)
@@ -204,10 +210,10 @@ class HeadSpec(_Spec):
 
     def __post_init__(self) -> None:
         if self.channels is not None:
-            check_int("head.channels", self.channels, 1)
+            check_int("head.channels", self.channels, 1, MAX_CHANNELS)
         check_activation("head.activation", self.activation)
         if self.hidden is not None:
-            check_int("head.hidden", self.hidden, 1)
+            check_int("head.hidden", self.hidden, 1, MAX_CHANNELS)
         check_activation("head.hidden_activation", self.hidden_activation)
         check_number("head.dropout", self.dropout)
         if not 0 <= self.dropout < 1:

@@ -48,7 +48,7 @@ class Registry:
         return tuple(self._declared)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._declared
+        return isinstance(name, str) and name in self._declared
 
     def get(self, name: str) -> Any:
         if name not in self._builders:

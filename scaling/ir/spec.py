@@ -14,9 +14,16 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from scaling.ir.base import _Spec, check_int, check_number
+from scaling.ir.base import _Spec, check_int, check_number, check_str
 from scaling.ir.blocks import block_geometry, divides
 from scaling.ir.geometry import BlockGeometry, StageShape, downsample
+from scaling.ir.limits import (
+    MAX_BLOCKS,
+    MAX_CHANNELS,
+    MAX_CLASSES,
+    MAX_RESOLUTION,
+    SpecTypeError,
+)
 from scaling.ir.parts import HeadSpec, NormSpec, SESpec, StageSpec, StemSpec
 from scaling.ir.registry import BLOCK_TYPES, check_choice
 
@@ -49,19 +56,24 @@ class NetworkSpec(_Spec):
             raise ValueError(f"stages={self.stages!r} is not allowed; expected a non-empty tuple")
         for i, s in enumerate(self.stages):
             if not isinstance(s, StageSpec):
-                raise TypeError(f"stages[{i}] must be a StageSpec, got {type(s).__name__}")
+                raise SpecTypeError(f"stages[{i}] must be a StageSpec, got {type(s).__name__}")
+        if self.num_blocks > MAX_BLOCKS:
+            raise ValueError(f"stages hold {self.num_blocks:_} blocks; expected at most "
+                             f"{MAX_BLOCKS:_} (scaling.ir.limits.MAX_BLOCKS)")
         for name, cls in (("stem", StemSpec), ("head", HeadSpec), ("norm", NormSpec)):
             if not isinstance(getattr(self, name), cls):
-                raise TypeError(f"{name} must be a {cls.__name__}, "
-                                f"got {type(getattr(self, name)).__name__}")
-        check_int("in_channels", self.in_channels, 1)
-        check_int("resolution", self.resolution, 1)
-        check_int("num_classes", self.num_classes, 0)
+                raise SpecTypeError(f"{name} must be a {cls.__name__}, "
+                                    f"got {type(getattr(self, name)).__name__}")
+        check_int("in_channels", self.in_channels, 1, MAX_CHANNELS)
+        check_resolution("resolution", self.resolution)
+        check_int("num_classes", self.num_classes, 0, MAX_CLASSES)
         check_number("drop_path_rate", self.drop_path_rate)
         if not 0 <= self.drop_path_rate < 1:
             raise ValueError(f"drop_path_rate={self.drop_path_rate!r} is not allowed; "
                              "expected 0 <= p < 1")
         check_choice("padding", self.padding, PADDINGS)
+        check_str("name", self.name)
+        check_str("family", self.family)
         ratio, last = self.head.channels_ratio, self.stages[-1].out_channels
         if ratio is not None and self.head.channels != int(round(ratio * last)):
             raise ValueError(f"head.channels={self.head.channels} is not allowed with "
@@ -105,6 +117,11 @@ class NetworkSpec(_Spec):
         return list(iter_blocks(self, resolution))
 
 
+def check_resolution(field_name: str, value: object) -> None:
+    """An input side in pixels: an int in [1, MAX_RESOLUTION]."""
+    check_int(field_name, value, 1, MAX_RESOLUTION)
+
+
 def load_spec(path: str) -> NetworkSpec:
     """Read a spec from a .json, .yaml or .yml file."""
     with open(path, encoding="utf-8") as fh:
@@ -131,7 +148,11 @@ def iter_blocks(spec: NetworkSpec, resolution: int | None = None) -> Iterator[Bl
 
 
 def stem_out_size(spec: NetworkSpec, resolution: int | None = None) -> int:
-    size = spec.resolution if resolution is None else resolution
+    if resolution is None:
+        size = spec.resolution
+    else:
+        check_resolution("resolution", resolution)
+        size = resolution
     for s in spec.stem.strides:
         size = downsample(size, s)
     if spec.stem.pool == "max":
@@ -179,6 +200,32 @@ def validate_network(spec: NetworkSpec) -> None:
             divides("norm.num_groups", norm_groups, c, "stem channels")
         if spec.head.channels:
             divides("norm.num_groups", norm_groups, spec.head.channels, "head channels")
+    last = None
     for b in iter_blocks(spec):
-        BLOCK_TYPES[b.block].check_block(b, spec.stages[b.stage], f"stages[{b.stage}]",
-                                         norm_groups)
+        at = f"stages[{b.stage}]"
+        if b.mid_channels > MAX_CHANNELS:
+            raise ValueError(f"{at} has {b.mid_channels:_} mid channels (expansion="
+                             f"{spec.stages[b.stage].expansion!r}); expected at most "
+                             f"{MAX_CHANNELS:_} (scaling.ir.limits.MAX_CHANNELS)")
+        BLOCK_TYPES[b.block].check_block(b, spec.stages[b.stage], at, norm_groups)
+        last = b
+    if last is not None and last.out_size == 1:
+        _check_one_pixel_norm(spec, last)
+
+
+def _check_one_pixel_norm(spec: NetworkSpec, last: BlockGeometry) -> None:
+    """Refuse norms that cannot normalise the final 1x1 map: IN (one value per channel of a
+    sample, at any batch size) and GN with one channel per group (one value at batch 1)."""
+    at = f"stages[{last.stage}]"
+    if spec.norm.type in ("IN", "IN2d"):
+        raise ValueError(f"norm.type={spec.norm.type!r} is not allowed at resolution="
+                         f"{spec.resolution}: {at} ends on a 1x1 map, and instance norm needs "
+                         "more than one value per channel; expected a higher resolution, fewer "
+                         "stride-2 steps or another norm")
+    if spec.norm.type == "GN":
+        channels = (last.out_channels, last.mid_channels, spec.head.channels or 0)
+        if spec.norm.num_groups in channels:
+            raise ValueError(f"norm.num_groups={spec.norm.num_groups} is not allowed at "
+                             f"resolution={spec.resolution}: {at} ends on a 1x1 map where a "
+                             "group of one channel holds one value at batch size 1; expected "
+                             "fewer groups, a higher resolution or fewer stride-2 steps")

@@ -42,7 +42,11 @@ __all__ = [
 # ---------------------------------------------------------------------------------------- norm
 class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over channels: (N, C, H, W) is normalised per pixel over C (channels-first);
-    any other rank is normalised over its last dimension, e.g. (N, C)."""
+    any other rank is normalised over its last dimension, e.g. (N, C).
+
+    Both permutes are made contiguous: LayerNorm on the strided view, and its strided output
+    fed to a strided conv, abort in backward on some PyTorch CPU builds (double free, issue 14).
+    """
 
     _abbr_ = "ln"
 
@@ -53,7 +57,8 @@ class LayerNorm2d(nn.LayerNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 4:
-            return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            y = super().forward(x.permute(0, 2, 3, 1).contiguous())
+            return y.permute(0, 3, 1, 2).contiguous()
         return super().forward(x)
 
 
