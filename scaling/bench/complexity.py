@@ -18,6 +18,7 @@ import time
 
 from scaling.cli import Parser, command
 from scaling.cost import clear_cache, complexity
+from scaling.ir.limits import MAX_RESOLUTION
 
 PROG = "python -m scaling.bench complexity"
 
@@ -87,8 +88,9 @@ def run(args: argparse.Namespace) -> int:
 
     names = args.models or list(zoo.list_models())
     specs = [zoo.get_spec(n) for n in names]
-    if args.res != "native" and not args.res.isdigit():
-        raise ValueError(f"--res={args.res!r} is not allowed; expected an int or 'native'")
+    if args.res != "native" and not (args.res.isdigit() and 1 <= int(args.res) <= MAX_RESOLUTION):
+        raise ValueError(f"--res={args.res!r} is not allowed; expected 'native' or an int in "
+                         f"[1, {MAX_RESOLUTION}]")
     if args.repeats < 1:
         raise ValueError(f"--repeats={args.repeats} is not allowed; expected >= 1")
     import torch

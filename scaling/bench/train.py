@@ -108,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')}={getattr(args, name)} is not "
                              "allowed; expected >= 1")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads={args.threads} is not allowed; expected >= 1")
     specs = get_specs(args.models)
     import torch
 
