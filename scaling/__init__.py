@@ -2,7 +2,8 @@
 
 ``import scaling`` imports no torch: the spec types, :func:`complexity`, :func:`scale` and the
 :mod:`scaling.compound` module (callable as ``scaling.compound(spec, phi)``) are torch-free; the
-model API (``list_models``, ``get_spec``, ``create_model``, ``build_model``) loads on first use.
+model API (``list_models``, ``get_spec``, ``create_model``, ``build_model``, ``deploy``) loads on
+first use.
 """
 
 from scaling import compound
@@ -12,7 +13,7 @@ from scaling.ir import HeadSpec, NetworkSpec, NormSpec, SESpec, StageSpec, StemS
 
 __all__ = ["HeadSpec", "NetworkSpec", "NormSpec", "SESpec", "StageSpec", "StemSpec", "load_spec",
            "complexity", "compound", "scale", "list_models", "get_spec", "create_model",
-           "build_model"]
+           "build_model", "deploy"]
 __version__ = "0.1.0"
 
 _LAZY = {
@@ -20,6 +21,7 @@ _LAZY = {
     "get_spec": "scaling.zoo",
     "create_model": "scaling.zoo",
     "build_model": "scaling.nn",
+    "deploy": "scaling.nn",
 }
 
 

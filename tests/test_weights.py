@@ -89,7 +89,10 @@ def test_layout_round_trip(name, layout, keys):
     assert len(sd) == len(src.state_dict())
     torch.manual_seed(1)
     dst = create_model(name).eval()
-    (load_timm if timm else load_torchvision)(dst, sd, layout=layout)
+    if timm:
+        load_timm(dst, sd, layout=layout, eps=dst.spec.norm.eps)
+    else:
+        load_torchvision(dst, sd, layout=layout)
     for k, v in src.state_dict().items():
         assert torch.equal(dst.state_dict()[k], v), k
     x = torch.randn(1, 3, 64, 64)
@@ -205,7 +208,19 @@ def test_torchvision_logits(name):
 TIMM = [("efficientnet_b0", "efficientnet_b0", {}), ("efficientnet_b2", "efficientnet_b2", {}),
         ("mobilenetv3_large_100", "mobilenet_v3_large", {"norm": {"eps": 1e-5}}),
         ("mobilenetv3_small_100", "mobilenet_v3_small", {"norm": {"eps": 1e-5}}),
-        ("efficientnetv2_s", "efficientnet_v2_s", {"norm": {"eps": 1e-5}})]
+        ("efficientnetv2_s", "efficientnet_v2_s", {"norm": {"eps": 1e-5}}),
+        ("mobilenetv3_large_100", "mobilenetv3_large_100", {}),
+        ("mnasnet_100", "mnasnet_100", {})]
+
+
+def test_load_timm_refuses_another_bn_eps():
+    """timm's MobileNetV3 has BN eps 1e-5, the zoo's (torchvision's) 1e-3: loading would change
+    the function (issue 15: logits off by 2.6e-4), so it is refused; the timm alias carries it."""
+    sd = export_timm(create_model("mobilenetv3_small_100"))
+    with pytest.raises(ValueError, match=r"eps \[0.001\] differs from timm's eps=1e-05"):
+        load_timm(create_model("mobilenet_v3_small"), sd)
+    model = load_timm(create_model("mobilenetv3_small_100"), sd)
+    assert {m.eps for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {1e-5}
 
 
 @pytest.mark.parametrize("timm_name, name, overrides", TIMM, ids=[t[0] for t in TIMM])

@@ -32,7 +32,24 @@ def test_list_models():
     assert set(SMALL) <= set(names)
     assert list_models("regnet") == [n for n in names if n.startswith("regnet_")]
     with pytest.raises(ValueError, match="family='nope'"):
-        list_models("nope")
+        list_models(family="nope")
+    assert list_models("nope") == []  # a pattern that matches nothing, as timm
+
+
+def test_list_models_patterns_and_aliases():
+    names = list_models()
+    assert list_models("resnet*") == [n for n in names if n.startswith("resnet")]
+    kept = list_models("resnet*", exclude=["*d", "resnet1*"])
+    assert kept and all(not n.endswith("d") and not n.startswith("resnet1") for n in kept)
+    assert "mobilenetv3_large_100" in list_models("mobilenetv3*")
+    assert "mobilenetv3_large_100" not in names  # aliases only through a pattern
+    assert list_models(["mnasnet_1*", "mnasnet1_0"]) == ["mnasnet1_0", "mnasnet_100"]
+
+
+def test_cli_patterns(capsys):
+    assert main(["resnet*", "--exclude", "*d", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == list_models("resnet*", exclude="*d")
 
 
 def test_unknown_model_suggests_close_matches():

@@ -24,10 +24,12 @@ canonical string ``t``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from scaling.ir.registry import BLOCK_TYPES
+from scaling.ir.rounding import make_divisible
 from scaling.ir.spec import NetworkSpec, SESpec, StageSpec
 
 
@@ -50,19 +52,27 @@ def _parse_int(text: str) -> int:
 def _parse_float(text: str) -> float:
     if not text or not (text[0].isdigit() or text[0] == "."):
         raise ValueError(text)
-    return float(text)
+    value = float(text)
+    if not math.isfinite(value):  # '1e400' parses to inf
+        raise ValueError(text)
+    return value
 
 
 def _parse_name(text: str) -> str:
     if not text or not text[0].isalpha():
         raise ValueError(text)
-    return text
+    return text.replace("-", "_")
+
+
+def _fmt_name(name: str) -> str:
+    """Names are written with '-' for '_' (``aleaky-relu``), as '_' separates tokens."""
+    return str(name).replace("_", "-")
 
 
 _F = Callable[[Any], str]
 _INT: tuple[Callable[[str], Any], _F] = (_parse_int, str)
 _FLOAT: tuple[Callable[[str], Any], _F] = (_parse_float, _fmt_float)
-_NAME: tuple[Callable[[str], Any], _F] = (_parse_name, str)
+_NAME: tuple[Callable[[str], Any], _F] = (_parse_name, _fmt_name)
 
 #: key -> (StageSpec field, (parse, format)), in canonical order
 STAGE_KEYS: dict[str, tuple[str, tuple[Callable[[str], Any], _F]]] = {
@@ -171,3 +181,173 @@ def decode_stages(texts: Iterable[str]) -> tuple[StageSpec, ...]:
     if isinstance(texts, str):
         raise TypeError("decode_stages takes a list of block strings; use decode_stage for one")
     return tuple(decode_stage(t) for t in texts)
+
+
+# -- timm's dialect ------------------------------------------------------------------------------
+#: timm's activation tokens (``n`` + code) <-> activation names
+TIMM_ACTIVATIONS = {"re": "relu", "r6": "relu6", "hs": "hswish", "sw": "silu"}
+_TIMM_CODES = {"silu": "sw", "swish": "sw", "relu": "re", "relu6": "r6", "hswish": "hs"}
+#: timm block code -> (our block, expansion fixed to 1, skip flag meaning)
+_TIMM_BLOCKS = {"ir": ("mbconv", False), "ds": ("mbconv", True), "dsa": ("ds", True),
+                "er": ("fused_mbconv", False), "cn": ("fused_mbconv", True)}
+_TIMM_KEYS = {"r": _parse_int, "k": _parse_int, "s": _parse_int, "e": _parse_float,
+              "c": _parse_int, "se": _parse_float, "a": _parse_int, "p": _parse_int}
+
+
+def _timm_tokens(text: str, where: str) -> tuple[str, dict[str, Any], set[str]]:
+    code, *tokens = text.strip().split("_")
+    if code not in _TIMM_BLOCKS:
+        raise ValueError(f"{where}: timm block code {code!r} is not supported; expected one of "
+                         f"{sorted(_TIMM_BLOCKS)}")
+    values: dict[str, Any] = {}
+    flags: set[str] = set()
+    for token in tokens:
+        if token in ("skip", "noskip"):
+            flags.add(token)
+            continue
+        key = token[:len(token) - len(token.lstrip("abcdefghijklmnopqrstuvwxyz"))]
+        if token.startswith("n"):
+            if token[1:] not in TIMM_ACTIVATIONS:
+                raise ValueError(f"{where}: activation token {token!r} is not supported; "
+                                 f"expected n + one of {sorted(TIMM_ACTIVATIONS)}")
+            key, value = "n", TIMM_ACTIVATIONS[token[1:]]
+        elif key not in _TIMM_KEYS:
+            raise ValueError(f"{where}: timm token {token!r} is not supported; expected a key "
+                             f"{sorted(_TIMM_KEYS)} with its value, n<act>, skip or noskip")
+        else:
+            try:
+                value = _TIMM_KEYS[key](token[len(key):])
+            except ValueError:
+                raise ValueError(f"{where}: token {token!r} has no valid value") from None
+        if key in values:
+            raise ValueError(f"{where}: key {key!r} is given twice")
+        values[key] = value
+    return code, values, flags
+
+
+def decode_timm_stage(text: str, activation: str = "relu", se: SESpec | None = None,
+                      width: float = 1.0) -> StageSpec:
+    """The :class:`StageSpec` of one of timm's block strings (``_decode_block_str`` grammar).
+
+    ``activation`` is the model's (timm's ``act_layer``), used unless the string has ``n<act>``;
+    ``se`` the model's SE template (its ratio is replaced by the string's; default: base in,
+    the block's activation, sigmoid gate, as timm's EfficientNet); ``width`` timm's channel
+    multiplier (``round_channels``: make_divisible(c * width, 8)). timm's blocks map to ours:
+    ``ir`` mbconv (mid = make_divisible(in * e, 8)), ``ds`` mbconv at e=1 (dw, [SE], pw without
+    activation, skip at stride 1 and in == out), ``dsa`` our ds (MobileNetV1), ``er``
+    fused_mbconv, ``cn`` fused_mbconv at e=1 (one conv N A, skip only with ``skip``).
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"block string must be a str, got {type(text).__name__} {text!r}")
+    where = f"timm block string {text!r}"
+    code, v, flags = _timm_tokens(text, where)
+    block, single = _TIMM_BLOCKS[code]
+    missing = [k for k in ("r", "k", "s", "c") + (() if single else ("e",)) if k not in v]
+    if missing:
+        raise ValueError(f"{where}: missing required key(s) {missing}")
+    for key in ("a", "p"):
+        if v.get(key, 1) != 1:
+            raise ValueError(f"{where}: {key}{v[key]} (a {v[key]}x{v[key]} expansion/projection "
+                             "conv) is not supported; expected 1")
+    if single and v.get("e", 1) != 1:
+        raise ValueError(f"{where}: e{v['e']} is not allowed for timm's {code!r}; expected e1")
+    act = v.get("n", activation)
+    fields: dict[str, Any] = {
+        "block": block, "repeats": v["r"], "kernel": v["k"], "stride": v["s"], "activation": act,
+        "out_channels": make_divisible(v["c"] * width, 8) if width != 1 else v["c"],
+        "skip": "skip" in flags if code == "cn" else "noskip" not in flags}
+    if not single:
+        fields.update(expansion=v["e"], mid_divisor=8)
+    if "se" in v:
+        template = se if se is not None else SESpec(activation=act)
+        fields["se"] = template.replace(ratio=v["se"])
+    try:
+        return StageSpec(**fields)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def _scale_depth(repeats: list[int], depth: float) -> list[int]:
+    """timm's per-stage depth rule: ceil(total * depth) spread over the stage's strings in
+    proportion, the last string first."""
+    left, total = sum(repeats), math.ceil(sum(repeats) * depth)
+    out: list[int] = []
+    for r in reversed(repeats):
+        n = max(1, round(r / left * total))
+        out.append(n)
+        left, total = left - r, total - n
+    return out[::-1]
+
+
+def decode_timm(arch_def: Iterable[str | Iterable[str]], activation: str = "relu",
+                se: SESpec | None = None, width: float = 1.0,
+                depth: float = 1.0) -> tuple[StageSpec, ...]:
+    """The stages of timm's ``arch_def`` (a list of stages, each a string or a list of strings),
+    with timm's width and depth multipliers (``depth``: per stage, see :func:`_scale_depth`)."""
+    if isinstance(arch_def, str):
+        raise TypeError("decode_timm takes timm's arch_def, a list of (lists of) block strings")
+    stages: list[StageSpec] = []
+    for entry in arch_def:
+        group = [decode_timm_stage(t, activation, se, width)
+                 for t in ([entry] if isinstance(entry, str) else entry)]
+        reps = _scale_depth([s.repeats for s in group], depth) if depth != 1 else None
+        stages += [s.replace(repeats=r) for s, r in zip(group, reps)] if reps else group
+    return tuple(stages)
+
+
+def _timm_expansion(stage: StageSpec, mids: list[tuple[int, int]], where: str) -> str:
+    """The shortest ``e`` for which timm's mid = make_divisible(in * e, 8) gives every block's."""
+    candidates = [stage.expansion] if stage.mid_channels is None else []
+    cin, mid = mids[0]
+    candidates += [round(mid / cin, d) for d in range(5)] + [mid / cin]
+    for e in candidates:
+        if e > 0 and all(make_divisible(i * e, 8) == m for i, m in mids):
+            return _fmt_float(e)
+    raise ValueError(f"{where}: timm's mid channels make_divisible(in * e, 8) cannot give "
+                     f"{[m for _, m in mids]} from inputs {[i for i, _ in mids]}")
+
+
+def encode_timm(spec: NetworkSpec, activation: str | None = None) -> list[str]:
+    """timm block strings (one per stage) of ``spec``, read back by timm's ``decode_arch_def``
+    (and :func:`decode_timm`) to the same blocks. ``activation``: the model's (default the stem's);
+    a stage with another gets ``n<act>``. Blocks timm's grammar has no word for are a ValueError."""
+    if not isinstance(spec, NetworkSpec):
+        raise TypeError(f"spec must be a NetworkSpec, got {type(spec).__name__}")
+    activation = spec.stem.activation if activation is None else activation
+    geoms: dict[int, list[tuple[int, int]]] = {}
+    for g in spec.blocks():
+        geoms.setdefault(g.stage, []).append((g.in_channels, g.mid_channels))
+    out = []
+    for i, stage in enumerate(spec.stages):
+        where = f"stage {i} ({encode_stage(stage)})"
+        if stage.dilation != 1 or stage.groups != 1:
+            raise ValueError(f"{where}: timm's block strings have no dilation or groups")
+        mids = geoms[i]
+        single = all(m == c for c, m in mids)
+        if stage.block == "mbconv":
+            code = "ds" if single else "ir"
+        elif stage.block == "fused_mbconv":
+            code = "cn" if single and stage.se is None else "er"
+        elif stage.block == "ds" and stage.se is None and single:
+            code = "dsa"
+        else:
+            raise ValueError(f"{where}: block {stage.block!r} has no timm block string")
+        parts = [code, f"r{stage.repeats}", f"k{stage.kernel}", f"s{stage.stride}"]
+        if code in ("ir", "er"):
+            parts.append("e" + _timm_expansion(stage, mids, where))
+        elif code == "ds":
+            parts.append("e1")
+        parts.append(f"c{stage.out_channels}")
+        if stage.se is not None:
+            parts.append("se" + _fmt_float(stage.se.ratio))
+        if stage.activation != activation:
+            if stage.activation not in _TIMM_CODES:
+                raise ValueError(f"{where}: activation {stage.activation!r} has no timm token; "
+                                 f"expected one of {sorted(_TIMM_CODES)}")
+            parts.append("n" + _TIMM_CODES[stage.activation])
+        if code == "cn" and stage.skip:
+            parts.append("skip")
+        elif code in ("ir", "ds", "er") and not stage.skip:
+            parts.append("noskip")
+        out.append("_".join(parts))
+    return out

@@ -3,8 +3,9 @@ block type (named by its record, :mod:`scaling.ir.blocks`), and :func:`build_mod
 registers the norm, activation and conv builders (scaling.nn.layers)."""
 
 from scaling.nn import layers  # noqa: F401  (registers norms, activations, convs)
-from scaling.nn.build import ScalingNet, build_model, init_weights
+from scaling.nn.build import FeatureNet, ScalingNet, build_model, init_weights
+from scaling.nn.deploy import deploy
 from scaling.nn.layers import build_activation_layer, build_conv_layer, build_norm_layer
 
-__all__ = ["ScalingNet", "build_activation_layer", "build_conv_layer", "build_model",
-           "build_norm_layer", "init_weights"]
+__all__ = ["FeatureNet", "ScalingNet", "build_activation_layer", "build_conv_layer",
+           "build_model", "build_norm_layer", "deploy", "init_weights"]

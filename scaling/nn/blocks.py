@@ -37,8 +37,11 @@ from scaling.nn.layers import (
     norm_cfg,
 )
 
-__all__ = ["BasicBlock", "Block", "Bottleneck", "DepthwiseSeparable", "FusedMBConv", "MBConv",
-           "ShuffleV1Block", "ShuffleV2Block"]
+# torch.fx: channel_shuffle unpacks x.shape, so a traced graph calls it as one leaf function
+torch.fx.wrap("channel_shuffle")
+
+__all__ = ["INPLACE_TYPES", "BasicBlock", "Block", "Bottleneck", "DepthwiseSeparable",
+           "FusedMBConv", "MBConv", "ShuffleV1Block", "ShuffleV2Block", "build_block", "inplace"]
 
 
 class Block(nn.Module):
@@ -334,6 +337,23 @@ class ShuffleV2Block(Block):
         else:
             out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
         return channel_shuffle(out, 2)
+
+
+#: activations that compute in place when asked (``inplace=True``), as torchvision builds them
+INPLACE_TYPES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardswish, nn.Hardsigmoid, nn.SiLU)
+
+
+def inplace(module: nn.Module) -> nn.Module:
+    """``module`` with its activations (and those of its children) computing in place.
+
+    Safe in every block and head: each activation's input is a fresh tensor (a norm, conv,
+    linear or residual-sum output) that nothing else reads (torchvision's choice). A forward
+    hook that keeps such an input sees it overwritten.
+    """
+    for m in module.modules():
+        if isinstance(m, INPLACE_TYPES):
+            m.inplace = True
+    return module
 
 
 def build_block(geometry: BlockGeometry, stage: StageSpec, norm: NormSpec,

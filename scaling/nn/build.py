@@ -24,23 +24,32 @@ biases 0. SE convs are convs (kaiming, zero bias).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
+from torch.fx._symbolic_trace import is_fx_symbolic_tracing
 from torch.nn.modules.batchnorm import _NormBase
 
 from scaling.ir import NetworkSpec
 from scaling.ir.base import is_int
-from scaling.nn.blocks import build_block
+from scaling.nn.blocks import build_block, inplace
 from scaling.nn.layers import ConvNormAct, build_activation_layer, norm_cfg
 
-__all__ = ["ScalingNet", "build_model", "init_weights"]
+__all__ = ["FeatureNet", "ScalingNet", "build_model", "init_weights"]
+
+#: ImageNet normalisation (torchvision and timm defaults)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _NORM_MODULES = (_NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
 class Head(nn.Module):
-    """[1x1 conv N A] -> global average pool -> [linear A] -> dropout -> [linear classifier]."""
+    """[1x1 conv N A] -> global average pool -> [linear A] -> dropout -> [linear classifier].
+
+    The conv is part of :meth:`ScalingNet.forward_features` (as timm's ``conv_head``); the rest is
+    :meth:`forward` (``pre_logits=True`` stops before dropout and the classifier)."""
 
     def __init__(self, spec: NetworkSpec, in_channels: int, num_classes: int) -> None:
         super().__init__()
@@ -51,6 +60,7 @@ class Head(nn.Module):
             self.conv = ConvNormAct(channels, head.channels, 1, norm=norm_cfg(spec.norm),
                                     act=head.activation, padding=spec.padding)
             channels = head.channels
+        self.in_features = channels
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.hidden = self.hidden_act = None
         if head.hidden is not None:
@@ -58,16 +68,25 @@ class Head(nn.Module):
             self.hidden_act = build_activation_layer(head.hidden_activation)
             channels = head.hidden
         self.num_features = channels
-        self.dropout = nn.Dropout(head.dropout) if head.dropout > 0 and num_classes else None
-        self.fc = nn.Linear(channels, num_classes) if num_classes else None
+        self._dropout_p = head.dropout
+        self.dropout: nn.Module | None = None
+        self.fc: nn.Linear | None = None
+        self.reset(num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.conv is not None:
-            x = self.conv(x)
+    def reset(self, num_classes: int) -> None:
+        """A new (freshly initialised) classifier for ``num_classes`` (0: none)."""
+        self.dropout = nn.Dropout(self._dropout_p) if self._dropout_p > 0 and num_classes \
+            else None
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes else None
+        if self.fc is not None:
+            nn.init.normal_(self.fc.weight, 0.0, 0.01)
+            nn.init.zeros_(self.fc.bias)
+
+    def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = torch.flatten(self.pool(x), 1)
         if self.hidden is not None:
             x = self.hidden_act(self.hidden(x))
-        if self.fc is None:
+        if pre_logits or self.fc is None:
             return x
         if self.dropout is not None:
             x = self.dropout(x)
@@ -75,7 +94,13 @@ class Head(nn.Module):
 
 
 class ScalingNet(nn.Module):
-    """A network built from a :class:`NetworkSpec`: ``stem``, ``stages``, ``head``."""
+    """A network built from a :class:`NetworkSpec`: ``stem``, ``stages``, ``head``.
+
+    ``forward`` returns logits (the pooled features when ``num_classes == 0``); a backbone that
+    returns stage feature maps is a :class:`FeatureNet`. timm's model API is here as well:
+    :meth:`forward_features`, :meth:`forward_head`, :meth:`reset_classifier`,
+    :meth:`get_classifier`, ``num_features``, ``feature_info`` and ``pretrained_cfg``.
+    """
 
     def __init__(self, spec: NetworkSpec, num_classes: int | None = None,
                  out_indices: Iterable[int] | None = None, frozen_stages: int = -1,
@@ -117,10 +142,38 @@ class ScalingNet(nn.Module):
         self.head = None
         if self.out_indices is None:
             self.head = Head(spec, spec.stages[-1].out_channels, num_classes)
+        self.feature_info = _feature_info(spec, self.out_indices)
         init_weights(self)
+        inplace(self)
         self._freeze_stages()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    # -- timm's model API ------------------------------------------------------------------------
+    @property
+    def num_features(self) -> int:
+        """Channels of :meth:`forward_features`' output (timm's ``num_features``)."""
+        return self.head.in_features if self.head is not None else self.out_channels[-1]
+
+    @property
+    def head_hidden_size(self) -> int:
+        """Width of the pre-logits features (``forward_head(x, pre_logits=True)``)."""
+        return self.head.num_features if self.head is not None else self.num_features
+
+    @property
+    def pretrained_cfg(self) -> dict[str, Any]:
+        """timm's ``pretrained_cfg``: input size, ImageNet mean/std, crop_pct, interpolation."""
+        r = self.spec.resolution
+        bicubic = self.spec.family.startswith("efficientnet")
+        return {"input_size": (self.spec.in_channels, r, r), "mean": IMAGENET_MEAN,
+                "std": IMAGENET_STD, "crop_pct": 0.875,
+                "interpolation": "bicubic" if bicubic else "bilinear",
+                "num_classes": self.num_classes, "first_conv": "stem.0.0",
+                "classifier": "head.fc", "architecture": self.spec.name}
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """ValueError unless ``x`` is (N, C, H, W) with C = spec.in_channels; skipped while
+        torch.fx traces (a Proxy has no shape to check)."""
+        if is_fx_symbolic_tracing() or torch.jit.is_tracing():
+            return
         if not isinstance(x, torch.Tensor) or x.dim() != 4:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"input must be (N, C, H, W) with C={self.spec.in_channels}, "
@@ -128,18 +181,46 @@ class ScalingNet(nn.Module):
         if x.shape[1] != self.spec.in_channels:
             raise ValueError(f"input has {x.shape[1]} channels; expected C="
                              f"{self.spec.in_channels} (spec.in_channels), shape {tuple(x.shape)}")
-        x = self.stem(x)
-        if self.out_indices is None:
-            for stage in self.stages:
-                x = stage(x)
-            return self.head(x)
-        feats: dict[int, torch.Tensor] = {}
-        last = max(self.out_indices)
-        for i, stage in enumerate(self.stages[:last + 1]):
-            x = stage(x)
-            feats[i] = x
-        return tuple(feats[i] for i in self.out_indices)
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Stem, stages and the head's 1x1 conv (timm's ``conv_head``): the unpooled features."""
+        self.check_input(x)
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        if self.head is not None and self.head.conv is not None:
+            x = self.head.conv(x)
+        return x
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Pool, [hidden linear], dropout, classifier; ``pre_logits`` stops before dropout."""
+        if self.head is None:
+            raise ValueError("this model is a backbone (out_indices given): it has no head")
+        return self.head(x, pre_logits=pre_logits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        """The final linear layer (nn.Identity when there is none)."""
+        fc = self.head.fc if self.head is not None else None
+        return fc if fc is not None else nn.Identity()
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier by a new one for ``num_classes`` (0: pooled features)."""
+        if not is_int(num_classes) or num_classes < 0:
+            raise ValueError(f"num_classes={num_classes!r} is not allowed; expected an int >= 0")
+        if self.head is None:
+            raise ValueError("this model is a backbone (out_indices given): it has no head")
+        self.head.reset(num_classes)
+        self.num_classes = num_classes
+
+    def __prepare_scriptable__(self) -> ScalingNet:
+        raise TypeError("torch.jit.script does not support scaling models (gradient checkpointing "
+                        "and named norm layers are not scriptable); use torch.jit.trace, "
+                        "torch.export.export or torch.compile")
+
+    # -- mmcv backbone semantics -----------------------------------------------------------------
     def _freeze_stages(self) -> None:
         if self.frozen_stages < 0:
             return
@@ -159,6 +240,41 @@ class ScalingNet(nn.Module):
                 if isinstance(m, _NORM_MODULES):
                     m.eval()
         return self
+
+
+class FeatureNet(ScalingNet):
+    """A backbone: ``forward`` returns the feature maps of the ``out_indices`` stages (a tuple,
+    in that order); no head. ``feature_info`` describes them (timm's ``features_only``)."""
+
+    def __init__(self, spec: NetworkSpec, out_indices: Iterable[int] | None = None,
+                 frozen_stages: int = -1, norm_eval: bool = False, with_cp: bool = False) -> None:
+        if out_indices is None:
+            out_indices = range(len(spec.stages)) if isinstance(spec, NetworkSpec) else ()
+        super().__init__(spec, 0, out_indices, frozen_stages, norm_eval, with_cp)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
+        self.check_input(x)
+        x = self.stem(x)
+        feats: dict[int, torch.Tensor] = {}
+        for i, stage in enumerate(self.stages[:max(self.out_indices) + 1]):
+            x = stage(x)
+            feats[i] = x
+        return tuple(feats[i] for i in self.out_indices)
+
+
+def _feature_info(spec: NetworkSpec, out_indices: tuple[int, ...] | None) -> list[dict[str, Any]]:
+    """timm's feature_info: ``num_chs``, ``reduction`` (input stride) and ``module`` per stage
+    output (only the ``out_indices`` ones when given)."""
+    reduction = 1
+    for s in spec.stem.strides:
+        reduction *= s
+    reduction *= 2 if spec.stem.pool == "max" else 1
+    info = []
+    for i, stage in enumerate(spec.stages):
+        reduction *= stage.stride
+        info.append({"num_chs": stage.out_channels, "reduction": reduction,
+                     "module": f"stages.{i}", "stage": i})
+    return info if out_indices is None else [info[i] for i in out_indices]
 
 
 def _check_out_indices(out_indices: Iterable[int] | None, n: int) -> tuple[int, ...] | None:
@@ -198,15 +314,18 @@ def init_weights(model: nn.Module) -> None:
 
 def build_model(spec: NetworkSpec | dict, num_classes: int | None = None,
                 out_indices: Iterable[int] | None = None, frozen_stages: int = -1,
-                norm_eval: bool = False, with_cp: bool = False) -> ScalingNet:
+                norm_eval: bool = False, with_cp: bool = False) -> ScalingNet | FeatureNet:
     """Build the network of ``spec`` (a NetworkSpec or its dict).
 
     num_classes: None -> ``spec.num_classes``; 0 -> no classifier, forward returns the pooled
-    features. out_indices: forward returns those stages' feature maps (no head). frozen_stages=k:
+    features. out_indices: a :class:`FeatureNet` whose forward returns those stages' feature
+    maps (no head). frozen_stages=k:
     stem and stages[0..k-1] are frozen (eval mode, no grad), also across ``.train()``. norm_eval:
     norm layers stay in eval mode in ``.train()``. with_cp: gradient checkpointing per block.
     Block i of N (over all stages) gets drop-path rate ``spec.drop_path_rate * i / N``.
     """
     if isinstance(spec, dict):
         spec = NetworkSpec.from_dict(spec)
-    return ScalingNet(spec, num_classes, out_indices, frozen_stages, norm_eval, with_cp)
+    if out_indices is not None:
+        return FeatureNet(spec, out_indices, frozen_stages, norm_eval, with_cp)
+    return ScalingNet(spec, num_classes, None, frozen_stages, norm_eval, with_cp)

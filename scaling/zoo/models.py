@@ -14,16 +14,22 @@
   and ``stem_pool`` (None or 'max').
 
 ``create_model(name_or_spec, **overrides)`` builds it (:func:`scaling.nn.build.build_model`), also
-taking the builder's ``out_indices``, ``frozen_stages``, ``norm_eval`` and ``with_cp``.
+taking the builder's ``out_indices``, ``frozen_stages``, ``norm_eval`` and ``with_cp``, and timm's
+``features_only`` and ``pretrained`` (a path to a state dict). Names may be timm's
+(:mod:`scaling.zoo.aliases`); ``list_models`` takes timm's fnmatch patterns.
 """
 
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import inspect
+import os
+from collections.abc import Iterable
 from typing import Any
 
 from scaling.ir import NetworkSpec, NormSpec
+from scaling.zoo.aliases import ALIASES, resolve
 from scaling.zoo.families import Factory, all_models
 
 GENERIC = ("num_classes", "in_chans", "resolution", "norm", "activation", "drop_path_rate",
@@ -35,22 +41,47 @@ _HIDDEN = ("table", "variant", "params")
 _MODELS = all_models()
 
 
-def list_models(family: str | None = None) -> list[str]:
-    """The names of all models (of ``family`` only, if given), in zoo order."""
-    if family is None:
-        return list(_MODELS)
-    names = [n for n in _MODELS if _spec_of(n).family == family]
-    if not names:
-        families = sorted({_spec_of(n).family for n in _MODELS})
-        raise ValueError(f"family={family!r} is not known; expected one of {families}")
-    return names
+def _patterns(value: str | Iterable[str] | None, field: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    patterns = (value,) if isinstance(value, str) else tuple(value)
+    if not all(isinstance(p, str) for p in patterns):
+        raise TypeError(f"{field} must be a pattern or a list of patterns, got {value!r}")
+    return patterns
+
+
+def _families() -> set[str]:
+    return {_spec_of(n).family for n in _MODELS}
+
+
+def list_models(filter: str | Iterable[str] | None = None,  # noqa: A002 (timm's name)
+                exclude: str | Iterable[str] | None = None,
+                family: str | None = None) -> list[str]:
+    """Model names in zoo order, as timm's ``list_models``: ``filter`` and ``exclude`` are fnmatch
+    patterns (or lists of them); a pattern also matches timm aliases (listed after the zoo names).
+    ``family`` keeps one family; a bare family name as ``filter`` (``list_models('resnet')``) is
+    the same, as before patterns."""
+    patterns, excluded = _patterns(filter, "filter"), _patterns(exclude, "exclude")
+    if len(patterns) == 1 and not any(c in patterns[0] for c in "*?[") \
+            and patterns[0] not in _MODELS and patterns[0] in _families():
+        family, patterns = patterns[0], ()
+    names = list(_MODELS)
+    if family is not None:
+        names = [n for n in names if _spec_of(n).family == family]
+        if not names:
+            raise ValueError(f"family={family!r} is not known; expected one of "
+                             f"{sorted(_families())}")
+    if patterns:
+        pool = names + ([a for a in ALIASES if resolve(a)[0] in names])
+        names = [n for n in pool if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+    return [n for n in names if not any(fnmatch.fnmatchcase(n, p) for p in excluded)]
 
 
 def _entry(name: str) -> tuple[Factory, dict[str, Any]]:
     if not isinstance(name, str):
         raise TypeError(f"model name must be a str, got {type(name).__name__} {name!r}")
     if name not in _MODELS:
-        close = difflib.get_close_matches(name, list(_MODELS), n=5, cutoff=0.5)
+        close = difflib.get_close_matches(name, [*_MODELS, *ALIASES], n=5, cutoff=0.5)
         hint = f"; close matches: {close}" if close else ""
         raise ValueError(f"model {name!r} is not known{hint}. See scaling.list_models() "
                          f"({len(_MODELS)} models)")
@@ -116,7 +147,13 @@ def apply_overrides(spec: NetworkSpec, **overrides: Any) -> NetworkSpec:
 
 
 def get_spec(name: str, **overrides: Any) -> NetworkSpec:
-    """The spec of model ``name`` with ``overrides`` (family parameters and generic ones)."""
+    """The spec of model ``name`` (a zoo name or a timm alias, see :mod:`scaling.zoo.aliases`)
+    with ``overrides`` (family parameters and generic ones)."""
+    if isinstance(name, str) and resolve(name)[0] != name:
+        zoo_name, replace = resolve(name)
+        spec = get_spec(zoo_name, **overrides)
+        replace = {k: v for k, v in replace.items() if k not in overrides}
+        return spec.replace(name=name.split(".", 1)[0], **replace)
     factory, kwargs = _entry(name)
     allowed = family_params(name)
     unknown = sorted(set(overrides) - set(allowed) - set(GENERIC))
@@ -129,12 +166,24 @@ def get_spec(name: str, **overrides: Any) -> NetworkSpec:
     return apply_overrides(spec, **generic)
 
 
-def create_model(name_or_spec: str | NetworkSpec | dict, **overrides: Any):
-    """Build a model from a zoo name or a spec (dict accepted), with overrides and the builder's
-    ``out_indices``/``frozen_stages``/``norm_eval``/``with_cp``."""
+def create_model(name_or_spec: str | NetworkSpec | dict,
+                 pretrained: bool | str | os.PathLike = False, features_only: bool = False,
+                 **overrides: Any):
+    """Build a model from a zoo name, a timm alias or a spec (dict accepted), with overrides, the
+    builder's ``out_indices``/``frozen_stages``/``norm_eval``/``with_cp`` and timm's arguments:
+
+    - ``features_only=True``: a :class:`~scaling.nn.build.FeatureNet` returning the
+      ``out_indices`` stages' feature maps (default: every stage), with ``feature_info``;
+    - ``pretrained``: a path to a state dict (``torch.load(weights_only=True)``), in the model's
+      own layout, or torchvision's (timm's for a timm alias), converted by
+      :mod:`scaling.zoo.weights`; the classifier is replaced when ``num_classes`` differs.
+      Nothing is downloaded: ``pretrained=True`` is a ValueError.
+    """
     from scaling.nn.build import build_model
 
     build = {k: overrides.pop(k) for k in BUILD_KWARGS if k in overrides}
+    if not isinstance(features_only, bool):
+        raise TypeError(f"features_only must be a bool, got {features_only!r}")
     if isinstance(name_or_spec, str):
         spec = get_spec(name_or_spec, **overrides)
     elif isinstance(name_or_spec, (NetworkSpec, dict)):
@@ -144,7 +193,47 @@ def create_model(name_or_spec: str | NetworkSpec | dict, **overrides: Any):
     else:
         raise TypeError("name_or_spec must be a model name, a NetworkSpec or its dict, got "
                         f"{type(name_or_spec).__name__}")
-    return build_model(spec, **build)
+    if features_only and build.get("out_indices") is None:
+        build["out_indices"] = tuple(range(len(spec.stages)))
+    if pretrained is False or pretrained is None:
+        return build_model(spec, **build)
+    if pretrained is True or not isinstance(pretrained, (str, os.PathLike)):
+        raise ValueError(f"pretrained={pretrained!r} is not allowed; expected False or the path "
+                         "of a state dict file (nothing is downloaded)")
+    timm = isinstance(name_or_spec, str) and resolve(name_or_spec)[0] != name_or_spec
+    return _pretrained(spec, os.fspath(pretrained), timm, overrides.get("num_classes"), build)
+
+
+def _pretrained(spec: NetworkSpec, path: str, timm: bool, num_classes: int | None,
+                build: dict[str, Any]):
+    """Load the state dict at ``path`` into a model of ``spec``; see :func:`create_model`."""
+    from scaling.nn.build import build_model
+    from scaling.zoo import weights
+
+    state = weights.load_file(path)
+    classes = num_classes if num_classes is not None else spec.num_classes
+    full = build_model(spec.replace(num_classes=_file_classes(state, spec.num_classes)),
+                       frozen_stages=build.get("frozen_stages", -1))
+    if set(state) == set(full.state_dict()):
+        full.load_state_dict(state)
+    else:
+        (weights.load_timm if timm else weights.load_torchvision)(full, state)
+    if build.get("out_indices") is not None:
+        model = build_model(spec, **build)
+        own = model.state_dict()
+        model.load_state_dict({k: v for k, v in full.state_dict().items() if k in own})
+        return model
+    model = build_model(spec.replace(num_classes=classes), **build)
+    keep = {k: v for k, v in full.state_dict().items()
+            if not k.startswith("head.fc.") or classes == full.num_classes}
+    model.load_state_dict(keep, strict=False)
+    return model
+
+
+def _file_classes(state: dict[str, Any], default: int) -> int:
+    """The number of classes of a state dict's last 2-d weight (its classifier)."""
+    mats = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 2]
+    return int(mats[-1].shape[0]) if mats else default
 
 
 def _params_by_build(spec: NetworkSpec) -> int:

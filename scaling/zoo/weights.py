@@ -15,12 +15,12 @@ key, or a shape mismatch is a ValueError naming it. Files load with
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 
 import torch
 from torch import nn
 
+from scaling.files import atomic_write
 from scaling.ir import NetworkSpec
 from scaling.nn.build import ScalingNet
 
@@ -337,8 +337,21 @@ def export_torchvision(model: ScalingNet, layout: str | None = None) -> dict[str
 
 
 def load_timm(model: ScalingNet, state_dict: Mapping[str, torch.Tensor],
-              layout: str | None = None) -> ScalingNet:
-    """Load a timm EfficientNet / MobileNetV3 state dict into the IR ``model``."""
+              layout: str | None = None, eps: float = 1e-5) -> ScalingNet:
+    """Load a timm EfficientNet / MobileNetV3 state dict into the IR ``model``.
+
+    ``eps``: the BatchNorm eps timm's model was trained with (1e-5; its TF ports ``tf_*`` 1e-3).
+    A model whose BN eps differs would compute another function (MobileNetV3: logits off by
+    ~3e-4), so it is refused: build it with that eps, e.g. the timm alias
+    ``create_model('mobilenetv3_large_100')`` or ``norm={'type': 'BN', 'eps': 1e-5}``.
+    """
+    bad = sorted({m.eps for m in model.modules()
+                  if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.eps != eps})
+    if bad:
+        raise ValueError(f"load_timm: the model's BatchNorm eps {bad} differs from timm's eps={eps}"
+                         f" (spec.norm={model.spec.norm}); build the model with "
+                         f"norm={{'type': 'BN', 'eps': {eps}}} (the timm alias of a zoo model "
+                         "does) or pass the eps the weights were trained with")
     return _load(model, state_dict, _layout(model, layout, timm=True), "timm")
 
 
@@ -362,15 +375,6 @@ def load_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def save_file(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
-    """Write ``state_dict`` atomically (a temp file in the same folder, then os.replace)."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
-    os.close(fd)
-    try:
-        torch.save(dict(state_dict), tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write ``state_dict`` atomically (:func:`scaling.files.atomic_write`)."""
+    state = dict(state_dict)
+    atomic_write(path, lambda fh: torch.save(state, fh))
