@@ -108,10 +108,56 @@ def command(prog: str, errors: tuple[type[BaseException], ...] = ()
             except (UsageError, *errors) as exc:
                 print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
                 return 2
+            except (MemoryError, RuntimeError) as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                print(f"{prog}: error: out of memory ({one_line(exc)[:200]}); expected a "
+                      "smaller batch, resolution or model", file=sys.stderr)
+                return 2
 
         return main
 
     return wrap
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure (Python's MemoryError, torch's CPU/CUDA OOM)."""
+    text = str(exc)
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or \
+        "can't allocate memory" in text or "out of memory" in text.lower()
+
+
+def check_option(name: str, value: Any, minimum: float | None = None,
+                 maximum: float | None = None) -> None:
+    """A :class:`UsageError` unless the option ``name``'s ``value`` (None: not given) is a finite
+    number within [minimum, maximum]."""
+    if value is None:
+        return
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value \
+            or value in (float("inf"), float("-inf")):
+        fail(f"{name}={value!r} is not allowed; expected a finite number")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        low = "" if minimum is None else f" >= {minimum:g}"
+        high = "" if maximum is None else f" <= {maximum:g}"
+        fail(f"{name}={value!r} is not allowed; expected a number{low}"
+             f"{' and' if low and high else ''}{high}")
+
+
+def check_writable(name: str, path: str | None) -> None:
+    """A :class:`UsageError` unless a file can be created at ``path`` (None: not given): checked
+    before any long work, so a typo does not cost a training run."""
+    if path is None:
+        return
+    target = os.path.abspath(path)
+    if os.path.isdir(target):
+        fail(f"{name} {path!r} is a folder; expected a file path")
+    folder = os.path.dirname(target)
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        fail(f"{name} {path!r} cannot be created: {folder!r} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        fail(f"{name} {path!r} cannot be created: {folder!r} is not writable")
 
 
 def parse_number(text: str, name: str) -> float:
@@ -123,9 +169,6 @@ def parse_number(text: str, name: str) -> float:
     if value != value or value in (float("inf"), float("-inf")):
         fail(f"{name}={text!r} is not allowed; expected a finite number")
     return value
-
-
-SPEC_SUFFIXES = (".json", ".yaml", ".yml")
 
 
 def is_spec_path(name: str) -> bool:
@@ -143,7 +186,7 @@ def resolve_spec(name_or_path: str, flag: str = "model", **overrides: Any) -> An
             fail(f"{flag} {name_or_path!r}: no such spec file")
         try:
             return load_spec(name_or_path)
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, OSError, RecursionError) as exc:
             fail(f"{flag} {name_or_path!r}: {one_line(exc)}")
     from scaling.zoo import get_spec
 
@@ -166,7 +209,7 @@ def _argument_type(fn: Callable[[str], Any]) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         try:
             return fn(text)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, ArithmeticError) as exc:
             raise argparse.ArgumentTypeError(one_line(exc)) from None
 
     parse.__name__ = getattr(fn, "__name__", "value")

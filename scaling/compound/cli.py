@@ -16,7 +16,14 @@ import json
 import math
 from typing import Any
 
-from scaling.cli import Parser, UsageError, command, parse_number, resolve_spec
+from scaling.cli import (
+    Parser,
+    UsageError,
+    check_writable,
+    command,
+    parse_number,
+    resolve_spec,
+)
 from scaling.compound.grid import add_grid_arguments, cost, run_grid
 from scaling.compound.rule import (
     ALPHA,
@@ -29,9 +36,9 @@ from scaling.compound.rule import (
     scale,
 )
 from scaling.ir import NetworkSpec
+from scaling.ir.limits import MAX_BLOCKS
 
 DEFAULT_BASE = "efficientnet_b0"
-MAX_BLOCKS = 10_000  # a guard against runaway phi: validating a spec walks every block
 
 
 def parse_phis(text: str) -> list[float]:
@@ -236,6 +243,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--{n}={v:g} is not allowed; expected >= 1")
     if args.out and len(phis) != 1:
         raise UsageError("--out needs a single --phi value, not a range")
+    check_writable("--out", args.out)
     base = load_base(args.base)
     for phi in phis:
         d = coefficients(phi, *abg)[0]

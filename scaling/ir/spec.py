@@ -11,8 +11,10 @@ head, norm, SE) are in :mod:`scaling.ir.parts`; each block type's layers and rul
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
 
 from scaling.ir.base import _Spec, check_int, check_number, check_str
 from scaling.ir.blocks import block_geometry, divides
@@ -86,10 +88,14 @@ class NetworkSpec(_Spec):
 
     @classmethod
     def from_json(cls, text: str) -> NetworkSpec:
+        """Read JSON text; a syntax error, a duplicate key or too deep a nesting is a
+        ValueError."""
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as exc:
             raise ValueError(f"spec JSON does not parse: {exc}") from None
+        except RecursionError:
+            raise ValueError("spec JSON is nested too deeply") from None
         return cls.from_dict(data)
 
     def to_yaml(self) -> str:
@@ -99,9 +105,17 @@ class NetworkSpec(_Spec):
 
     @classmethod
     def from_yaml(cls, text: str) -> NetworkSpec:
+        """Read YAML text (safe loader: no python tags); a syntax error, a tag, a duplicate key
+        or too deep a nesting is a ValueError."""
         import yaml
 
-        return cls.from_dict(yaml.safe_load(text))
+        try:
+            data = yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 (a SafeLoader)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"spec YAML does not parse: {exc}") from None
+        except RecursionError:
+            raise ValueError("spec YAML is nested too deeply") from None
+        return cls.from_dict(data)
 
     # -- geometry --------------------------------------------------------------------------------
     @property
@@ -123,12 +137,52 @@ def check_resolution(field_name: str, value: object) -> None:
 
 
 def load_spec(path: str) -> NetworkSpec:
-    """Read a spec from a .json, .yaml or .yml file."""
-    with open(path, encoding="utf-8") as fh:
-        text = fh.read()
-    if path.endswith((".yaml", ".yml")):
-        return NetworkSpec.from_yaml(text)
-    return NetworkSpec.from_json(text)
+    """Read a spec from a .json, .yaml or .yml file; unreadable or bad content is a ValueError
+    naming the file (a missing file stays a FileNotFoundError)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"spec file {path!r} is not UTF-8 text: {exc.reason}") from None
+    except IsADirectoryError:
+        raise ValueError(f"spec file {path!r} is a folder") from None
+    try:
+        if path.endswith((".yaml", ".yml")):
+            return NetworkSpec.from_yaml(text)
+        return NetworkSpec.from_json(text)
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"spec file {path!r}: {exc}") from None
+
+
+def _unique_keys(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    """A JSON object's pairs as a dict; ValueError on a repeated key."""
+    out: dict[Any, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"spec has the key {key!r} twice")
+        out[key] = value
+    return out
+
+
+@cache
+def _unique_key_loader() -> type:
+    """yaml.SafeLoader that refuses a repeated mapping key."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if not isinstance(key, Hashable):
+                    continue  # SafeLoader reports an unhashable key itself
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"the key {key!r} appears twice", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
 
 
 # -- the network walk ----------------------------------------------------------------------------

@@ -20,7 +20,17 @@ import json
 import sys
 from typing import Any
 
-from scaling.cli import Parser, UsageError, add_config_arguments, command, config_from_args
+from scaling.cli import (
+    Parser,
+    UsageError,
+    add_config_arguments,
+    check_option,
+    command,
+    config_from_args,
+    one_line,
+)
+from scaling.data.catalog import dataset_name
+from scaling.ir.limits import MAX_CHANNELS, MAX_RESOLUTION
 from scaling.search.config import ConfigError, SearchConfig, StorageError
 from scaling.search.objectives import format_macs
 
@@ -38,9 +48,27 @@ def build_parser() -> Parser:
     return p
 
 
+#: (option, minimum, maximum) of the numeric options; each must also be finite
+NUMBERS = (("seed", 0, 2**32 - 1), ("timeout", 1e-9, None), ("epochs", 1e-9, None),
+           ("trial_seconds", 1e-9, None), ("lr", 1e-12, None), ("reward_w", None, None),
+           ("in_channels", 1, MAX_CHANNELS), ("resolution", 1, MAX_RESOLUTION),
+           ("val_size", 0, None), ("max_retry", 0, None), ("startup_trials", 0, None),
+           ("hybrid_samples", 1, None), ("top", 0, None))
+
+
 def config_from(args: argparse.Namespace) -> SearchConfig:
     """The validated :class:`SearchConfig` of parsed arguments (:class:`ConfigError` if bad)."""
-    cfg = config_from_args(SearchConfig, args).validate()
+    import yaml
+
+    for name, low, high in NUMBERS:
+        check_option(f"--{name.replace('_', '-')}", getattr(args, name), low, high)
+    try:
+        dataset_name(args.data)
+        cfg = config_from_args(SearchConfig, args).validate()
+    except (KeyError, ValueError) as exc:  # an unknown dataset; ConfigError stays one
+        raise ConfigError(one_line(exc)) from None
+    except (OSError, RecursionError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"--space {args.space!r}: {one_line(exc)}") from None
     if cfg.device != "auto":
         from scaling.train import resolve_device
 

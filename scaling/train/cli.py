@@ -18,12 +18,15 @@ from typing import Any
 from scaling.cli import (
     Parser,
     add_config_arguments,
+    check_option,
+    check_writable,
     command,
     config_from_args,
     is_spec_path,
     resolve_spec,
 )
 from scaling.data.catalog import DATASET_NAMES, NATIVE_SHAPE, NUM_CLASSES, dataset_name
+from scaling.ir.limits import MAX_RESOLUTION
 from scaling.train.config import TrainConfig
 
 PROG = "python -m scaling.train"
@@ -79,6 +82,18 @@ def _spec(args: argparse.Namespace, data_name: str):
                     num_classes=NUM_CLASSES.get(data_name, 1000), small_input=args.small_input)
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """Numbers finite and in range, --save writable: checked before any data or training."""
+    for name in ("epochs", "samples", "seconds", "lr", "weight_decay"):
+        check_option(f"--{name.replace('_', '-')}", getattr(args, name))
+    check_option("--subset", args.subset, 1)
+    check_option("--val-size", args.val_size, 0)
+    check_option("--test-size", args.test_size, 1)
+    check_option("--resolution", args.resolution, 1, MAX_RESOLUTION)
+    check_option("--seed", args.seed, 0, 2**32 - 1)
+    check_writable("--save", args.save)
+
+
 def _first(split: Any, n: int | None) -> Any:
     """The first ``n`` items of a split (all when ``n`` is None or larger)."""
     if n is None or split is None or n >= len(split):
@@ -117,6 +132,7 @@ def _save(path: str, spec, model) -> None:
 def main(argv: list[str]) -> int:
     """Train one network; bad input is one line and exit code 2."""
     args = build_parser().parse_args(argv)
+    check_arguments(args)
     data_name = dataset_name(args.data)
     if args.epochs is None and args.samples is None and args.seconds is None:
         args.epochs = 1.0
