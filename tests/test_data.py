@@ -87,6 +87,63 @@ def test_corrupt_and_truncated_gzip(tmp_path):
         read_idx(str(path), 2051)
 
 
+def test_negative_idx_dimension_names_the_file(tmp_path):
+    import struct
+
+    payload = struct.pack(">iiii", 2051, -5, 28, 28) + bytes(100)
+    d = _corrupt(tmp_path, "train-images-idx3-ubyte", payload)
+    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte.gz: header says shape "
+                                         r"\(-5, 28, 28\).*>= 0"):
+        load_dataset("fashion-mnist", d)
+
+
+def test_gzip_bomb_is_decompressed_only_to_the_header_size(tmp_path, monkeypatch):
+    """A small header over 64 MiB of zeros: reading stops one byte past the promised size."""
+    import gzip
+
+    import scaling.data.datasets as datasets
+
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as fh:
+        fh.write(idx_images(np.zeros((2, 4, 4))))
+        fh.write(bytes(64 << 20))
+    read = []
+    real_open = gzip.open
+
+    class Counting:
+        def __init__(self, *args):
+            self.fh = real_open(*args)
+
+        def read(self, n=-1):
+            data = self.fh.read(n)
+            read.append(len(data))
+            return data
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+    monkeypatch.setattr(datasets.gzip, "open", Counting)
+    with pytest.raises(ValueError, match="train-images-idx3-ubyte.gz.*more than that"):
+        read_idx(str(path), 2051)
+    assert sum(read) == 16 + 2 * 4 * 4 + 1
+
+
+def test_decompression_bomb_image_names_the_file(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from scaling.data.folder import FolderSplit
+
+    path = tmp_path / "bomb.png"
+    Image.new("RGB", (64, 64)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 4096 pixels > 2x: a "bomb"
+    with pytest.raises(ValueError, match="bomb.png: cannot decode image "
+                                         "\\(DecompressionBombError"):
+        FolderSplit([(str(path), 0)], 16, 3)[0]
+
+
 # -- CIFAR-10 pickles ---------------------------------------------------------------------------
 def make_cifar_dir(root, per_batch: int = 12, labels_fn=None):
     root.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import os
 import pickle
 import struct
@@ -70,35 +71,51 @@ def _resolve(directory: str, name: str) -> str | None:
 
 
 # -- IDX (MNIST / Fashion-MNIST) -----------------------------------------------------------------
-def _read_bytes(path: str) -> bytes:
-    try:
-        if path.endswith(".gz"):
-            with gzip.open(path, "rb") as fh:
-                return fh.read()
-        with open(path, "rb") as fh:
-            return fh.read()
-    except (OSError, EOFError, zlib.error) as exc:
-        raise ValueError(f"{path}: cannot read ({type(exc).__name__}: {exc}); the file is "
-                         "truncated or corrupt") from None
+def _open(path: str) -> Any:
+    return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")  # noqa: SIM115
+
+
+def _read_at_most(fh: Any, limit: int) -> bytes:
+    """Up to ``limit`` bytes of ``fh``, read in chunks: a gzip bomb is decompressed no further
+    than the size its header promises (plus one byte, to tell a longer file)."""
+    out = bytearray()
+    while len(out) < limit:
+        chunk = fh.read(min(1 << 20, limit - len(out)))
+        if not chunk:
+            break
+        out += chunk
+    return bytes(out)
 
 
 def read_idx(path: str, expect_magic: int) -> np.ndarray:
-    """An IDX file (LeCun et al. 1998 format; .gz or raw) as a uint8 array, fully checked."""
-    raw = _read_bytes(path)
+    """An IDX file (LeCun et al. 1998 format; .gz or raw) as a uint8 array, fully checked; the
+    data is read only up to the size the header gives."""
     ndim = {IDX_IMAGES_MAGIC: 3, IDX_LABELS_MAGIC: 1}[expect_magic]
     header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ValueError(f"{path}: {len(raw)} bytes is shorter than the {header}-byte IDX header")
-    magic = struct.unpack(">i", raw[:4])[0]
-    if magic != expect_magic:
-        raise ValueError(f"{path}: magic number {magic:#010x} is wrong; expected "
-                         f"{expect_magic:#010x} (IDX uint8 with {ndim} dimension(s))")
-    shape = struct.unpack(f">{ndim}i", raw[4:header])
-    expected = int(np.prod(shape))
-    if len(raw) - header != expected:
+    try:
+        with _open(path) as fh:
+            head = _read_at_most(fh, header)
+            if len(head) < header:
+                raise ValueError(f"{path}: {len(head)} bytes is shorter than the {header}-byte "
+                                 "IDX header")
+            magic = struct.unpack(">i", head[:4])[0]
+            if magic != expect_magic:
+                raise ValueError(f"{path}: magic number {magic:#010x} is wrong; expected "
+                                 f"{expect_magic:#010x} (IDX uint8 with {ndim} dimension(s))")
+            shape = struct.unpack(f">{ndim}i", head[4:header])
+            if min(shape) < 0:
+                raise ValueError(f"{path}: header says shape {shape}; expected dimensions >= 0 "
+                                 "(the file is corrupt)")
+            expected = math.prod(shape)
+            data = _read_at_most(fh, expected + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ValueError(f"{path}: cannot read ({type(exc).__name__}: {exc}); the file is "
+                         "truncated or corrupt") from None
+    if len(data) != expected:
+        more = "more than that" if len(data) > expected else len(data)
         raise ValueError(f"{path}: header says shape {shape} ({expected} bytes of data) but the "
-                         f"file has {len(raw) - header}; the file is truncated or corrupt")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+                         f"file has {more}; the file is truncated or corrupt")
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape)
 
 
 def _idx_pair(directory: str, prefix: str, num_classes: int) -> TensorSplit:

@@ -67,8 +67,10 @@ class FolderSplit(torch.utils.data.Dataset):
                 left, top = (nw - r) // 2, (nh - r) // 2
                 img = img.crop((left, top, left + r, top + r))
                 data = img.tobytes()
-        except OSError as exc:
-            raise ValueError(f"{path}: cannot decode image ({exc})") from None
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            # DecompressionBombError: more pixels than PIL's MAX_IMAGE_PIXELS (a bomb)
+            raise ValueError(f"{path}: cannot decode image ({type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())})") from None
         x = torch.frombuffer(bytearray(data), dtype=torch.uint8)
         x = x.view(r, r, -1).permute(2, 0, 1).contiguous()
         return x, label
