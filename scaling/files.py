@@ -4,17 +4,35 @@ A reader never sees a half-written file: the data goes to a temporary file in th
 folder (same file system, so the rename is atomic), is flushed and fsync'ed, gets the mode of
 an ordinary new file (0o666 less the umask, not ``mkstemp``'s private 0o600) and replaces the
 target with :func:`os.replace`. On any failure the temporary file is removed and the target is
-left as it was.
+left as it was. The temporary file is hidden (``.NAME.XXXXXXXX.tmp``); one that a killed writer
+(SIGKILL) left behind is removed by the next write of the same target once it is
+:data:`STALE_SECONDS` old (a younger one may belong to a concurrent writer).
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
+
+#: age after which a leftover temporary file of a target is removed (a writer died)
+STALE_SECONDS = 3600.0
+
+
+def _remove_stale(path: Path) -> None:
+    """Remove ``path``'s leftover temporary files older than :data:`STALE_SECONDS`."""
+    cutoff = time.time() - STALE_SECONDS
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+        except OSError:
+            pass  # removed by another writer, or not ours to remove
 
 
 def _umask() -> int:
@@ -35,6 +53,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
     if path.name in ("", ".", ".."):
         raise ValueError(f"atomic_write: path {os.fspath(path)!r} does not name a file")
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import signal
 import tempfile
 from pathlib import Path
@@ -179,3 +180,29 @@ def test_bad_input_is_one_line_and_exit_2(cmd, argv, capsys, tmp_path, monkeypat
 def test_the_case_count_covers_every_command():
     assert {c for c, _ in CASES} == set(MAINS)
     assert len(CASES) >= 150
+
+
+def test_sigkill_while_saving_leaves_only_a_hidden_temp_file_that_a_later_write_removes(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from scaling.files import STALE_SECONDS, atomic_write_text
+
+    target = tmp_path / "model.pt"
+    code = ("import sys, time\nfrom scaling.files import atomic_write\n"
+            "def slow(fh):\n    fh.write(b'x' * 1000); fh.flush(); print('writing', flush=True);"
+            " time.sleep(60)\n"
+            f"atomic_write({str(target)!r}, slow)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+    finally:
+        proc.kill()
+        proc.wait()
+    left = list(tmp_path.iterdir())
+    assert len(left) == 1 and left[0].name.startswith(".model.pt.") and not target.exists()
+    old = time.time() - STALE_SECONDS - 1
+    os.utime(left[0], (old, old))
+    atomic_write_text(target, "done")
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
