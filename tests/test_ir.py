@@ -211,3 +211,93 @@ def test_block_geometry_by_hand():
 def test_ir_is_torch_free():
     code = "import sys, scaling.ir.spec; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- issue 14: huge values, non-finite numbers, wrong types, specs that cannot run ----------------
+def _mb(**kw):
+    return NetworkSpec(stages=(StageSpec("mbconv", 1, 16, stride=2, **kw),), resolution=32)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: StageSpec("mbconv", 2 ** 63, 16), r"stage\.repeats=.*<= 10_000"),
+    (lambda: NetworkSpec(stages=(StageSpec("mbconv", 6000, 16),) * 2), "12_000 blocks"),
+    (lambda: StageSpec("mbconv", 1, 10 ** 12), r"stage\.out_channels"),
+    (lambda: _mb(expansion=1e300), r"stages\[0\] has .* mid channels"),
+    (lambda: _mb(expansion=float("inf")), r"stage\.expansion=inf .* finite"),
+    (lambda: _mb(expansion=float("nan")), r"stage\.expansion=nan"),
+    (lambda: NormSpec(eps=float("nan")), r"norm\.eps=nan"),
+    (lambda: NormSpec(eps=float("inf")), r"norm\.eps=inf"),
+    (lambda: NormSpec(momentum=-0.1), r"norm\.momentum=-0\.1"),
+    (lambda: NormSpec(momentum=5), r"norm\.momentum=5"),
+    (lambda: NormSpec(type=["BN"]), r"norm\.type=\['BN'\]"),
+    (lambda: NormSpec(requires_grad=1), r"norm\.requires_grad must be a bool"),
+    (lambda: StemSpec(scale="yes"), r"stem\.scale must be a bool"),
+    (lambda: _mb(se=SESpec(ratio=float("nan"))), r"se\.ratio=nan"),
+    (lambda: HeadSpec(channels=8, channels_ratio=float("inf")), r"head\.channels_ratio=inf"),
+    (lambda: HeadSpec(dropout=float("nan")), r"head\.dropout=nan"),
+    (lambda: _mb().replace(drop_path_rate=float("nan")), "drop_path_rate=nan"),
+    (lambda: _mb().replace(name=3), "name must be a str"),
+    (lambda: _mb().replace(family=None), "family must be a str"),
+    (lambda: _mb().replace(resolution=10 ** 9), "resolution=1000000000"),
+    (lambda: _mb().replace(num_classes=10 ** 9), "num_classes=1000000000"),
+    (lambda: _mb().walk(resolution=0), "resolution=0"),
+    (lambda: _mb().walk(resolution=-3), "resolution=-3"),
+])
+def test_hostile_fields_are_value_errors_naming_the_field(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_wrong_types_are_both_type_and_value_errors():
+    from scaling.ir.limits import SpecTypeError
+
+    with pytest.raises(SpecTypeError) as info:
+        StageSpec("mbconv", "2", 16)
+    assert isinstance(info.value, TypeError) and isinstance(info.value, ValueError)
+
+
+def test_huge_depth_is_refused_before_walking_blocks():
+    """Each of these hung (walked every block) before the block-count guard."""
+    from scaling.compound import scale
+    from scaling.ir import decode_stages
+
+    spec = _mb()
+    with pytest.raises(ValueError, match="repeats"):
+        scale(spec, depth=1e6)
+    with pytest.raises(ValueError, match="repeats"):
+        decode_stages(["ir_r99999999999999_c16"])
+    with pytest.raises(ValueError, match="repeats"):
+        NetworkSpec.from_json(json.dumps({"stages": [
+            {"block": "mbconv", "repeats": 2 ** 63, "out_channels": 16}]}))
+
+
+@pytest.mark.parametrize("norm", [NormSpec(type="IN"), NormSpec(type="GN", num_groups=16)])
+def test_norms_that_cannot_normalise_the_final_1x1_map_are_refused(norm):
+    stages = (StageSpec("mbconv", 1, 16, stride=2), StageSpec("mbconv", 1, 16, stride=2))
+    kw = {"stages": stages, "norm": norm, "head": HeadSpec(channels=32),
+          "stem": StemSpec(channels=(16,), kernels=(3,), strides=(1,))}
+    with pytest.raises(ValueError, match="1x1 map"):
+        NetworkSpec(resolution=4, **kw)
+    NetworkSpec(resolution=8, **kw)  # a final 2x2 map: fine
+
+
+@pytest.mark.parametrize("text, match", [
+    ("stages: !!python/object/apply:os.system ['true']\n", "python/object"),
+    ("stages: []\nstages: []\n", "appears twice"),
+    ("[" * 5000 + "]" * 5000, "nested too deeply"),
+    ("stages: [\n", "does not parse"),
+])
+def test_bad_yaml_is_a_value_error(text, match):
+    with pytest.raises(ValueError, match=match):
+        NetworkSpec.from_yaml(text)
+
+
+def test_bad_json_is_a_value_error(tmp_path):
+    with pytest.raises(ValueError, match="twice"):
+        NetworkSpec.from_json('{"stages": [], "stages": []}')
+    with pytest.raises(ValueError, match="nested too deeply"):
+        NetworkSpec.from_json("[" * 100_000 + "]" * 100_000)
+    path = tmp_path / "s.json"
+    path.write_bytes(b"\xff\xfe")
+    with pytest.raises(ValueError, match="s.json.*UTF-8"):
+        load_spec(str(path))
