@@ -4,8 +4,10 @@
   are one line on stderr with exit code 2 (argparse's own convention, kept to one line).
 - :func:`fail` / :class:`UsageError`: bad input is one line ``PROG: error: MESSAGE``, exit 2.
 - :func:`command`: wraps ``main(argv) -> int`` so that ``main`` returns the exit code (also for
-  ``--help`` and usage errors), a closed pipe (``python -m scaling.zoo | head``) ends quietly
-  and Ctrl-C is one line with exit code 130.
+  ``--help`` and usage errors), a closed pipe (``python -m scaling.zoo | head``) ends quietly,
+  Ctrl-C is one line with exit code 130 and an allocation failure one line with exit code 2.
+- :func:`check_option` / :func:`check_writable`: numbers finite and in range, output paths
+  creatable, checked before any long work.
 - :func:`resolve_spec`: a zoo name or a .json/.yaml spec file (the zoo is imported lazily, so
   the torch-free layers' CLIs resolve names through here; the zoo's own CLI is
   :mod:`scaling.zoo.cli`, which the zoo package does not import: no circle).
