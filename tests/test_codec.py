@@ -6,8 +6,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from scaling.cost import complexity
 from scaling.ir import SESpec, StageSpec
-from scaling.ir.codec import decode_stage, decode_stages, encode_stage, encode_stages
+from scaling.ir.codec import (
+    decode_stage,
+    decode_stages,
+    decode_timm,
+    decode_timm_stage,
+    encode_stage,
+    encode_stages,
+    encode_timm,
+)
+from scaling.zoo.models import get_spec
 
 
 def test_timm_style_string():
@@ -98,3 +108,108 @@ def test_round_trip(stage):
     assert decode_stage(text) == stage
     assert encode_stage(decode_stage(text)) == text
     assert decode_stages(encode_stages([stage])) == (stage,)
+
+
+def test_names_with_underscores_and_finite_numbers():
+    s = decode_stage("ir_r1_c8_aleaky-relu_se0.25_sealeaky-relu")
+    assert s.activation == s.se.activation == "leaky_relu"
+    assert decode_stage(encode_stage(s)) == s and "aleaky-relu" in encode_stage(s)
+    for text in ("ir_r1_c8_e1e400", "ir_r1_c8_se1e-400x", "ir_r1_c8_einf", "ir_r1_c8_enan"):
+        with pytest.raises(ValueError, match="token"):
+            decode_stage(text)
+
+
+# -- timm's dialect: the architecture strings of timm's _gen_* functions -------------------------
+# (timm/models/efficientnet.py and mobilenetv3.py; parameter counts are timm's model-card figures,
+# equal to the torchvision-exact zoo models' counts, which the tests compare exactly)
+B0 = [["ds_r1_k3_s1_e1_c16_se0.25"], ["ir_r2_k3_s2_e6_c24_se0.25"], ["ir_r2_k5_s2_e6_c40_se0.25"],
+      ["ir_r3_k3_s2_e6_c80_se0.25"], ["ir_r3_k5_s1_e6_c112_se0.25"],
+      ["ir_r4_k5_s2_e6_c192_se0.25"], ["ir_r1_k3_s1_e6_c320_se0.25"]]
+V3_LARGE = [["ds_r1_k3_s1_e1_c16_nre"], ["ir_r1_k3_s2_e4_c24_nre", "ir_r1_k3_s1_e3_c24_nre"],
+            ["ir_r3_k5_s2_e3_c40_se0.25_nre"],
+            ["ir_r1_k3_s2_e6_c80", "ir_r1_k3_s1_e2.5_c80", "ir_r2_k3_s1_e2.3_c80"],
+            ["ir_r2_k3_s1_e6_c112_se0.25"], ["ir_r3_k5_s2_e6_c160_se0.25"], ["cn_r1_k1_s1_c960"]]
+V3_SMALL = [["ds_r1_k3_s2_e1_c16_se0.25_nre"],
+            ["ir_r1_k3_s2_e4.5_c24_nre", "ir_r1_k3_s1_e3.67_c24_nre"],
+            ["ir_r1_k5_s2_e4_c40_se0.25", "ir_r2_k5_s1_e6_c40_se0.25"],
+            ["ir_r2_k5_s1_e3_c48_se0.25"], ["ir_r3_k5_s2_e6_c96_se0.25"], ["cn_r1_k1_s1_c576"]]
+MNASNET = [["ds_r1_k3_s1_c16_noskip"], ["ir_r3_k3_s2_e3_c24"], ["ir_r3_k5_s2_e3_c40"],
+           ["ir_r3_k5_s2_e6_c80"], ["ir_r2_k3_s1_e6_c96"], ["ir_r4_k5_s2_e6_c192"],
+           ["ir_r1_k3_s1_e6_c320_noskip"]]
+V2_S = [["cn_r2_k3_s1_e1_c24_skip"], ["er_r4_k3_s2_e4_c48"], ["er_r4_k3_s2_e4_c64"],
+        ["ir_r6_k3_s2_e4_c128_se0.25"], ["ir_r9_k3_s1_e6_c160_se0.25"],
+        ["ir_r15_k3_s2_e6_c256_se0.25"]]
+#: timm's MobileNetV3 SE: squeeze from the mid channels, make_divisible 8, ReLU, hard sigmoid
+V3_SE = SESpec(base="mid", divisor=8, activation="relu", gate="hsigmoid")
+#: timm name, arch_def, zoo model, model activation, SE template, width, depth, timm's params (M)
+TIMM_ARCHS = [
+    ("efficientnet_b0", B0, "efficientnet_b0", "silu", None, 1.0, 1.0, 5.29),
+    ("efficientnet_b1", B0, "efficientnet_b1", "silu", None, 1.0, 1.1, 7.79),
+    ("efficientnet_b2", B0, "efficientnet_b2", "silu", None, 1.1, 1.2, 9.11),
+    ("efficientnet_b3", B0, "efficientnet_b3", "silu", None, 1.2, 1.4, 12.23),
+    ("tf_efficientnet_b0", B0, "tf_efficientnet_b0", "silu", None, 1.0, 1.0, 5.29),
+    ("mobilenetv3_large_100", V3_LARGE, "mobilenetv3_large_100", "hswish", V3_SE, 1, 1, 5.48),
+    ("mobilenetv3_small_100", V3_SMALL, "mobilenetv3_small_100", "hswish", V3_SE, 1, 1, 2.54),
+    ("mnasnet_100", MNASNET, "mnasnet_100", "relu", None, 1.0, 1.0, 4.38),
+    ("efficientnetv2_s", V2_S, "efficientnetv2_s", "silu", None, 1.0, 1.0, 21.46),
+]
+
+
+def _blocks(spec):
+    return [(g.in_channels, g.mid_channels, g.out_channels, g.squeeze, g.kernel, g.stride,
+             g.residual) for g in spec.blocks()]
+
+
+def _timm_spec(zoo_name, stages):
+    """The zoo spec with timm's stages; MobileNetV3's final 1x1 ``cn`` is the zoo's head conv."""
+    spec = get_spec(zoo_name)
+    last = stages[-1]
+    if last.block == "fused_mbconv" and last.kernel == 1 and spec.head.hidden is not None:
+        assert last.out_channels == spec.head.channels
+        stages = stages[:-1]
+    return spec.replace(stages=stages)
+
+
+@pytest.mark.parametrize("row", TIMM_ARCHS, ids=[r[0] for r in TIMM_ARCHS])
+def test_timm_arch_strings(row):
+    name, arch, zoo_name, act, se, width, depth, millions = row
+    spec = _timm_spec(zoo_name, decode_timm(arch, act, se, width, depth))
+    zoo = get_spec(zoo_name)
+    assert _blocks(spec) == _blocks(zoo)
+    assert complexity(spec).params == complexity(zoo).params
+    assert round(complexity(spec).params / 1e6, 2) == millions
+    # our spec, written in timm's grammar, reads back to the same blocks
+    back = decode_timm(encode_timm(zoo), act, se)
+    assert _blocks(zoo.replace(stages=back)) == _blocks(zoo)
+
+
+def test_timm_activation_inherited_and_block_mapping():
+    s = decode_timm_stage("ir_r2_k3_s2_e6_c24_se0.25", activation="silu")
+    assert s.activation == s.se.activation == "silu" and s.mid_divisor == 8
+    assert decode_timm_stage("ir_r1_k3_s1_e6_c24_nre", activation="silu").activation == "relu"
+    ds = decode_timm_stage("ds_r1_k3_s1_e1_c16_se0.25")
+    assert (ds.block, ds.expansion, ds.skip) == ("mbconv", 1.0, True)
+    assert decode_timm_stage("dsa_r1_k3_s1_c64").block == "ds"
+    cn = decode_timm_stage("cn_r1_k1_s1_c960")
+    assert (cn.block, cn.skip) == ("fused_mbconv", False)
+    assert decode_timm_stage("er_r4_k3_s2_e4_c48_noskip").skip is False
+
+
+@pytest.mark.parametrize("text, match", [
+    ("uir_r1_k3_s1_e4_c8", "timm block code 'uir'"),
+    ("ir_r1_k3_s1_e4_c8_nmi", "activation token 'nmi'"),
+    ("ir_r1_k3.5_s1_e4_c8", "token 'k3.5'"),
+    ("ir_r1_k3_s1_e4_c8_a3", "a3"),
+    ("ir_r1_k3_s1_c8", r"missing required key\(s\) \['e'\]"),
+    ("ir_r1_k3_s1_e1e400_c8", "token 'e1e400'"),
+    ("ir_r1_k3_s1_e4_c8_gs8", "token 'gs8'"),
+])
+def test_timm_strict_errors(text, match):
+    with pytest.raises(ValueError, match=match):
+        decode_timm_stage(text)
+
+
+def test_encode_timm_refuses_what_timm_cannot_say():
+    with pytest.raises(ValueError, match="block 'bottleneck' has no timm block string"):
+        encode_timm(get_spec("resnet50"))
+    assert encode_timm(get_spec("mobilenet_v1"))[0] == "dsa_r1_k3_s1_c64"

@@ -16,8 +16,13 @@ PROG = "python -m scaling.bench"
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "train": ("scaling.bench.train",
               "training images/s on CPU: the trainer vs a plain PyTorch loop, zoo nets at 28x28"),
+    "gpu": ("scaling.bench.gpu",
+            "one device (CUDA when available): plain loop, trainer, search trials, concurrent "
+            "spawned workers; one JSON line each"),
     "complexity": ("scaling.bench.complexity",
                    "analytic params/MACs vs fvcore FlopCountAnalysis, time per model"),
+    "deploy": ("scaling.bench.deploy",
+               "inference speed: eager vs scaling.deploy (BN folded) vs torchvision's model"),
 }
 
 

@@ -16,10 +16,37 @@ shuffle_v2. Tokens (key + value; fields left out take the
 ==========  ==============  ===========  ==============  ==========  =================
 
 Flags: ``noskip`` (skip=False), ``avgd`` (shortcut='avgpool_conv'), ``caffe`` (style='caffe').
-Decoding is strict: an unknown block code or token, a repeated key, SE options without ``se``, or
-a missing ``r``/``c`` is a ValueError naming it. :func:`encode_stage` writes the canonical form, so
-``decode_stage(encode_stage(s)) == s`` for every stage and ``encode(decode(t)) == t`` for every
-canonical string ``t``.
+Names are written with ``-`` for ``_`` (``aleaky-relu``); numbers must be finite (``e1e400`` is
+refused). Decoding is strict: an unknown block code or token, a repeated key, SE options without
+``se``, or a missing ``r``/``c`` is a ValueError naming it. :func:`encode_stage` writes the
+canonical form, so ``decode_stage(encode_stage(s)) == s`` for every stage and
+``encode(decode(t)) == t`` for every canonical string ``t``.
+
+timm's grammar (``_decode_block_str`` of timm's ``_efficientnet_builder``) is read and written by
+:func:`decode_timm` / :func:`decode_timm_stage` / :func:`encode_timm`: there the activation and
+the SE layout come from the model (``n<act>`` overrides the activation), ``ir``/``er`` round mid
+channels with make_divisible(in * e, 8), and ``ds``/``cn`` are our mbconv/fused_mbconv at e=1.
+Where our grammar extends or differs from timm's (the one table of our extensions):
+
+===============  ==========================================  ================================
+token            ours (:func:`decode_stage`)                 timm's
+===============  ==========================================  ================================
+``bs bt sv1      basic, bottleneck, shuffle_v1, shuffle_v2   (none)
+sv2``
+``ds``           MobileNetV1 dw N A, pw N A, no skip, no SE  dw N A, [SE], pw N, skip: our
+                                                             ``ir`` at e=1 (timm's ``dsa`` is
+                                                             our ``ds``)
+``cn``           (none)                                      conv N A: our ``er`` at e=1
+``a<name>``      the stage's activation (default relu)       ``a<n>``: expansion conv kernel
+                                                             (only 1); ``n<act>`` activation,
+                                                             default the model's
+``m md``         fixed mid channels; mid divisor (1)         (none; mid divisor always 8)
+``g gw fg d``    groups, group width, 1st groups, dilation   (``d``: space-to-depth, refused)
+``seb sed ser    SE base, divisor, rounding, activation,     (the model's SE layer)
+sea seg``        gate
+``avgd caffe``   avg-pool shortcut, caffe-style stride       (none)
+``skip``         (default on; ``noskip`` turns it off)       ``cn`` only: add a skip
+===============  ==========================================  ================================
 """
 
 from __future__ import annotations

@@ -1,0 +1,108 @@
+"""Benchmark: inference speed of the eager model, its deploy form (:func:`scaling.deploy`) and
+torchvision's model, ``python -m scaling.bench deploy [--models ...] [--batch 1 32] [--res 224]
+[--threads 1] [--rounds 7] [--device cpu]``.
+
+Per model and batch size the variants run interleaved: each round times one forward pass of
+every variant in turn (after warm-up passes), so drifts in machine load hit all of them alike;
+the median over rounds is reported, with the speed of each variant relative to torchvision's
+(> 1: faster). torchvision's model is included when torchvision is importable (otherwise eager
+vs deploy only); all models have random weights (speed does not depend on them). Also printed:
+the max abs logit difference between the deploy and the eager model. A benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+from scaling.cli import Parser, command
+
+PROG = "python -m scaling.bench deploy"
+MODELS = ("resnet50", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0", "regnet_y_800mf")
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    """The options of this benchmark."""
+    p.add_argument("--models", nargs="+", default=list(MODELS),
+                   help=f"zoo names (default: {' '.join(MODELS)})")
+    p.add_argument("--batch", nargs="+", type=int, default=[1, 32],
+                   help="batch sizes (default: 1 32)")
+    p.add_argument("--res", type=int, default=224, help="input resolution (default: 224)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
+    p.add_argument("--rounds", type=int, default=7,
+                   help="interleaved timing rounds, median reported (default: 7)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed passes per variant (default: 2)")
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+
+
+@command(PROG, errors=(ValueError, KeyError))
+def main(argv: list[str]) -> int:
+    """Time eager vs deploy (vs torchvision) inference."""
+    p = Parser(PROG, description=main.__doc__)
+    configure(p)
+    return run(p.parse_args(argv))
+
+
+def _variants(name: str, device: str) -> dict[str, Callable]:
+    import scaling
+
+    eager = scaling.create_model(name).eval().to(device)
+    out: dict[str, Callable] = {"eager": eager, "deploy": scaling.deploy(eager)}
+    try:
+        import torchvision
+    except ImportError:
+        return out
+    out["torchvision"] = getattr(torchvision.models, name)(weights=None).eval().to(device)
+    return out
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Time every model and batch size; one row each."""
+    for field in ("res", "threads", "rounds"):
+        if getattr(args, field) < 1:
+            raise ValueError(f"--{field}={getattr(args, field)} is not allowed; expected >= 1")
+    if args.warmup < 0 or any(b < 1 for b in args.batch):
+        raise ValueError(f"--warmup={args.warmup} / --batch={args.batch} are not allowed; "
+                         "expected warmup >= 0 and batch sizes >= 1")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    print(f"inference ms per batch, median of {args.rounds} interleaved rounds (device "
+          f"{args.device}, threads {torch.get_num_threads()}, res {args.res}, torch "
+          f"{torch.__version__})")
+    print(f"{'model':<20}{'batch':>6}{'eager':>10}{'deploy':>10}{'tv':>10}"
+          f"{'eager/tv':>10}{'deploy/tv':>11}{'max|diff|':>11}")
+    for name in args.models:
+        models = _variants(name, args.device)
+        for batch in args.batch:
+            x = torch.randn(batch, 3, args.res, args.res, device=args.device)
+            times: dict[str, list[float]] = {k: [] for k in models}
+            with torch.inference_mode():
+                diff = (models["eager"](x) - models["deploy"](x)).abs().max().item()
+                for _ in range(args.warmup):
+                    for m in models.values():
+                        m(x)
+                for _ in range(args.rounds):
+                    for key, m in models.items():
+                        _sync(args.device)
+                        t0 = time.perf_counter()
+                        m(x)
+                        _sync(args.device)
+                        times[key].append(time.perf_counter() - t0)
+            ms = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+            tv = ms.get("torchvision")
+            cells = [f"{ms['eager']:>10.2f}", f"{ms['deploy']:>10.2f}",
+                     f"{tv:>10.2f}" if tv else f"{'-':>10}",
+                     f"{tv / ms['eager']:>9.2f}x" if tv else f"{'-':>10}",
+                     f"{tv / ms['deploy']:>10.2f}x" if tv else f"{'-':>11}"]
+            print(f"{name:<20}{batch:>6}{''.join(cells)}{diff:>11.1e}", flush=True)
+    return 0
