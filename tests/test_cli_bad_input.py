@@ -90,6 +90,8 @@ ARG_CASES = [
     ("compound", ["--phi", "1", "--out", UNWRITABLE[1]]),
     ("compound", ["--phi", "0:1e9:1e-9"]), ("compound", ["grid", "--phi", "nan"]),
     ("compound", ["grid", "--bogus"]),
+    ("compound", ["grid", "--phi", "1", "--evaluate", "proxy", "--out", UNWRITABLE[0]]),
+    ("compound", ["grid", "--phi", "1", "--out", UNWRITABLE[2]]),
     # profile
     ("profile", ["resnet18", "--res", "0"]), ("profile", ["resnet18", "--res", "-5"]),
     ("profile", ["resnet18", "--res", "1000000"]), ("profile", ["no_such_model"]),

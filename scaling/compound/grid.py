@@ -25,7 +25,14 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from scaling.cli import UsageError, format_cell, format_table, parse_number, resolve_spec
+from scaling.cli import (
+    UsageError,
+    check_writable,
+    format_cell,
+    format_table,
+    parse_number,
+    resolve_spec,
+)
 from scaling.compound.rule import compound
 from scaling.cost import complexity
 from scaling.ir import NetworkSpec
@@ -146,6 +153,7 @@ def grid(base: NetworkSpec, phi: float = 1.0, target: float = 2.0, tol: float = 
 
 def run_grid(args: argparse.Namespace) -> int:
     """``python -m scaling.compound grid``: score the grid, print the top rows, write the CSV."""
+    check_writable("--out", args.out)  # before the (possibly trained) grid
     phi = parse_number(args.phi, "--phi")
     nums = {n: parse_number(getattr(args, n), f"--{n}") for n in ("target", "tol", "step")}
     base = resolve_spec(args.base, "--base")
