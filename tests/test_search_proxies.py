@@ -1,5 +1,6 @@
 """Zero-cost proxies on tiny nets: determinism, a known ordering, the analytic params proxy."""
 
+import copy
 import math
 
 import pytest
@@ -78,3 +79,57 @@ def test_bad_proxy_names_and_missing_batch():
         compute_proxies(_tiny(), names=("zen",))
     with pytest.raises(ValueError, match="minibatch"):
         compute_proxies(_tiny(), None, names=("grad_norm",))
+
+
+def _naswot_reference(model: torch.nn.Module, x: torch.Tensor) -> float:
+    """Mellor et al.'s kernel written out: K = C C^T + (1-C)(1-C)^T in float64, per layer."""
+    from scaling.search.proxies import _ACTS, _GATES
+
+    model = copy.deepcopy(model).train()
+    n = x.shape[0]
+    kernel = torch.zeros(n, n, dtype=torch.float64)
+
+    def hook(module, inputs, output):
+        c = (output.detach().reshape(n, -1) > 0).double()
+        kernel.add_(c @ c.T + (1 - c) @ (1 - c).T)
+
+    for name, m in model.named_modules():
+        if (isinstance(m, _ACTS) and not isinstance(m, _GATES)
+                and not name.endswith("scale_activation")):
+            m.register_forward_hook(hook)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        model(x)
+    return float(torch.linalg.slogdet(kernel)[1])
+
+
+def test_shared_pass_equals_the_written_out_proxies_and_leaves_the_model():
+    """naswot and grad_norm from one shared forward equal the textbook computations, and the
+    model (weights, BatchNorm statistics, grads, mode) is left exactly as it was."""
+    spec = _tiny()
+    torch.manual_seed(0)
+    model = build_model(spec).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = _batch()
+    got = compute_proxies(spec, (x, y), ("naswot", "grad_norm", "synflow"), model=model)
+    assert got["naswot"] == pytest.approx(_naswot_reference(model, x), rel=1e-12)
+    ref = copy.deepcopy(model).train()
+    torch.manual_seed(0)
+    torch.nn.functional.cross_entropy(ref(x), y).backward()
+    norm = sum(float(m.weight.grad.norm()) for m in ref.modules()
+               if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
+    assert got["grad_norm"] == pytest.approx(norm, rel=1e-6)
+    assert not model.training and all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_a_given_model_scores_as_the_spec_built_under_the_seed():
+    """A trial's proxies on the net it trains (built once) equal those of a fresh build."""
+    spec = _tiny()
+    batch = _batch()
+    torch.manual_seed(0)
+    model = build_model(spec)
+    assert compute_proxies(spec, batch, model=model) == compute_proxies(spec, batch, seed=0)
+    cl = compute_proxies(spec, batch, seed=0, channels_last=True)
+    for name, value in compute_proxies(spec, batch, seed=0).items():
+        assert cl[name] == pytest.approx(value, rel=1e-3), name

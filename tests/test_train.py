@@ -303,3 +303,75 @@ def test_image_folder_through_dataloader(tmp_path):
                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
     res = train(net, data, epochs=3, lr=0.2, precise_bn=2, **{**FAST, "batch_size": 4})
     assert res.status == "ok" and res.samples == 3 * 16 and res.final_val_top1 == 1.0
+
+
+def _host_epoch(model: nn.Module, data: ImageData, batch_size: int) -> tuple[float, float]:
+    """The old host-side way: per batch a float()/int() read of loss and correct count."""
+    import torch.nn.functional as F
+
+    from scaling.data import make_loader
+
+    tf, loss_sum, correct, seen = data.transform(train=False), 0.0, 0, 0
+    for x, y in make_loader(data.train, batch_size, shuffle=True, drop_last=True, seed=0):
+        with torch.no_grad():
+            out = model(tf(x))
+        loss_sum += float(F.cross_entropy(out, y, label_smoothing=0.1)) * y.numel()
+        correct += int((out.argmax(1) == y).sum())
+        seen += y.numel()
+    return loss_sum / seen, correct / seen
+
+
+def test_device_side_metrics_equal_the_host_side_ones():
+    """Loss, train and validation accuracy summed on the device and read once an epoch equal
+    a per-batch host-side computation (lr=0: the weights stay, so the reference can replay)."""
+    import copy
+
+    import torch.nn.functional as F
+
+    data = synthetic(n_train=300, n_val=130)
+    torch.manual_seed(3)
+    net = tiny_net()
+    ref = copy.deepcopy(net).train()
+    res = train(net, data, epochs=1, lr=0.0, momentum=0.0, augment=False, precise_bn=0,
+                channels_last=False, eval_batch_size=64, device="cpu", **FAST)
+    loss, top1 = _host_epoch(ref, data, FAST["batch_size"])
+    h = res.history[0]
+    assert math.isclose(h["train_loss"], loss, rel_tol=1e-5) and h["train_top1"] == top1
+    ref.load_state_dict(res.model.state_dict())  # the running statistics of the epoch
+    ref.eval()
+    with torch.no_grad():
+        tf = data.transform(train=False)
+        outs = [(ref(tf(data.val.x[i:i + 64])), data.val.y[i:i + 64]) for i in range(0, 130, 64)]
+    val_loss = sum(float(F.cross_entropy(o, y, reduction="sum")) for o, y in outs) / 130
+    val_top1 = sum(int((o.argmax(1) == y).sum()) for o, y in outs) / 130
+    assert h["val_top1"] == val_top1 and math.isclose(h["val_loss"], val_loss, rel_tol=1e-5)
+
+
+def test_autotune_only_for_runs_that_repay_it():
+    from scaling.train.common import AUTOTUNE_STEPS, autotune
+
+    assert not autotune("auto", 300, None) and autotune("auto", AUTOTUNE_STEPS, None)
+    assert autotune("auto", None, 3600.0) and not autotune("auto", None, 10.0)
+    assert autotune(True, 1, None) and not autotune(False, 10**6, None)
+    with pytest.raises(ValueError, match="benchmark='fast'"):
+        TrainConfig(epochs=1, benchmark="fast")
+    with pytest.raises(TypeError, match="compile"):
+        TrainConfig(epochs=1, compile="yes")
+
+
+def test_before_train_sees_the_model_and_changes_nothing():
+    data = synthetic(n_train=200, n_val=100)
+    seen = []
+
+    def hook(model: nn.Module) -> None:
+        seen.append(model)
+        torch.manual_seed(123)  # global RNG use must not leak into the run
+        torch.rand(1000)
+
+    spec = tiny_spec().replace(head=HeadSpec(channels=None, dropout=0.5))  # draws from the RNG
+    a = train(spec, data, epochs=1, device="cpu", before_train=hook, **FAST)
+    b = train(spec, data, epochs=1, device="cpu", **FAST)
+    assert seen and seen[0] is a.model
+    assert a.history[0]["train_loss"] == b.history[0]["train_loss"]
+    assert all(torch.equal(p, q) for p, q in zip(a.model.state_dict().values(),
+                                                 b.model.state_dict().values()))

@@ -64,22 +64,6 @@ def plain_loop(model: Any, x: Any, y: Any, steps: int, channels_last: bool = Fal
     return x.shape[0] * steps / (time.perf_counter() - t0)
 
 
-def _data(batch_size: int, steps: int):
-    import torch
-
-    from scaling.data import DatasetNotFoundError, ImageData, TensorSplit, load_dataset
-
-    n = batch_size * steps
-    try:
-        return load_dataset("fashion-mnist", val_size=0, subset=n), "fashion-mnist"
-    except DatasetNotFoundError:
-        g = torch.Generator().manual_seed(0)
-        split = TensorSplit(torch.randint(0, 256, (n, 1, 28, 28), generator=g, dtype=torch.uint8),
-                            torch.randint(0, 10, (n,), generator=g))
-        return ImageData("random", split, None, None, 10, 1, 28, (0.5,), (0.25,), True, 2), \
-            "random images (Fashion-MNIST absent)"
-
-
 PROG = "python -m scaling.bench train"
 
 
@@ -115,11 +99,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    from scaling.bench.data import bench_data
     from scaling.cost import complexity
     from scaling.nn.build import build_model
     from scaling.train import train
 
-    data, data_source = _data(args.batch_size, args.steps)
+    data, data_source = bench_data("auto", args.batch_size * args.steps, 0)
     print(f"training images/s, CPU, {torch.get_num_threads()} threads, batch {args.batch_size}, "
           f"{args.steps} timed steps, best of {args.repeats}; zoo models at 28x28 (stride-1 "
           f"stem); trainer data: {data_source}")

@@ -43,11 +43,12 @@ class Evaluation:
 
 class SearchContext:
     """Per-process state of a search: the config, the dataset and the proxy minibatch (loaded
-    lazily, once), the device."""
+    lazily, once), the device. ``data``: an :class:`~scaling.data.ImageData` to use instead of
+    loading ``cfg.data`` (benchmarks and tests on synthetic images)."""
 
-    def __init__(self, cfg: SearchConfig, rank: int = 0) -> None:
+    def __init__(self, cfg: SearchConfig, rank: int = 0, data: Any = None) -> None:
         self.cfg, self.rank = cfg, rank
-        self._data: Any = None
+        self._data: Any = data
         self._batch: Any = None
 
     @property
@@ -92,7 +93,17 @@ class SearchContext:
         return self._batch
 
 
-def compute_trial_proxies(ctx: SearchContext, spec: Any) -> dict[str, float | None]:
+def channels_last(cfg: SearchConfig) -> bool | str:
+    """The trial's memory layout: 'auto' lets the trainer choose (channels_last whenever the net
+    has a conv, on CPU too: 1.2-1.7x faster for these nets at 28x28, ``python -m scaling.bench
+    train``); 'on' / 'off' force it."""
+    return {"on": True, "off": False}.get(cfg.channels_last, "auto")
+
+
+def compute_trial_proxies(ctx: SearchContext, spec: Any, model: Any = None
+                          ) -> dict[str, float | None]:
+    """The config's proxies of ``spec``; on ``model`` (the net the trial trains) when given, else
+    on a net built under the search seed (the same initial weights)."""
     from scaling.search.proxies import compute_proxies
 
     names = ctx.cfg.proxies
@@ -100,7 +111,8 @@ def compute_trial_proxies(ctx: SearchContext, spec: Any) -> dict[str, float | No
         return {}
     needs_batch = any(n in ("naswot", "grad_norm") for n in names)
     return compute_proxies(spec, ctx.batch() if needs_batch else None, names,
-                           seed=ctx.cfg.seed, device=ctx.device)
+                           seed=ctx.cfg.seed, device=ctx.device, model=model,
+                           channels_last=channels_last(ctx.cfg) is not False)
 
 
 def zero_cost(ctx: SearchContext, trial: Any, spec: Any, cost: Any) -> Evaluation:
@@ -110,20 +122,19 @@ def zero_cost(ctx: SearchContext, trial: Any, spec: Any, cost: Any) -> Evaluatio
 
 
 def train_spec(ctx: SearchContext, spec: Any, seed: int | None = None,
-               callback: Callable[[int, dict], Any] | None = None) -> Any:
+               callback: Callable[[int, dict], Any] | None = None,
+               before_train: Callable[[Any], Any] | None = None) -> Any:
     """Train ``spec`` by the search's protocol (data split, subset, epochs, optimizer, seed):
-    what every trial gets, and what baselines must get to be comparable."""
+    what every trial gets, and what baselines must get to be comparable. ``before_train(model)``
+    sees the freshly built net (:func:`scaling.train.trainer.train`)."""
     from scaling.train import train
 
     cfg = ctx.cfg
-    channels_last: bool | str = {"on": True, "off": False}.get(cfg.channels_last, "auto")
-    if cfg.channels_last == "auto" and ctx.device == "cpu":
-        channels_last = False  # measured 2x slower for these nets on the 2-core CPU (README)
     return train(spec, ctx.data(), epochs=cfg.epochs, seconds=cfg.trial_seconds,
                  batch_size=cfg.batch_size, optimizer=cfg.optimizer, lr=cfg.lr,
                  seed=cfg.seed if seed is None else seed, device=cfg.device,
-                 channels_last=channels_last, augment=cfg.augment, threads=cfg.threads,
-                 callback=callback,
+                 channels_last=channels_last(cfg), augment=cfg.augment, threads=cfg.threads,
+                 callback=callback, before_train=before_train,
                  progress=False)
 
 
@@ -132,7 +143,7 @@ def train_eval(ctx: SearchContext, trial: Any, spec: Any, cost: Any) -> Evaluati
 
     cfg = ctx.cfg
     objective = get_objective(cfg.objective)
-    proxies = compute_trial_proxies(ctx, spec)
+    proxies: dict[str, float | None] = {}
     callback: Callable[[int, dict], Any] | None = None
     if not objective.multi and cfg.pruner != "none":
         def callback(epoch: int, metrics: dict) -> bool:
@@ -142,11 +153,16 @@ def train_eval(ctx: SearchContext, trial: Any, spec: Any, cost: Any) -> Evaluati
                                                 cfg.reward_w), epoch)
             return not trial.should_prune()
 
-    result = train_spec(ctx, spec, callback=callback)
+    def before_train(model: Any) -> None:  # the proxies of the very net the trial trains
+        proxies.update(compute_trial_proxies(ctx, spec, model))
+
+    result = train_spec(ctx, spec, callback=callback, before_train=before_train)
     history = [h["val_top1"] for h in result.history]
+    steady = result.history[-1]["images_per_s"] if result.history else 0.0
     attrs = {"val_acc": result.final_val_top1, "best_val_acc": result.best_val_top1,
              "val_history": history, "train_time": round(result.train_time, 3),
              "images_per_s": round(result.images_per_s, 1), "train_samples": result.samples,
+             "steady_images_per_s": round(steady, 1), "wall_time": round(result.wall_time, 3),
              "device": result.device}
     if result.status == "pruned":
         for key, value in {**attrs, **_proxy_attrs(proxies), "status": "pruned"}.items():

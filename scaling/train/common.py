@@ -186,10 +186,13 @@ def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
 def evaluate_loader(model: nn.Module, loader, tf: BatchTransform | None, dev: torch.device,
                     amp_dtype: torch.dtype | None, cl: bool, bar: Any = None
                     ) -> tuple[float, float]:
-    """(top-1, mean cross-entropy) over ``loader`` in eval mode; ``bar`` is updated per batch."""
+    """(top-1, mean cross-entropy) over ``loader`` in eval mode; ``bar`` is updated per batch.
+    The sums stay on the device (no host synchronisation per batch) and are read once."""
     was_training = model.training
     model.eval()
-    correct, total, loss_sum = 0, 0, 0.0
+    total = 0
+    correct = torch.zeros((), dtype=torch.long, device=dev)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
     with torch.inference_mode():
         for x, y in loader:
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
@@ -198,13 +201,34 @@ def evaluate_loader(model: nn.Module, loader, tf: BatchTransform | None, dev: to
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(dev, amp_dtype):
                 out = model(x)
-            loss_sum += float(F.cross_entropy(out.float(), y, reduction="sum"))
-            correct += int((out.argmax(1) == y).sum())
-            total += int(y.numel())
+            loss_sum += F.cross_entropy(out.float(), y, reduction="sum").double()
+            correct += (out.argmax(1) == y).sum()
+            total += int(y.numel())  # a shape: no device read
             if bar is not None:
                 bar.update(1)
     model.train(was_training)
-    return (correct / total if total else float("nan")), (loss_sum / total if total else 0.0)
+    if not total:
+        return float("nan"), 0.0
+    return int(correct) / total, float(loss_sum) / total  # the one device read
+
+
+#: ``benchmark='auto'`` autotunes cuDNN for runs of at least this many steps or seconds (about
+#: 10 epochs of 50,000 images at batch 256): the autotuner times every algorithm of every new
+#: conv shape (forward, both backward passes), seconds per architecture, repaid only by the
+#: milliseconds a tuned step saves over thousands of steps. A search trial (a few hundred
+#: steps of a new net) does not repay it; ``python -m scaling.bench gpu`` measures both.
+AUTOTUNE_STEPS = 2000
+AUTOTUNE_SECONDS = 120.0
+
+
+def autotune(benchmark: bool | str, total_steps: int | None, seconds: float | None) -> bool:
+    """Whether cuDNN autotunes (``torch.backends.cudnn.benchmark``) for a run of
+    ``total_steps`` steps and/or ``seconds``: ``benchmark`` True/False, or 'auto' (see
+    :data:`AUTOTUNE_STEPS`)."""
+    if benchmark != "auto":
+        return bool(benchmark)
+    return ((total_steps is not None and total_steps >= AUTOTUNE_STEPS)
+            or (total_steps is None and seconds is not None and seconds >= AUTOTUNE_SECONDS))
 
 
 def autocast(dev: torch.device, dtype: torch.dtype | None):

@@ -76,6 +76,11 @@ class TrainConfig:
     channels_last: Any = field(default="auto", metadata=_opt(
         "channels_last memory layout: auto (whenever the model has a conv), on, off",
         type=parse_layout, metavar="{auto,on,off}"))
+    benchmark: Any = field(default="auto", metadata=_opt(
+        "cuDNN autotuning on CUDA: auto (only for runs long enough to repay it), on, off",
+        type=parse_layout, metavar="{auto,on,off}"))
+    compile: bool = field(default=False, metadata=_opt(
+        "torch.compile the model (pays only in long runs: compile time per architecture)"))
     eval_every: int = field(default=1, metadata=_opt("validate every N epochs (and at the end)"))
     precise_bn: int = field(default=8, metadata=_opt(
         "training batches that recompute the BatchNorm statistics before evaluation (0: off)"))
@@ -113,6 +118,11 @@ class TrainConfig:
         if self.channels_last not in ("auto", True, False):
             raise ValueError(f"channels_last={self.channels_last!r} is not allowed; expected "
                              "'auto', True or False")
+        if self.benchmark not in ("auto", True, False):
+            raise ValueError(f"benchmark={self.benchmark!r} is not allowed; expected 'auto', "
+                             "True or False")
+        if not isinstance(self.compile, bool):
+            raise TypeError(f"compile must be a bool, got {self.compile!r}")
         if not isinstance(self.amp, (str, bool, type(None))) or self.amp not in AMP_MODES:
             raise ValueError(f"amp={self.amp!r} is not allowed; expected one of {AMP_MODES}")
 

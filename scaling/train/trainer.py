@@ -15,16 +15,27 @@ time budget the schedule's progress is the elapsed fraction, so the learning rat
 zero at the deadline (and the run is, by nature, not reproducible). Same seed, data, budget in
 epochs/samples and thread count on the same CPU give identical metrics and weights.
 
-Status: 'ok'; 'diverged' when the training loss becomes NaN/inf (checked every step on CPU,
-every 25 on CUDA; no exception); 'pruned' when ``callback(epoch, metrics)``, called after every
+Status: 'ok'; 'diverged' when the training loss becomes NaN/inf (checked every step on CPU;
+on CUDA every 100 steps and at the end of every epoch, so that the host never waits for the
+device per step; no exception); 'pruned' when ``callback(epoch, metrics)``, called after every
 epoch, returns ``False``. An exception the callback raises propagates (Optuna expects
 ``optuna.TrialPruned`` to leave the objective: see :func:`pruning_callback`), carrying the partial
 :class:`TrainResult` as ``exc.result`` (status 'pruned' for TrialPruned).
 
-Devices: on CUDA, AMP (bf16 where supported, else fp16 with a GradScaler), cudnn.benchmark and
-in-memory datasets moved to the GPU once. Memory layout: channels_last whenever the model has a
-Conv2d, on CUDA *and* CPU: on this 2-core CPU the plain loop trained MobileNetV2 x0.5, ShuffleNetV2
-x0.5 and a narrow ResNet-18 at 28x28 1.2-1.7x faster in channels_last than in NCHW
+Devices: on CUDA, AMP (bf16 where supported, else fp16 with a GradScaler) and in-memory
+datasets moved to the GPU once (uint8; augmentation and normalisation run there). No host
+synchronisation per step: the loss sum and the correct count accumulate on the device and are
+read once an epoch; evaluation and precise BN likewise. cuDNN autotuning (``benchmark``) times
+every algorithm for every new conv shape, a per-architecture warm-up that a short run cannot
+repay (the first epoch of a new net took 27.5 s against 5 s for each later one on an H100): with
+``benchmark='auto'`` it is on only for runs of at least :data:`AUTOTUNE_STEPS` steps (or
+:data:`AUTOTUNE_SECONDS` s), so search trials skip it and the study's long runs get it.
+``compile=True`` runs the model through ``torch.compile`` (off by default: its compile time per
+architecture is repaid only by long runs; ``python -m scaling.bench gpu --compile`` measures it).
+
+Memory layout: channels_last whenever the model has a Conv2d, on CUDA *and* CPU: on this 2-core
+CPU the plain loop trained MobileNetV2 x0.5, ShuffleNetV2 x0.5 and a narrow ResNet-18 at 28x28
+1.2-1.7x faster in channels_last than in NCHW
 (``python -m scaling.bench train`` prints both per model); ``channels_last=False`` opts out.
 """
 
@@ -47,6 +58,7 @@ from scaling.train.common import (
     TrainResult,
     amp_dtype,
     autocast,
+    autotune,
     evaluate,
     evaluate_loader,
     has_conv,
@@ -85,7 +97,7 @@ def _as_model(spec_or_model: Any, data: ImageData) -> nn.Module:
 
 def train(spec_or_model: Any, data: ImageData, config: TrainConfig | None = None, *,
           callback: Callable[[int, dict], Any] | None = None, progress: bool | None = None,
-          **options: Any) -> TrainResult:
+          before_train: Callable[[nn.Module], Any] | None = None, **options: Any) -> TrainResult:
     """Train ``spec_or_model`` (a NetworkSpec, built after seeding, or an nn.Module) on ``data``.
 
     Args:
@@ -97,6 +109,9 @@ def train(spec_or_model: Any, data: ImageData, config: TrainConfig | None = None
             val_top1, val_loss`` (None when not evaluated), ``images_per_s, train_time, samples,
             lr, elapsed``; returning ``False`` stops the run ('pruned').
         progress: a tqdm bar; None: only when stderr is a terminal.
+        before_train: ``before_train(model)`` with the freshly built model on its device (e.g.
+            the zero-cost proxies of a search trial, on the net it trains); the global RNG state
+            is restored after it, so it changes nothing in the run.
 
     Returns a :class:`TrainResult` with status 'ok', 'diverged' (a NaN/inf loss stopped the run)
     or 'pruned'; see the module docstring for exceptions.
@@ -115,15 +130,24 @@ def train(spec_or_model: Any, data: ImageData, config: TrainConfig | None = None
     threads, benchmark = torch.get_num_threads(), torch.backends.cudnn.benchmark
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
     try:
         seed_everything(cfg.seed)
         model = _as_model(spec_or_model, data).to(dev)
-        return _Run(model, data, cfg, dev).run(callback, progress)
+        if before_train is not None:
+            with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+                before_train(model)
+        run = _Run(model, data, cfg, dev)
+        if dev.type == "cuda":
+            torch.backends.cudnn.benchmark = autotune(cfg.benchmark, run.total_steps, cfg.seconds)
+        return run.run(callback, progress)
     finally:
         torch.set_num_threads(threads)
         torch.backends.cudnn.benchmark = benchmark
+
+
+def _resident(split: Any, dev: torch.device) -> Any:
+    """An in-memory split on ``dev`` (moved once, still uint8); other datasets as they are."""
+    return split.to(dev) if isinstance(split, TensorSplit) else split
 
 
 class _Run:
@@ -135,6 +159,7 @@ class _Run:
         self.amp_dtype = amp_dtype(cfg.amp, dev)
         self.cl = has_conv(model) if cfg.channels_last == "auto" else bool(cfg.channels_last)
         self.model = model.to(memory_format=torch.channels_last) if self.cl else model
+        self.forward = torch.compile(self.model) if cfg.compile else self.model
         wd = cfg.weight_decay if cfg.weight_decay is not None else BASE_WD[cfg.optimizer]
         groups = param_groups(model, wd)
         self.base_lr = cfg.base_lr
@@ -144,8 +169,7 @@ class _Run:
         else:
             self.opt = torch.optim.AdamW(groups, lr=self.base_lr)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
-        on_dev = (lambda s: s.to(dev) if isinstance(s, TensorSplit) else s)  # noqa: E731
-        train_split, val_split = on_dev(data.train), on_dev(data.val)
+        train_split, val_split = _resident(data.train, dev), _resident(data.val, dev)
         self.loader = make_loader(train_split, cfg.batch_size, shuffle=True, drop_last=True,
                                   seed=cfg.seed, num_workers=cfg.num_workers, device=dev)
         self.calib_loader = make_loader(train_split, cfg.batch_size, shuffle=True, drop_last=True,
@@ -187,13 +211,15 @@ class _Run:
         for g in self.opt.param_groups:
             g["lr"] = self.lr
 
-    def _epoch(self, bar) -> tuple[bool, float, int, torch.Tensor]:
-        """One pass (or less, at the end of the budget); returns (stop, time, images, loss sum)."""
-        model, dev, num_classes = self.model, self.dev, self.data.num_classes
-        model.train()
+    def _epoch(self, bar) -> tuple[bool, float, int, torch.Tensor, torch.Tensor]:
+        """One pass (or less, at the end of the budget); returns (stop, time, images, loss sum,
+        correct count), the sums as device tensors (read once an epoch)."""
+        model, dev, num_classes = self.forward, self.dev, self.data.num_classes
+        self.model.train()
         t0, seen = time.perf_counter(), 0
         loss_sum = torch.zeros((), device=dev)
-        check_every = 1 if dev.type == "cpu" else 25
+        correct = torch.zeros((), dtype=torch.long, device=dev)
+        check_every = 1 if dev.type == "cpu" else 100
         for x, y in self.loader:
             self._set_lr(time.perf_counter() - t0)
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
@@ -215,6 +241,7 @@ class _Run:
                 loss.backward()
                 self.opt.step()
             loss_sum += loss.detach() * y.numel()
+            correct += (out.detach().argmax(1) == y).sum()
             self.step += 1
             seen += int(y.numel())
             if bar is not None:
@@ -222,8 +249,8 @@ class _Run:
             if self.step % check_every == 0 and not bool(torch.isfinite(loss_sum)):
                 break
             if self._out_of_budget(time.perf_counter() - t0):
-                return True, self._elapsed(t0), seen, loss_sum
-        return False, self._elapsed(t0), seen, loss_sum
+                return True, self._elapsed(t0), seen, loss_sum, correct
+        return False, self._elapsed(t0), seen, loss_sum, correct
 
     def _elapsed(self, t0: float) -> float:
         if self.dev.type == "cuda":  # kernels run asynchronously: wait before reading the clock
@@ -254,7 +281,7 @@ class _Run:
         try:
             while not stop:
                 epoch += 1
-                stop, ep_time, seen, loss_sum = self._epoch(bar)
+                stop, ep_time, seen, loss_sum, correct = self._epoch(bar)
                 self.train_time += ep_time
                 self.seen += seen
                 if not bool(torch.isfinite(loss_sum)):
@@ -262,13 +289,14 @@ class _Run:
                     self.message = f"non-finite training loss by step {self.step}"
                 metrics: dict[str, Any] = {
                     "epoch": epoch, "train_loss": float(loss_sum) / max(1, seen),
+                    "train_top1": int(correct) / max(1, seen),
                     "val_top1": None, "val_loss": None,
                     "images_per_s": seen / ep_time if ep_time > 0 else 0.0,
                     "train_time": self.train_time, "samples": self.seen, "lr": self.lr}
                 if (self.status == "ok" and self.val_loader is not None
                         and (stop or epoch % self.cfg.eval_every == 0)):
                     self._calibrate()
-                    acc, vloss = evaluate_loader(self.model, self.val_loader, self.tf_eval,
+                    acc, vloss = evaluate_loader(self.forward, self.val_loader, self.tf_eval,
                                                  self.dev, self.amp_dtype, self.cl)
                     metrics.update(val_top1=acc, val_loss=vloss)
                     self.best = acc if self.best is None else max(self.best, acc)
