@@ -6,13 +6,16 @@ Per model and batch size the variants run interleaved: each round times one forw
 every variant in turn (after warm-up passes), so drifts in machine load hit all of them alike;
 the median over rounds is reported, with the speed of each variant relative to torchvision's
 (> 1: faster). torchvision's model is included when torchvision is importable (otherwise eager
-vs deploy only); all models have random weights (speed does not depend on them). Also printed:
-the max abs logit difference between the deploy and the eager model. A benchmark, not a test.
+vs deploy only), as built (NCHW) and converted to channels_last (``tv_cl``: deploy's layout, so
+the NHWC share of deploy's gain can be read off); all models have random weights (speed does not
+depend on them). Also printed: the max abs logit difference between the deploy and the eager
+model. A benchmark, not a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 from collections.abc import Callable
@@ -46,6 +49,8 @@ def main(argv: list[str]) -> int:
 
 
 def _variants(name: str, device: str) -> dict[str, Callable]:
+    import torch
+
     import scaling
 
     eager = scaling.create_model(name).eval().to(device)
@@ -54,7 +59,10 @@ def _variants(name: str, device: str) -> dict[str, Callable]:
         import torchvision
     except ImportError:
         return out
-    out["torchvision"] = getattr(torchvision.models, name)(weights=None).eval().to(device)
+    tv = getattr(torchvision.models, name)(weights=None).eval().to(device)
+    out["torchvision"] = tv
+    # the same model in channels_last, for a fair reading of deploy's NHWC gain
+    out["tv_cl"] = copy.deepcopy(tv).to(memory_format=torch.channels_last)
     return out
 
 
@@ -79,8 +87,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"inference ms per batch, median of {args.rounds} interleaved rounds (device "
           f"{args.device}, threads {torch.get_num_threads()}, res {args.res}, torch "
           f"{torch.__version__})")
-    print(f"{'model':<20}{'batch':>6}{'eager':>10}{'deploy':>10}{'tv':>10}"
-          f"{'eager/tv':>10}{'deploy/tv':>11}{'max|diff|':>11}")
+    print(f"{'model':<20}{'batch':>6}{'eager':>10}{'deploy':>10}{'tv':>10}{'tv_cl':>10}"
+          f"{'eager/tv':>10}{'deploy/tv':>11}{'deploy/tv_cl':>14}{'max|diff|':>11}")
     for name in args.models:
         models = _variants(name, args.device)
         for batch in args.batch:
@@ -99,10 +107,12 @@ def run(args: argparse.Namespace) -> int:
                         _sync(args.device)
                         times[key].append(time.perf_counter() - t0)
             ms = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-            tv = ms.get("torchvision")
+            tv, cl = ms.get("torchvision"), ms.get("tv_cl")
             cells = [f"{ms['eager']:>10.2f}", f"{ms['deploy']:>10.2f}",
                      f"{tv:>10.2f}" if tv else f"{'-':>10}",
+                     f"{cl:>10.2f}" if cl else f"{'-':>10}",
                      f"{tv / ms['eager']:>9.2f}x" if tv else f"{'-':>10}",
-                     f"{tv / ms['deploy']:>10.2f}x" if tv else f"{'-':>11}"]
+                     f"{tv / ms['deploy']:>10.2f}x" if tv else f"{'-':>11}",
+                     f"{cl / ms['deploy']:>13.2f}x" if cl else f"{'-':>14}"]
             print(f"{name:<20}{batch:>6}{''.join(cells)}{diff:>11.1e}", flush=True)
     return 0

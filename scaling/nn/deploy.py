@@ -4,8 +4,10 @@ A conv ``y = W * x (+ b)`` followed by an eval-mode BatchNorm ``gamma (y - mu) /
 beta`` is one conv with ``W' = W * s`` and ``b' = (b - mu) * s + beta``, ``s = gamma / sqrt(var +
 eps)`` per output channel (Jacob et al. 2018, sec. 3.2). The folded norm becomes ``nn.Identity``,
 so module names (``stem.0.0``, ``block.1.0`` ...) stay and hooks / feature extractors still find
-them. Activations compute in place (:func:`scaling.nn.blocks.inplace`). The result is in eval mode
-and meant for inference only: it has no running statistics to train.
+them. Activations compute in place (:func:`scaling.nn.blocks.inplace`), and the weights are in
+``channels_last`` memory format (NHWC): on CPU (oneDNN) depthwise and 1x1 convs run much faster
+that way, and an NCHW input is converted by the first conv; outputs are equal up to rounding. The
+result is in eval mode and meant for inference only: it has no running statistics to train.
 """
 
 from __future__ import annotations
@@ -66,16 +68,19 @@ def _fold_children(module: nn.Module) -> int:
     return folded
 
 
-def deploy(model: nn.Module, copy_model: bool = True) -> nn.Module:
+def deploy(model: nn.Module, copy_model: bool = True, channels_last: bool = True) -> nn.Module:
     """The inference form of ``model``: eval mode, every BatchNorm that follows a conv folded into
-    it, activations in place. ``copy_model=False`` changes ``model`` itself. The logits equal the
-    unfused model's up to float rounding (tests/test_deploy.py: max abs difference <= 1e-4)."""
+    it, activations in place, weights channels_last (unless ``channels_last=False``).
+    ``copy_model=False`` changes ``model`` itself. The logits equal the unfused model's up to
+    float rounding (tests/test_deploy.py: max abs difference <= 1e-4)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"deploy takes an nn.Module, got {type(model).__name__}")
     model = copy.deepcopy(model) if copy_model else model
     model.eval()
     folded = sum(_fold_children(m) for m in list(model.modules()))
     inplace(model)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     for p in model.parameters():
         p.requires_grad_(False)
     model.deployed_folds = folded
