@@ -112,6 +112,17 @@ def _poke(draw, d: dict) -> None:
             return
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _warm_up():
+    """Build, run and trace one small model first: lazy imports and first-call set-up would
+    otherwise count against the first example's deadline."""
+    spec = NetworkSpec(stages=(StageSpec("mbconv", 1, 8, stride=2),), resolution=16)
+    model = build_model(spec)
+    model(torch.randn(2, 3, 16, 16))
+    traced_macs(model, 16, 3)
+    scale(spec, 1.2, 1.1, 1.15)
+
+
 def _construct(d: dict) -> NetworkSpec | None:
     """The spec of ``d``, or None after checking that the refusal is the documented one."""
     try:

@@ -30,6 +30,15 @@ def _check_divisor(name: str, value: int) -> None:
         raise ValueError(f"{name}={value!r} is not allowed; expected an int >= 1")
 
 
+def _product(name: str, factor: float, count: int, what: str) -> float:
+    """``count * factor``, or a ValueError naming ``name`` when the product overflows a float."""
+    out = count * factor
+    if not math.isfinite(out):
+        raise ValueError(f"{name}={factor!r} is not allowed: {count} {what} x {name} overflows a "
+                         "float; expected a smaller factor")
+    return out
+
+
 def make_divisible(v: float, divisor: int = 8, min_value: int | None = None,
                    round_limit: float = 0.9) -> int:
     """Round ``v`` to the nearest multiple of ``divisor``, never going below ``round_limit * v``.
@@ -38,6 +47,7 @@ def make_divisible(v: float, divisor: int = 8, min_value: int | None = None,
     ``n < round_limit * v`` then ``n += divisor``. E.g. 16 * 1.2 = 19.2 -> 24. EfficientNetV2 uses
     ``round_limit=0``.
     """
+    check_number("make_divisible value", v)
     min_value = divisor if min_value is None else min_value
     n = max(min_value, int(v + divisor / 2) // divisor * divisor)
     if n < round_limit * v:
@@ -58,7 +68,8 @@ def round_filters(channels: int, width: float, divisor: int = 8, min_value: int 
     _check_divisor("divisor", divisor)
     if width == 1:
         return channels
-    return make_divisible(channels * width, divisor, min_value, round_limit)
+    return make_divisible(_product("width", width, channels, "channels"), divisor, min_value,
+                          round_limit)
 
 
 def round_repeats(repeats: int, depth: float, mode: str = "ceil") -> int:
@@ -68,10 +79,11 @@ def round_repeats(repeats: int, depth: float, mode: str = "ceil") -> int:
     product, so 10 * 1.1 gives 12 there and here); ``'round'``: round half up, at least 1.
     """
     _check_positive("depth", depth)
+    blocks = _product("depth", depth, repeats, "blocks")
     if mode == "ceil":
-        return int(math.ceil(repeats * depth))
+        return int(math.ceil(blocks))
     if mode == "round":
-        return max(1, int(math.floor(repeats * depth + 0.5)))
+        return max(1, int(math.floor(blocks + 0.5)))
     raise ValueError(f"depth_rounding={mode!r} is not allowed; expected one of {DEPTH_ROUNDINGS}")
 
 
