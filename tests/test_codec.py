@@ -203,6 +203,9 @@ def test_timm_activation_inherited_and_block_mapping():
     ("ir_r1_k3_s1_c8", r"missing required key\(s\) \['e'\]"),
     ("ir_r1_k3_s1_e1e400_c8", "token 'e1e400'"),
     ("ir_r1_k3_s1_e4_c8_gs8", "token 'gs8'"),
+    ("er_r1_k3_s1_e1_c8", "er at e1"),
+    ("cn_r1_k3_s1_c8_se0.25", "takes no SE"),
+    ("dsa_r1_k3_s1_c8_se0.25", "stage.se is not allowed for block 'ds'"),
 ])
 def test_timm_strict_errors(text, match):
     with pytest.raises(ValueError, match=match):

@@ -217,6 +217,8 @@ _TIMM_CODES = {"silu": "sw", "swish": "sw", "relu": "re", "relu6": "r6", "hswish
 #: timm block code -> (our block, expansion fixed to 1, skip flag meaning)
 _TIMM_BLOCKS = {"ir": ("mbconv", False), "ds": ("mbconv", True), "dsa": ("ds", True),
                 "er": ("fused_mbconv", False), "cn": ("fused_mbconv", True)}
+#: our block -> timm's code (mid == in, mid != in); the reverse of _TIMM_BLOCKS
+_TIMM_WRITE = {"mbconv": ("ds", "ir"), "fused_mbconv": ("cn", "er"), "ds": ("dsa", None)}
 _TIMM_KEYS = {"r": _parse_int, "k": _parse_int, "s": _parse_int, "e": _parse_float,
               "c": _parse_int, "se": _parse_float, "a": _parse_int, "p": _parse_int}
 
@@ -278,6 +280,11 @@ def decode_timm_stage(text: str, activation: str = "relu", se: SESpec | None = N
                              "conv) is not supported; expected 1")
     if single and v.get("e", 1) != 1:
         raise ValueError(f"{where}: e{v['e']} is not allowed for timm's {code!r}; expected e1")
+    if code == "cn" and "se" in v:
+        raise ValueError(f"{where}: timm's 'cn' (ConvBnAct) takes no SE; expected no se token")
+    if code == "er" and v["e"] == 1:
+        raise ValueError(f"{where}: timm's er at e1 (kxk conv, then a 1x1 projection) has no "
+                         "counterpart here; expected e > 1 (or 'cn' for a single conv)")
     act = v.get("n", activation)
     fields: dict[str, Any] = {
         "block": block, "repeats": v["r"], "kernel": v["k"], "stride": v["s"], "activation": act,
@@ -351,13 +358,9 @@ def encode_timm(spec: NetworkSpec, activation: str | None = None) -> list[str]:
             raise ValueError(f"{where}: timm's block strings have no dilation or groups")
         mids = geoms[i]
         single = all(m == c for c, m in mids)
-        if stage.block == "mbconv":
-            code = "ds" if single else "ir"
-        elif stage.block == "fused_mbconv":
-            code = "cn" if single and stage.se is None else "er"
-        elif stage.block == "ds" and stage.se is None and single:
-            code = "dsa"
-        else:
+        codes = _TIMM_WRITE.get(stage.block, (None, None))
+        code = codes[0] if single else codes[1]
+        if code is None or (code in ("dsa", "cn") and stage.se is not None):
             raise ValueError(f"{where}: block {stage.block!r} has no timm block string")
         parts = [code, f"r{stage.repeats}", f"k{stage.kernel}", f"s{stage.stride}"]
         if code in ("ir", "er"):

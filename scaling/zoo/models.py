@@ -208,16 +208,16 @@ def _pretrained(spec: NetworkSpec, path: str, timm: bool, num_classes: int | Non
                 build: dict[str, Any]):
     """Load the state dict at ``path`` into a model of ``spec``; see :func:`create_model`."""
     from scaling.nn.build import build_model
-    from scaling.zoo import weights
+    from scaling.zoo.weights import load_file, load_timm, load_torchvision
 
-    state = weights.load_file(path)
+    state = load_file(path)
     classes = num_classes if num_classes is not None else spec.num_classes
     full = build_model(spec.replace(num_classes=_file_classes(state, spec.num_classes)),
                        frozen_stages=build.get("frozen_stages", -1))
     if set(state) == set(full.state_dict()):
         full.load_state_dict(state)
     else:
-        (weights.load_timm if timm else weights.load_torchvision)(full, state)
+        (load_timm if timm else load_torchvision)(full, state)
     if build.get("out_indices") is not None:
         model = build_model(spec, **build)
         own = model.state_dict()
