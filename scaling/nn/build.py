@@ -14,7 +14,16 @@ Module naming (stable; the weight converters map torchvision keys onto it):
   and ``branch2``, index for index torchvision's InvertedResidual.
 - ``head.conv`` (ConvNormAct, when head.channels), ``head.pool``, ``head.hidden`` (Linear, when
   head.hidden) + ``head.hidden_act``, ``head.dropout``, ``head.fc`` (when num_classes > 0).
-  No head is built when ``out_indices`` is given (a backbone).
+  No head is built when ``out_indices`` is given: :func:`build_model` then returns a
+  :class:`FeatureNet` (a backbone whose forward returns the stages' feature maps).
+
+timm's model API: ``forward_features`` (stem, stages, ``head.conv``), ``forward_head(x,
+pre_logits)``, ``reset_classifier``, ``get_classifier``, ``num_features``, ``head_hidden_size``,
+``feature_info`` (``num_chs``, ``reduction``, ``module`` per stage) and ``pretrained_cfg``.
+``torch.fx.symbolic_trace`` (and torchvision's ``create_feature_extractor``) trace every model;
+``torch.jit.script`` is refused with one TypeError line (use trace, export or compile).
+Activations are built in place (torchvision's choice); :func:`scaling.nn.deploy.deploy` folds the
+norms for inference.
 
 Weight init (torchvision's choice for EfficientNet/MobileNet): conv weights kaiming_normal
 (fan_out, relu gain), conv biases zero; norm weights 1, biases 0; Linear weights normal(0, 0.01),
