@@ -1,4 +1,5 @@
-"""Studies on SQLite: resume after SIGKILL (heartbeat, stale trials), two workers, one storage."""
+"""Studies on SQLite: resume after SIGKILL (heartbeat, stale trials); several workers and
+processes: tests/test_search_storage.py."""
 
 import os
 import signal
@@ -92,22 +93,6 @@ def test_resume_after_sigkill_mid_trial(tmp_path):
         # the retry starts from every parameter the killed trial had sampled
         assert len(retried) == 1
         assert after[number].params.items() <= retried[0].params.items()
-
-
-@pytest.mark.slow
-def test_two_workers_share_one_sqlite_storage(tmp_path):
-    trials = 10
-    proc = subprocess.run(_cmd(tmp_path, "w", trials, "--workers", "2", "--proxies", "params",
-                               "--rank-proxy", "params", "--budget", "3M"),
-                          cwd=ROOT, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    all_trials = _trials(tmp_path, "w")
-    assert sorted(t.number for t in all_trials) == list(range(trials))
-    assert all(t.state == TrialState.COMPLETE for t in all_trials)
-    workers = [t.user_attrs["worker"] for t in all_trials]
-    assert sorted(set(workers)) == [0, 1] and workers.count(0) == workers.count(1) == 5
-    specs = [t.user_attrs["spec"] for t in all_trials]
-    assert len(set(specs)) == trials  # differently seeded samplers: no duplicated work
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")

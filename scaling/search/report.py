@@ -14,10 +14,12 @@ PROXY_PREFIX = "proxy_"
 
 
 def counts(study: Any) -> dict[str, int]:
-    """Trials by state, plus how many were over budget (never evaluated)."""
+    """Trials by state, plus how many were over budget (never evaluated); a trial beyond the
+    target that a concurrent worker started at the same instant counts as ``surplus``."""
     out: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
-        out[t.state.name.lower()] = out.get(t.state.name.lower(), 0) + 1
+        key = "surplus" if t.user_attrs.get("surplus") else t.state.name.lower()
+        out[key] = out.get(key, 0) + 1
         if t.user_attrs.get("status") == "over_budget":
             out["over_budget"] = out.get("over_budget", 0) + 1
     return out
