@@ -26,6 +26,7 @@ from scaling.ir import (
     round_filters,
     round_repeats,
 )
+from scaling.ir.codec import decode_stage
 
 #: B0 stages: (block, expansion, kernel, stride, out channels, repeats); stem 32 channels
 B0_TABLE = (
@@ -54,33 +55,35 @@ SE = SESpec(ratio=0.25, base="in", rounding="floor", activation="silu", gate="si
 SE_OF: dict[str, SESpec | None] = {"mbconv": SE, "fused_mbconv": None}
 DROP_PATH = 0.2
 
-#: EfficientNetV2 stages: (block, expansion, kernel, stride, out, repeats); stem = first input.
-V2_TABLES: dict[str, tuple[int, tuple[tuple[str, int, int, int, int, int], ...], float]] = {
+#: EfficientNetV2 stages as block strings (:mod:`scaling.ir.codec`), each completed by
+#: :func:`_v2_stage` (SiLU, expanded channels make_divisible(in * e, 8), SE on the MBConv
+#: stages); (stem channels, stages, dropout) per size.
+V2_TABLES: dict[str, tuple[int, tuple[str, ...], float]] = {
     "s": (24, (
-        ("fused_mbconv", 1, 3, 1, 24, 2),
-        ("fused_mbconv", 4, 3, 2, 48, 4),
-        ("fused_mbconv", 4, 3, 2, 64, 4),
-        ("mbconv", 4, 3, 2, 128, 6),
-        ("mbconv", 6, 3, 1, 160, 9),
-        ("mbconv", 6, 3, 2, 256, 15),
+        "er_r2_k3_s1_e1_c24",
+        "er_r4_k3_s2_e4_c48",
+        "er_r4_k3_s2_e4_c64",
+        "ir_r6_k3_s2_e4_c128",
+        "ir_r9_k3_s1_e6_c160",
+        "ir_r15_k3_s2_e6_c256",
     ), 0.2),
     "m": (24, (
-        ("fused_mbconv", 1, 3, 1, 24, 3),
-        ("fused_mbconv", 4, 3, 2, 48, 5),
-        ("fused_mbconv", 4, 3, 2, 80, 5),
-        ("mbconv", 4, 3, 2, 160, 7),
-        ("mbconv", 6, 3, 1, 176, 14),
-        ("mbconv", 6, 3, 2, 304, 18),
-        ("mbconv", 6, 3, 1, 512, 5),
+        "er_r3_k3_s1_e1_c24",
+        "er_r5_k3_s2_e4_c48",
+        "er_r5_k3_s2_e4_c80",
+        "ir_r7_k3_s2_e4_c160",
+        "ir_r14_k3_s1_e6_c176",
+        "ir_r18_k3_s2_e6_c304",
+        "ir_r5_k3_s1_e6_c512",
     ), 0.3),
     "l": (32, (
-        ("fused_mbconv", 1, 3, 1, 32, 4),
-        ("fused_mbconv", 4, 3, 2, 64, 7),
-        ("fused_mbconv", 4, 3, 2, 96, 7),
-        ("mbconv", 4, 3, 2, 192, 10),
-        ("mbconv", 6, 3, 1, 224, 19),
-        ("mbconv", 6, 3, 2, 384, 25),
-        ("mbconv", 6, 3, 1, 640, 7),
+        "er_r4_k3_s1_e1_c32",
+        "er_r7_k3_s2_e4_c64",
+        "er_r7_k3_s2_e4_c96",
+        "ir_r10_k3_s2_e4_c192",
+        "ir_r19_k3_s1_e6_c224",
+        "ir_r25_k3_s2_e6_c384",
+        "ir_r7_k3_s1_e6_c640",
     ), 0.4),
 }
 V2_RESOLUTION = {"s": 384, "m": 480, "l": 480}
@@ -92,6 +95,11 @@ def _stage(row: tuple[str, int, int, int, int, int], out: int, repeats: int) -> 
     block, e, k, s, _, _ = row
     return StageSpec(block=block, repeats=repeats, out_channels=out, kernel=k, stride=s,
                      expansion=float(e), mid_divisor=8, activation="silu", se=SE_OF[block])
+
+
+def _v2_stage(text: str) -> StageSpec:
+    stage = decode_stage(text)
+    return stage.replace(mid_divisor=8, activation="silu", se=SE_OF[stage.block])
 
 
 def efficientnet(width: float = 1.0, depth: float = 1.0, resolution: int = 224,
@@ -127,7 +135,7 @@ def efficientnet_v2(size: str = "s") -> NetworkSpec:
         raise ValueError(f"size={size!r} is not allowed; expected one of {sorted(V2_TABLES)}")
     stem, table, dropout = V2_TABLES[size]
     return NetworkSpec(
-        stages=tuple(_stage(row, row[4], row[5]) for row in table),
+        stages=tuple(_v2_stage(text) for text in table),
         stem=StemSpec(channels=(stem,), activation="silu"), resolution=V2_RESOLUTION[size],
         head=HeadSpec(channels=V2_HEAD, activation="silu", dropout=dropout, scale="none"),
         norm=V2_NORM, drop_path_rate=DROP_PATH, family="efficientnet_v2")

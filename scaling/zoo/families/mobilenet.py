@@ -11,6 +11,7 @@ and a hard-sigmoid gate; BN eps 1e-3, momentum 0.01.
 from __future__ import annotations
 
 from scaling.ir import HeadSpec, NetworkSpec, NormSpec, SESpec, StageSpec, StemSpec, make_divisible
+from scaling.ir.codec import decode_stage
 
 #: MobileNetV1 depthwise-separable stages: (out channels, repeats, stride of the first)
 V1_TABLE = ((64, 1, 1), (128, 2, 2), (256, 2, 2), (512, 6, 2), (1024, 2, 2))
@@ -26,36 +27,37 @@ V2_TABLE = (
     (6, 320, 1, 1),
 )
 
-#: MobileNetV3 blocks: (kernel, expanded, out, SE, activation, stride)
+#: MobileNetV3 blocks as block strings (:mod:`scaling.ir.codec`), one stage each, with absolute
+#: expanded channels ``m``; :func:`_v3_stage` scales them and sets the SE layout (V3_SE).
 V3_LARGE = (
-    (3, 16, 16, False, "relu", 1),
-    (3, 64, 24, False, "relu", 2),
-    (3, 72, 24, False, "relu", 1),
-    (5, 72, 40, True, "relu", 2),
-    (5, 120, 40, True, "relu", 1),
-    (5, 120, 40, True, "relu", 1),
-    (3, 240, 80, False, "hswish", 2),
-    (3, 200, 80, False, "hswish", 1),
-    (3, 184, 80, False, "hswish", 1),
-    (3, 184, 80, False, "hswish", 1),
-    (3, 480, 112, True, "hswish", 1),
-    (3, 672, 112, True, "hswish", 1),
-    (5, 672, 160, True, "hswish", 2),
-    (5, 960, 160, True, "hswish", 1),
-    (5, 960, 160, True, "hswish", 1),
+    "ir_r1_k3_s1_m16_c16",
+    "ir_r1_k3_s2_m64_c24",
+    "ir_r1_k3_s1_m72_c24",
+    "ir_r1_k5_s2_m72_c40_se0.25",
+    "ir_r1_k5_s1_m120_c40_se0.25",
+    "ir_r1_k5_s1_m120_c40_se0.25",
+    "ir_r1_k3_s2_m240_c80_ahswish",
+    "ir_r1_k3_s1_m200_c80_ahswish",
+    "ir_r1_k3_s1_m184_c80_ahswish",
+    "ir_r1_k3_s1_m184_c80_ahswish",
+    "ir_r1_k3_s1_m480_c112_se0.25_ahswish",
+    "ir_r1_k3_s1_m672_c112_se0.25_ahswish",
+    "ir_r1_k5_s2_m672_c160_se0.25_ahswish",
+    "ir_r1_k5_s1_m960_c160_se0.25_ahswish",
+    "ir_r1_k5_s1_m960_c160_se0.25_ahswish",
 )
 V3_SMALL = (
-    (3, 16, 16, True, "relu", 2),
-    (3, 72, 24, False, "relu", 2),
-    (3, 88, 24, False, "relu", 1),
-    (5, 96, 40, True, "hswish", 2),
-    (5, 240, 40, True, "hswish", 1),
-    (5, 240, 40, True, "hswish", 1),
-    (5, 120, 48, True, "hswish", 1),
-    (5, 144, 48, True, "hswish", 1),
-    (5, 288, 96, True, "hswish", 2),
-    (5, 576, 96, True, "hswish", 1),
-    (5, 576, 96, True, "hswish", 1),
+    "ir_r1_k3_s2_m16_c16_se0.25",
+    "ir_r1_k3_s2_m72_c24",
+    "ir_r1_k3_s1_m88_c24",
+    "ir_r1_k5_s2_m96_c40_se0.25_ahswish",
+    "ir_r1_k5_s1_m240_c40_se0.25_ahswish",
+    "ir_r1_k5_s1_m240_c40_se0.25_ahswish",
+    "ir_r1_k5_s1_m120_c48_se0.25_ahswish",
+    "ir_r1_k5_s1_m144_c48_se0.25_ahswish",
+    "ir_r1_k5_s2_m288_c96_se0.25_ahswish",
+    "ir_r1_k5_s1_m576_c96_se0.25_ahswish",
+    "ir_r1_k5_s1_m576_c96_se0.25_ahswish",
 )
 #: MobileNetV3: (stem channels, hidden linear width) per size; head conv = 6 * last stage.
 V3_SIZES = {"large": (V3_LARGE, 16, 1280), "small": (V3_SMALL, 16, 1024)}
@@ -66,6 +68,13 @@ V3_NORM = NormSpec(eps=1e-3, momentum=0.01)
 
 def _width(c: int, w: float) -> int:
     return make_divisible(c * w, 8)
+
+
+def _v3_stage(text: str, width: float) -> StageSpec:
+    stage = decode_stage(text)
+    return stage.replace(out_channels=_width(stage.out_channels, width),
+                         mid_channels=_width(stage.mid_channels, width),
+                         se=V3_SE if stage.se is not None else None)
 
 
 def mobilenet_v1(width: float = 1.0) -> NetworkSpec:
@@ -92,10 +101,7 @@ def mobilenet_v3(size: str = "large", width: float = 1.0) -> NetworkSpec:
     if size not in V3_SIZES:
         raise ValueError(f"size={size!r} is not allowed; expected one of {sorted(V3_SIZES)}")
     table, stem, hidden = V3_SIZES[size]
-    stages = tuple(
-        StageSpec(block="mbconv", repeats=1, out_channels=_width(out, width), kernel=k, stride=s,
-                  mid_channels=_width(mid, width), se=V3_SE if se else None, activation=act)
-        for k, mid, out, se, act, s in table)
+    stages = tuple(_v3_stage(text, width) for text in table)
     head = HeadSpec(channels=6 * stages[-1].out_channels, channels_ratio=6, activation="hswish",
                     hidden=_width(hidden, width), hidden_activation="hswish", dropout=0.2)
     return NetworkSpec(stages=stages, head=head, norm=V3_NORM, family="mobilenet_v3",
