@@ -3,6 +3,8 @@ logits stay within 1e-4 of the unfused model's on every zoo model (small resolut
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -97,3 +99,21 @@ def test_fold_conv_bn_equation():
         fold_conv_bn(bn, conv)
     with pytest.raises(TypeError, match="nn.Module"):
         deploy("resnet18")
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_small", "efficientnet_b0", "shufflenet_v2_x0_5",
+                                  "regnet_y_400mf"])
+def test_in_place_activations_keep_training_gradients(name):
+    """Built in place, the activations give the same outputs and gradients as out of place
+    (each one's input is a fresh tensor no backward needs)."""
+    torch.manual_seed(0)
+    model = create_model(name, resolution=32).train()
+    reference = copy.deepcopy(model)
+    for m in reference.modules():
+        if isinstance(m, INPLACE_TYPES):
+            m.inplace = False
+    x = torch.randn(4, 3, 32, 32)
+    for net in (model, reference):
+        net(x).square().mean().backward()
+    for p, q in zip(model.parameters(), reference.parameters()):
+        assert torch.equal(p.grad, q.grad)
