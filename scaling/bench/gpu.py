@@ -9,8 +9,8 @@ rate: the last epoch, or the whole loop for the search) and its own fields:
 - ``trainer`` per model: :func:`scaling.train.train` on the same images and batch (no
   augmentation, no validation: the same work); ``ratio_to_plain``. On CUDA also
   ``trainer_autotune`` (``benchmark=True``: what cuDNN autotuning costs in the first epoch and
-  gains after), and with ``--compile`` ``trainer_compile`` for the first model.
-  Interleaved over ``--repeats``.
+  gains after). Interleaved over ``--repeats``. With ``--compile``, last, the first model's
+  ``plain`` again and ``trainer_compile`` (``compile=True``: compile time in ``first_epoch_s``).
 - ``search_trials``: ``--trials`` trials of the search's train evaluator in one process
   (:func:`scaling.bench.loops.run_trials`): trials/minute, images/s, per-trial fixed seconds
   (wall - images / the trial's steady images/s: build, proxies, warm-up, evaluation).
@@ -71,7 +71,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    "torch's)")
     p.add_argument("--seed", type=int, default=0, help="seed of data order, init, sampler")
     p.add_argument("--tiny", action="store_true", help=f"tiny sizes (seconds on a CPU): {TINY}")
-    p.add_argument("--out", default=None, help="folder for gpu.jsonl and its provenance")
+    p.add_argument("--out", default=None, help="folder for gpu.jsonl and its provenance "
+                   "(default: none, stdout only)")
 
 
 @command(PROG, errors=(ValueError, TypeError))
@@ -120,6 +121,8 @@ class _Bench:
                **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in extra.items()}}
         self.records.append(rec)
         print(json.dumps(rec), flush=True)
+        if self.args.out:  # after every record: a run cut short keeps what it measured
+            self.write()
         return rec
 
     def search_config(self, evaluator: str, threads: int | None) -> dict[str, Any]:
@@ -129,8 +132,9 @@ class _Bench:
                 "batch_size": a.trial_batch_size, "device": str(self.dev), "seed": a.seed,
                 "pruner": "none", "threads": threads, "out_dir": "unused", "quiet": True}
 
-    def models(self) -> None:
-        """plain / trainer (/ trainer_autotune / trainer_compile) per model, interleaved."""
+    def models(self, compile_only: bool = False) -> None:
+        """plain / trainer (/ trainer_autotune) per model, interleaved; ``compile_only``: the
+        first model's plain loop and ``trainer_compile`` (run last: compiling is slow)."""
         import torch
 
         from scaling.bench.train import get_specs
@@ -141,9 +145,11 @@ class _Bench:
         variants = [("trainer", {})]
         if dev.type == "cuda":
             variants.append(("trainer_autotune", {"benchmark": True}))
-        specs = get_specs(a.models)
-        for _ in range(a.repeats):
-            for i, (name, spec) in enumerate(specs.items()):
+        specs = get_specs(a.models[:1] if compile_only else a.models)
+        if compile_only:
+            variants = [("trainer_compile", {"compile": True})]
+        for _ in range(1 if compile_only else a.repeats):
+            for name, spec in specs.items():
                 torch.manual_seed(a.seed)
                 epochs = plain_loop(build_model(spec, num_classes=data.num_classes), data, dev,
                                     a.batch_size, a.epochs, a.seed)
@@ -151,8 +157,7 @@ class _Bench:
                 plain = self.emit("plain", name, a.batch_size, images, seconds, data=source,
                                   first_epoch_s=epochs[0][1],
                                   total_s=sum(s for _, s in epochs))
-                more = [("trainer_compile", {"compile": True})] if a.compile and i == 0 else []
-                for label, options in variants + more:
+                for label, options in variants:
                     res = train(spec, data, epochs=a.epochs, batch_size=a.batch_size,
                                 device=str(dev), augment=False, lr=0.05, seed=a.seed,
                                 progress=False, **options)
@@ -203,8 +208,7 @@ class _Bench:
 
         a = self.args
         n = a.workers
-        threads = a.threads or (max(1, (os.cpu_count() or 1) // n)
-                                if self.dev.type == "cpu" else None)
+        threads = a.threads or max(1, (os.cpu_count() or 1) // n)  # no oversubscription
         mp = multiprocessing.get_context("spawn")  # never fork a process that may hold CUDA
         barrier, queue = mp.Barrier(n), mp.Queue()
         conf = {"search": self.search_config("train", threads), "trials": a.worker_trials,
@@ -253,8 +257,8 @@ def run(args: argparse.Namespace) -> int:
         bench.zero_cost()
     if args.workers:
         bench.workers(single)
-    if args.out:
-        bench.write()
+    if args.compile:
+        bench.models(compile_only=True)
     return 0
 
 

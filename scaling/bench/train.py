@@ -10,9 +10,11 @@ and best of ``--repeats`` to damp the noise of a shared machine:
   dataset is absent), with its data loading, batch augmentation, schedule and divergence check;
   the second epoch is timed (the first warms up), evaluation excluded.
 
-Prints images/s and the ratio trainer / plain. Numbers depend on the machine and its load: on an
-oversubscribed CPU, torch's multi-threaded kernels stall waiting for each other (measured 5-10x
-slower at load 6 on 2 cores) and every column becomes noise; use ``--threads 1`` there.
+Prints images/s and the ratios trainer / plain and trainer / plain_cl (the trainer runs in
+channels_last, so plain_cl is its like-for-like loop). Numbers depend on the machine and its
+load: on an oversubscribed CPU, torch's multi-threaded kernels stall waiting for each other
+(measured 5-10x slower at load 6 on 2 cores) and every column becomes noise; use ``--threads 1``
+there.
 """
 
 from __future__ import annotations
@@ -109,11 +111,11 @@ def run(args: argparse.Namespace) -> int:
           f"{args.steps} timed steps, best of {args.repeats}; zoo models at 28x28 (stride-1 "
           f"stem); trainer data: {data_source}")
     print(f"{'model':<22}{'MACs':>12}{'plain':>9}{'plain_cl':>10}{'trainer':>9}"
-          f"{'trainer/plain':>15}")
+          f"{'trainer/plain':>15}{'trainer/plain_cl':>18}")
     g = torch.Generator().manual_seed(0)
     x = torch.randn(args.batch_size, 1, 28, 28, generator=g)
     y = torch.randint(0, 10, (args.batch_size,), generator=g)
-    ratios = []
+    ratios, ratios_cl = [], []
     for name, spec in specs.items():
         best = {"plain": 0.0, "plain_cl": 0.0, "trainer": 0.0}
         for _ in range(args.repeats):
@@ -126,10 +128,14 @@ def run(args: argparse.Namespace) -> int:
                         progress=False)
             best["trainer"] = max(best["trainer"], res.history[-1]["images_per_s"])
         ratio = best["trainer"] / best["plain"]
+        ratio_cl = best["trainer"] / best["plain_cl"]
         ratios.append(ratio)
+        ratios_cl.append(ratio_cl)
         print(f"{name:<22}{complexity(spec).macs / 1e6:>10.1f}M{best['plain']:>9.0f}"
-              f"{best['plain_cl']:>10.0f}{best['trainer']:>9.0f}{ratio:>14.2f}x", flush=True)
-    print(f"trainer/plain: min {min(ratios):.2f}x, max {max(ratios):.2f}x (MACs at 28x28; "
+              f"{best['plain_cl']:>10.0f}{best['trainer']:>9.0f}{ratio:>14.2f}x"
+              f"{ratio_cl:>17.2f}x", flush=True)
+    print(f"trainer/plain: min {min(ratios):.2f}x, max {max(ratios):.2f}x; trainer/plain_cl: "
+          f"min {min(ratios_cl):.2f}x, max {max(ratios_cl):.2f}x (MACs at 28x28; "
           "images/s; the machine's load affects every column)")
     return 0
 

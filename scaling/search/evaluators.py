@@ -157,8 +157,10 @@ def train_eval(ctx: SearchContext, trial: Any, spec: Any, cost: Any) -> Evaluati
         proxies.update(compute_trial_proxies(ctx, spec, model))
 
     result = train_spec(ctx, spec, callback=callback, before_train=before_train)
+    if cfg.proxies and not proxies:  # a train() that did not call before_train (a stand-in)
+        proxies.update(compute_trial_proxies(ctx, spec))
     history = [h["val_top1"] for h in result.history]
-    steady = result.history[-1]["images_per_s"] if result.history else 0.0
+    steady = result.history[-1].get("images_per_s", 0.0) if result.history else 0.0
     attrs = {"val_acc": result.final_val_top1, "best_val_acc": result.best_val_top1,
              "val_history": history, "train_time": round(result.train_time, 3),
              "images_per_s": round(result.images_per_s, 1), "train_samples": result.samples,
