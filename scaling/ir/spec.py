@@ -254,32 +254,43 @@ def validate_network(spec: NetworkSpec) -> None:
             divides("norm.num_groups", norm_groups, c, "stem channels")
         if spec.head.channels:
             divides("norm.num_groups", norm_groups, spec.head.channels, "head channels")
-    last = None
+    one_pixel = _stem_one_pixel(spec)  # (where, channels) of the norms on a 1x1 map
     for b in iter_blocks(spec):
         at = f"stages[{b.stage}]"
         if b.mid_channels > MAX_CHANNELS:
             raise ValueError(f"{at} has {b.mid_channels:_} mid channels (expansion="
                              f"{spec.stages[b.stage].expansion!r}); expected at most "
                              f"{MAX_CHANNELS:_} (scaling.ir.limits.MAX_CHANNELS)")
-        BLOCK_TYPES[b.block].check_block(b, spec.stages[b.stage], at, norm_groups)
-        last = b
-    if last is not None and last.out_size == 1:
-        _check_one_pixel_norm(spec, last)
+        record = BLOCK_TYPES[b.block]
+        record.check_block(b, spec.stages[b.stage], at, norm_groups)
+        if b.out_size == 1:
+            one_pixel += [(at, c) for c in (b.out_channels, b.mid_channels, record.branch_out(b))]
+            if spec.head.channels:
+                one_pixel.append(("the head", spec.head.channels))
+    _check_one_pixel_norm(spec, one_pixel)
 
 
-def _check_one_pixel_norm(spec: NetworkSpec, last: BlockGeometry) -> None:
-    """Refuse norms that cannot normalise the final 1x1 map: IN (one value per channel of a
-    sample, at any batch size) and GN with one channel per group (one value at batch 1)."""
-    at = f"stages[{last.stage}]"
-    if spec.norm.type in ("IN", "IN2d"):
+def _stem_one_pixel(spec: NetworkSpec) -> list[tuple[str, int]]:
+    size, out = spec.resolution, []
+    for i, (c, s) in enumerate(zip(spec.stem.channels, spec.stem.strides, strict=True)):
+        size = downsample(size, s)
+        if size == 1:
+            out.append((f"stem conv {i}", c))
+    return out
+
+
+def _check_one_pixel_norm(spec: NetworkSpec, one_pixel: list[tuple[str, int]]) -> None:
+    """Refuse norms that cannot normalise a 1x1 map: IN (one value per channel of a sample, at
+    any batch size) and GN with one channel per group (one value at batch size 1)."""
+    if one_pixel and spec.norm.type in ("IN", "IN2d"):
         raise ValueError(f"norm.type={spec.norm.type!r} is not allowed at resolution="
-                         f"{spec.resolution}: {at} ends on a 1x1 map, and instance norm needs "
-                         "more than one value per channel; expected a higher resolution, fewer "
-                         "stride-2 steps or another norm")
-    if spec.norm.type == "GN":
-        channels = (last.out_channels, last.mid_channels, spec.head.channels or 0)
-        if spec.norm.num_groups in channels:
-            raise ValueError(f"norm.num_groups={spec.norm.num_groups} is not allowed at "
-                             f"resolution={spec.resolution}: {at} ends on a 1x1 map where a "
-                             "group of one channel holds one value at batch size 1; expected "
-                             "fewer groups, a higher resolution or fewer stride-2 steps")
+                         f"{spec.resolution}: {one_pixel[0][0]} normalises a 1x1 map, and "
+                         "instance norm needs more than one value per channel; expected a "
+                         "higher resolution, fewer stride-2 steps or another norm")
+    groups = spec.norm.num_groups if spec.norm.type == "GN" else None
+    for where, channels in one_pixel:
+        if channels == groups:
+            raise ValueError(f"norm.num_groups={groups} is not allowed at resolution="
+                             f"{spec.resolution}: {where} normalises {channels} channels on a "
+                             "1x1 map, one value per group at batch size 1; expected fewer "
+                             "groups, a higher resolution or fewer stride-2 steps")
