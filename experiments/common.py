@@ -53,15 +53,24 @@ class Protocol:
     seeds: tuple[int, ...] = (0, 1, 2)
     base_macs: int | None = None
     points: int = 4
+    recipe: tuple[tuple[str, Any], ...] = ()
 
     def key(self) -> str:
-        """A short hash of everything that changes a trained result (not the device)."""
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        """A short hash of everything that changes a trained result (not the device); without a
+        searched ``recipe`` the key is what it was before recipes existed."""
+        fields = dataclasses.asdict(self)
+        if not fields["recipe"]:
+            del fields["recipe"]
+        blob = json.dumps(fields, sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
     def train_kwargs(self) -> dict[str, Any]:
-        return {"epochs": self.epochs, "batch_size": self.batch_size,
-                "optimizer": self.optimizer, "lr": self.lr, "augment": self.augment}
+        """The keywords of :func:`scaling.train.train`: this protocol's recipe, overridden by the
+        searched baseline's ``recipe`` (:func:`scaling.search.evaluators.recipe_kwargs`)."""
+        from scaling.search.evaluators import recipe_kwargs
+
+        return {"epochs": self.epochs, "augment": self.augment,
+                **recipe_kwargs(self, dict(self.recipe))}
 
 
 #: ``tiny``: the reproducibility test (seconds); ``quick``: the CPU study committed in results/
@@ -105,7 +114,25 @@ def protocol_from_args(args: argparse.Namespace) -> tuple[str, Protocol]:
             over[name] = getattr(args, name)
     if args.base_macs is not None:
         over["base_macs"] = int(args.base_macs) if args.base_macs > 0 else None
+    recipe = load_recipe(getattr(args, "baseline", None))
+    if recipe:  # the searched baseline's recipe trains the whole study
+        over["recipe"] = tuple(sorted(recipe.items()))
     return preset, dataclasses.replace(proto, **over)
+
+
+def load_recipe(path: str | None) -> dict[str, Any]:
+    """The training recipe the search chose with the baseline (the ``recipe`` of a search
+    report, results/search/baseline.json); ``{}`` (the fixed recipe) for older files, spec
+    files, or when there is no baseline file."""
+    candidates = [path] if path else [str(ROOT / c) for c in BASELINE_CANDIDATES]
+    for cand in candidates:
+        if cand and Path(cand).is_file():
+            obj = json.loads(Path(cand).read_text())
+            while isinstance(obj, list) and obj:
+                obj = obj[0]
+            recipe = obj.get("recipe") if isinstance(obj, dict) else None
+            return dict(recipe) if isinstance(recipe, dict) else {}
+    return {}
 
 
 # -- specs ---------------------------------------------------------------------------------------

@@ -66,6 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--name", help="study / file name (full 'baseline', quick 'baseline-quick')")
     p.add_argument("--out", default=str(ROOT / "results" / "search"))
     p.add_argument("--resume", action="store_true", help="continue an interrupted search")
+    p.add_argument("--space", help="search space YAML/JSON (a 'recipe' entry searches the "
+                   "training recipe too; default: the built-in space, fixed recipe)")
     args = p.parse_args(argv)
     preset = PRESETS["quick" if args.quick else "full"]
     for key, value in preset.items():
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     from scaling.ir import NetworkSpec, encode_stages
     from scaling.search.evaluators import SearchContext, train_spec
     from scaling.search.objectives import format_macs, parse_budget
-    from scaling.search.report import best_trials, counts, write_outputs
+    from scaling.search.report import best_trials, counts, format_recipe, write_outputs
     from scaling.search.study import SearchConfig, run_search
     from scaling.study.provenance import (
         Provenance,
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         data="fashion-mnist", resolution=28, trials=args.trials, timeout=args.timeout,
         workers=args.workers, seed=args.seed, device=args.device, epochs=args.epochs,
         subset=args.subset, val_size=args.val_size, batch_size=args.batch_size, lr=args.lr,
-        threads=args.threads, out_dir=args.out, resume=args.resume)
+        threads=args.threads, out_dir=args.out, resume=args.resume, space=args.space)
     print(f"search {cfg.study}: budget {format_macs(budget)} MACs at 28x28, {cfg.trials} trials, "
           f"protocol subset {cfg.subset}, val {cfg.val_size}, {cfg.epochs:g} epochs", flush=True)
     info = run_search(cfg)
@@ -143,8 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     top = max(best, key=lambda t: t.user_attrs["val_acc"] or 0.0)
     searched = NetworkSpec.from_json(top.user_attrs["spec"]).replace(name=f"searched #{top.number}")
+    recipe = top.user_attrs.get("recipe") or {}  # {}: the fixed recipe of the protocol
     print(f"best trial #{top.number} ({format_macs(top.user_attrs['macs'])} MACs, val "
           f"{_pct(top.user_attrs['val_acc'])}):", *encode_stages(searched), sep="\n  ")
+    if recipe:
+        print(f"  recipe: {format_recipe(recipe)}")
 
     ctx = SearchContext(cfg)
     data = _test_view(ctx.data(), args.test_size)
@@ -152,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for seed in seeds:
         for label, spec in models.items():
-            result = train_spec(ctx, spec, seed=seed)
+            result = train_spec(ctx, spec, seed=seed,
+                                recipe=recipe if label == "searched" else None)
             test = evaluate(result.model, data, split="test") if result.model is not None else None
             cost = complexity(spec)
             rows.append({"model": label, "name": spec.name, "seed": seed, "macs": cost.macs,
@@ -188,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                    "wall_time_s": round(info.wall_time, 1), "best_trial": top.number,
                    "best_val_acc": top.user_attrs["val_acc"], "best_macs": top.user_attrs["macs"],
                    **{k: str(Path(v).name) for k, v in paths.items()}},
-        "spec": json.loads(top.user_attrs["spec"]),
+        "spec": json.loads(top.user_attrs["spec"]), "recipe": recipe,
         "baseline_widths": {k: round(v[1], 4) for k, v in fitted_baselines(budget).items()},
         "comparison": rows, "summary": summary.to_dict(orient="records"),
         "searched_beats_baselines": bool(beats), "comparison_csv": csv_path.name,

@@ -116,7 +116,7 @@ def format_counts(counts: dict[str, int]) -> str:
 
 def _print_report(info: Any, args: argparse.Namespace) -> int:
     from scaling.ir import NetworkSpec, encode_stages
-    from scaling.search.report import report, summary_table, write_outputs
+    from scaling.search.report import format_recipe, report, summary_table, write_outputs
 
     study, cfg = info.study, info.cfg
     paths = write_outputs(study, cfg.out_dir)
@@ -132,6 +132,8 @@ def _print_report(info: Any, args: argparse.Namespace) -> int:
               f"values ({values})")
         for line in encode_stages(NetworkSpec.from_dict(rec["spec"])):
             print(f"  {line}")
+        if rec.get("recipe"):
+            print(f"  recipe: {format_recipe(rec['recipe'])}")
     if not rep["best"]:
         print("(no feasible trial finished)")
     print("\nsummary (top trials; * = best):")

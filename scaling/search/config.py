@@ -66,6 +66,9 @@ class SearchConfig:
     sampler: str = _opt("tpe", f"Optuna sampler: {', '.join(SAMPLERS)}")
     pruner: str = _opt("median", f"pruner of trained trials: {', '.join(PRUNERS)}")
     startup_trials: int = _opt(10, "random trials before TPE")
+    prune_warmup: float = _opt(0.5, "fraction of the epochs a trial trains before the pruner may "
+                               "stop it (slow starters are not cut blindly)")
+    prune_startup: int = _opt(5, "finished trials before the median pruner acts")
     epochs: float = _opt(3.0, "training epochs per trial")
     trial_seconds: float | None = _opt(None, "training-time cap per trial (default: none)")
     subset: int | None = _opt(10_000, "training images per trial (0: all)", type=_count_or_all)
@@ -121,6 +124,14 @@ class SearchConfig:
                 value = getattr(self, name)
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                     raise ValueError(f"{name}={value!r} is not allowed; expected an int >= 1")
+            if isinstance(self.prune_warmup, bool) or not isinstance(self.prune_warmup, (
+                    int, float)) or not 0 <= self.prune_warmup <= 1:
+                raise ValueError(f"prune_warmup={self.prune_warmup!r} is not allowed; expected a "
+                                 "fraction of the epochs in [0, 1]")
+            if isinstance(self.prune_startup, bool) or not isinstance(self.prune_startup, int) \
+                    or self.prune_startup < 0:
+                raise ValueError(f"prune_startup={self.prune_startup!r} is not allowed; expected "
+                                 "an int >= 0")
             if self.threads is not None and (isinstance(self.threads, bool)
                                              or not isinstance(self.threads, int)
                                              or self.threads < 1):
@@ -149,6 +160,14 @@ class SearchConfig:
         if "proxies" in kwargs:
             kwargs["proxies"] = tuple(kwargs["proxies"])
         return cls(**kwargs)
+
+    @property
+    def prune_warmup_steps(self) -> int:
+        """Epochs before the pruner may act (Optuna's ``n_warmup_steps``; epochs count from 1):
+        ``ceil(prune_warmup * epochs)``, at least 1."""
+        import math
+
+        return max(1, math.ceil(self.prune_warmup * self.epochs - 1e-9))
 
     @property
     def storage_url(self) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 
 from scaling.data.catalog import ALIASES, NATIVE_SHAPE, NUM_CLASSES
 from scaling.search.objectives import get_objective, set_budget_constraint
-from scaling.search.space import sample_spec
+from scaling.search.space import sample_recipe, sample_spec
 
 # The config (:class:`scaling.search.config.SearchConfig`) imports this registry to check its
 # evaluator name, so this module types it as ``Any``: no import back.
@@ -123,19 +123,32 @@ def zero_cost(ctx: SearchContext, trial: Any, spec: Any, cost: Any) -> Evaluatio
 
 def train_spec(ctx: SearchContext, spec: Any, seed: int | None = None,
                callback: Callable[[int, dict], Any] | None = None,
-               before_train: Callable[[Any], Any] | None = None) -> Any:
+               before_train: Callable[[Any], Any] | None = None,
+               recipe: dict[str, Any] | None = None) -> Any:
     """Train ``spec`` by the search's protocol (data split, subset, epochs, optimizer, seed):
-    what every trial gets, and what baselines must get to be comparable. ``before_train(model)``
+    what every trial gets, and what baselines must get to be comparable; ``recipe``: a trial's
+    sampled recipe (user attr ``recipe``) over the fixed one. ``before_train(model)``
     sees the freshly built net (:func:`scaling.train.trainer.train`)."""
     from scaling.train import train
 
     cfg = ctx.cfg
     return train(spec, ctx.data(), epochs=cfg.epochs, seconds=cfg.trial_seconds,
-                 batch_size=cfg.batch_size, optimizer=cfg.optimizer, lr=cfg.lr,
+                 **recipe_kwargs(cfg, recipe),
                  seed=cfg.seed if seed is None else seed, device=cfg.device,
                  channels_last=channels_last(cfg), augment=cfg.augment, threads=cfg.threads,
                  callback=callback, before_train=before_train,
                  progress=False)
+
+
+def recipe_kwargs(cfg: SearchConfig, recipe: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The recipe keywords of :func:`scaling.train.train`: the config's fixed recipe (optimizer,
+    lr, batch size; the rest TrainConfig's defaults) overridden by a sampled ``recipe``. A sampled
+    optimizer other than the config's drops the config's lr (it was meant for the other one)."""
+    out: dict[str, Any] = {"batch_size": cfg.batch_size, "optimizer": cfg.optimizer, "lr": cfg.lr}
+    recipe = dict(recipe or {})
+    if recipe.get("optimizer", cfg.optimizer) != cfg.optimizer:
+        out["lr"] = None
+    return {**out, **recipe}
 
 
 def train_eval(ctx: SearchContext, trial: Any, spec: Any, cost: Any) -> Evaluation:
@@ -156,7 +169,8 @@ def train_eval(ctx: SearchContext, trial: Any, spec: Any, cost: Any) -> Evaluati
     def before_train(model: Any) -> None:  # the proxies of the very net the trial trains
         proxies.update(compute_trial_proxies(ctx, spec, model))
 
-    result = train_spec(ctx, spec, callback=callback, before_train=before_train)
+    result = train_spec(ctx, spec, callback=callback, before_train=before_train,
+                        recipe=trial.user_attrs.get("recipe"))
     if cfg.proxies and not proxies:  # a train() that did not call before_train (a stand-in)
         proxies.update(compute_trial_proxies(ctx, spec))
     history = [h["val_top1"] for h in result.history]
@@ -205,6 +219,7 @@ def make_objective(ctx: SearchContext, evaluator: str | None = None
     def run(trial: Any) -> float | tuple[float, float]:
         spec = sample_spec(trial, cfg.space, cfg.resolution, ctx.in_channels, ctx.num_classes,
                            budget=cfg.budget)
+        sample_recipe(trial, cfg.space)  # after the architecture: an old space's params stay
         cost = complexity(spec)
         feasible = cost.macs <= cfg.budget
         for key, value in {"spec": spec.to_json(indent=None), "macs": cost.macs,

@@ -45,9 +45,17 @@ def trial_record(trial: Any, with_spec: bool = True) -> dict[str, Any]:
         "proxies": {k[len(PROXY_PREFIX):]: v for k, v in a.items()
                     if k.startswith(PROXY_PREFIX)},
     }
+    if a.get("recipe"):  # the trial's sampled training recipe (a space with ``recipe``)
+        rec["recipe"] = a["recipe"]
     if with_spec and a.get("spec"):
         rec["spec"] = json.loads(a["spec"])
     return rec
+
+
+def format_recipe(recipe: dict[str, Any] | None) -> str:
+    """``{'optimizer': 'adamw', 'lr': 0.0031}`` -> ``'optimizer adamw, lr 0.0031'``."""
+    return ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                     for k, v in (recipe or {}).items())
 
 
 def summary_table(study: Any, top: int = 10) -> str:

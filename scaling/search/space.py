@@ -21,6 +21,14 @@ multiplier is the largest one in ``width_range`` whose analytic MACs are <= f * 
 monotone in the multiplier because channel rounding is); otherwise it samples
 ``width_multiplier``. Channels are ``make_divisible(width * width_factor * multiplier,
 channel_divisor)``.
+
+Recipe (optional key ``recipe``): the training recipe searched beside the architecture, any of
+:data:`RECIPE_KEYS` (the :class:`~scaling.train.config.TrainConfig` fields ``optimizer``, ``lr``,
+``weight_decay``, ``batch_size``, ``label_smoothing``, ``warmup``). ``lr`` and ``weight_decay``
+may be one entry or a mapping from optimizer to an entry (their scales differ ~100x). A key that
+is absent keeps the search's fixed recipe (:class:`~scaling.search.config.SearchConfig`), so a
+space without ``recipe`` samples exactly what it did before; :data:`RECIPE_SPACE` is the
+recommended one (ranges from ``experiments/recipe_sweep.py``, results/recipe_sweep/README.md).
 """
 
 from __future__ import annotations
@@ -71,6 +79,21 @@ DEFAULT_SPACE: dict[str, Any] = {
         32: ["1:1,2,2,2,1,2,1", "1:1,2,2,1,1,2,1", "2:1,1,2,1,1,2,1"],
         224: ["2:1,2,2,2,1,2,1"],
     },
+}
+
+
+RECIPE_KEYS = ("optimizer", "lr", "weight_decay", "batch_size", "label_smoothing", "warmup")
+RECIPE_OPTIMIZERS = ("sgd", "adamw")
+PER_OPTIMIZER = ("lr", "weight_decay")
+RECIPE_SPACE: dict[str, Any] = {
+    "optimizer": ["sgd", "adamw"],
+    "lr": {"sgd": {"low": 0.02, "high": 0.4, "log": True},
+           "adamw": {"low": 5e-4, "high": 1e-2, "log": True}},
+    "weight_decay": {"sgd": {"low": 1e-5, "high": 1e-3, "log": True},
+                     "adamw": {"low": 1e-3, "high": 0.1, "log": True}},
+    "batch_size": [32, 64, 128, 256],
+    "label_smoothing": [0.0, 0.1],
+    "warmup": {"low": 0.0, "high": 0.2},
 }
 
 
@@ -155,12 +178,45 @@ def validate_space(space: Any) -> None:
         v = space.get(key, 8)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"space.{key}={v!r} is not allowed; expected an int >= 1")
+    if space.get("recipe") is not None:
+        validate_recipe(space["recipe"])
     for res, patterns in (space.get("strides") or {}).items():
         for p in _choices(patterns):
             stem, stage_strides = parse_pattern(p)
             if len(stage_strides) != len(stages):
                 raise ValueError(f"space.strides[{res}]={p!r} has {len(stage_strides)} stage "
                                  f"strides; expected {len(stages)} (one per stage)")
+
+
+def validate_recipe(recipe: Any) -> None:
+    """Raise ValueError/TypeError naming the key unless ``recipe`` is a usable recipe space."""
+    if not isinstance(recipe, Mapping):
+        raise TypeError(f"space.recipe must be a mapping, got {type(recipe).__name__}")
+    unknown = sorted(set(recipe) - set(RECIPE_KEYS))
+    if unknown:
+        raise ValueError(f"space.recipe: unknown key(s) {unknown}; allowed: {list(RECIPE_KEYS)}")
+    for key, value in recipe.items():
+        per = isinstance(value, Mapping) and not {"low", "high"} & set(value)
+        if per and key not in PER_OPTIMIZER:
+            raise ValueError(f"space.recipe.{key}={dict(value)!r} is not allowed; only "
+                             f"{PER_OPTIMIZER} may be given per optimizer")
+        for opt, entry in (value.items() if per else [(None, value)]):
+            where = f"recipe.{key}" + (f".{opt}" if opt else "")
+            if opt is not None and opt not in RECIPE_OPTIMIZERS:
+                raise ValueError(f"space.{where}: optimizer {opt!r} is not allowed; expected one "
+                                 f"of {RECIPE_OPTIMIZERS}")
+            _check_value(where, entry)
+            for v in _choices(entry):
+                if key == "optimizer" and v not in RECIPE_OPTIMIZERS:
+                    raise ValueError(f"space.{where}={v!r} is not allowed; expected one of "
+                                     f"{RECIPE_OPTIMIZERS}")
+                if key != "optimizer" and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                           or v < 0 or (key == "batch_size" and v < 1)
+                                           or (key in ("label_smoothing", "warmup") and v >= 1)):
+                    bound = {"batch_size": ">= 1", "label_smoothing": "in [0, 1)",
+                             "warmup": "in [0, 1)"}.get(key, ">= 0")
+                    raise ValueError(f"space.{where}={v!r} is not allowed; expected a number "
+                                     f"{bound}")
 
 
 def parse_pattern(pattern: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -315,3 +371,29 @@ def sample_spec(trial: Any, space: Mapping[str, Any] | None = None, resolution: 
     if hasattr(trial, "set_user_attr"):
         trial.set_user_attr("width_multiplier", round(m, 6))
     return make(m)
+
+
+def sample_recipe(trial: Any, space: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The training recipe of ``space['recipe']`` sampled with ``trial`` (params ``recipe_<key>``,
+    per-optimizer entries ``recipe_<key>_<optimizer>``), stored as the user attr ``recipe``; only
+    the keys the space holds (none: ``{}``, the fixed recipe, and no parameter is sampled)."""
+    entries = (space or {}).get("recipe") or {}
+    recipe: dict[str, Any] = {}
+    if "optimizer" in entries:
+        recipe["optimizer"] = suggest(trial, "recipe_optimizer", entries["optimizer"])
+    for key in RECIPE_KEYS[1:]:
+        if key not in entries:
+            continue
+        value = entries[key]
+        if isinstance(value, Mapping) and not {"low", "high"} & set(value):
+            opt = recipe.get("optimizer", "sgd")
+            if opt not in value:
+                continue  # no entry for this optimizer: its default (TrainConfig)
+            recipe[key] = suggest(trial, f"recipe_{key}_{opt}", value[opt])
+        else:
+            recipe[key] = suggest(trial, f"recipe_{key}", value)
+    recipe = {k: (int(v) if k == "batch_size" else v if k == "optimizer" else float(v))
+              for k, v in recipe.items()}
+    if recipe and hasattr(trial, "set_user_attr"):
+        trial.set_user_attr("recipe", recipe)
+    return recipe

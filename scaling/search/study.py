@@ -66,9 +66,10 @@ def make_pruner(cfg: SearchConfig) -> Any:
     import optuna
 
     if cfg.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+        return optuna.pruners.MedianPruner(n_startup_trials=cfg.prune_startup,
+                                           n_warmup_steps=cfg.prune_warmup_steps)
     if cfg.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1,
+        return optuna.pruners.HyperbandPruner(min_resource=cfg.prune_warmup_steps,
                                               max_resource=max(1, math.ceil(cfg.epochs)))
     return optuna.pruners.NopPruner()
 
