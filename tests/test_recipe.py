@@ -205,3 +205,17 @@ def test_recipe_vs_fixed_tiny(fake_fashion, tmp_path):
     recipe = json.loads(rows.set_index("arm").recipe["recipe"])
     assert set(recipe) == set(RECIPE_SPACE)
     assert "recipe - fixed" in (tmp_path / "tiny.md").read_text()
+
+
+def test_print_space_shows_the_recipe_entry_commented():
+    import subprocess
+
+    import yaml
+
+    out = subprocess.run([sys.executable, "-m", "scaling.search", "--print-space"], check=True,
+                         capture_output=True, text=True).stdout
+    assert yaml.safe_load(out) == default_space()  # the recipe entry is a comment
+    lines = out.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("#"))  # the comment's title
+    uncommented = "\n".join(lines[:head] + [line[2:] for line in lines[head + 1:]])
+    assert load_space(yaml.safe_load(uncommented))["recipe"] == RECIPE_SPACE

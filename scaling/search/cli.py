@@ -42,7 +42,8 @@ def build_parser() -> Parser:
     add_config_arguments(p.add_argument_group("search (SearchConfig)"), SearchConfig)
     o = p.add_argument_group("output")
     o.add_argument("--print-space", action="store_true",
-                   help="print the default space as YAML and exit")
+                   help="print the default space as YAML (and the optional recipe "
+                   "entry, commented) and exit")
     o.add_argument("--top", type=int, default=10, help="rows of the summary table")
     o.add_argument("--json", action="store_true", help="print one JSON report on stdout")
     return p
@@ -86,9 +87,13 @@ def main(argv: list[str]) -> int:
     if args.print_space:
         import yaml
 
-        from scaling.search.space import default_space
+        from scaling.search.space import RECIPE_SPACE, default_space
 
         print(yaml.safe_dump(default_space(), sort_keys=False), end="")
+        print("# optional: the training recipe searched with the architecture (absent: the "
+              "fixed recipe)")
+        recipe = yaml.safe_dump({"recipe": RECIPE_SPACE}, sort_keys=False)
+        print("".join(f"# {line}\n" for line in recipe.splitlines()), end="")
         return 0
     cfg = config_from(args)
     from scaling.data import DatasetNotFoundError
