@@ -263,11 +263,31 @@ def validate_network(spec: NetworkSpec) -> None:
                              f"{MAX_CHANNELS:_} (scaling.ir.limits.MAX_CHANNELS)")
         record = BLOCK_TYPES[b.block]
         record.check_block(b, spec.stages[b.stage], at, norm_groups)
-        if b.out_size == 1:
-            one_pixel += [(at, c) for c in (b.out_channels, b.mid_channels, record.branch_out(b))]
+        if b.out_size == 1:  # every conv of a block is normalised; so is its output
+            convs = _Convs()
+            record.cost(convs, b, spec.stages[b.stage])
+            one_pixel += [(at, c) for c in (b.out_channels, *convs.on_one_pixel)]
             if spec.head.channels:
                 one_pixel.append(("the head", spec.head.channels))
     _check_one_pixel_norm(spec, one_pixel)
+
+
+class _Convs:
+    """A :class:`~scaling.ir.blocks.Layers` that keeps the output channels of the convs on a
+    1x1 map."""
+
+    def __init__(self) -> None:
+        self.on_one_pixel: list[int] = []
+
+    def conv(self, cin: int, cout: int, k: int, size: int, groups: int = 1) -> None:
+        if size == 1:
+            self.on_one_pixel.append(cout)
+
+    def act(self, name: str, count: int = 1) -> None:
+        return None
+
+    def se(self, channels: int, squeeze: int, stage: StageSpec) -> None:
+        return None
 
 
 def _stem_one_pixel(spec: NetworkSpec) -> list[tuple[str, int]]:
