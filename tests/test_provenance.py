@@ -117,3 +117,12 @@ def test_no_committed_result_names_a_machine_path():
                  for i, line in enumerate(p.read_text(errors="replace").splitlines(), 1)
                  if ABSOLUTE.search(line) or str(ROOT) in line]
     assert not offenders, "absolute paths in committed results:\n" + "\n".join(offenders)
+
+
+def test_declared_commit_for_a_tree_without_git(monkeypatch):
+    from scaling.study.provenance import COMMIT_ENV, git_commit
+
+    monkeypatch.setenv(COMMIT_ENV, "abc123")
+    assert git_commit() == "abc123 (declared)"
+    monkeypatch.delenv(COMMIT_ENV)
+    assert git_commit() != "abc123 (declared)"

@@ -78,8 +78,18 @@ def _relative_values(value: Any) -> Any:
     return value
 
 
+COMMIT_ENV = "SCALING_GIT_COMMIT"
+
+
 def git_commit(cwd: str | os.PathLike | None = None) -> str:
-    """The HEAD commit, with ``+dirty`` when tracked files differ from it; 'unknown' outside git."""
+    """The HEAD commit, with ``+dirty`` when tracked files differ from it; 'unknown' outside git.
+
+    ``$SCALING_GIT_COMMIT`` names it for a copy of the tree without ``.git`` (a lent GPU machine
+    receives the working tree only); it is recorded as given, with ``(declared)`` after it.
+    """
+    declared = os.environ.get(COMMIT_ENV)
+    if declared:
+        return f"{declared} (declared)"
     cwd = cwd or ROOT
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
