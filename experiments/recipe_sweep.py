@@ -44,7 +44,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "max_images": 16_000, "batch_size": 128,
             "recipes": ["sgd-0.05", "sgd-0.2", "adamw-1e-3", "adamw-3e-3"]},
     "gpu": {"subsets": [2000, 8000, 55000], "epochs": [1.0, 5.0, 15.0], "seeds": [0, 1],
-            "val_size": 5000, "max_images": 150_000, "batch_size": 128},
+            "val_size": 5000, "max_images": 60_000, "batch_size": 128},
     "tiny": {"subsets": [256], "epochs": [1.0], "seeds": [0], "val_size": 128,
              "max_images": None, "batch_size": 64, "recipes": ["sgd-0.05", "adamw-3e-3"],
              "families": ["resnet18_x0.25"]},
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     from scaling.study.provenance import Provenance, atomic_write_text
 
     prov = Provenance(seeds=args.seeds, device=args.device, preset=args.preset,
-                      recipes=RECIPES, families=args.families)
+                      recipes={r: RECIPES[r] for r in args.recipes}, families=args.families)
     opts = {k: getattr(args, k) for k in ("val_size", "batch_size", "device", "threads")}
     tasks = [(f, r, None if n >= 55000 else n, e, s) for n in args.subsets for e in args.epochs
              if not args.max_images or n * e <= args.max_images
