@@ -219,3 +219,26 @@ def test_print_space_shows_the_recipe_entry_commented():
     head = next(i for i, line in enumerate(lines) if line.startswith("#"))  # the comment's title
     uncommented = "\n".join(lines[:head] + [line[2:] for line in lines[head + 1:]])
     assert load_space(yaml.safe_load(uncommented))["recipe"] == RECIPE_SPACE
+
+
+def test_the_study_trains_its_baseline_with_the_searched_recipe(tmp_path):
+    """experiments/common.py: a baseline file's ``recipe`` trains the study; older files (no
+    recipe) keep the protocol's fixed recipe and its key."""
+    import argparse
+
+    from experiments.common import PRESETS, add_protocol_args, load_recipe, protocol_from_args
+
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    old.write_text(json.dumps({"spec": {}}))
+    new.write_text(json.dumps({"spec": {}, "recipe": {"optimizer": "adamw", "lr": 0.003,
+                                                      "batch_size": 32}}))
+    assert load_recipe(str(old)) == {}
+    p = argparse.ArgumentParser()
+    add_protocol_args(p)
+    p.add_argument("--baseline")
+    _, proto = protocol_from_args(p.parse_args(["--quick", "--baseline", str(old)]))
+    assert proto == PRESETS["quick"] and proto.key() == PRESETS["quick"].key()
+    _, proto = protocol_from_args(p.parse_args(["--quick", "--baseline", str(new)]))
+    kw = proto.train_kwargs()
+    assert (kw["optimizer"], kw["lr"], kw["batch_size"]) == ("adamw", 0.003, 32)
+    assert proto.key() != PRESETS["quick"].key()
