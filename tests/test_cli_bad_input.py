@@ -4,9 +4,11 @@ hang into a failure (a guard, not a timing assertion)."""
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import json
 import os
+import shutil
 import signal
 import tempfile
 from pathlib import Path
@@ -69,6 +71,7 @@ def _spec_files(root: Path) -> dict[str, Path]:
 
 
 ROOT = Path(tempfile.mkdtemp(prefix="scaling-bad-input-"))  # the cases are built at collection
+atexit.register(shutil.rmtree, ROOT, ignore_errors=True)
 FILES = _spec_files(ROOT)
 A_FILE = FILES["empty.json"]
 UNWRITABLE = [str(A_FILE / "x" / "out.json"), "/proc/version/x.json", str(ROOT)]
@@ -152,13 +155,18 @@ ARG_CASES = [
 CASES = SPEC_CASES + ARG_CASES
 
 
+def _case_id(arg: str) -> str:
+    """A test id that is the same in every process (pytest-xdist compares them): no temp name."""
+    arg = arg.replace(str(ROOT), "tmp")
+    return Path(arg).name if "/" in arg else arg
+
+
 def _alarm(signum, frame):
     raise Hang(f"no exit within {HANG_S} s")
 
 
 @pytest.mark.parametrize(("cmd", "argv"), CASES,
-                         ids=[f"{i}-{c}-{Path(a[-1]).name if '/' in a[-1] else a[-1]}"
-                              for i, (c, a) in enumerate(CASES)])
+                         ids=[f"{i}-{c}-{_case_id(a[-1])}" for i, (c, a) in enumerate(CASES)])
 def test_bad_input_is_one_line_and_exit_2(cmd, argv, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("SCALING_DATA", str(tmp_path / "no-data"))
     if cmd == "search" and "--out" not in argv:
