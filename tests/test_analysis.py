@@ -79,6 +79,8 @@ def test_cli_draws_figures_from_a_results_folder(tmp_path):
     assert analysis.main([str(tmp_path / "res"), "--out", str(out)]) == 0
     _assert_png(out / "compare_families_acc_vs_macs.png")
     assert analysis.main([str(tmp_path / "missing"), "--out", str(out)]) == 2
+    (tmp_path / "empty").mkdir()  # a folder without result tables is an error, not a success
+    assert analysis.main([str(tmp_path / "empty"), "--out", str(out)]) == 2
 
 
 def _trials() -> pd.DataFrame:

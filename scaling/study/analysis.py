@@ -93,8 +93,9 @@ def main(argv: list[str]) -> int:
     written = analyse(args.results_dir, args.out)
     for path in written:
         print(path)
-    if not written:
-        print(f"no known result tables under {args.results_dir}", file=sys.stderr)
+    if not written:  # nothing to draw is the user's mistake (a wrong folder), not a success
+        fail(f"no known result tables under {args.results_dir} (expected *compare*.csv, "
+             "*runs*.csv, scale*.csv or a search's trials CSV)")
     return 0
 
 
