@@ -120,19 +120,28 @@ def protocol_from_args(args: argparse.Namespace) -> tuple[str, Protocol]:
     return preset, dataclasses.replace(proto, **over)
 
 
-def load_recipe(path: str | None) -> dict[str, Any]:
-    """The training recipe the search chose with the baseline (the ``recipe`` of a search
-    report, results/search/baseline.json); ``{}`` (the fixed recipe) for older files, spec
-    files, or when there is no baseline file."""
+def _baseline_record(path: str | None) -> tuple[Any, str] | None:
+    """The first JSON object of the baseline file ``path`` (or of the first default location
+    that exists) and that file's name; None when there is none (``path`` must exist if given)."""
     candidates = [path] if path else [str(ROOT / c) for c in BASELINE_CANDIDATES]
     for cand in candidates:
         if cand and Path(cand).is_file():
             obj = json.loads(Path(cand).read_text())
             while isinstance(obj, list) and obj:
                 obj = obj[0]
-            recipe = obj.get("recipe") if isinstance(obj, dict) else None
-            return dict(recipe) if isinstance(recipe, dict) else {}
-    return {}
+            return obj, cand
+        if path:
+            raise ValueError(f"--baseline {path!r} does not exist")
+    return None
+
+
+def load_recipe(path: str | None) -> dict[str, Any]:
+    """The training recipe the search chose with the baseline (the ``recipe`` of a search
+    report, results/search/baseline.json); ``{}`` (the fixed recipe) for older files, spec
+    files, or when there is no baseline file."""
+    found = _baseline_record(path)
+    recipe = found[0].get("recipe") if found and isinstance(found[0], dict) else None
+    return dict(recipe) if isinstance(recipe, dict) else {}
 
 
 # -- specs ---------------------------------------------------------------------------------------
@@ -181,25 +190,20 @@ def load_baseline(path: str | None, allow_stand_in: bool) -> tuple[Any, str]:
     JSON holding one under ``spec``) or a default location; else the stand-in when allowed."""
     from scaling.ir import NetworkSpec
 
-    candidates = [path] if path else [str(ROOT / c) for c in BASELINE_CANDIDATES]
-    for cand in candidates:
-        if cand and Path(cand).is_file():
-            obj = json.loads(Path(cand).read_text())
-            while isinstance(obj, list) and obj:
-                obj = obj[0]
-            if isinstance(obj, dict) and "stages" not in obj:
-                for key in ("spec", "best_spec", "baseline"):
-                    if isinstance(obj.get(key), dict):
-                        obj = obj[key]
-                        break
-            if not isinstance(obj, dict) or "stages" not in obj:
-                raise ValueError(f"--baseline {cand!r}: no spec found (expected a NetworkSpec "
-                                 "JSON or an object with a 'spec' entry)")
-            return adapt(NetworkSpec.from_dict(obj)), str(Path(cand).resolve().relative_to(ROOT)
-                                                         if Path(cand).resolve().is_relative_to(
-                                                             ROOT) else cand)
-        if path:
-            raise ValueError(f"--baseline {path!r} does not exist")
+    found = _baseline_record(path)
+    if found is not None:
+        obj, cand = found
+        if isinstance(obj, dict) and "stages" not in obj:
+            for key in ("spec", "best_spec", "baseline"):
+                if isinstance(obj.get(key), dict):
+                    obj = obj[key]
+                    break
+        if not isinstance(obj, dict) or "stages" not in obj:
+            raise ValueError(f"--baseline {cand!r}: no spec found (expected a NetworkSpec "
+                             "JSON or an object with a 'spec' entry)")
+        resolved = Path(cand).resolve()
+        return adapt(NetworkSpec.from_dict(obj)), str(
+            resolved.relative_to(ROOT) if resolved.is_relative_to(ROOT) else cand)
     if not allow_stand_in:
         raise ValueError("no searched baseline found (looked for "
                          f"{', '.join(BASELINE_CANDIDATES)}); pass --baseline spec.json, or use "
