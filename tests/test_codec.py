@@ -216,3 +216,30 @@ def test_encode_timm_refuses_what_timm_cannot_say():
     with pytest.raises(ValueError, match="block 'bottleneck' has no timm block string"):
         encode_timm(get_spec("resnet50"))
     assert encode_timm(get_spec("mobilenet_v1"))[0] == "dsa_r1_k3_s1_c64"
+
+
+@pytest.mark.parametrize("row", TIMM_ARCHS, ids=[r[0] for r in TIMM_ARCHS])
+def test_timm_arch_strings_load_timm_weights_with_equal_logits(row):
+    """Where timm is installed: the model built from timm's own string loads the state dict of
+    timm's model of that name and computes the same logits."""
+    timm = pytest.importorskip("timm")
+    import torch
+
+    from scaling.nn import build_model
+    from scaling.zoo.weights import load_timm
+
+    name, arch, zoo_name, act, se, width, depth, _ = row
+    spec = _timm_spec(zoo_name, decode_timm(arch, act, se, width, depth))
+    torch.manual_seed(0)
+    ref = timm.create_model(name, pretrained=False).eval()
+    with torch.no_grad():  # non-trivial BN statistics, so that a wrong eps or order shows
+        for m in ref.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    eps = next(m.eps for m in ref.modules() if isinstance(m, torch.nn.BatchNorm2d))  # TF: 1e-3
+    ours = load_timm(build_model(spec), ref.state_dict(), eps=eps).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        a, b = ref(x), ours(x)
+    assert (a - b).abs().max().item() <= 1e-5 * max(1.0, a.abs().max().item())
