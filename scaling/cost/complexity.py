@@ -160,9 +160,8 @@ def complexity(spec: NetworkSpec | dict[str, Any], resolution: int | None = None
         res = spec.resolution
     elif type(resolution) is int and resolution >= 1:
         res = resolution
-    else:
-        spec.replace(resolution=resolution)  # raises the constructor's error
-        raise AssertionError("unreachable")  # pragma: no cover
+    else:  # not an int >= 1: validated as a spec field, which raises the constructor's error
+        res = spec.replace(resolution=resolution).resolution
     try:
         return _count(spec, res)
     except _StrideError:
