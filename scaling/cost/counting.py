@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from scaling.ir.base import is_int
+
 if TYPE_CHECKING:  # torch is imported by the functions that run a model, not by this module
     import torch
     from torch import nn
@@ -45,7 +47,7 @@ def _input(model: nn.Module, resolution: int, in_channels: int, batch: int = 1,
 
     for name, value, low in (("resolution", resolution, 1), ("in_channels", in_channels, 1),
                              ("batch", batch, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        if not is_int(value) or value < low:
             raise ValueError(f"{name}={value!r} is not allowed; expected an int >= {low}")
     if device is None:
         first = next(iter(model.parameters()), None)
@@ -184,10 +186,10 @@ def latency(model: nn.Module, resolution: int = 224, in_channels: int = 3, batch
 
     _check_model(model)
     for name, value, low in (("warmup", warmup, 0), ("repeats", repeats, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        if not is_int(value) or value < low:
             raise ValueError(f"{name}={value!r} is not allowed; expected an int >= {low}")
     if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        if not is_int(threads) or threads < 1:
             raise ValueError(f"threads={threads!r} is not allowed; expected an int >= 1")
     try:
         dev = torch.device(device)

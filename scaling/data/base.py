@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from scaling.data.batching import BatchTransform
+from scaling.ir.base import is_int
 
 DATA_ENV = "SCALING_DATA"  # a directory holding the datasets, or one dataset's directory
 
@@ -53,7 +54,7 @@ class ImageData:
 
 def split_indices(n: int, val_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A seeded permutation of ``range(n)`` cut into (train, val) index sets, disjoint."""
-    if isinstance(val_size, bool) or not isinstance(val_size, int) or not 0 <= val_size < n:
+    if not is_int(val_size) or not 0 <= val_size < n:
         raise ValueError(f"val_size={val_size!r} is not allowed; expected an int in [0, {n})")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return perm[val_size:], perm[:val_size]

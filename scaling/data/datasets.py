@@ -31,6 +31,7 @@ import torch
 from scaling.data.base import DATA_ENV, DatasetNotFoundError, ImageData, split_indices
 from scaling.data.batching import BatchTransform, TensorLoader, TensorSplit, make_loader
 from scaling.data.catalog import NATIVE_SHAPE, NUM_CLASSES, dataset_name
+from scaling.ir.base import is_int
 
 __all__ = ["NATIVE_SHAPE", "BatchTransform", "DatasetNotFoundError", "ImageData", "TensorLoader",
            "TensorSplit", "dataset_name", "load_dataset", "make_loader", "read_idx",
@@ -276,8 +277,7 @@ def load_dataset(name: str = "fashion-mnist", root: str | os.PathLike | None = N
 
         return load_image_folder(root, val_size=val_size, split_seed=split_seed, subset=subset,
                                  resolution=resolution or 224, in_channels=in_channels or 3)
-    if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int)
-                               or subset < 1):
+    if subset is not None and (not is_int(subset) or subset < 1):
         raise ValueError(f"subset={subset!r} is not allowed; expected None or an int >= 1")
     for field_name, value in (("resolution", resolution), ("in_channels", in_channels)):
         if value is not None and (not isinstance(value, int) or value < 1):

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from scaling.ir.base import is_int, is_number
 from scaling.search.evaluators import EVALUATORS, check_evaluator
 from scaling.search.names import PROXIES, check_proxies, parse_proxies
 from scaling.search.objectives import OBJECTIVES, format_macs, get_objective, parse_budget
@@ -122,13 +123,12 @@ class SearchConfig:
             for name in ("trials", "workers", "resolution", "batch_size", "zc_batch",
                          "heartbeat", "grace"):
                 value = getattr(self, name)
-                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                if not is_int(value) or value < 1:
                     raise ValueError(f"{name}={value!r} is not allowed; expected an int >= 1")
-            if isinstance(self.prune_warmup, bool) or not isinstance(self.prune_warmup, (
-                    int, float)) or not 0 <= self.prune_warmup <= 1:
+            if not is_number(self.prune_warmup) or not 0 <= self.prune_warmup <= 1:
                 raise ValueError(f"prune_warmup={self.prune_warmup!r} is not allowed; expected a "
                                  "fraction of the epochs in [0, 1]")
-            if isinstance(self.prune_startup, bool) or not isinstance(self.prune_startup, int) \
+            if not is_int(self.prune_startup) \
                     or self.prune_startup < 0:
                 raise ValueError(f"prune_startup={self.prune_startup!r} is not allowed; expected "
                                  "an int >= 0")

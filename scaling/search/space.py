@@ -39,6 +39,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from scaling.ir import HeadSpec, NetworkSpec, SESpec, StageSpec, StemSpec, make_divisible
+from scaling.ir.base import is_int, is_number
 
 BLOCKS = ("mbconv", "fused_mbconv", "ds")
 STAGE_KEYS = ("block", "kernel", "expansion", "se", "activation", "width_factor", "repeats",
@@ -176,7 +177,7 @@ def validate_space(space: Any) -> None:
             _check_value(key, space[key])
     for key in ("channel_divisor", "mid_divisor"):
         v = space.get(key, 8)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        if not is_int(v) or v < 1:
             raise ValueError(f"space.{key}={v!r} is not allowed; expected an int >= 1")
     if space.get("recipe") is not None:
         validate_recipe(space["recipe"])
@@ -210,7 +211,7 @@ def validate_recipe(recipe: Any) -> None:
                 if key == "optimizer" and v not in RECIPE_OPTIMIZERS:
                     raise ValueError(f"space.{where}={v!r} is not allowed; expected one of "
                                      f"{RECIPE_OPTIMIZERS}")
-                if key != "optimizer" and (isinstance(v, bool) or not isinstance(v, (int, float))
+                if key != "optimizer" and (not is_number(v)
                                            or v < 0 or (key == "batch_size" and v < 1)
                                            or (key in ("label_smoothing", "warmup") and v >= 1)):
                     bound = {"batch_size": ">= 1", "label_smoothing": "in [0, 1)",

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from scaling.ir.base import is_int, is_number
+
 OPTIMIZERS = ("sgd", "adamw")
 BASE_LR = {"sgd": 0.1, "adamw": 2e-3}
 BASE_WD = {"sgd": 5e-4, "adamw": 0.05}
@@ -17,13 +19,13 @@ AMP_MODES = ("auto", "off", "bf16", "fp16", True, False, None)
 def _positive_int(name: str, value: Any, optional: bool = False, minimum: int = 1) -> None:
     if optional and value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not is_int(value) or value < minimum:
         raise ValueError(f"{name}={value!r} is not allowed; expected "
                          f"{'None or ' if optional else ''}an int >= {minimum}")
 
 
 def _fraction(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+    if not is_number(value) or not 0 <= value < 1:
         raise ValueError(f"{name}={value!r} is not allowed; expected a number in [0, 1)")
 
 
@@ -94,7 +96,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("epochs", "samples", "seconds"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+            if value is not None and (not is_number(value)
                                       or not value > 0):
                 raise ValueError(f"{name}={value!r} is not allowed; expected None or a number > 0")
         if self.epochs is None and self.samples is None and self.seconds is None:
