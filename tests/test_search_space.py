@@ -37,7 +37,7 @@ def _traced_macs(model, shape):
 def test_200_trials_respect_the_budget_and_rebuild(monkeypatch):
     """Over 200 trials of the real objective: every evaluated spec is within budget, no
     over-budget spec reaches the evaluator, and every stored spec has the recorded MACs."""
-    budget = 3_000_000  # tight: the stride-1 patterns often cannot fit even at minimum width
+    budget = 3_000_000  # tight: without the shrink ladder the stride-1 patterns often cannot fit
     seen = []
 
     def record(ctx, trial, spec, cost):
@@ -45,7 +45,10 @@ def test_200_trials_respect_the_budget_and_rebuild(monkeypatch):
         return ev.Evaluation(score=1.0)
 
     monkeypatch.setitem(ev.EVALUATORS, "record", record)
-    cfg = SearchConfig(budget=budget, evaluator="record", proxies=(), resolution=28).validate()
+    space = default_space()
+    space["shrink"] = []  # the ladder off: over-budget samples happen
+    cfg = SearchConfig(budget=budget, evaluator="record", proxies=(), resolution=28,
+                       space=space).validate()
     ctx = ev.SearchContext(cfg)
     study = optuna.create_study(direction="maximize",
                                 sampler=optuna.samplers.RandomSampler(seed=1))

@@ -20,7 +20,9 @@ Width: with ``fit_budget`` (the default) the trial samples ``budget_fraction`` f
 multiplier is the largest one in ``width_range`` whose analytic MACs are <= f * budget (MACs are
 monotone in the multiplier because channel rounding is); otherwise it samples
 ``width_multiplier``. Channels are ``make_divisible(width * width_factor * multiplier,
-channel_divisor)``.
+channel_divisor)``. When even the smallest width is over the budget, the rungs of ``shrink`` (a
+list of caps on repeats, kernel, expansion, SE, head, and earlier stride-2 steps; absent: the
+default ladder, ``[]``: off) are applied until it fits (:mod:`scaling.search.fitting`).
 
 Recipe (optional key ``recipe``): the training recipe searched beside the architecture, any of
 :data:`RECIPE_KEYS` (the :class:`~scaling.train.config.TrainConfig` fields ``optimizer``, ``lr``,
@@ -40,6 +42,7 @@ from typing import Any
 
 from scaling.ir import HeadSpec, NetworkSpec, SESpec, StageSpec, StemSpec, make_divisible
 from scaling.ir.base import is_int, is_number
+from scaling.search.fitting import fit_floor, fit_multiplier, ladder_of, validate_shrink
 
 BLOCKS = ("mbconv", "fused_mbconv", "ds")
 STAGE_KEYS = ("block", "kernel", "expansion", "se", "activation", "width_factor", "repeats",
@@ -181,6 +184,8 @@ def validate_space(space: Any) -> None:
             raise ValueError(f"space.{key}={v!r} is not allowed; expected an int >= 1")
     if space.get("recipe") is not None:
         validate_recipe(space["recipe"])
+    if space.get("shrink") is not None:
+        validate_shrink(space["shrink"])
     for res, patterns in (space.get("strides") or {}).items():
         for p in _choices(patterns):
             stem, stage_strides = parse_pattern(p)
@@ -323,55 +328,40 @@ def assemble(space: Mapping[str, Any], arch: list[dict[str, Any]], pattern: str,
                        family="search")
 
 
-def fit_multiplier(make: Any, target: float, low: float, high: float, tol: float = 1e-3,
-                   macs: Any = None) -> float:
-    """The largest multiplier m in [low, high] with ``macs(make(m)) <= target`` (bisection; MACs
-    are non-decreasing in m). Returns ``low`` when even that is over ``target``."""
-    if macs is None:
-        from scaling.cost import complexity
-
-        def macs(spec: NetworkSpec) -> int:
-            return complexity(spec).macs
-    if macs(make(low)) > target:
-        return low
-    if macs(make(high)) <= target:
-        return high
-    lo, hi = low, high
-    while hi - lo > tol * lo:
-        mid = (lo + hi) / 2
-        if macs(make(mid)) <= target:
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
 def sample_spec(trial: Any, space: Mapping[str, Any] | None = None, resolution: int = 28,
                 in_channels: int = 1, num_classes: int = 10, budget: float | None = None
                 ) -> NetworkSpec:
     """Sample a valid spec from ``space`` with ``trial`` (an Optuna Trial or anything with the
     ``suggest_*`` methods). With ``fit_budget`` and a ``budget`` (MACs), the width multiplier
-    fills the sampled fraction of the budget; the multiplier goes to user attrs when possible."""
+    fills the sampled fraction of the budget, after the shrink ladder lowered a floor over the
+    budget; the multiplier and the rungs applied go to user attrs when possible."""
     space = DEFAULT_SPACE if space is None else space
     patterns = patterns_for(space, resolution)
     pattern = suggest(trial, "strides", patterns)
     arch = _sample_stages(trial, space)
     head_ratio = suggest(trial, "head_ratio", space.get("head", {}).get("ratio", 0))
 
-    def make(m: float) -> NetworkSpec:
+    def make(arch: list[dict[str, Any]], pattern: str, head_ratio: float, m: float
+             ) -> NetworkSpec:
         return assemble(space, arch, pattern, head_ratio, m, resolution=resolution,
                         in_channels=in_channels, num_classes=num_classes,
                         name=f"search-{getattr(trial, 'number', 0)}")
 
+    choices = (arch, pattern, head_ratio)
     if space.get("fit_budget", False) and budget:
         frac = suggest(trial, "budget_fraction", space.get("budget_fraction", 1.0))
-        lo, hi = space.get("width_range", [0.05, 4.0])
-        m = fit_multiplier(make, frac * budget, float(lo), float(hi))
+        lo, hi = (float(v) for v in space.get("width_range", [0.05, 4.0]))
+        rungs, caps, choices = fit_floor(make, *choices, budget, lo, ladder_of(space))
+        m = fit_multiplier(lambda m: make(*choices, m), frac * budget, lo, hi)
+        if hasattr(trial, "set_user_attr"):
+            trial.set_user_attr("shrink", rungs)
+            if rungs:
+                trial.set_user_attr("shrink_caps", {**caps, "strides": choices[1]})
     else:
         m = float(suggest(trial, "width_multiplier", space.get("width_multiplier", 1.0)))
     if hasattr(trial, "set_user_attr"):
         trial.set_user_attr("width_multiplier", round(m, 6))
-    return make(m)
+    return make(*choices, m)
 
 
 def sample_recipe(trial: Any, space: Mapping[str, Any] | None = None) -> dict[str, Any]:
