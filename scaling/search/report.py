@@ -9,20 +9,39 @@ from typing import Any
 
 from scaling.cli import format_table
 from scaling.search.objectives import format_macs, get_objective
+from scaling.search.workers import ATTEMPTS_PER_TRIAL, Census, max_attempts
 
 PROXY_PREFIX = "proxy_"
 
 
 def counts(study: Any) -> dict[str, int]:
-    """Trials by state, plus how many were over budget (never evaluated); a trial beyond the
-    target that a concurrent worker started at the same instant counts as ``surplus``."""
+    """Trials by state, plus how many were over budget (never evaluated, complete with the
+    penalty) and how many were trained (complete or pruned, not over budget: what the target
+    counts); a trial beyond the target that a concurrent worker started at the same instant
+    counts as ``surplus``."""
     out: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
         key = "surplus" if t.user_attrs.get("surplus") else t.state.name.lower()
         out[key] = out.get(key, 0) + 1
         if t.user_attrs.get("status") == "over_budget":
             out["over_budget"] = out.get("over_budget", 0) + 1
+    out["trained"] = Census.of(study).trained
     return out
+
+
+def target_status(study: Any, target: int) -> dict[str, Any]:
+    """The trial target: trained trials, attempts, the cap (:func:`max_attempts`) and, when the
+    cap ended the search short of the target, ``stopped``: a message saying so (else None)."""
+    census = Census.of(study)
+    cap = max_attempts(target)
+    stopped = None
+    if census.trained < target and census.attempts >= cap:
+        stopped = (f"study {study.study_name!r}: {census.trained} of {target} trials trained; "
+                   f"sampling stopped at the cap of {cap} attempts ({ATTEMPTS_PER_TRIAL} x "
+                   f"the target), {census.over} samples over budget -- raise the budget or "
+                   "lower the space's floor (its 'shrink' ladder)")
+    return {"trained": census.trained, "target": target, "attempts": census.attempts,
+            "max_attempts": cap, "stopped": stopped}
 
 
 def best_trials(study: Any) -> list[Any]:
@@ -117,7 +136,8 @@ def report(study: Any, cfg: Any, wall_time: float, paths: dict[str, str]) -> dic
         "objective": objective.name,
         "objective_description": objective.description, "evaluator": cfg.evaluator,
         "budget": cfg.budget, "unit": "MACs", "resolution": cfg.resolution, "data": cfg.data,
-        "counts": counts(study), "wall_time_s": round(wall_time, 2),
+        "counts": counts(study), "target": target_status(study, cfg.trials),
+        "wall_time_s": round(wall_time, 2),
         "best": [trial_record(t) for t in best_trials(study)],
         **{k: in_repo(v) for k, v in paths.items()},
     }

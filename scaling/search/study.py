@@ -1,13 +1,16 @@
 """Studies: samplers, the run loop, worker processes, hybrid screening (the storage, study
 creation and stale trials are in :mod:`scaling.search.storage`).
 
-``trials`` is the study's target number of finished (complete + pruned) trials, global across
-every process sharing the storage: a resumed run (``resume=True``) only runs the remainder;
-``workers`` > 1 spawns that many processes (``spawn`` start method: safe after CUDA
+``trials`` is the study's target number of trained trials (complete or pruned, not over budget),
+global across every process sharing the storage: a resumed run (``resume=True``) only runs the
+remainder; ``workers`` > 1 spawns that many processes (``spawn`` start method: safe after CUDA
 initialisation), and separate ``python -m scaling.search --resume`` processes may join. Each
-process starts a trial only while ``finished + running < trials``, and a trial that finds the
+process starts a trial only while ``trained + running < trials``, and a trial that finds the
 target already claimed by lower-numbered trials (two processes starting at the same instant)
 ends at once as FAIL with the user attr ``surplus``. Spawned workers die with their parent.
+An over-budget sample is recorded (constraint and penalty) and does not use up the target;
+sampling stops at :data:`~scaling.search.workers.ATTEMPTS_PER_TRIAL` x ``trials`` attempts, and
+the search then warns (and the report says) how many trials were trained.
 
 Samplers are seeded from the study's seed and the number of the process's first trial
 (:class:`~scaling.search.workers.ProcessSeededSampler`): every process and every resume draws
@@ -34,9 +37,16 @@ from scaling.search.objectives import (
     get_objective,
     needs_constraints_func,
 )
+from scaling.search.report import target_status
 from scaling.search.storage import fail_stale, open_storage
 from scaling.search.storage import open_study as _open_study
-from scaling.search.workers import ProcessSeededSampler, die_with_parent, run_trials
+from scaling.search.workers import (
+    Census,
+    ProcessSeededSampler,
+    die_with_parent,
+    max_attempts,
+    run_trials,
+)
 
 
 # -- samplers, pruners, studies -------------------------------------------------------------------
@@ -80,12 +90,6 @@ def open_study(cfg: SearchConfig, storage: Any, rank: int = 0, *, create: bool =
     is kept for callers: the sampler seeds by first trial number, which no two processes
     share)."""
     return _open_study(cfg, storage, make_sampler(cfg, sampler), make_pruner(cfg), create=create)
-
-
-def _finished(study: Any) -> int:
-    from optuna.trial import TrialState
-
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
 # -- running --------------------------------------------------------------------------------------
@@ -142,7 +146,7 @@ def run_worker(cfg_dict: dict[str, Any], rank: int, target: int,
                study_name: str | None = None, evaluator: str | None = None,
                sampler: str | None = None, to_stderr: bool = False,
                parent: int | None = None) -> int:
-    """One worker: load the study and run trials until it has ``target`` finished trials, all
+    """One worker: load the study and run trials until it has ``target`` trained trials, all
     processes counted (:func:`scaling.search.workers.run_trials`); a spawned worker passes its
     ``parent``'s pid and dies with it. Returns the trials this worker ran."""
     import optuna
@@ -218,7 +222,7 @@ def screen(cfg: SearchConfig, storage: Any, study: Any, to_stderr: bool) -> None
                              evaluator="zero-cost", sampler="random", workers=1)
     zc_study = open_study(zc, storage, create=True, sampler="random")
     n = cfg.hybrid_samples or 5 * cfg.trials
-    if n > _finished(zc_study):
+    if not Census.of(zc_study).done(n, max_attempts(n)):
         run_worker(zc.to_dict(), 0, n, evaluator="zero-cost", sampler="random",
                    to_stderr=to_stderr)
     done = [t for t in zc_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -252,11 +256,17 @@ def run_search(cfg: SearchConfig, to_stderr: bool = False) -> RunInfo:
     fail_stale(study, cfg.grace)
     if cfg.evaluator == "hybrid":
         screen(cfg, storage, study, to_stderr)
-    remaining = cfg.trials - _finished(study)
-    if remaining > 0:
+    census = Census.of(study)
+    remaining = cfg.trials - census.trained
+    if not census.done(cfg.trials, max_attempts(cfg.trials)):
         _run_pool(cfg, to_stderr)
     fail_stale(study, cfg.grace)
-    return RunInfo(study, cfg, time.time() - t0, max(0, remaining))
+    info = RunInfo(study, cfg, time.time() - t0, max(0, remaining))
+    status = target_status(study, cfg.trials)
+    if status["stopped"]:
+        info.extra["stopped"] = status["stopped"]
+        print(f"warning: {status['stopped']}", file=sys.stderr, flush=True)
+    return info
 
 
 __all__ = ["EVALUATORS", "ConfigError", "RunInfo", "SearchConfig", "StorageError", "open_storage",

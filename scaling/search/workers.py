@@ -7,10 +7,15 @@ worker processes that die with their parent.
   existed), and every other process -- a resume, a spawned worker, a separate process sharing
   the storage -- starts at a different trial number (they are unique in a study), so it never
   replays another's random stream; each stays reproducible from (seed, first trial number).
-- :func:`run_trials` runs trials until the study has ``target`` finished (complete + pruned)
-  trials, counting every process's trials: a trial starts only while ``finished + running <
-  target``; one that finds ``target`` lower-numbered trials alive (two processes starting at the
-  same instant) raises :class:`SurplusTrial` and ends as FAIL with the user attr ``surplus``.
+- :func:`run_trials` runs trials until the study has ``target`` *trained* trials (complete or
+  pruned, not over budget: :func:`is_trained`), counting every process's trials: a trial starts
+  only while ``trained + running < target``; one that finds ``target`` lower-numbered trials
+  trained or running (two processes starting at the same instant) raises :class:`SurplusTrial`
+  and ends as FAIL with the user attr ``surplus``. An over-budget sample is recorded (COMPLETE
+  with the penalty and its constraint) and sampling goes on, up to a cap of
+  :data:`ATTEMPTS_PER_TRIAL` x ``target`` attempts (finished or failed trials, over-budget ones
+  included); the report says when the cap ended a search. :class:`TargetCallback` stops each
+  ``study.optimize`` call (``study.stop()``, Optuna's own mechanism) when that is reached.
 - :func:`die_with_parent`: ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` on Linux, and a watchdog thread
   polling ``os.getppid()`` everywhere, so killing the parent leaves no orphan worker.
 """
@@ -25,6 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -101,6 +107,9 @@ def die_with_parent(parent: int, poll_s: float = 1.0) -> None:
 
 
 # -- a global trial target ------------------------------------------------------------------------
+ATTEMPTS_PER_TRIAL = 10  # the cap on sampled trials: this many times the target (module docstring)
+
+
 class SurplusTrial(RuntimeError):
     """This trial is beyond the study's target: lower-numbered trials already claim it."""
 
@@ -113,49 +122,110 @@ class _HideSurplus(logging.Filter):
 logging.getLogger("optuna.study._optimize").addFilter(_HideSurplus())
 
 
-def _census(study: Any) -> tuple[int, int]:
-    """(finished, running) trials of the study, all processes together."""
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
-                                                      TrialState.RUNNING))
-    running = sum(t.state == TrialState.RUNNING for t in trials)
-    return len(trials) - running, running
+def is_trained(trial: Any) -> bool:
+    """Whether ``trial`` counts toward the target: finished (complete or pruned) and evaluated,
+    not an over-budget sample."""
+    return (trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+            and trial.user_attrs.get("status") != "over_budget")
 
 
-def _surplus(trial: Any, target: int) -> bool:
-    """Whether ``target`` lower-numbered trials already finished or run (a same-instant start)."""
-    ahead = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
-                                                          TrialState.RUNNING))
-    return sum(t.number < trial.number for t in ahead) >= target
+def max_attempts(target: int) -> int:
+    """The most trials a study with this target samples: :data:`ATTEMPTS_PER_TRIAL` x target."""
+    return ATTEMPTS_PER_TRIAL * target
+
+
+@dataclass(frozen=True)
+class Census:
+    """A study's trials, all processes together: ``trained`` (:func:`is_trained`), ``running``,
+    ``attempts`` (finished or failed, over-budget ones included, surplus ones not), ``over``
+    (over-budget samples)."""
+
+    trained: int
+    running: int
+    attempts: int
+    over: int
+
+    @classmethod
+    def of(cls, trials: Any) -> Census:
+        """The census of a study, or of a list of its trials."""
+        if hasattr(trials, "get_trials"):
+            trials = trials.get_trials(deepcopy=False)
+        done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        return cls(trained=sum(map(is_trained, trials)),
+                   running=sum(t.state == TrialState.RUNNING for t in trials),
+                   attempts=sum(t.state in done and not t.user_attrs.get("surplus")
+                                for t in trials),
+                   over=sum(t.user_attrs.get("status") == "over_budget" for t in trials))
+
+    def done(self, target: int, cap: int) -> bool:
+        """Whether no trial should start any more: the target is trained or the cap reached."""
+        return self.trained >= target or self.attempts >= cap
+
+    def claimed(self, target: int, cap: int) -> bool:
+        """Whether the running trials could finish the target or reach the cap."""
+        return self.trained + self.running >= target or self.attempts + self.running >= cap
+
+
+def _surplus(trial: Any, target: int, cap: int) -> bool:
+    """Whether lower-numbered trials already claim the target or the cap (a same-instant
+    start)."""
+    ahead = [t for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number]
+    return Census.of(ahead).claimed(target, cap)
+
+
+class TargetCallback:
+    """An Optuna callback that stops ``study.optimize`` (``study.stop()``) once the running and
+    trained trials of all processes could finish ``target``, the attempts reach ``cap``, or this
+    process failed ``failures`` trials; like :class:`optuna.study.MaxTrialsCallback`, but
+    counting trained trials only (over-budget samples are COMPLETE too)."""
+
+    def __init__(self, target: int, cap: int, failures: int,
+                 fail_stale: Callable[[Any], None]) -> None:
+        self.target, self.cap, self.failures_allowed = target, cap, failures
+        self.fail_stale = fail_stale
+        self.ran = self.failures = 0
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        if not trial.user_attrs.get("surplus"):
+            self.ran += 1
+            self.failures += trial.state == TrialState.FAIL
+        self.fail_stale(study)
+        if self.failures >= self.failures_allowed \
+                or Census.of(study).claimed(self.target, self.cap):
+            study.stop()
 
 
 def run_trials(study: Any, objective: Callable[[Any], Any], target: int, *,
                timeout: float | None, fail_stale: Callable[[Any], None],
-               callbacks: list[Callable[[Any, Any], None]], catch: tuple[type, ...]) -> int:
-    """Run trials until ``study`` has ``target`` finished trials (all processes counted), this
-    process made as many attempts as the study lacked when it started (trials that fail in
-    ``catch`` count), or ``timeout`` seconds passed. While others' running trials could reach the
-    target it waits (one whose process dies is failed by ``fail_stale``, then run here).
-    Returns the trials this process ran (surplus ones not counted)."""
-    surplus = [0]
+               callbacks: list[Callable[[Any, Any], None]], catch: tuple[type, ...],
+               cap: int | None = None) -> int:
+    """Run trials until ``study`` has ``target`` trained trials (all processes counted), it has
+    ``cap`` attempts (default :func:`max_attempts`), this process failed as many trials (in
+    ``catch``) as the study lacked when it started, or ``timeout`` seconds passed. While others'
+    running trials could reach the target or the cap it waits (one whose process dies is failed
+    by ``fail_stale``, then run here). Returns the trials this process ran (surplus ones not
+    counted)."""
+    cap = max_attempts(target) if cap is None else cap
 
     def guarded(trial: Any) -> Any:
-        if _surplus(trial, target):
-            surplus[0] += 1
+        if _surplus(trial, target, cap):
             trial.set_user_attr("surplus", True)
             raise SurplusTrial(f"the target of {target} trials is claimed by other workers")
         return objective(trial)
 
+    stop = TargetCallback(target, cap, max(1, target - Census.of(study).trained), fail_stale)
     deadline = None if timeout is None else time.monotonic() + timeout
-    attempts = ran = target - _census(study)[0]
-    while ran > 0 and (deadline is None or time.monotonic() < deadline):
-        fail_stale(study)
-        finished, running = _census(study)
-        if finished >= target:
+    while stop.failures < stop.failures_allowed:
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
             break
-        if finished + running >= target:
+        fail_stale(study)
+        census = Census.of(study)
+        if census.done(target, cap):
+            break
+        if census.claimed(target, cap):
             time.sleep(POLL_S)
             continue
-        before = surplus[0]
-        study.optimize(guarded, n_trials=1, callbacks=callbacks, catch=(*catch, SurplusTrial))
-        ran -= surplus[0] == before
-    return attempts - ran
+        study.optimize(guarded, timeout=left, callbacks=[*callbacks, stop],
+                       catch=(*catch, SurplusTrial))
+    return stop.ran
