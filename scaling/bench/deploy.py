@@ -1,15 +1,16 @@
 """Benchmark: inference speed of the eager model, its deploy form (:func:`scaling.deploy`) and
 torchvision's model, ``python -m scaling.bench deploy [--models ...] [--batch 1 32] [--res 224]
-[--threads 1] [--rounds 7] [--device cpu]``.
+[--threads 1] [--rounds 31 7] [--device cpu]``.
 
 Per model and batch size the variants run interleaved: each round times one forward pass of
-every variant in turn (after warm-up passes), so drifts in machine load hit all of them alike;
-the median over rounds is reported, with the speed of each variant relative to torchvision's
-(> 1: faster). torchvision's model is included when torchvision is importable (otherwise eager
-vs deploy only), as built (NCHW) and converted to channels_last (``tv_cl``: deploy's layout, so
-the NHWC share of deploy's gain can be read off); all models have random weights (speed does not
-depend on them). Also printed: the max abs logit difference between the deploy and the eager
-model. A benchmark, not a test.
+every variant in turn, alternating the order from round to round (after warm-up passes), so
+drifts in machine load hit all of them alike; the median over rounds is reported, with the speed
+of each variant relative to torchvision's (> 1: faster). Variants: ``eager``, ``deploy``,
+``unpacked`` (``deploy(pack=False)``: BN folded, channels_last, no pre-packed oneDNN weights, so
+the packing's share of the gain can be read off), and, when torchvision is importable,
+torchvision's model as built (``tv``, NCHW) and converted to channels_last (``tv_cl``: deploy's
+layout). All models have random weights (speed does not depend on them). Also printed: the max
+abs logit difference between the deploy and the eager model. A benchmark, not a test.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="batch sizes (default: 1 32)")
     p.add_argument("--res", type=int, default=224, help="input resolution (default: 224)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
-    p.add_argument("--rounds", type=int, default=7,
-                   help="interleaved timing rounds, median reported (default: 7)")
+    p.add_argument("--rounds", nargs="+", type=int, default=[31, 7],
+                   help="interleaved timing rounds, median reported: one count for every batch "
+                        "size or one per --batch entry (default: 31 7)")
     p.add_argument("--warmup", type=int, default=2, help="untimed passes per variant (default: 2)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
 
@@ -54,7 +56,8 @@ def _variants(name: str, device: str) -> dict[str, Callable]:
     import scaling
 
     eager = scaling.create_model(name).eval().to(device)
-    out: dict[str, Callable] = {"eager": eager, "deploy": scaling.deploy(eager)}
+    out: dict[str, Callable] = {"eager": eager, "deploy": scaling.deploy(eager),
+                                "unpacked": scaling.deploy(eager, pack=False)}
     try:
         import torchvision
     except ImportError:
@@ -75,23 +78,28 @@ def _sync(device: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Time every model and batch size; one row each."""
-    for field in ("res", "threads", "rounds"):
+    for field in ("res", "threads"):
         if getattr(args, field) < 1:
             raise ValueError(f"--{field}={getattr(args, field)} is not allowed; expected >= 1")
+    rounds = args.rounds * len(args.batch) if len(args.rounds) == 1 else args.rounds
+    if len(rounds) != len(args.batch) or any(r < 1 for r in rounds):
+        raise ValueError(f"--rounds={args.rounds} is not allowed; expected one count >= 1 or one "
+                         f"per --batch entry ({len(args.batch)})")
     if args.warmup < 0 or any(b < 1 for b in args.batch):
         raise ValueError(f"--warmup={args.warmup} / --batch={args.batch} are not allowed; "
                          "expected warmup >= 0 and batch sizes >= 1")
     import torch
 
     torch.set_num_threads(args.threads)
-    print(f"inference ms per batch, median of {args.rounds} interleaved rounds (device "
-          f"{args.device}, threads {torch.get_num_threads()}, res {args.res}, torch "
-          f"{torch.__version__})")
-    print(f"{'model':<20}{'batch':>6}{'eager':>10}{'deploy':>10}{'tv':>10}{'tv_cl':>10}"
-          f"{'eager/tv':>10}{'deploy/tv':>11}{'deploy/tv_cl':>14}{'max|diff|':>11}")
+    print(f"inference ms per batch, median of {'/'.join(map(str, rounds))} interleaved rounds "
+          f"(batch {'/'.join(map(str, args.batch))}; device {args.device}, threads "
+          f"{torch.get_num_threads()}, res {args.res}, torch {torch.__version__})")
+    print(f"{'model':<20}{'batch':>6}{'eager':>10}{'deploy':>10}{'unpacked':>10}{'tv':>10}"
+          f"{'tv_cl':>10}{'eager/tv':>10}{'unpacked/tv':>13}{'deploy/tv':>11}{'deploy/tv_cl':>14}"
+          f"{'max|diff|':>11}")
     for name in args.models:
         models = _variants(name, args.device)
-        for batch in args.batch:
+        for batch, n_rounds in zip(args.batch, rounds):
             x = torch.randn(batch, 3, args.res, args.res, device=args.device)
             times: dict[str, list[float]] = {k: [] for k in models}
             with torch.inference_mode():
@@ -99,8 +107,9 @@ def run(args: argparse.Namespace) -> int:
                 for _ in range(args.warmup):
                     for m in models.values():
                         m(x)
-                for _ in range(args.rounds):
-                    for key, m in models.items():
+                order = list(models.items())
+                for r in range(n_rounds):
+                    for key, m in (order if r % 2 == 0 else order[::-1]):
                         _sync(args.device)
                         t0 = time.perf_counter()
                         m(x)
@@ -108,10 +117,11 @@ def run(args: argparse.Namespace) -> int:
                         times[key].append(time.perf_counter() - t0)
             ms = {k: statistics.median(v) * 1e3 for k, v in times.items()}
             tv, cl = ms.get("torchvision"), ms.get("tv_cl")
-            cells = [f"{ms['eager']:>10.2f}", f"{ms['deploy']:>10.2f}",
+            cells = [f"{ms['eager']:>10.2f}", f"{ms['deploy']:>10.2f}", f"{ms['unpacked']:>10.2f}",
                      f"{tv:>10.2f}" if tv else f"{'-':>10}",
                      f"{cl:>10.2f}" if cl else f"{'-':>10}",
                      f"{tv / ms['eager']:>9.2f}x" if tv else f"{'-':>10}",
+                     f"{tv / ms['unpacked']:>12.2f}x" if tv else f"{'-':>13}",
                      f"{tv / ms['deploy']:>10.2f}x" if tv else f"{'-':>11}",
                      f"{cl / ms['deploy']:>13.2f}x" if cl else f"{'-':>14}"]
             print(f"{name:<20}{batch:>6}{''.join(cells)}{diff:>11.1e}", flush=True)
