@@ -228,6 +228,15 @@ def _ds_cost(acc: Layers, g: BlockGeometry, stage: StageSpec) -> None:
     acc.act(stage.activation, 2)
 
 
+def _ds_quanta(stage: StageSpec) -> tuple[int, int]:
+    """The depthwise conv maps ``in`` to ``make_divisible(in * e, mid_divisor)`` channels, a
+    multiple of ``in`` only when ``in`` is a multiple of the mid divisor (``e`` an integer); the
+    output too, as it is the input of the stage's next block (depth scaling may add one)."""
+    if stage.mid_channels is None and stage.mid_divisor > 1:
+        return stage.mid_divisor, stage.mid_divisor
+    return 1, 1
+
+
 def _ds_check(b: BlockGeometry, stage: StageSpec, at: str) -> None:
     if b.mid_channels % b.in_channels:
         key = "mid_channels" if stage.mid_channels is not None else "expansion"
@@ -315,7 +324,8 @@ BOTTLENECK = BLOCK_TYPES.register(BlockType(
     "bottleneck", "bt", _NN + "Bottleneck", "out", "projection", _bottleneck_cost, se=True,
     check=_bottleneck_check, mid_groups=lambda s: s.group_width or s.groups))
 DS = BLOCK_TYPES.register(BlockType(
-    "ds", "ds", _NN + "DepthwiseSeparable", "in", "none", _ds_cost, check=_ds_check))
+    "ds", "ds", _NN + "DepthwiseSeparable", "in", "none", _ds_cost, check=_ds_check,
+    quanta=_ds_quanta))
 MBCONV = BLOCK_TYPES.register(BlockType(
     "mbconv", "ir", _NN + "MBConv", "in", "identity", _mbconv_cost, se=True))
 FUSED_MBCONV = BLOCK_TYPES.register(BlockType(
