@@ -1,0 +1,248 @@
+"""The whole study in one command, resumable row by row (issue 16).
+
+    python experiments/run_study.py --preset tiny|medium|full [--out DIR] [--device auto]
+
+Stages, each skipped where its output exists (``--fresh`` starts over):
+
+1. **search**: the baseline architecture search (:func:`scaling.search.run_search`) at the
+   preset's MAC budget = the base point, in ``OUT/search/`` (an SQLite study: Optuna resumes it);
+   its best spec and recipe go to ``OUT/search/baseline.json``.
+2. **grid**: step 1 of compound scaling at phi = 1 on the searched baseline (the best trial's spec
+   as found: its realised MACs are the study's base point), only candidates whose realised MACs
+   are within 10% of 2x
+   (:func:`scaling.compound.match.matched_candidates`), trained with the first seed, ranked by
+   validation top-1.
+3. **families** and **single-dimension scaling** (:mod:`experiments.study_plan`): every model at its
+   matched MAC point, every seed.
+4. **report**: ``grid.csv``, ``family.csv``, ``single.csv`` (one row per model and seed: the
+   realised MACs and their error against the target), ``plan.json`` (every spec), the figures and
+   ``README.md`` with the findings (:mod:`experiments.study_report`).
+
+Each training run is one row of ``OUT/runs.csv`` keyed by (spec hash, seed, protocol key),
+written atomically when the run ends; a restarted study trains only the missing rows, and a
+spec that appears in two experiments is trained once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from experiments.common import DataCache, adapt, train_eval  # noqa: E402
+from experiments.study_plan import (  # noqa: E402
+    PRESETS,
+    StudyPreset,
+    family_plan,
+    grid_plan,
+    single_plan,
+    spec_key,
+)
+
+RUN_COLUMNS = ["key", "spec_key", "seed", "protocol", "model", "macs", "params", "resolution",
+               "val_acc", "test_acc", "status", "train_seconds", "wall_seconds", "device"]
+
+
+class RunStore:
+    """``runs.csv``: one row per finished training run, rewritten atomically after each."""
+
+    def __init__(self, path: Path) -> None:
+        import pandas as pd
+
+        self.path = path
+        self.rows: dict[str, dict[str, Any]] = {}
+        if path.is_file():
+            for row in pd.read_csv(path, dtype={"key": str, "spec_key": str}).to_dict("records"):
+                self.rows[row["key"]] = row
+
+    @staticmethod
+    def key(spec, seed: int, protocol: str) -> str:
+        return f"{spec_key(spec)}-s{seed}-{protocol}"
+
+    def add(self, row: dict[str, Any]) -> None:
+        import pandas as pd
+
+        from scaling.files import atomic_write_text
+
+        self.rows[row["key"]] = row
+        df = pd.DataFrame(list(self.rows.values()), columns=RUN_COLUMNS)
+        df = df.sort_values(["spec_key", "seed"], kind="stable")
+        atomic_write_text(self.path, df.to_csv(index=False, float_format="%.6g"))
+
+
+_CACHE: dict[str, DataCache] = {}
+
+
+def _train(spec, proto, seed: int, device: str, threads: int | None) -> dict[str, Any]:
+    cache = _CACHE.setdefault(proto.key(), DataCache(proto))
+    return train_eval(spec, cache, seed, device, threads)
+
+
+def train_all(entries: list[dict[str, Any]], seeds: tuple[int, ...], preset: StudyPreset,
+              store: RunStore, device: str, threads: int | None, jobs: int,
+              log: Callable[[str], None] = print) -> None:
+    """Train every distinct spec of ``entries`` for every seed not yet in ``store``."""
+    from scaling.compound.match import macs_of
+    from scaling.cost import complexity
+
+    proto = preset.protocol
+    todo: dict[str, tuple[Any, int]] = {}
+    for e in entries:
+        for seed in seeds:
+            key = RunStore.key(e["spec"], seed, proto.key())
+            if key not in store.rows:
+                todo.setdefault(key, (e["spec"], seed))
+    if not todo:
+        return
+    tasks = sorted(todo.items(), key=lambda kv: -macs_of(kv[1][0]))  # big first: balance
+    log(f"training {len(tasks)} runs ({len(store.rows)} already in {store.path.name})")
+    t0 = time.perf_counter()
+
+    def record(key: str, spec, seed: int, out: dict[str, Any], done: int) -> None:
+        c = complexity(spec)
+        store.add({"key": key, "spec_key": spec_key(spec), "seed": seed, "protocol": proto.key(),
+                   "model": spec.name, "macs": int(c.macs), "params": int(c.params),
+                   "resolution": spec.resolution, **out})
+        eta = (time.perf_counter() - t0) / done * (len(tasks) - done)
+        log(f"[{done}/{len(tasks)}] {spec.name}: {c.macs / 1e6:.2f}M MACs seed {seed} val "
+            f"{out['val_acc']:.4f} test {out['test_acc']:.4f} ({out['wall_seconds']:.0f} s; "
+            f"eta {eta / 60:.1f} min)")
+
+    if jobs > 1 and len(tasks) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+            futures = {pool.submit(_train, spec, proto, seed, device, threads): (key, spec, seed)
+                       for key, (spec, seed) in tasks}
+            for done, fut in enumerate(as_completed(futures), 1):
+                record(*futures[fut], fut.result(), done)
+    else:
+        for done, (key, (spec, seed)) in enumerate(tasks, 1):
+            record(key, spec, seed, _train(spec, proto, seed, device, threads), done)
+
+
+def joined(entries: list[dict[str, Any]], seeds: tuple[int, ...], store: RunStore,
+           protocol: str) -> list[dict[str, Any]]:
+    """One row per (entry, seed): the entry's columns and its run's results."""
+    rows = []
+    for e in entries:
+        for seed in seeds:
+            run = store.rows[RunStore.key(e["spec"], seed, protocol)]
+            cols = {k: v for k, v in e.items() if k != "spec"}
+            rows.append({**cols, "model": e["spec"].name, "seed": seed,
+                         **{k: run[k] for k in ("params", "resolution", "val_acc", "test_acc",
+                                                "status", "train_seconds", "spec_key")},
+                         "blocks": e["spec"].num_blocks, "protocol": protocol})
+    return rows
+
+
+def search_stage(preset: StudyPreset, out: Path, device: str, log: Callable[[str], None]
+                 ) -> dict[str, Any]:
+    """Run (or resume) the baseline search; its best trial as ``OUT/search/baseline.json``."""
+    from scaling.files import atomic_write_json
+
+    path = out / "search" / "baseline.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    from scaling.search.report import best_trials, counts, trial_record, write_outputs
+    from scaling.search.study import SearchConfig, run_search
+
+    folder = out / "search"
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = SearchConfig(budget=preset.base_macs, resolution=28, study="search",
+                       storage=f"sqlite:///{folder / 'search.db'}", resume=True, seed=0,
+                       device=device, out_dir=str(folder), quiet=True, **preset.search)
+    t0 = time.perf_counter()
+    info = run_search(cfg)
+    write_outputs(info.study, str(folder))
+    best = best_trials(info.study)
+    if not best:
+        raise RuntimeError(f"the search trained no feasible trial: {counts(info.study)}")
+    record = {**trial_record(best[0]), "counts": counts(info.study),
+              "search_seconds": round(time.perf_counter() - t0, 1)}
+    atomic_write_json(path, record)
+    log(f"search: best trial #{record['number']} ({record['macs'] / 1e6:.2f}M MACs, val "
+        f"{record.get('val_acc')}); {record['counts']}")
+    return record
+
+
+def run(preset_name: str, out: Path, device: str = "auto", threads: int | None = 1,
+        jobs: int | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """All stages of the study at ``preset_name`` into ``out``; returns the report's summary."""
+    from scaling.compound.match import Fit, macs_of
+    from scaling.ir import NetworkSpec
+    from scaling.study.provenance import Provenance, atomic_write_json
+
+    preset = PRESETS[preset_name]  # base_macs: the search budget until the search has run
+    jobs = preset.jobs if jobs is None else jobs
+    proto = preset.protocol
+    prov = Provenance(seeds=proto.seeds, device=device, preset=preset_name,
+                      protocol={**dataclasses.asdict(proto), "key": proto.key()})
+    out.mkdir(parents=True, exist_ok=True)
+    searched = search_stage(preset, out, device, log)
+    searched_root = adapt(NetworkSpec.from_dict(searched["spec"])).replace(name="searched")
+    budget = preset.base_macs
+    macs = macs_of(searched_root)  # the searched spec as found is the base point of the study
+    base = Fit(searched_root.replace(name="searched phi0"), 1.0, macs, float(macs))
+    preset = dataclasses.replace(preset, base_macs=macs)
+    store = RunStore(out / "runs.csv")
+
+    grid = grid_plan(base, preset)
+    log(f"grid: {len(grid)} candidates within {100 * preset.grid_mac_tol:g}% of 2x the base "
+        f"(base: {base.spec.num_blocks} blocks, {base.macs / 1e6:.2f}M MACs)")
+    train_all(grid, proto.seeds[:1], preset, store, device, threads, jobs, log)
+    grid_rows = joined(grid, proto.seeds[:1], store, proto.key())
+    grid_rows.sort(key=lambda r: (-r["val_acc"], r["macs"]))
+    winner = (grid_rows[0]["alpha"], grid_rows[0]["beta"], grid_rows[0]["gamma"])
+    log(f"grid winner: alpha={winner[0]:g} beta={winner[1]:g} gamma={winner[2]:g}")
+
+    family = family_plan(base, winner, preset)
+    single = single_plan(searched_root, base, winner, preset)
+    train_all(family + single, proto.seeds, preset, store, device, threads, jobs, log)
+
+    from experiments.study_report import write_report
+
+    tables = {"grid": grid_rows, "family": joined(family, proto.seeds, store, proto.key()),
+              "single": joined(single, proto.seeds, store, proto.key())}
+    plan = {"preset": preset_name, "protocol": {**dataclasses.asdict(proto), "key": proto.key()},
+            "search_budget": budget, "base_macs": preset.base_macs, "winner": winner,
+            "searched": {k: v for k, v in searched.items() if k != "spec"},
+            "models": [{**{k: v for k, v in e.items() if k != "spec"},
+                        "spec": e["spec"].to_dict()} for e in grid + family + single]}
+    atomic_write_json(out / "plan.json", plan)
+    return write_report(out, preset_name, preset, tables, plan, prov)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", choices=sorted(PRESETS), default="medium",
+                   help="tiny (the test), medium (this 2-core CPU, <= 90 min), full (one GPU)")
+    p.add_argument("--out", type=Path, help="output folder (default: results/<preset>)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available) | cpu | cuda")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
+    p.add_argument("--jobs", type=int, help="parallel training processes (default: preset)")
+    p.add_argument("--fresh", action="store_true", help="delete OUT's runs and search first")
+    args = p.parse_args(argv)
+    out = args.out or ROOT / "results" / args.preset
+    if args.fresh and out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    t0 = time.perf_counter()
+    summary = run(args.preset, out, args.device, args.threads, args.jobs)
+    print(f"study {args.preset} done in {(time.perf_counter() - t0) / 60:.1f} min: "
+          f"{summary.get('readme')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
