@@ -162,7 +162,8 @@ def fit_depth(base: NetworkSpec, target: float, *, tol: float | None = 0.05,
 
     spec = make(reps)
     best = Fit(spec, 1.0, macs_of(spec), float(target))
-    while best.macs < target and sum(reps) < max_factor * sum(base_reps):
+    macs = best.macs
+    while macs < target and sum(reps) < max_factor * sum(base_reps):
         growth = [n / b for n, b in zip(reps, base_reps)]
         low = min(growth)
         options = []
