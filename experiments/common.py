@@ -13,7 +13,6 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -160,19 +159,13 @@ def adapt(spec, resolution: int = 28):
 
 def fit_width(make: Callable[[float], Any], target: float, lo: float = 0.05, hi: float = 4.0,
               iters: int = 30) -> tuple[float, Any]:
-    """The width multiplier whose spec ``make(w)`` has MACs closest to ``target`` (log scale).
+    """The width multiplier whose spec ``make(w)`` has MACs closest to ``target`` (log scale),
+    and that spec: :func:`scaling.compound.match.fit_knob` (the multiplier returned is the one
+    that built the spec, not a rounding of it that may cross a channel-rounding jump)."""
+    from scaling.compound.match import fit_knob
 
-    MACs grow monotonically with the multiplier (rounding keeps it monotone); bisection, then
-    the better of the two brackets.
-    """
-    for _ in range(iters):
-        mid = math.sqrt(lo * hi)
-        if cost(make(mid))[0] <= target:
-            lo = mid
-        else:
-            hi = mid
-    best = min((lo, hi), key=lambda w: abs(math.log(cost(make(w))[0] / target)))
-    return round(best, 4), make(round(best, 4))
+    w, spec, _ = fit_knob(make, target, lo, hi, iters)
+    return w, spec
 
 
 def stand_in_baseline():
