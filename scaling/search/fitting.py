@@ -48,18 +48,23 @@ DEFAULT_SHRINK: list[dict[str, Any]] = [
 ]
 
 
+def check_entry(where: str, entry: Any, allowed: Sequence[str]) -> None:
+    """Raise TypeError unless ``entry`` is a mapping, ValueError if it has a key not in
+    ``allowed`` (both naming ``where``)."""
+    if not isinstance(entry, Mapping):
+        raise TypeError(f"{where} must be a mapping, got {type(entry).__name__}")
+    unknown = sorted(set(entry) - set(allowed))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {list(allowed)}")
+
+
 def validate_shrink(ladder: Any) -> None:
     """Raise ValueError/TypeError naming the rung and key unless ``ladder`` is a shrink ladder."""
     if not isinstance(ladder, list):
         raise TypeError(f"space.shrink must be a list of rungs (mappings), got "
                         f"{type(ladder).__name__}")
     for i, rung in enumerate(ladder):
-        if not isinstance(rung, Mapping):
-            raise TypeError(f"space.shrink[{i}] must be a mapping, got {type(rung).__name__}")
-        unknown = sorted(set(rung) - set(SHRINK_KEYS))
-        if unknown:
-            raise ValueError(f"space.shrink[{i}]: unknown key(s) {unknown}; allowed: "
-                             f"{list(SHRINK_KEYS)}")
+        check_entry(f"space.shrink[{i}]", rung, SHRINK_KEYS)
         for key, value in rung.items():
             least = SHRINK_KEYS[key]
             whole = key in ("repeats", "kernel", "early_strides")

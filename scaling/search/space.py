@@ -42,7 +42,13 @@ from typing import Any
 
 from scaling.ir import HeadSpec, NetworkSpec, SESpec, StageSpec, StemSpec, make_divisible
 from scaling.ir.base import is_int, is_number
-from scaling.search.fitting import fit_floor, fit_multiplier, ladder_of, validate_shrink
+from scaling.search.fitting import (
+    check_entry,
+    fit_floor,
+    fit_multiplier,
+    ladder_of,
+    validate_shrink,
+)
 
 BLOCKS = ("mbconv", "fused_mbconv", "ds")
 STAGE_KEYS = ("block", "kernel", "expansion", "se", "activation", "width_factor", "repeats",
@@ -160,12 +166,7 @@ def validate_space(space: Any) -> None:
         raise ValueError("space.stages must be a non-empty list of stage mappings")
     defaults = space.get("defaults", {})
     for i, stage in enumerate(stages):
-        if not isinstance(stage, Mapping):
-            raise TypeError(f"space.stages[{i}] must be a mapping, got {type(stage).__name__}")
-        unknown = sorted(set(stage) - set(STAGE_KEYS))
-        if unknown:
-            raise ValueError(f"space.stages[{i}]: unknown key(s) {unknown}; allowed: "
-                             f"{list(STAGE_KEYS)}")
+        check_entry(f"space.stages[{i}]", stage, STAGE_KEYS)
         merged = {**defaults, **stage}
         for key in STAGE_KEYS:
             if key not in merged:
