@@ -208,13 +208,21 @@ def test_grid_macs_scores(base_args):
 
 def test_grid_cli_csv(base_args, tmp_path):
     path = tmp_path / "grid.csv"
-    res = cli("grid", *base_args, "--phi", "1", "--step", "0.1", "--out", str(path))
+    res = cli("grid", *base_args, "--phi", "1", "--step", "0.1", "--mac-tol", "none",
+              "--out", str(path))
     assert res.returncode == 0, res.stderr
     with open(path, encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == len(candidates(2.0, 0.1, 0.1))
     assert all(abs(float(r["product"]) - 2) <= 0.1 + 1e-9 for r in rows)
     assert f"{len(rows)} candidates" in res.stdout
+    res = cli("grid", *base_args, "--phi", "1", "--step", "0.1", "--out", str(path))
+    assert res.returncode == 0, res.stderr
+    with open(path, encoding="utf-8") as fh:
+        held = list(csv.DictReader(fh))
+    assert held and all(abs(float(r["mac_ratio"]) / 2 - 1) <= 0.1 + 1e-9 for r in held)
+    bad = cli("grid", *base_args, "--mac-tol", "2")
+    assert bad.returncode == 2 and "--mac-tol=2 is not allowed" in bad.stderr
 
 
 @pytest.mark.data

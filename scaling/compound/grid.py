@@ -1,9 +1,12 @@
 """Step 1 of compound scaling (Tan & Le 2019, section 3.3): a grid search of alpha, beta, gamma.
 
 ``python -m scaling.compound grid --base NAME --phi 1 --target 2 --tol 0.1 --step 0.05
-[--evaluate macs|proxy] [--out CSV]`` enumerates ``alpha, beta, gamma >= 1`` on a grid of
-``step`` under ``|alpha * beta**2 * gamma**2 - target| <= tol``, scales the base by each at ``phi``
-and scores it with an evaluator from :data:`EVALUATORS` (higher score is better):
+[--mac-tol 0.1] [--evaluate macs|proxy] [--out CSV]`` enumerates ``alpha, beta, gamma >= 1`` on a
+grid of ``step`` under ``|alpha * beta**2 * gamma**2 - target| <= tol``, scales the base by each at
+``phi``, keeps those whose realised, rounded model costs ``target**phi`` x the base's MACs within
+``mac_tol`` (the width refitted where the rule alone misses: at narrow widths the rounding of
+channels can turn a 2x candidate into 3.7x) and scores it with an evaluator from
+:data:`EVALUATORS` (higher score is better):
 
 - ``macs`` (default, analytic, instant): params and MACs of the scaled spec; score
   ``-|log(MAC ratio / target**phi)|``, i.e. how closely the realised MAC growth meets the target
@@ -33,6 +36,7 @@ from scaling.cli import (
     parse_number,
     resolve_spec,
 )
+from scaling.compound.match import matched_candidates
 from scaling.compound.rule import compound
 from scaling.cost import complexity
 from scaling.ir import NetworkSpec
@@ -112,6 +116,9 @@ def add_grid_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default="2", help="target of alpha*beta^2*gamma^2")
     p.add_argument("--tol", default="0.1", help="allowed |product - target|")
     p.add_argument("--step", default="0.05", help="grid step")
+    p.add_argument("--mac-tol", default="0.1", help="keep candidates whose realised MACs are "
+                   "within this fraction of target**phi x the base's, refitting the width where "
+                   "the rule alone misses; 'none': every candidate as the rule scales it")
     p.add_argument("--evaluate", default="macs", choices=sorted(EVALUATORS),
                    help="evaluator (higher score is better)")
     p.add_argument("--out", help="write all candidates as CSV here (pandas, atomic; default: "
@@ -131,8 +138,13 @@ def add_grid_arguments(p: argparse.ArgumentParser) -> None:
 
 def grid(base: NetworkSpec, phi: float = 1.0, target: float = 2.0, tol: float = 0.1,
          step: float = 0.05, evaluate: str = "macs", divisor: int = 8,
-         **ctx: Any) -> list[dict[str, Any]]:
-    """Score every grid candidate; rows sorted best first."""
+         mac_tol: float | None = None, **ctx: Any) -> list[dict[str, Any]]:
+    """Score every grid candidate; rows sorted best first.
+
+    ``mac_tol``: keep only candidates whose realised, rounded model costs ``target**phi`` x the
+    base's MACs within ``+-mac_tol``, the width refitted where the rule alone misses
+    (:func:`scaling.compound.match.matched_candidates`; rows gain ``refit`` and the width ``w``
+    used); None scores every candidate as the rule scales it."""
     if evaluate not in EVALUATORS:
         raise UsageError(f"--evaluate={evaluate!r} is not allowed; expected one of "
                          f"{sorted(EVALUATORS)}")
@@ -140,12 +152,22 @@ def grid(base: NetworkSpec, phi: float = 1.0, target: float = 2.0, tol: float = 
         raise UsageError(f"--phi={phi:g} is not allowed; expected >= 0")
     fn = _evaluator(evaluate)
     ctx.update(phi=phi, target=target)
+    points = candidates(target, tol, step)
+    if mac_tol is None:
+        plans = [{"alpha": a, "beta": b, "gamma": g, "w": b ** phi,
+                  "spec": compound(base, phi, a, b, g, divisor=divisor)} for a, b, g in points]
+    else:
+        if not 0 < mac_tol < 1:
+            raise UsageError(f"--mac-tol={mac_tol:g} is not allowed; expected a fraction in "
+                             "(0, 1), or none")
+        plans = matched_candidates(base, points, phi, target, mac_tol, divisor=divisor)
     rows = []
-    for a, b, g in candidates(target, tol, step):
-        scaled = compound(base, phi, a, b, g, divisor=divisor)
+    for plan in plans:
+        a, b, g, scaled = plan["alpha"], plan["beta"], plan["gamma"], plan["spec"]
         metrics = fn(base, scaled, ctx)
+        extra = {} if mac_tol is None else {"refit": plan["refit"]}
         rows.append({"alpha": a, "beta": b, "gamma": g, "product": a * b * b * g * g,
-                     "d": a ** phi, "w": b ** phi, "r": g ** phi,
+                     "d": a ** phi, "w": plan["w"], "r": g ** phi, **extra,
                      "resolution": scaled.resolution, "blocks": scaled.num_blocks, **metrics})
     rows.sort(key=lambda r: -r["score"])
     return rows
@@ -165,10 +187,15 @@ def run_grid(args: argparse.Namespace) -> int:
         base = base.replace(resolution=args.proxy_resolution)
         ctx.update(dataset=args.dataset, subset=args.subset, epochs=args.epochs,
                    val_size=args.val_size, seed=args.seed, device=args.device)
-    rows = grid(base, phi, evaluate=args.evaluate, divisor=args.divisor, **nums, **ctx)
+    mac_tol = None if str(args.mac_tol).lower() == "none" else parse_number(args.mac_tol,
+                                                                          "--mac-tol")
+    rows = grid(base, phi, evaluate=args.evaluate, divisor=args.divisor, mac_tol=mac_tol,
+                **nums, **ctx)
     if not rows:
         raise UsageError(f"no grid point has |alpha*beta^2*gamma^2 - {nums['target']:g}| <= "
-                         f"{nums['tol']:g} at step {nums['step']:g}")
+                         f"{nums['tol']:g} at step {nums['step']:g}"
+                         + ("" if mac_tol is None else f" and realised MACs within "
+                            f"{100 * mac_tol:g}% of {nums['target']:g}**phi x the base's"))
     if args.out:
         import pandas as pd
 
