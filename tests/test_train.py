@@ -375,3 +375,10 @@ def test_before_train_sees_the_model_and_changes_nothing():
     assert a.history[0]["train_loss"] == b.history[0]["train_loss"]
     assert all(torch.equal(p, q) for p, q in zip(a.model.state_dict().values(),
                                                  b.model.state_dict().values()))
+
+
+@pytest.mark.parametrize("field", ["epochs", "samples", "seconds"])
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), 0, -1])
+def test_budgets_must_be_finite_and_positive(field, value):
+    with pytest.raises(ValueError, match=rf"{field}=.* is not allowed; expected None or a finite"):
+        TrainConfig(**{field: value})

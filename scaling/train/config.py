@@ -5,6 +5,7 @@ arguments of :func:`scaling.train.train`, of the ``python -m scaling.train`` fla
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,8 +98,9 @@ class TrainConfig:
         for name in ("epochs", "samples", "seconds"):
             value = getattr(self, name)
             if value is not None and (not is_number(value)
-                                      or not value > 0):
-                raise ValueError(f"{name}={value!r} is not allowed; expected None or a number > 0")
+                                      or not 0 < value < math.inf):
+                raise ValueError(f"{name}={value!r} is not allowed; expected None or a finite "
+                                 "number > 0 (None: no budget of this kind)")
         if self.epochs is None and self.samples is None and self.seconds is None:
             raise ValueError("no budget: give epochs, samples and/or seconds")
         if self.optimizer not in OPTIMIZERS:
