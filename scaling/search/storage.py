@@ -184,12 +184,12 @@ def _created_at(storage: Any, name: str) -> float | None:
     return None
 
 
-def _finished(storage: Any, name: str) -> int:
-    from optuna.trial import TrialState
+def _trained(storage: Any, name: str) -> int:
+    """Trials of the study ``name`` that count toward its target (over-budget samples do not)."""
+    from scaling.search.workers import is_trained
 
     study_id = storage.get_study_id_from_name(name)
-    return len(storage.get_all_trials(study_id, deepcopy=False,
-                                      states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    return sum(map(is_trained, storage.get_all_trials(study_id, deepcopy=False)))
 
 
 def open_study(cfg: SearchConfig, storage: Any, sampler: Any, pruner: Any, *,
@@ -203,7 +203,7 @@ def open_study(cfg: SearchConfig, storage: Any, sampler: Any, pruner: Any, *,
     if create and not cfg.resume:
         created = _created_at(storage, cfg.study)
         if created is not None and (time.time() - created > cfg.grace
-                                    or _finished(storage, cfg.study) >= cfg.trials):
+                                    or _trained(storage, cfg.study) >= cfg.trials):
             raise ConfigError(f"study {cfg.study!r} already exists in {cfg.storage_url}; pass "
                               "--resume to continue it or choose another --study")
     study = _create_or_load(cfg, storage, sampler, pruner)
