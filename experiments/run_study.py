@@ -145,8 +145,8 @@ def joined(entries: list[dict[str, Any]], seeds: tuple[int, ...], store: RunStor
     return rows
 
 
-def search_stage(preset: StudyPreset, out: Path, device: str, log: Callable[[str], None]
-                 ) -> dict[str, Any]:
+def search_stage(preset: StudyPreset, out: Path, device: str, log: Callable[[str], None],
+                 prov: Any = None) -> dict[str, Any]:
     """Run (or resume) the baseline search; its best trial as ``OUT/search/baseline.json``."""
     from scaling.files import atomic_write_json
 
@@ -170,6 +170,9 @@ def search_stage(preset: StudyPreset, out: Path, device: str, log: Callable[[str
     record = {**trial_record(best[0]), "counts": counts(info.study),
               "search_seconds": round(time.perf_counter() - t0, 1)}
     atomic_write_json(path, record)
+    if prov is not None:  # written by the invocation that ran the search, never on resume
+        for name in ("baseline.json", "search.csv", "search.best.json"):
+            prov.write(folder / name, search=dict(preset.search), budget=preset.base_macs)
     log(f"search: best trial #{record['number']} ({record['macs'] / 1e6:.2f}M MACs, val "
         f"{record.get('val_acc')}); {record['counts']}")
     return record
@@ -188,7 +191,7 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
     prov = Provenance(seeds=proto.seeds, device=device, preset=preset_name,
                       protocol={**dataclasses.asdict(proto), "key": proto.key()})
     out.mkdir(parents=True, exist_ok=True)
-    searched = search_stage(preset, out, device, log)
+    searched = search_stage(preset, out, device, log, prov)
     searched_root = adapt(NetworkSpec.from_dict(searched["spec"])).replace(name="searched")
     budget = preset.base_macs
     macs = macs_of(searched_root)  # the searched spec as found is the base point of the study
@@ -199,6 +202,7 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
     grid = grid_plan(base, preset)
     log(f"grid: {len(grid)} candidates within {100 * preset.grid_mac_tol:g}% of 2x the base "
         f"(base: {base.spec.num_blocks} blocks, {base.macs / 1e6:.2f}M MACs)")
+    before = len(store.rows)
     train_all(grid, proto.seeds[:1], preset, store, device, threads, jobs, log)
     grid_rows = joined(grid, proto.seeds[:1], store, proto.key())
     grid_rows.sort(key=lambda r: (-r["val_acc"], r["macs"]))
@@ -218,8 +222,32 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
             "searched": {k: v for k, v in searched.items() if k != "spec"},
             "models": [{**{k: v for k, v in e.items() if k != "spec"},
                         "spec": e["spec"].to_dict()} for e in grid + family + single]}
-    atomic_write_json(out / "plan.json", plan)
+    prov.write(atomic_write_json(out / "plan.json", plan))
+    log_invocation(out, prov, trained=len(store.rows) - before, reused=before)
     return write_report(out, preset_name, preset, tables, plan, prov)
+
+
+def log_invocation(out: Path, prov: Any, trained: int, reused: int) -> None:
+    """``runs.provenance.json``: every invocation that wrote ``runs.csv`` (command, commit, date,
+    wall time, runs trained and reused), so a resumed study keeps who trained which rows; a
+    folder written before this log existed starts it from the record in ``family.provenance.json``
+    (the previous invocation's, written by this script)."""
+    from scaling.study.provenance import atomic_write_json
+
+    path = out / "runs.provenance.json"
+    keys = ("command", "git_commit", "device", "torch", "date", "wall_time_s")
+    if path.is_file():
+        invocations = json.loads(path.read_text())["invocations"]
+    elif (out / "family.provenance.json").is_file():
+        old = json.loads((out / "family.provenance.json").read_text())
+        invocations = [{**{k: old.get(k) for k in keys}, "trained_runs": reused,
+                        "reused_runs": 0, "source": "family.provenance.json"}]
+    else:
+        invocations = []
+    now = prov.record()
+    invocations.append({**{k: now.get(k) for k in keys}, "trained_runs": trained,
+                        "reused_runs": reused})
+    atomic_write_json(path, {**prov.record(), "result": "runs.csv", "invocations": invocations})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -135,7 +135,8 @@ def _entry(experiment: str, family: str, method: str, ratio: float, target: floa
     return {"experiment": experiment, "family": family, "method": method, "ratio": ratio,
             "target_macs": round(target), "macs": fit.macs, "mac_error": round(error, 5),
             "mac_tol": tol, "within_tol": abs(error) <= tol + 1e-9,
-            "knob": fit.knob, "divisor": fit.divisor, "spec": fit.spec, **more}
+            "knob": fit.knob, "divisor": fit.divisor, "rounding": fit.rounding, "spec": fit.spec,
+            **more}
 
 
 def base_point(root, preset: StudyPreset):
@@ -184,7 +185,7 @@ def family_plan(searched_base, winner: tuple[float, float, float], preset: Study
         base = base_point(root, preset)
         for k, target in enumerate(preset.targets()):
             if rule is None:
-                fit = fitted(fit_width, root, target, tol=preset.mac_tol)
+                fit = fitted(fit_width, root, target, tol=preset.mac_tol, diffuse=True)
                 method = "width"
             else:
                 fit = base if k == 0 else fitted(
@@ -223,7 +224,7 @@ def single_plan(searched_root, searched_base, winner: tuple[float, float, float]
             phi = math.log2(ratio)
             fits = {
                 "depth": fitted(fit_depth, base, target, tol=preset.mac_tol),
-                "width": fitted(fit_width, root, target, tol=preset.mac_tol),
+                "width": fitted(fit_width, root, target, tol=preset.mac_tol, diffuse=True),
                 "resolution": fitted(fit_resolution, base, target, tol=preset.res_tol),
                 "compound": fitted(fit_compound, base, phi, *rule, ratio=ratio,
                                    tol=preset.mac_tol, divisor=fit0.divisor),

@@ -207,10 +207,11 @@ def write_report(out: Path, preset_name: str, preset: StudyPreset,
         "",
         "## The searched baseline",
         "",
-        f"Search: budget {preset.base_macs / 1e6:g}M MACs, {preset.search['trials']} trained "
-        f"trials ({preset.search['evaluator']} evaluator); counts {s.get('counts')}. Best trial "
-        f"#{s.get('number')} at {s.get('macs', 0) / 1e6:.2f}M MACs; its width refitted to the "
-        "base point.",
+        f"Search: budget {plan['search_budget'] / 1e6:g}M MACs, {preset.search['trials']} "
+        f"trained trials ({preset.search['evaluator']} evaluator); counts {s.get('counts')}. "
+        f"Best trial #{s.get('number')} at {s.get('macs', 0) / 1e6:.2f}M MACs, used as found: "
+        "its MACs are the base point of every family. Its spec and recipe: "
+        "`search/baseline.json`.",
         "",
         f"## Grid at phi = 1 (winner alpha, beta, gamma = {tuple(plan['winner'])})",
         "",

@@ -131,3 +131,28 @@ def test_tiny_study_reproduces_its_csvs_and_resumes_without_retraining(tmp_path)
     run_study.run("tiny", tmp_path / "a", device="cpu", threads=1, log=logged.append)
     assert not any(line.startswith("training") for line in logged), logged
     assert (tmp_path / "a" / "runs.csv").read_text() == runs
+
+
+def test_diffused_channel_rounding_follows_the_width_smoothly():
+    """Per-layer rounding moves all equal layers at once (8 -> 9 everywhere); error diffusion
+    keeps the channel total within one channel of width x the base total."""
+    from scaling.ir import NetworkSpec, StageSpec, StemSpec
+
+    narrow = NetworkSpec(stages=tuple(StageSpec("fused_mbconv", 1, 8, stride=s, expansion=2.0)
+                                      for s in (1, 2, 1, 2, 1, 2)),
+                         stem=StemSpec(channels=(8,)), resolution=28, in_channels=1,
+                         num_classes=10, name="narrow")
+    total = sum(s.out_channels for s in narrow.stages)
+    widths = [1 + i / 50 for i in range(16)]
+    each, diffused = set(), set()
+    for w in widths:
+        d = scale(narrow, width=w, divisor=1, channel_rounding="diffuse")
+        got = d.stem.out_channels + sum(s.out_channels for s in d.stages)
+        assert abs(got - (total + 8) * w) <= 1 + 1e-9, (w, got)
+        each.add(macs_of(scale(narrow, width=w, divisor=1)))
+        diffused.add(macs_of(d))
+    assert len(diffused) > len(each)
+    assert scale(narrow, width=1.0, divisor=1, channel_rounding="diffuse") == scale(
+        narrow, width=1.0, divisor=1)
+    with pytest.raises(ValueError, match="channel_rounding='x' is not allowed"):
+        scale(narrow, width=1.1, channel_rounding="x")

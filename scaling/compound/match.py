@@ -45,6 +45,7 @@ class Fit:
     macs: int
     target: float
     divisor: int = 8
+    rounding: str = "each"  #: the channel rounding of :func:`scale` that built it
 
     @property
     def ratio(self) -> float:
@@ -110,24 +111,28 @@ def fit_knob(make: Callable[[float], NetworkSpec], target: float, lo: float, hi:
 def fit_width(base: NetworkSpec, target: float, *, depth: float = 1.0, resolution: float = 1.0,
               image_size: int | None = None, tol: float | None = 0.05,
               divisors: Sequence[int] = DIVISORS, lo: float = 0.02, hi: float = 8.0,
-              name: str | None = None) -> Fit:
+              diffuse: bool = False, name: str | None = None) -> Fit:
     """``base`` scaled by ``(depth, w, resolution)`` with the width ``w`` fitted to ``target``.
 
-    Tries the channel ``divisors`` in order and returns the first fit within ``tol`` (all of them
+    Tries the channel ``divisors`` in order, then (``diffuse``) the finest with error-diffused
+    channel rounding (``scale(..., channel_rounding='diffuse')``: a net whose layers all have 8
+    channels otherwise jumps 27% at once), and returns the first fit within ``tol`` (all of them
     when ``tol`` is None: the closest); raises ValueError when none lands within ``tol``.
     """
     _check_target(target, tol)
     fits = []
-    for div in divisors:
-        def make(w: float, div: int = div) -> NetworkSpec:
+    tries = [(div, "each") for div in divisors] + [(min(divisors), "diffuse")] * diffuse
+    for div, rounding in tries:
+        def make(w: float, div: int = div, rounding: str = rounding) -> NetworkSpec:
             return scale(base, depth=depth, width=w, resolution=resolution,
-                         image_size=image_size, divisor=div, name=name)
+                         image_size=image_size, divisor=div, channel_rounding=rounding,
+                         name=name)
 
         try:
             w, spec, macs = fit_knob(make, target, lo, hi)
         except ValueError:  # this divisor breaks a channel constraint (e.g. depthwise in = out)
             continue
-        fit = Fit(spec, w, macs, float(target), div)
+        fit = Fit(spec, w, macs, float(target), div, rounding)
         if tol is not None and fit.within(tol):
             return fit
         fits.append(fit)
@@ -139,8 +144,10 @@ def fit_width(base: NetworkSpec, target: float, *, depth: float = 1.0, resolutio
         return best
     raise ValueError(f"no width multiplier of {base.name or 'the spec'} lands within "
                      f"+-{100 * tol:g}% of {target / 1e6:.4g}M MACs (depth x{depth:g}, resolution "
-                     f"x{resolution:g}, divisors {list(divisors)}); closest: x{best.knob:g} "
-                     f"divisor {best.divisor} at {best.macs / 1e6:.4g}M MACs")
+                     f"x{resolution:g}, divisors {list(divisors)}"
+                     f"{', then diffused rounding' if diffuse else ''}); "
+                     f"closest: x{best.knob:g} divisor {best.divisor} ({best.rounding} rounding) "
+                     f"at {best.macs / 1e6:.4g}M MACs")
 
 
 def fit_depth(base: NetworkSpec, target: float, *, tol: float | None = 0.05,
