@@ -80,10 +80,14 @@ def searched_findings(fam: pd.DataFrame) -> list[str]:
     return out
 
 
-def single_findings(single: pd.DataFrame) -> list[str]:
-    """Compound against the best single-dimension method at each ratio, per family."""
+def single_findings(single: pd.DataFrame, keys: dict[tuple[str, str, float], str]
+                    ) -> list[str]:
+    """Compound against the best single-dimension method at each ratio, per family; ``keys``
+    maps (family, method, ratio) to the spec hash, so a compound model that is one of the
+    single-dimension models (a grid winner with alpha = gamma = 1 is width scaling) is named."""
     out = ["| family | MACs | depth | width | resolution | compound | compound - best single "
            "(pts) | effect |", "|---|---|---|---|---|---|---|---|"]
+    worst: list[str] = []
     for (family, ratio), g in single[single.ratio > 1].groupby(["family", "ratio"], sort=False):
         by = {r.method: r for r in g.itertuples()}
         if "compound" not in by:
@@ -93,9 +97,16 @@ def single_findings(single: pd.DataFrame) -> list[str]:
         diff = by["compound"].test - best.test
         cells = " | ".join(f"{pct(by[m].test)} +- {pct(by[m].test_std)}" if m in by else "-"
                            for m in ("depth", "width", "resolution", "compound"))
-        out.append(f"| {family} | x{ratio:g} | {cells} | {100 * diff:+.2f} (vs {best.method}) | "
-                   f"{_verdict(diff, _se(by['compound'], best))} |")
-    return out
+        same = [m for m in ("depth", "width", "resolution")
+                if keys.get((family, m, ratio)) == keys.get((family, "compound", ratio))]
+        note = f" (the same model as {same[0]})" if same else ""
+        out.append(f"| {family} | x{ratio:g} | {cells} | {100 * diff:+.2f} (vs {best.method})"
+                   f"{note} | {_verdict(diff, _se(by['compound'], best))} |")
+        low = min(by.values(), key=lambda r: r.test)
+        rest = min((r for r in by.values() if r is not low), key=lambda r: r.test)
+        worst.append(f"{family} x{ratio:g}: {low.method}, {100 * (rest.test - low.test):.2f} "
+                     f"pts below the next ({_verdict(rest.test - low.test, _se(rest, low))})")
+    return out + ["", "Lowest method per case: " + "; ".join(worst) + "."]
 
 
 def family_table(fam: pd.DataFrame) -> list[str]:
@@ -240,7 +251,8 @@ def write_report(out: Path, preset_name: str, preset: StudyPreset,
         "",
         "![single](single.png)",
         "",
-        *single_findings(single),
+        *single_findings(single, {(r.family, r.method, r.ratio): r.spec_key
+                                  for r in dfs["single"].itertuples()}),
         "",
         "A difference within 2 SE is not evidence either way with this many seeds.",
         "",
