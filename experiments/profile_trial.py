@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         res = run_trials(ctx, args.trials)
         prof.disable()
     buf = io.StringIO()
-    pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(60)
+    # file names without their folders: a result names no machine's paths
+    pstats.Stats(prof, stream=buf).strip_dirs().sort_stats("cumulative").print_stats(60)
     atomic_write_text(args.out / "trial_python.txt", buf.getvalue())
     sort = "self_cuda_time_total" if len(activities) > 1 else "self_cpu_time_total"
     table = ops.key_averages().table(sort_by=sort, row_limit=60, max_name_column_width=60)
