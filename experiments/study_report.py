@@ -129,6 +129,19 @@ def grid_table(grid: pd.DataFrame) -> list[str]:
     return out
 
 
+def _style(ax, title: str) -> None:
+    """A log-2 MAC axis with plain tick labels (0.5, 1, 2, ...), labels, legend and grid."""
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlabel("MACs (millions, realised; log scale)")
+    ax.set_ylabel("test top-1 (%), mean +- std")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+
+
 def plot(fam: pd.DataFrame, single: pd.DataFrame, out: Path, preset_name: str) -> list[Path]:
     """``family.png`` (test top-1 vs MACs per family) and ``single.png`` (per scaling method)."""
     import matplotlib
@@ -152,12 +165,7 @@ def plot(fam: pd.DataFrame, single: pd.DataFrame, out: Path, preset_name: str) -
         g = g.sort_values("macs")
         ax.errorbar(g.macs / 1e6, 100 * g.test, yerr=100 * g.test_std, marker="o", capsize=3,
                     label=family, lw=2.2 if family == SEARCHED else 1.2)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("MACs (millions, realised; log scale)")
-    ax.set_ylabel("test top-1 (%), mean +- std")
-    ax.set_title(f"Fashion-MNIST 28x28, preset {preset_name}: {n} seed(s) per point")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    _style(ax, f"Fashion-MNIST 28x28, preset {preset_name}: {n} seed(s) per point")
     paths = [save(fig, "family.png")]
     fams = list(dict.fromkeys(single.family))
     fig, axes = plt.subplots(1, len(fams), figsize=(6 * len(fams), 4.4), squeeze=False)
@@ -168,12 +176,7 @@ def plot(fam: pd.DataFrame, single: pd.DataFrame, out: Path, preset_name: str) -
             m = pd.concat([base, g[g.method == method]]).sort_values("macs")
             ax.errorbar(m.macs / 1e6, 100 * m.test, yerr=100 * m.test_std, marker="o",
                         capsize=3, label=method)
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("MACs (millions, realised; log scale)")
-        ax.set_ylabel("test top-1 (%), mean +- std")
-        ax.set_title(f"{family}: one dimension vs compound")
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
+        _style(ax, f"{family}: one dimension vs compound")
     paths.append(save(fig, "single.png"))
     return paths
 
