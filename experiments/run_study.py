@@ -158,6 +158,8 @@ def search_stage(preset: StudyPreset, out: Path, device: str, log: Callable[[str
 
     folder = out / "search"
     folder.mkdir(parents=True, exist_ok=True)
+    if folder.resolve().is_relative_to(ROOT) and Path.cwd().resolve() == ROOT:
+        folder = folder.resolve().relative_to(ROOT)  # the study stores it: no machine paths
     cfg = SearchConfig(budget=preset.base_macs, resolution=28, study="search",
                        storage=f"sqlite:///{folder / 'search.db'}", resume=True, seed=0,
                        device=device, out_dir=str(folder), quiet=True, **preset.search)
