@@ -255,8 +255,10 @@ def train_eval(spec, cache: DataCache, seed: int, device: str = "auto",
 _WORKER_CACHE: dict[str, DataCache] = {}
 
 
-def _train_task(spec, proto: Protocol, seed: int, device: str, threads: int | None
-                ) -> dict[str, Any]:
+def train_task(spec, proto: Protocol, seed: int, device: str, threads: int | None
+               ) -> dict[str, Any]:
+    """:func:`train_eval` with this process's data cache for ``proto`` (picklable: the target
+    of spawned training processes)."""
     cache = _WORKER_CACHE.setdefault(proto.key(), DataCache(proto))
     return train_eval(spec, cache, seed, device, threads)
 
@@ -274,7 +276,7 @@ def run_models(models: Sequence[dict[str, Any]], proto: Protocol, device: str = 
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-            futures = [pool.submit(_train_task, m["spec"], proto, seed, device, threads)
+            futures = [pool.submit(train_task, m["spec"], proto, seed, device, threads)
                        for _, m, seed in tasks]
             outs = []
             for (i, m, seed), fut in zip(tasks, futures):
@@ -283,7 +285,7 @@ def run_models(models: Sequence[dict[str, Any]], proto: Protocol, device: str = 
     else:
         outs = []
         for i, m, seed in tasks:
-            outs.append(_train_task(m["spec"], proto, seed, device, threads))
+            outs.append(train_task(m["spec"], proto, seed, device, threads))
             _log_row(log, i, len(models), m, seed, outs[-1])
     rows = []
     for (_, m, seed), out in zip(tasks, outs):

@@ -37,7 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from experiments.common import DataCache, adapt, train_eval  # noqa: E402
+from experiments.common import adapt, train_task  # noqa: E402
 from experiments.study_plan import (  # noqa: E402
     PRESETS,
     StudyPreset,
@@ -78,14 +78,6 @@ class RunStore:
         atomic_write_text(self.path, df.to_csv(index=False, float_format="%.6g"))
 
 
-_CACHE: dict[str, DataCache] = {}
-
-
-def _train(spec, proto, seed: int, device: str, threads: int | None) -> dict[str, Any]:
-    cache = _CACHE.setdefault(proto.key(), DataCache(proto))
-    return train_eval(spec, cache, seed, device, threads)
-
-
 def train_all(entries: list[dict[str, Any]], seeds: tuple[int, ...], preset: StudyPreset,
               store: RunStore, device: str, threads: int | None, jobs: int,
               log: Callable[[str], None] = print) -> None:
@@ -121,13 +113,13 @@ def train_all(entries: list[dict[str, Any]], seeds: tuple[int, ...], preset: Stu
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(_train, spec, proto, seed, device, threads): (key, spec, seed)
-                       for key, (spec, seed) in tasks}
+            futures = {pool.submit(train_task, spec, proto, seed, device, threads):
+                       (key, spec, seed) for key, (spec, seed) in tasks}
             for done, fut in enumerate(as_completed(futures), 1):
                 record(*futures[fut], fut.result(), done)
     else:
         for done, (key, (spec, seed)) in enumerate(tasks, 1):
-            record(key, spec, seed, _train(spec, proto, seed, device, threads), done)
+            record(key, spec, seed, train_task(spec, proto, seed, device, threads), done)
 
 
 def joined(entries: list[dict[str, Any]], seeds: tuple[int, ...], store: RunStore,
