@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from scaling.compound.rule import coefficients, scale
 from scaling.cost import complexity
 from scaling.ir import NetworkSpec
+from scaling.ir.base import is_number
 from scaling.ir.rounding import round_resolution
 
 DIVISORS = (8, 4, 2, 1)
@@ -58,25 +59,26 @@ class Fit:
 
 
 def _check_target(target: float, tol: float | None) -> None:
-    if isinstance(target, bool) or not isinstance(target, (int, float)) or not target > 0:
+    if not is_number(target) or not target > 0:
         raise ValueError(f"target={target!r} is not allowed; expected a MAC count > 0")
-    if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float))
-                            or not 0 <= tol < 1):
+    if tol is not None and (not is_number(tol) or not 0 <= tol < 1):
         raise ValueError(f"tol={tol!r} is not allowed; expected a fraction in [0, 1)")
 
 
-def _short(x: float, make: Callable[[float], NetworkSpec], macs: int) -> float:
-    """The shortest decimal of ``x`` that builds a spec of the same MACs and layout."""
-    ref = make(x).replace(name="").to_dict()
+def _short(x: float, make: Callable[[float], NetworkSpec], spec: NetworkSpec
+           ) -> tuple[float, NetworkSpec]:
+    """The shortest decimal of ``x`` that builds the same layout as ``spec`` (= ``make(x)``),
+    and the spec it builds."""
+    ref = spec.replace(name="").to_dict()
     for digits in range(3, 10):
         y = float(f"{x:.{digits}g}")
         try:
-            spec = make(y)
+            short = make(y)
         except ValueError:
             continue
-        if macs_of(spec) == macs and spec.replace(name="").to_dict() == ref:
-            return y
-    return x
+        if short.replace(name="").to_dict() == ref:
+            return y, short
+    return x, spec
 
 
 def fit_knob(make: Callable[[float], NetworkSpec], target: float, lo: float, hi: float,
@@ -101,11 +103,10 @@ def fit_knob(make: Callable[[float], NetworkSpec], target: float, lo: float, hi:
                 lo = mid
             else:
                 hi = mid
-    sides = [(x, make(x)) for x in sorted({lo, hi})]
-    x, spec = min(sides, key=lambda s: abs(math.log(macs_of(s[1]) / target)))
-    macs = macs_of(spec)
-    x = _short(x, make, macs)
-    return x, make(x), macs
+    sides = [(x, spec, macs_of(spec)) for x in sorted({lo, hi}) for spec in [make(x)]]
+    x, spec, macs = min(sides, key=lambda side: abs(math.log(side[2] / target)))
+    x, spec = _short(x, make, spec)
+    return x, spec, macs
 
 
 def fit_width(base: NetworkSpec, target: float, *, depth: float = 1.0, resolution: float = 1.0,
@@ -177,9 +178,10 @@ def fit_depth(base: NetworkSpec, target: float, *, tol: float | None = 0.05,
         for i, g in enumerate(growth):
             if g == low:
                 trial = reps[:i] + [reps[i] + 1] + reps[i + 1:]
-                options.append((macs_of(make(trial)), i, trial))
-        macs, _, reps = min(options)
-        fit = Fit(make(reps), sum(reps) / sum(base_reps), macs, float(target))
+                spec = make(trial)
+                options.append((macs_of(spec), i, trial, spec))
+        macs, _, reps, spec = min(options, key=lambda o: o[:2])
+        fit = Fit(spec, sum(reps) / sum(base_reps), macs, float(target))
         if abs(math.log(fit.ratio)) <= abs(math.log(best.ratio)):
             best = fit
     return _checked(best, tol, "depth", base)
@@ -227,18 +229,14 @@ def fit_compound(base: NetworkSpec, phi: float, alpha: float, beta: float, gamma
     ratio = (alpha * beta ** 2 * gamma ** 2) ** phi if ratio is None else ratio
     target = ratio * macs_of(base)
     size = round_resolution(base.resolution * r)
-    try:
-        return fit_width(base, target, depth=d, image_size=size, tol=tol, name=name,
-                         divisors=finer(divisor))
-    except ValueError as exc:
-        error = exc
-    for step in (1, -1, 2, -2, 3, -3, 4, -4):  # a narrow net's width jumps: let pixels help
+    errors = []
+    for step in (0, 1, -1, 2, -2, 3, -3, 4, -4):  # a narrow net's width jumps: let pixels help
         try:
             return fit_width(base, target, depth=d, image_size=size + step, tol=tol, name=name,
                              divisors=finer(divisor))
-        except ValueError:
-            continue
-    raise error
+        except ValueError as exc:
+            errors.append(exc)
+    raise errors[0]
 
 
 def finer(divisor: int) -> tuple[int, ...]:
@@ -268,15 +266,15 @@ def matched_candidates(base: NetworkSpec, grid_points: Sequence[tuple[float, flo
         if abs(macs / m0 / goal - 1) > mac_tol:
             if not refit:
                 continue
-            try:
-                fit = fit_compound(base, phi, a, b, g, ratio=goal, tol=mac_tol / 2,
-                                   divisor=divisor)
-            except ValueError:
+            fit = None
+            for tol in (mac_tol / 2, mac_tol):  # the closer fit first
                 try:
-                    fit = fit_compound(base, phi, a, b, g, ratio=goal, tol=mac_tol,
-                                       divisor=divisor)
+                    fit = fit_compound(base, phi, a, b, g, ratio=goal, tol=tol, divisor=divisor)
+                    break
                 except ValueError:
                     continue
+            if fit is None:
+                continue
             spec, macs, w, refitted, div = fit.spec, fit.macs, fit.knob, True, fit.divisor
         rows.append({"alpha": a, "beta": b, "gamma": g, "product": round(a * b * b * g * g, 6),
                      "d": a ** phi, "w": w, "r": g ** phi, "divisor": div,
