@@ -11,6 +11,7 @@ validation accuracy among completed trials) is retrained once with its own recip
 and tested once on the official test set (``--test-size`` images); nothing is selected on test.
 
     nice python experiments/recipe_vs_fixed.py --seconds 200 --subsets 4000 16000 --jobs 2
+    nice python experiments/recipe_vs_fixed.py --preset long --jobs 2   # about 70 minutes
     python experiments/recipe_vs_fixed.py --tiny     # seconds (the test)
 
 Writes ``results/recipe_vs_fixed/<name>.csv`` (one row per search, written as each finishes),
@@ -33,6 +34,9 @@ sys.path.insert(0, str(ROOT))
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"seconds": 200.0, "subsets": [4000, 16000], "epochs": [4.0, 2.0], "seeds": [0, 1, 2],
             "val_size": 2000, "test_size": None, "budget": "4M", "name": "cpu"},
+    # three times the search time at half the MAC budget: past TPE's 10 random start-up trials
+    "long": {"seconds": 600.0, "subsets": [4000, 16000], "epochs": [4.0, 2.0], "seeds": [0, 1, 2],
+             "val_size": 2000, "test_size": None, "budget": "2M", "name": "long"},
     "tiny": {"seconds": 2.0, "subsets": [256], "epochs": [1.0], "seeds": [0],
              "val_size": 128, "test_size": 256, "budget": "4M", "name": "tiny"},
 }
