@@ -49,7 +49,7 @@ class SearchContext:
     def __init__(self, cfg: SearchConfig, rank: int = 0, data: Any = None) -> None:
         self.cfg, self.rank = cfg, rank
         self._data: Any = data
-        self._batch: Any = None
+        self._batch: dict[int, Any] = {}
 
     @property
     def device(self) -> str:
@@ -79,18 +79,20 @@ class SearchContext:
         key = ALIASES.get(self.cfg.data, self.cfg.data)
         return NUM_CLASSES.get(key) or self.data().num_classes
 
-    def batch(self) -> tuple[Any, Any]:
-        """``zc_batch`` training images (seeded choice), normalised as for evaluation."""
-        if self._batch is None:
+    def batch(self, size: int | None = None) -> tuple[Any, Any]:
+        """``size`` (default ``zc_batch``) training images (seeded choice), normalised as for
+        evaluation; one cached minibatch per size."""
+        size = self.cfg.zc_batch if size is None else size
+        if size not in self._batch:
             import torch
 
             data = self.data()
-            n = min(self.cfg.zc_batch, len(data.train))
+            n = min(size, len(data.train))
             gen = torch.Generator().manual_seed(self.cfg.seed)
             idx = torch.randperm(len(data.train), generator=gen)[:n]
             x = data.transform(train=False)(data.train.x[idx])
-            self._batch = (x, data.train.y[idx])
-        return self._batch
+            self._batch[size] = (x, data.train.y[idx])
+        return self._batch[size]
 
 
 def channels_last(cfg: SearchConfig) -> bool | str:
@@ -100,19 +102,40 @@ def channels_last(cfg: SearchConfig) -> bool | str:
     return {"on": True, "off": False}.get(cfg.channels_last, "auto")
 
 
-def compute_trial_proxies(ctx: SearchContext, spec: Any, model: Any = None
-                          ) -> dict[str, float | None]:
+def one_shape(ctx: SearchContext) -> bool:
+    """Whether a trial runs its net at one batch shape and precision (proxies, training,
+    precise BN, validation): on CUDA, where each new shape costs a cuDNN plan per layer."""
+    from scaling.train import resolve_device
+
+    return resolve_device(ctx.cfg.device).type == "cuda"
+
+
+def compute_trial_proxies(ctx: SearchContext, spec: Any, model: Any = None,
+                          train_batch: int | None = None) -> dict[str, float | None]:
     """The config's proxies of ``spec``; on ``model`` (the net the trial trains) when given, else
-    on a net built under the search seed (the same initial weights)."""
+    on a net built under the search seed (the same initial weights).
+
+    ``train_batch``: the batch size the trial trains at. On CUDA every proxy then runs at that
+    batch size and under the trial's autocast dtype, so the net meets one shape and precision in
+    the whole trial: cuDNN plans every new conv configuration, 2-5 ms of host time per layer and
+    direction, and the proxies' own shapes took 7.5 of 23.9 s of three trials on an H100
+    (results/bench/profile-h100/). Elsewhere (and without ``train_batch``) the proxies use
+    ``zc_batch`` images in float32, so CPU scores are what they were (:func:`one_shape`).
+    """
     from scaling.search.proxies import compute_proxies
+    from scaling.train import resolve_device
+    from scaling.train.common import amp_dtype
 
     names = ctx.cfg.proxies
     if not names:
         return {}
-    needs_batch = any(n in ("naswot", "grad_norm") for n in names)
-    return compute_proxies(spec, ctx.batch() if needs_batch else None, names,
-                           seed=ctx.cfg.seed, device=ctx.device, model=model,
-                           channels_last=channels_last(ctx.cfg) is not False)
+    dev = resolve_device(ctx.cfg.device)
+    single = train_batch is not None and one_shape(ctx)
+    needs_batch = any(n in ("naswot", "grad_norm") for n in names) or single
+    batch = ctx.batch(train_batch if single else None) if needs_batch else None
+    return compute_proxies(spec, batch, names, seed=ctx.cfg.seed, device=dev, model=model,
+                           channels_last=channels_last(ctx.cfg) is not False,
+                           one_shape=single, amp=amp_dtype("auto", dev) if single else None)
 
 
 def zero_cost(ctx: SearchContext, trial: Any, spec: Any, cost: Any) -> Evaluation:
@@ -135,7 +158,8 @@ def train_spec(ctx: SearchContext, spec: Any, seed: int | None = None,
     return train(spec, ctx.data(), epochs=cfg.epochs, seconds=cfg.trial_seconds,
                  **recipe_kwargs(cfg, recipe),
                  seed=cfg.seed if seed is None else seed, device=cfg.device,
-                 channels_last=channels_last(cfg), augment=cfg.augment, threads=cfg.threads,
+                 channels_last=channels_last(cfg), one_shape=one_shape(ctx),
+                 augment=cfg.augment, threads=cfg.threads,
                  callback=callback, before_train=before_train,
                  progress=False)
 
@@ -166,11 +190,13 @@ def train_eval(ctx: SearchContext, trial: Any, spec: Any, cost: Any) -> Evaluati
                                                 cfg.reward_w), epoch)
             return not trial.should_prune()
 
-    def before_train(model: Any) -> None:  # the proxies of the very net the trial trains
-        proxies.update(compute_trial_proxies(ctx, spec, model))
+    recipe = trial.user_attrs.get("recipe")
+    train_batch = recipe_kwargs(cfg, recipe)["batch_size"]
 
-    result = train_spec(ctx, spec, callback=callback, before_train=before_train,
-                        recipe=trial.user_attrs.get("recipe"))
+    def before_train(model: Any) -> None:  # the proxies of the very net the trial trains
+        proxies.update(compute_trial_proxies(ctx, spec, model, train_batch))
+
+    result = train_spec(ctx, spec, callback=callback, before_train=before_train, recipe=recipe)
     if cfg.proxies and not proxies:  # a train() that did not call before_train (a stand-in)
         proxies.update(compute_trial_proxies(ctx, spec))
     history = [h["val_top1"] for h in result.history]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -56,8 +57,15 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def synflow(model: nn.Module, input_shape: tuple[int, int, int], seed: int = 0) -> float | None:
-    """log of the SynFlow score of ``model`` for (C, H, W) inputs; None if it under/overflows."""
+def synflow(model: nn.Module, input_shape: tuple[int, int, int], seed: int = 0,
+            batch: int = 1, amp: torch.dtype | None = None, channels_last: bool = False
+            ) -> float | None:
+    """log of the SynFlow score of ``model`` for (C, H, W) inputs; None if it under/overflows.
+
+    ``batch``: the all-ones input repeated (eval mode: the rows do not interact, so the score
+    is ``batch`` times the one-row score, and ``log(batch)`` is subtracted); ``amp``: under
+    autocast to this dtype; ``channels_last``: the input in that layout. They let a trial's
+    proxies run at the shape and precision it trains in (:func:`compute_proxies`)."""
     names, was_training = _weight_names(model), model.training
     model.eval()
     try:
@@ -66,20 +74,28 @@ def synflow(model: nn.Module, input_shape: tuple[int, int, int], seed: int = 0) 
             weights = [state[n].requires_grad_() for n in names]
             device = next(iter(state.values())).device
             torch.manual_seed(seed)
-            x = torch.ones((1, *input_shape), dtype=dtype, device=device)
-            out = torch.func.functional_call(model, state, (x,))
-            grads = torch.autograd.grad(out.sum(), weights, allow_unused=True)
+            x = torch.ones((batch, *input_shape), dtype=dtype, device=device)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(device, amp if dtype == torch.float32 else None):
+                out = torch.func.functional_call(model, state, (x,))
+            grads = torch.autograd.grad(out.to(dtype).sum(), weights, allow_unused=True)
             pairs = [(w, g) for w, g in zip(weights, grads) if g is not None]
             total = sum(float((w.detach().double() * g.double()).sum()) for w, g in pairs)
             if math.isfinite(total) and all(torch.isfinite(g).all() for _, g in pairs):
                 break
     finally:
         model.train(was_training)
-    return _finite(math.log(total)) if total > 0 else None
+    return _finite(math.log(total) - math.log(batch)) if total > 0 else None
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 def _batch_pass(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, seed: int,
-                want_naswot: bool) -> tuple[float | None, float | None]:
+                want_naswot: bool, amp: torch.dtype | None = None
+                ) -> tuple[float | None, float | None]:
     """(naswot, grad_norm) from ONE train-mode forward of ``model`` on ``x`` (and one backward
     when ``y`` is given), on copies of its buffers (BatchNorm statistics) so the model is left
     as it was: both proxies see the same activations, so sharing the pass halves the work and
@@ -103,8 +119,8 @@ def _batch_pass(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, seed:
     model.train()
     try:
         torch.manual_seed(seed)
-        with torch.set_grad_enabled(y is not None):
-            out = torch.func.functional_call(model, state, (x,))
+        with torch.set_grad_enabled(y is not None), _autocast(x.device, amp):
+            out = torch.func.functional_call(model, state, (x,)).float()
     finally:
         model.train(was_training)
         for h in handles:
@@ -138,7 +154,8 @@ def compute_proxies(spec_or_model: Any, batch: tuple[torch.Tensor, torch.Tensor]
                     names: Iterable[str] = PROXIES, seed: int = 0,
                     device: str | torch.device = "cpu",
                     build: Callable[[Any], nn.Module] | None = None,
-                    model: nn.Module | None = None, channels_last: bool = False
+                    model: nn.Module | None = None, channels_last: bool = False,
+                    one_shape: bool = False, amp: torch.dtype | None = None
                     ) -> dict[str, float | None]:
     """Every proxy in ``names`` for a spec (built under ``torch.manual_seed(seed)``) or a model.
 
@@ -148,7 +165,10 @@ def compute_proxies(spec_or_model: Any, batch: tuple[torch.Tensor, torch.Tensor]
     builds once); the proxies work on copies and leave it unchanged. ``channels_last``: run in
     that memory layout (the model is converted in place, as the trainer does): 1.5x faster for
     these nets on one CPU thread (``python -m scaling.bench gpu --device cpu``), scores equal
-    up to float rounding.
+    up to float rounding. ``one_shape``: synflow runs at the minibatch's size too (the score
+    is the same, :func:`synflow`), so every proxy meets the net at the one batch shape the trial
+    trains at; ``amp``: every forward pass under autocast to that dtype (the trial's precision).
+    Both keep a GPU trial from planning each layer again for the proxies' shapes and dtypes.
     """
     names = check_proxies(names)
     out: dict[str, float | None] = {}
@@ -180,10 +200,12 @@ def compute_proxies(spec_or_model: Any, batch: tuple[torch.Tensor, torch.Tensor]
             x = x.contiguous(memory_format=torch.channels_last)
     if "synflow" in names:
         shape = tuple(x.shape[1:]) if batch is not None else _input_shape(spec_or_model)
-        out["synflow"] = synflow(model, shape, seed)
+        rows = x.shape[0] if one_shape and batch is not None else 1
+        out["synflow"] = synflow(model, shape, seed, batch=rows, amp=amp,
+                                 channels_last=cl and one_shape)
     if needs_batch:
         out["naswot"], out["grad_norm"] = _batch_pass(
-            model, x, y if "grad_norm" in names else None, seed, "naswot" in names)
+            model, x, y if "grad_norm" in names else None, seed, "naswot" in names, amp)
     return {n: out[n] for n in names}
 
 

@@ -183,11 +183,23 @@ def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
     return n
 
 
+def pad_batch(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``x`` grown to ``size`` rows by repeating its rows (a short last batch keeps the shape
+    the net already ran; in eval mode rows do not interact, so the real rows' outputs are
+    unchanged)."""
+    n = x.shape[0]
+    if n >= size:
+        return x
+    return x[torch.arange(size, device=x.device) % n]
+
+
 def evaluate_loader(model: nn.Module, loader, tf: BatchTransform | None, dev: torch.device,
-                    amp_dtype: torch.dtype | None, cl: bool, bar: Any = None
-                    ) -> tuple[float, float]:
+                    amp_dtype: torch.dtype | None, cl: bool, bar: Any = None,
+                    pad_to: int | None = None) -> tuple[float, float]:
     """(top-1, mean cross-entropy) over ``loader`` in eval mode; ``bar`` is updated per batch.
-    The sums stay on the device (no host synchronisation per batch) and are read once."""
+    The sums stay on the device (no host synchronisation per batch) and are read once.
+    ``pad_to``: a shorter batch is padded to this size (:func:`pad_batch`) and the padding's
+    outputs dropped, so every forward pass has one shape."""
     was_training = model.training
     model.eval()
     total = 0
@@ -197,10 +209,13 @@ def evaluate_loader(model: nn.Module, loader, tf: BatchTransform | None, dev: to
         for x, y in loader:
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             x = tf(x) if tf is not None else x.float()
+            n = x.shape[0]
+            if pad_to is not None:
+                x = pad_batch(x, pad_to)
             if cl:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(dev, amp_dtype):
-                out = model(x)
+                out = model(x)[:n]
             loss_sum += F.cross_entropy(out.float(), y, reduction="sum").double()
             correct += (out.argmax(1) == y).sum()
             total += int(y.numel())  # a shape: no device read

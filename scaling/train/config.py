@@ -82,6 +82,10 @@ class TrainConfig:
     benchmark: Any = field(default="auto", metadata=_opt(
         "cuDNN autotuning on CUDA: auto (only for runs long enough to repay it), on, off",
         type=parse_layout, metavar="{auto,on,off}"))
+    one_shape: Any = field(default="auto", metadata=_opt(
+        "evaluate at the training batch size, the last batch padded, so the net meets one "
+        "batch shape (cuDNN plans every new shape: seconds per new net on a GPU); auto: on CUDA",
+        type=parse_layout, metavar="{auto,on,off}"))
     compile: bool = field(default=False, metadata=_opt(
         "torch.compile the model (pays only in long runs: compile time per architecture)"))
     eval_every: int = field(default=1, metadata=_opt("validate every N epochs (and at the end)"))
@@ -122,9 +126,10 @@ class TrainConfig:
         if self.channels_last not in ("auto", True, False):
             raise ValueError(f"channels_last={self.channels_last!r} is not allowed; expected "
                              "'auto', True or False")
-        if self.benchmark not in ("auto", True, False):
-            raise ValueError(f"benchmark={self.benchmark!r} is not allowed; expected 'auto', "
-                             "True or False")
+        for name in ("benchmark", "one_shape"):
+            if getattr(self, name) not in ("auto", True, False):
+                raise ValueError(f"{name}={getattr(self, name)!r} is not allowed; expected "
+                                 "'auto', True or False")
         if not isinstance(self.compile, bool):
             raise TypeError(f"compile must be a bool, got {self.compile!r}")
         if not isinstance(self.amp, (str, bool, type(None))) or self.amp not in AMP_MODES:

@@ -30,8 +30,13 @@ every algorithm for every new conv shape, a per-architecture warm-up that a shor
 repay (the first epoch of a new net took 27.5 s against 5 s for each later one on an H100): with
 ``benchmark='auto'`` it is on only for runs of at least :data:`AUTOTUNE_STEPS` steps (or
 :data:`AUTOTUNE_SECONDS` s), so search trials skip it and the study's long runs get it.
-``compile=True`` runs the model through ``torch.compile`` (off by default: its compile time per
-architecture is repaid only by long runs; ``python -m scaling.bench gpu --compile`` measures it).
+A net meets one batch shape (``one_shape``, on CUDA by default): cuDNN builds an execution plan
+for every new conv configuration, batch size included, 2-5 ms of host time per layer and
+direction (an H100 profile of one search trial, results/bench/profile-h100/), so validation runs
+at the training batch size with the short last batch padded, and precise BN and training drop
+their short last batch. ``compile=True`` runs the model through ``torch.compile`` (off by
+default: its compile time per architecture is repaid only by long runs; ``python -m scaling.bench
+gpu --compile`` measures it).
 
 Memory layout: channels_last whenever the model has a Conv2d, on CUDA *and* CPU: on this 2-core
 CPU the plain loop trained MobileNetV2 x0.5, ShuffleNetV2 x0.5 and a narrow ResNet-18 at 28x28
@@ -176,7 +181,10 @@ class _Run:
                                         seed=cfg.seed + 2, num_workers=cfg.num_workers,
                                         device=dev)
         self.calibrated_at = -1
-        self.val_loader = (make_loader(val_split, cfg.eval_batch_size,
+        # one batch shape: training and precise BN already drop the short last batch
+        self.one_shape = dev.type == "cuda" if cfg.one_shape == "auto" else cfg.one_shape
+        eval_batch = cfg.batch_size if self.one_shape else cfg.eval_batch_size
+        self.val_loader = (make_loader(val_split, eval_batch,
                                        num_workers=cfg.num_workers, device=dev)
                            if val_split is not None and len(val_split) else None)
         steps_per_epoch = len(self.loader)
@@ -296,8 +304,9 @@ class _Run:
                 if (self.status == "ok" and self.val_loader is not None
                         and (stop or epoch % self.cfg.eval_every == 0)):
                     self._calibrate()
-                    acc, vloss = evaluate_loader(self.forward, self.val_loader, self.tf_eval,
-                                                 self.dev, self.amp_dtype, self.cl)
+                    acc, vloss = evaluate_loader(
+                        self.forward, self.val_loader, self.tf_eval, self.dev, self.amp_dtype,
+                        self.cl, pad_to=self.cfg.batch_size if self.one_shape else None)
                     metrics.update(val_top1=acc, val_loss=vloss)
                     self.best = acc if self.best is None else max(self.best, acc)
                 metrics["elapsed"] = time.perf_counter() - self.start
