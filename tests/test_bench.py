@@ -43,3 +43,23 @@ def test_gpu_bench_bad_input_is_one_line_exit_2(argv, match, capsys):
     assert main(["gpu", "--device", "cpu", "--data", "synthetic", *argv]) == 2
     err = capsys.readouterr().err
     assert match in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_cudnn_off_trial_loop_runs_and_restores_the_flag(capsys):
+    """The loop that only CUDA runs in ``bench gpu`` (cuDNN off, the next samples), on the CPU."""
+    import argparse
+
+    import torch
+
+    from scaling.bench.gpu import _Bench, configure
+
+    p = argparse.ArgumentParser()
+    configure(p)
+    bench = _Bench(p.parse_args(["--tiny", "--data", "synthetic", "--device", "cpu",
+                                 "--threads", "1"]))
+    before = torch.backends.cudnn.enabled
+    rec = bench.search("search_trials_no_cudnn", cudnn=False)
+    assert torch.backends.cudnn.enabled == before
+    assert rec["cudnn"] is False and rec["seed"] == 1 and rec["name"] == "search_trials_no_cudnn"
+    assert rec["trials"] + rec["over_budget"] == 2
+    assert json.loads(capsys.readouterr().out.splitlines()[-1]) == rec

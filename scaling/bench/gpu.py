@@ -14,6 +14,8 @@ rate: the last epoch, or the whole loop for the search) and its own fields:
 - ``search_trials``: ``--trials`` trials of the search's train evaluator in one process
   (:func:`scaling.bench.loops.run_trials`): trials/minute, images/s, per-trial fixed seconds
   (wall - images / the trial's steady images/s: build, proxies, warm-up, evaluation).
+  On CUDA also ``search_trials_no_cudnn``: the same loop with ``cudnn.enabled = False`` on the
+  next samples (does skipping cuDNN's per-shape planning pay for a short trial?).
 - ``zero_cost_trials``: ``--zc-trials`` zero-cost trials at one CPU thread: median wall and CPU
   seconds per trial.
 - ``concurrent_workers``: ``--workers`` processes (started with 'spawn': CUDA cannot be forked)
@@ -175,12 +177,26 @@ class _Bench:
         a = self.args
         return synthetic_data(a.trial_subset, a.val_size, seed=rank) if self.synthetic else None
 
-    def search(self) -> dict[str, Any]:
+    def search(self, name: str = "search_trials", cudnn: bool = True) -> dict[str, Any]:
+        """The search's trial loop; ``cudnn=False`` (CUDA): the same with cuDNN off (PyTorch's
+        own conv kernels plan nothing per shape), on the next ``--trials`` samples (new nets,
+        not the ones cuDNN has already planned)."""
+        import torch
+
         a = self.args
-        ctx = make_context(self.search_config("train", a.threads), 0, self._data_for(0))
-        res = run_trials(ctx, a.trials)
-        return self.emit("search_trials", "search-space", a.trial_batch_size, res["images"],
+        conf = self.search_config("train", a.threads)
+        if not cudnn:
+            conf["seed"] = a.seed + 1
+        ctx = make_context(conf, 0, self._data_for(0))
+        enabled = torch.backends.cudnn.enabled
+        torch.backends.cudnn.enabled = cudnn
+        try:
+            res = run_trials(ctx, a.trials)
+        finally:
+            torch.backends.cudnn.enabled = enabled
+        return self.emit(name, "search-space", a.trial_batch_size, res["images"],
                          res["seconds"], trials=res["trials"], over_budget=res["over_budget"],
+                         cudnn=cudnn, seed=conf["seed"],
                          trials_per_min=60 * res["trials"] / max(res["seconds"], 1e-9),
                          fixed_s_median=median(res["fixed_s"]),
                          fixed_s_max=max(res["fixed_s"], default=None),
@@ -253,6 +269,8 @@ def run(args: argparse.Namespace) -> int:
     bench = _Bench(args)
     bench.models()
     single = bench.search()
+    if bench.dev.type == "cuda":
+        bench.search("search_trials_no_cudnn", cudnn=False)
     if args.zc_trials:
         bench.zero_cost()
     if args.workers:
