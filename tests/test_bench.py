@@ -11,7 +11,8 @@ import pytest
 from scaling.bench import main
 from scaling.bench.gpu import FIELDS
 
-NAMES = {"plain", "trainer", "search_trials", "zero_cost_trials", "concurrent_workers"}
+NAMES = {"plain", "trainer", "search_trials", "search_evaluator", "zero_cost_trials",
+         "concurrent_workers"}
 
 
 def test_gpu_bench_tiny_on_cpu_prints_every_field(tmp_path, capsys):
@@ -27,6 +28,8 @@ def test_gpu_bench_tiny_on_cpu_prints_every_field(tmp_path, capsys):
     by = {r["name"]: r for r in records}
     assert by["trainer"]["ratio_to_plain"] > 0 and by["trainer"]["status"] == "ok"
     assert by["search_trials"]["trials"] + by["search_trials"]["over_budget"] == 2
+    evaluator = by["search_evaluator"]
+    assert evaluator["pairs"] == 2 and evaluator["ratio_to_train"] > 0 and evaluator["proxies"]
     workers = by["concurrent_workers"]  # two spawned processes, one trial each
     assert workers["workers"] == 2 and workers["start_method"] == "spawn"
     assert workers["trials"] + workers.get("over_budget", 0) <= 2 and workers["speedup"] > 0

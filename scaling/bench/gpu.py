@@ -16,6 +16,9 @@ rate: the last epoch, or the whole loop for the search) and its own fields:
   (wall - images / the trial's steady images/s: build, proxies, warm-up, evaluation).
   On CUDA also ``search_trials_no_cudnn``: the same loop with ``cudnn.enabled = False`` on the
   next samples (does skipping cuDNN's per-shape planning pay for a short trial?).
+- ``search_evaluator``: the search's train evaluator (with the proxies a trial records) against
+  ``train()`` on the same spec (the first model), data and recipe; ``ratio_to_train`` >= 1: the
+  evaluator is no slower.
 - ``zero_cost_trials``: ``--zc-trials`` zero-cost trials at one CPU thread: median wall and CPU
   seconds per trial.
 - ``concurrent_workers``: ``--workers`` processes (started with 'spawn': CUDA cannot be forked)
@@ -35,7 +38,7 @@ import sys
 from typing import Any
 
 from scaling.bench.data import DATA_CHOICES, bench_data, synthetic_data
-from scaling.bench.loops import make_context, median, plain_loop, run_trials, trial_worker
+from scaling.bench.loops import make_context, median, plain_loop, run_trials, sync, trial_worker
 from scaling.cli import Parser, command
 
 PROG = "python -m scaling.bench gpu"
@@ -202,6 +205,44 @@ class _Bench:
                          fixed_s_max=max(res["fixed_s"], default=None),
                          trial_s_median=median(res["trial_s"]), budget=self.budget)
 
+    def evaluator(self) -> None:
+        """The search's train evaluator (``train_spec`` with a trial's proxies before training)
+        against :func:`scaling.train.train` on the same spec, data and recipe: ``--repeats``
+        (at least 2) pairs, the order alternating; wall seconds per run, medians."""
+        import time
+
+        from scaling.bench.train import get_specs
+        from scaling.search.evaluators import compute_trial_proxies, train_spec
+        from scaling.train import train
+
+        a = self.args
+        ctx = make_context(self.search_config("train", a.threads), 0, self._data_for(0))
+        cfg = ctx.cfg
+        name, spec = next(iter(get_specs(a.models[:1]).items()))
+
+        def evaluator() -> Any:
+            return train_spec(ctx, spec, before_train=lambda model: compute_trial_proxies(
+                ctx, spec, model, cfg.batch_size))
+
+        def plain_train() -> Any:
+            return train(spec, ctx.data(), epochs=cfg.epochs, batch_size=cfg.batch_size,
+                         lr=cfg.lr, seed=cfg.seed, device=cfg.device, threads=cfg.threads,
+                         augment=cfg.augment, progress=False)
+
+        walls: dict[str, list[float]] = {"evaluator": [], "train": []}
+        samples = 0
+        for i in range(max(2, a.repeats)):
+            order = [("evaluator", evaluator), ("train", plain_train)]
+            for label, fn in order if i % 2 == 0 else order[::-1]:
+                t0 = time.perf_counter()
+                samples = fn().samples
+                sync(self.dev)
+                walls[label].append(time.perf_counter() - t0)
+        ev, tr = median(walls["evaluator"]), median(walls["train"])
+        self.emit("search_evaluator", name, cfg.batch_size, samples, ev, train_s_median=tr,
+                  ratio_to_train=tr / ev if ev > 0 else None, pairs=len(walls["train"]),
+                  proxies=list(cfg.proxies))
+
     def zero_cost(self) -> None:
         import torch
 
@@ -269,6 +310,7 @@ def run(args: argparse.Namespace) -> int:
     bench = _Bench(args)
     bench.models()
     single = bench.search()
+    bench.evaluator()
     if bench.dev.type == "cuda":
         bench.search("search_trials_no_cudnn", cudnn=False)
     if args.zc_trials:
