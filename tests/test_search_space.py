@@ -184,3 +184,24 @@ def test_objectives_registry():
     assert OBJECTIVES["reward"].penalty(123) == 0.0
     with pytest.raises(ValueError, match="objective='cost'"):
         get_objective("cost")
+
+
+def test_a_retried_trial_sets_its_budget_constraint_once_without_warning():
+    """Optuna's RetryFailedTrialCallback copies the failed trial's attributes (the constraint
+    among them) into the retry; setting the same value again must not warn."""
+    import warnings
+
+    import optuna
+
+    from scaling.search.objectives import CONSTRAINT, set_budget_constraint
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study()
+    trial = study.ask()
+    set_budget_constraint(trial, 5_000, 4_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        set_budget_constraint(trial, 5_000, 4_000)
+    assert trial.user_attrs[CONSTRAINT] == 1000.0
+    study.tell(trial, 0.5)
+    assert study.trials[0].constraints == {CONSTRAINT: 1000.0}

@@ -106,8 +106,14 @@ def get_objective(name: str) -> Objective:
 
 
 def set_budget_constraint(trial: Any, macs: int, budget: int) -> None:
-    """Record ``macs - budget`` (feasible when <= 0) for the sampler and best_trial(s)."""
+    """Record ``macs - budget`` (feasible when <= 0) for the sampler and best_trial(s).
+
+    A retried trial (Optuna's ``RetryFailedTrialCallback``) inherits its failed original's
+    attributes, the constraint among them; Optuna keeps the first constraint value and warns
+    on a second, so a trial whose user attrs already hold this value sets nothing again."""
     value = float(macs - budget)
+    if trial.user_attrs.get(CONSTRAINT) == value:
+        return
     trial.set_user_attr(CONSTRAINT, value)
     if hasattr(trial, "set_constraint"):
         trial.set_constraint(CONSTRAINT, value)
