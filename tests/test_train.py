@@ -172,6 +172,22 @@ def test_optuna_pruning():
     assert trial.state == optuna.trial.TrialState.PRUNED and list(trial.intermediate_values) == [1]
 
 
+def test_only_optunas_trial_pruned_marks_a_run_pruned():
+    optuna = pytest.importorskip("optuna")
+    data = synthetic(n_train=100, n_val=50)
+
+    class TrialPruned(Exception):  # same name, not Optuna's
+        pass
+
+    for exc, status in ((optuna.TrialPruned("cut"), "pruned"), (TrialPruned("x"), "ok")):
+        def stop(epoch, metrics, exc=exc):
+            raise exc
+
+        with pytest.raises(type(exc)) as info:
+            train(tiny_net(), data, epochs=2, callback=stop, **FAST)
+        assert info.value.result.status == status
+
+
 def test_precise_bn_is_the_plain_average():
     bn = nn.Sequential(nn.BatchNorm2d(3))
     batches = [torch.randn(8, 3, 4, 4) * (i + 1) + i for i in range(4)]

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -148,6 +149,13 @@ def train(spec_or_model: Any, data: ImageData, config: TrainConfig | None = None
     finally:
         torch.set_num_threads(threads)
         torch.backends.cudnn.benchmark = benchmark
+
+
+def _is_trial_pruned(exc: BaseException) -> bool:
+    """Whether ``exc`` is Optuna's TrialPruned; optuna is looked up, never imported (a raised
+    TrialPruned means it is already loaded)."""
+    optuna = sys.modules.get("optuna")
+    return optuna is not None and isinstance(exc, optuna.TrialPruned)
 
 
 def _resident(split: Any, dev: torch.device) -> Any:
@@ -318,7 +326,7 @@ class _Run:
                     try:
                         keep = callback(epoch, dict(metrics))
                     except Exception as exc:
-                        if type(exc).__name__ == "TrialPruned":
+                        if _is_trial_pruned(exc):
                             self.status = "pruned"
                             self.message = f"pruned after epoch {epoch}: {exc}"
                         exc.result = self.result()  # type: ignore[attr-defined]
