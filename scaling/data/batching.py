@@ -60,6 +60,14 @@ class TensorLoader:
                 yield x[i * bs:(i + 1) * bs], y[i * bs:(i + 1) * bs]
 
 
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU draw moved to ``device``; to CUDA through pinned memory without blocking the host
+    (a pageable copy waits, once per step)."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 class BatchTransform:
     """uint8 batch -> float batch: random crop with zero padding and horizontal flip (training),
     then per-channel normalisation ``(x/255 - mean) / std``. Random draws come from ``generator``
@@ -88,14 +96,14 @@ class BatchTransform:
         if self.pad > 0:
             p = self.pad
             padded = torch.nn.functional.pad(x, (p, p, p, p))
-            offs = torch.randint(0, 2 * p + 1, (2, n), generator=generator).to(x.device)
+            offs = _to_device(torch.randint(0, 2 * p + 1, (2, n), generator=generator), x.device)
             rows = (offs[0][:, None] + torch.arange(h, device=x.device))[:, None, :, None]
             cols = (offs[1][:, None] + torch.arange(w, device=x.device))[:, None, None, :]
             bidx = torch.arange(n, device=x.device)[:, None, None, None]
             cidx = torch.arange(c, device=x.device)[None, :, None, None]
             x = padded[bidx, cidx, rows, cols]
         if self.flip:
-            mask = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+            mask = _to_device(torch.rand(n, generator=generator) < 0.5, x.device)
             x = torch.where(mask[:, None, None, None], x.flip(3), x)
         mean, std = self._norm(x)
         return (x.float() - mean) / std
