@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from experiments import common, run_study, study_plan  # noqa: E402
+from experiments import common, protocol_length, run_study, study_plan  # noqa: E402
 from scaling.compound import compound, scale  # noqa: E402
 from scaling.compound.grid import candidates  # noqa: E402
 from scaling.compound.match import (  # noqa: E402
@@ -131,6 +131,25 @@ def test_tiny_study_reproduces_its_csvs_and_resumes_without_retraining(tmp_path)
     run_study.run("tiny", tmp_path / "a", device="cpu", threads=1, log=logged.append)
     assert not any(line.startswith("training") for line in logged), logged
     assert (tmp_path / "a" / "runs.csv").read_text() == runs
+    # the protocol-length check trains the plan's end points of a family per epoch count
+    assert protocol_length.main(["--preset", "tiny", "--plan", str(tmp_path / "a" / "plan.json"),
+                                 "--families", "ResNet-18", "--epochs", "1", "--seeds", "0",
+                                 "1", "--jobs", "1", "--out", str(tmp_path / "len")]) == 0
+    rows = pd.read_csv(tmp_path / "len" / "tiny.csv")
+    assert len(rows) == 4 and sorted(rows.ratio.unique()) == [1.0, 2.0]
+    assert (tmp_path / "len" / "tiny.provenance.json").is_file()
+    assert "ResNet-18" in (tmp_path / "len" / "tiny.md").read_text()
+
+
+def test_protocol_length_summary_measures_the_gap_in_seed_std():
+    table = pd.DataFrame({"family": ["F"] * 4, "epochs": [2.0] * 4, "ratio": [1, 1, 8, 8],
+                          "test_acc": [0.80, 0.82, 0.90, 0.91]})
+    (rec,), text = protocol_length.summarise(table)
+    assert rec["gap"] == pytest.approx(0.095)
+    assert rec["gap_in_std"] == pytest.approx(0.095 / pd.Series([0.80, 0.82]).std())
+    assert "+9.50" in text
+    with pytest.raises(ValueError, match="family='Nope'"):
+        protocol_length.end_points({"models": []}, "Nope")
 
 
 def test_diffused_channel_rounding_follows_the_width_smoothly():

@@ -1,0 +1,133 @@
+"""How long must a study's runs train before accuracy grows with MACs? (issue 16)
+
+Takes the smallest and the largest family point of a study's plan (``results/<preset>/plan.json``,
+the realised specs of ``experiments/run_study.py``) for the chosen families and trains both under
+the preset's protocol at several epoch counts, every seed; one row per run. The summary gives,
+per family and epoch count, the largest point's test accuracy over the smallest's and that
+difference in seed standard deviations (the larger of the two points' std), the criterion of
+issue 16 ("the largest beats the smallest by more than 3 seed std").
+
+    python experiments/protocol_length.py --preset medium --families EfficientNet-B0 \\
+        MobileNetV3-S --epochs 2 4 --seeds 0 1 --jobs 2
+
+Writes ``results/protocol_length/<name>.csv`` (rows as they finish), ``<name>.md`` and provenance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--preset", default="medium", help="study preset whose plan and protocol "
+                   "are used")
+    p.add_argument("--plan", type=Path, help="plan.json (default: results/<preset>/plan.json)")
+    p.add_argument("--families", nargs="+", required=True, help="family names of the plan")
+    p.add_argument("--epochs", type=float, nargs="+", required=True, help="epoch counts")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--jobs", type=int, default=2, help="runs at once (1 thread each)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--name", help="result file name (default: the preset)")
+    p.add_argument("--out", type=Path, default=ROOT / "results" / "protocol_length")
+    args = p.parse_args(argv)
+    args.plan = args.plan or ROOT / "results" / args.preset / "plan.json"
+    args.name = args.name or args.preset
+    if not args.plan.is_file():
+        p.error(f"--plan {args.plan} does not exist; run experiments/run_study.py --preset "
+                f"{args.preset} first")
+    if any(e <= 0 for e in args.epochs):
+        p.error(f"--epochs {args.epochs}: every value must be > 0")
+    return args
+
+
+def end_points(plan: dict[str, Any], family: str) -> list[dict[str, Any]]:
+    """The smallest and largest point of ``family`` in the plan's family comparison."""
+    points = sorted((m for m in plan["models"]
+                     if m["experiment"] == "family" and m["family"] == family),
+                    key=lambda m: m["ratio"])
+    if len(points) < 2:
+        known = sorted({m["family"] for m in plan["models"] if m["experiment"] == "family"})
+        raise ValueError(f"family={family!r} has {len(points)} points in the plan; expected one "
+                         f"of {known}")
+    return [points[0], points[-1]]
+
+
+def summarise(table: Any) -> tuple[Any, str]:
+    """Per (family, epochs): both points' mean +- std and the gap in seed std."""
+    from scaling.cli import format_table
+
+    rows, out = [], []
+    for (family, epochs), group in table.groupby(["family", "epochs"], sort=True):
+        small, large = (group[group.ratio == r].test_acc.astype(float)
+                        for r in (group.ratio.min(), group.ratio.max()))
+        std = max(small.std(ddof=1), large.std(ddof=1))
+        gap = large.mean() - small.mean()
+        rec = {"family": family, "epochs": epochs, "seeds": int(min(len(small), len(large))),
+               "small_mean": small.mean(), "small_std": small.std(ddof=1),
+               "large_mean": large.mean(), "large_std": large.std(ddof=1), "gap": gap,
+               "gap_in_std": gap / std if std > 0 else None}
+        out.append(rec)
+        rows.append([family, f"{epochs:g}", rec["seeds"],
+                     f"{100 * rec['small_mean']:.2f} +- {100 * rec['small_std']:.2f}",
+                     f"{100 * rec['large_mean']:.2f} +- {100 * rec['large_std']:.2f}",
+                     f"{100 * gap:+.2f}",
+                     "n/a" if rec["gap_in_std"] is None else f"{rec['gap_in_std']:.1f}"])
+    text = format_table(["family", "epochs", "seeds", "smallest test %", "largest test %",
+                         "gap (pts)", "gap / seed std"], rows, left=1)
+    return out, text
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import pandas as pd
+
+    from experiments.common import run_models
+    from experiments.study_plan import PRESETS
+    from scaling.ir import NetworkSpec
+    from scaling.study.provenance import Provenance, atomic_write_text, repo_relative
+
+    plan = json.loads(args.plan.read_text())
+    preset = PRESETS[args.preset]
+    prov = Provenance(seeds=args.seeds, device=args.device, preset=args.preset)
+    models = [{"family": f, "ratio": m["ratio"], "macs": m["macs"],
+               "spec": NetworkSpec.from_dict(m["spec"])}
+              for f in args.families for m in end_points(plan, f)]
+    args.out.mkdir(parents=True, exist_ok=True)
+    csv_path = args.out / f"{args.name}.csv"
+    rows: list[dict[str, Any]] = []
+    for epochs in args.epochs:
+        proto = dataclasses.replace(preset.protocol, epochs=epochs, seeds=tuple(args.seeds))
+        outs = run_models(models, proto, device=args.device, threads=1, jobs=args.jobs)
+        tasks = [(m, seed) for m in models for seed in proto.seeds]
+        for (m, seed), res in zip(tasks, outs):
+            rows.append({"family": m["family"], "ratio": m["ratio"], "macs": m["macs"],
+                         "epochs": epochs, "seed": seed, "protocol": proto.key(), **res})
+        atomic_write_text(csv_path, pd.DataFrame(rows).to_csv(index=False))
+    summary, text = summarise(pd.DataFrame(rows))
+    p = preset.protocol
+    md = (f"# Protocol length: does accuracy grow with MACs? ({args.name})\n\n"
+          f"Smallest and largest family point of `{repo_relative(args.plan)}`, trained by "
+          f"the `{args.preset}` protocol ({p.subset or 'all'} images, batch {p.batch_size}, lr "
+          f"{p.lr}) at each epoch count, seeds {args.seeds}; test top-1 on "
+          f"{p.test_size or 10000} test images, mean +- std over seeds. Gap / seed std: the "
+          "difference of means over the larger of the two stds (issue 16 asks for > 3).\n\n"
+          f"```\n{text}\n```\n\nRows: `{csv_path.name}`.\n")
+    md_path = args.out / f"{args.name}.md"
+    atomic_write_text(md_path, md)
+    print(text)
+    prov.write(csv_path, files=[md_path.name], summary=json.loads(
+        pd.DataFrame(summary).to_json(orient="records")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
