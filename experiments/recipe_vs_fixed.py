@@ -58,6 +58,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--name", help="result file name (default: the preset)")
     p.add_argument("--out", type=Path, default=ROOT / "results" / "recipe_vs_fixed")
+    p.add_argument("--combine", nargs="+", metavar="NAME", help="run nothing: summarise the "
+                   "rows of these earlier runs (OUT/NAME.csv, e.g. more seeds) as --name")
     args = p.parse_args(argv)
     preset = PRESETS["tiny" if args.tiny else args.preset]
     for key, value in preset.items():
@@ -141,6 +143,8 @@ def summarise(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
                **{f"{arm}_mean": by[arm].mean() for arm in ARMS},
                **{f"{arm}_std": by[arm].std(ddof=1) for arm in ARMS},
                "diff_mean": diff.mean(), "diff_std": diff.std(ddof=1),
+               "t": diff.mean() / (diff.std(ddof=1) / len(diff) ** 0.5) if len(diff) > 1
+               else float("nan"),
                "recipe_wins": int((diff > 0).sum())}
         out.append(rec)
 
@@ -148,16 +152,52 @@ def summarise(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
         return f"{100 * m:.2f} +- {100 * s:.2f}" if s == s else f"{100 * m:.2f}"
 
     lines = format_table(["train images", "seeds", "fixed test %", "recipe test %",
-                          "recipe - fixed (pts)", "recipe wins"],
+                          "recipe - fixed (pts)", "t", "recipe wins"],
                          [[r["subset"], r["seeds"], pm(r["fixed_mean"], r["fixed_std"]),
                            pm(r["recipe_mean"], r["recipe_std"]),
-                           pm(r["diff_mean"], r["diff_std"]), f"{r['recipe_wins']}/{r['seeds']}"]
+                           pm(r["diff_mean"], r["diff_std"]), f"{r['t']:.2f}",
+                           f"{r['recipe_wins']}/{r['seeds']}"]
                           for r in out], left=0)
     return out, lines
 
 
+def combine(args: argparse.Namespace) -> int:
+    """``--combine``: the rows of earlier runs summarised together (nothing is trained)."""
+    import pandas as pd
+
+    from scaling.study.provenance import Provenance, atomic_write_text
+
+    paths = [args.out / f"{name}.csv" for name in args.combine]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise SystemExit(f"--combine: no such result file: {', '.join(missing)}")
+    table = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+    if table.duplicated(["subset", "seed", "arm"]).any():
+        raise SystemExit("--combine: the runs share (subset, seed, arm) rows; combine runs of "
+                         "different seeds")
+    rows = table.to_dict("records")
+    summary, text = summarise(rows)
+    seeds = sorted(int(s) for s in table.seed.unique())
+    csv_path = args.out / f"{args.name}.csv"
+    atomic_write_text(csv_path, table.to_csv(index=False))
+    md_path = args.out / f"{args.name}.md"
+    atomic_write_text(md_path, (
+        f"# Recipe in the search vs the fixed recipe ({args.name})\n\n"
+        f"The rows of {', '.join(f'`{p.name}`' for p in paths)} (each run's protocol is in "
+        f"its own `.md` and provenance), seeds {seeds}. Difference: paired by seed, mean +- "
+        "std over seeds (its std is the seed noise); t = mean / (std / sqrt(seeds)).\n\n"
+        f"```\n{text}\n```\n\nRows: `{csv_path.name}`.\n"))
+    print(text)
+    Provenance(seeds=seeds, device=args.device, preset=args.name).write(
+        csv_path, files=[md_path.name], combined=[p.name for p in paths],
+        summary=json.loads(pd.DataFrame(summary).to_json(orient="records")))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.combine:
+        return combine(args)
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 

@@ -205,6 +205,16 @@ def test_recipe_vs_fixed_tiny(fake_fashion, tmp_path):
     recipe = json.loads(rows.set_index("arm").recipe["recipe"])
     assert set(recipe) == set(RECIPE_SPACE)
     assert "recipe - fixed" in (tmp_path / "tiny.md").read_text()
+    # more seeds run apart are summarised together; the same seed twice is refused
+    assert rvf.main(["--tiny", "--jobs", "1", "--seeds", "1", "--name", "s1",
+                     "--out", str(tmp_path)]) == 0
+    assert rvf.main(["--combine", "tiny", "s1", "--name", "both", "--out", str(tmp_path)]) == 0
+    both = pd.read_csv(tmp_path / "both.csv")
+    assert len(both) == 4 and sorted(both.seed.unique()) == [0, 1]
+    summary = json.loads((tmp_path / "both.provenance.json").read_text())
+    assert summary["combined"] == ["tiny.csv", "s1.csv"] and summary["summary"][0]["seeds"] == 2
+    with pytest.raises(SystemExit, match="share"):
+        rvf.main(["--combine", "tiny", "both", "--name", "x", "--out", str(tmp_path)])
 
 
 def test_print_space_shows_the_recipe_entry_commented():
