@@ -146,9 +146,15 @@ def summary(cfg: SearchConfig) -> str:
             f"at {cfg.resolution}px, seed {cfg.seed}, space {space}")
 
 
-def stored_identity(study: Any) -> dict[str, Any] | None:
+def _system_attrs(storage: Any, name: str) -> dict[str, Any]:
+    """The study ``name``'s system attributes, through the storage's public API (Optuna's
+    ``Study`` has none)."""
+    return storage.get_study_system_attrs(storage.get_study_id_from_name(name))
+
+
+def stored_identity(study: Any, storage: Any) -> dict[str, Any] | None:
     """The identity a study was created with (new layout or the old ``identity`` user attr)."""
-    config = study._storage.get_study_system_attrs(study._study_id).get(CONFIG_ATTR)
+    config = _system_attrs(storage, study.study_name).get(CONFIG_ATTR)
     if config is not None:
         return _identity(config)
     return study.user_attrs.get("identity")
@@ -177,7 +183,7 @@ def _created_at(storage: Any, name: str) -> float | None:
     process is creating it at this moment)."""
     for st in storage.get_all_studies():
         if st.study_name == name:
-            system = storage.get_study_system_attrs(st._study_id)
+            system = _system_attrs(storage, name)
             if CREATED_ATTR in system:
                 return system[CREATED_ATTR]
             return 0.0 if st.user_attrs or CONFIG_ATTR in system else time.time()
@@ -207,13 +213,13 @@ def open_study(cfg: SearchConfig, storage: Any, sampler: Any, pruner: Any, *,
             raise ConfigError(f"study {cfg.study!r} already exists in {cfg.storage_url}; pass "
                               "--resume to continue it or choose another --study")
     study = _create_or_load(cfg, storage, sampler, pruner)
-    stored = stored_identity(study)
+    stored = stored_identity(study, storage)
     if stored is None:
         if create:
-            system = storage.get_study_system_attrs(study._study_id)
-            if CREATED_ATTR not in system:
-                storage.set_study_system_attr(study._study_id, CREATED_ATTR, time.time())
-            storage.set_study_system_attr(study._study_id, CONFIG_ATTR, cfg.to_dict())
+            study_id = storage.get_study_id_from_name(cfg.study)
+            if CREATED_ATTR not in storage.get_study_system_attrs(study_id):
+                storage.set_study_system_attr(study_id, CREATED_ATTR, time.time())
+            storage.set_study_system_attr(study_id, CONFIG_ATTR, cfg.to_dict())
             study.set_user_attr("search", summary(cfg))
     else:
         diff = sorted(k for k, v in _identity(cfg.to_dict()).items() if stored.get(k) != v)
