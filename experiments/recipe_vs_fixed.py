@@ -12,6 +12,8 @@ and tested once on the official test set (``--test-size`` images); nothing is se
 
     nice python experiments/recipe_vs_fixed.py --seconds 200 --subsets 4000 16000 --jobs 2
     nice python experiments/recipe_vs_fixed.py --preset long --jobs 2   # about 70 minutes
+    nice python experiments/recipe_vs_fixed.py --preset long-full --jobs 2   # about 35 minutes
+    python experiments/recipe_vs_fixed.py --combine long long-full --name long-all
     python experiments/recipe_vs_fixed.py --tiny     # seconds (the test)
 
 Writes ``results/recipe_vs_fixed/<name>.csv`` (one row per search, written as each finishes),
@@ -37,6 +39,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # three times the search time at half the MAC budget: past TPE's 10 random start-up trials
     "long": {"seconds": 600.0, "subsets": [4000, 16000], "epochs": [4.0, 2.0], "seeds": [0, 1, 2],
              "val_size": 2000, "test_size": None, "budget": "2M", "name": "long"},
+    # the full training set (60,000 - 2,000 validation images), one epoch per trial
+    "long-full": {"seconds": 600.0, "subsets": [58000], "epochs": [1.0], "seeds": [0, 1, 2],
+                  "val_size": 2000, "test_size": None, "budget": "2M", "name": "long-full"},
     "tiny": {"seconds": 2.0, "subsets": [256], "epochs": [1.0], "seeds": [0],
              "val_size": 128, "test_size": 256, "budget": "4M", "name": "tiny"},
 }
