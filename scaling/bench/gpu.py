@@ -16,9 +16,10 @@ rate: the last epoch, or the whole loop for the search) and its own fields:
   (wall - images / the trial's steady images/s: build, proxies, warm-up, evaluation).
   On CUDA also ``search_trials_no_cudnn``: the same loop with ``cudnn.enabled = False`` on the
   next samples (does skipping cuDNN's per-shape planning pay for a short trial?).
-- ``search_evaluator``: the search's train evaluator (with the proxies a trial records) against
-  ``train()`` on the same spec (the first model), data and recipe; ``ratio_to_train`` >= 1: the
-  evaluator is no slower.
+- ``search_evaluator``: the search's train evaluator against ``train()`` on the same spec (the
+  first model), data and recipe: ``seconds`` and ``train_s_median`` are training seconds,
+  ``ratio_to_train`` >= 1: the evaluator trains no slower; the ``wall`` fields include what the
+  evaluator does besides (the zero-cost proxies a trial records, evaluation).
 - ``zero_cost_trials``: ``--zc-trials`` zero-cost trials at one CPU thread: median wall and CPU
   seconds per trial.
 - ``concurrent_workers``: ``--workers`` processes (started with 'spawn': CUDA cannot be forked)
@@ -230,18 +231,24 @@ class _Bench:
                          augment=cfg.augment, progress=False)
 
         walls: dict[str, list[float]] = {"evaluator": [], "train": []}
+        training: dict[str, list[float]] = {"evaluator": [], "train": []}
         samples = 0
         for i in range(max(2, a.repeats)):
             order = [("evaluator", evaluator), ("train", plain_train)]
             for label, fn in order if i % 2 == 0 else order[::-1]:
                 t0 = time.perf_counter()
-                samples = fn().samples
+                res = fn()
                 sync(self.dev)
                 walls[label].append(time.perf_counter() - t0)
-        ev, tr = median(walls["evaluator"]), median(walls["train"])
+                training[label].append(res.train_time)
+                samples = res.samples
+        ev, tr = median(training["evaluator"]), median(training["train"])
+        ev_wall, tr_wall = median(walls["evaluator"]), median(walls["train"])
         self.emit("search_evaluator", name, cfg.batch_size, samples, ev, train_s_median=tr,
-                  ratio_to_train=tr / ev if ev > 0 else None, pairs=len(walls["train"]),
-                  proxies=list(cfg.proxies))
+                  ratio_to_train=tr / ev if ev > 0 else None, wall_s_median=ev_wall,
+                  train_wall_s_median=tr_wall,
+                  wall_ratio_to_train=tr_wall / ev_wall if ev_wall > 0 else None,
+                  pairs=len(walls["train"]), proxies=list(cfg.proxies))
 
     def zero_cost(self) -> None:
         import torch
