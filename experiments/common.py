@@ -331,3 +331,18 @@ def write_table(rows: list[dict[str, Any]], path: Path, prov, **more: Any) -> Pa
     atomic_write_text(path, pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
     prov.write(path, **more)
     return path
+
+
+def write_report(csv_path: Path, md: str, prov, summary: list[dict[str, Any]],
+                 **more: Any) -> Path:
+    """``md`` as ``csv_path``'s Markdown twin (same stem, ``.md``), atomically, and the CSV's
+    provenance naming it, with ``summary`` (records) and ``more``; returns the .md path."""
+    import pandas as pd
+
+    from scaling.study.provenance import atomic_write_text
+
+    md_path = csv_path.with_suffix(".md")
+    atomic_write_text(md_path, md)
+    prov.write(csv_path, files=[md_path.name], **more,
+               summary=json.loads(pd.DataFrame(summary).to_json(orient="records")))
+    return md_path

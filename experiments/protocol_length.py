@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import pandas as pd
 
-    from experiments.common import run_models
+    from experiments.common import run_models, write_report
     from experiments.study_plan import PRESETS
     from scaling.ir import NetworkSpec
     from scaling.study.provenance import Provenance, atomic_write_text, repo_relative
@@ -121,11 +121,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{p.test_size or 10000} test images, mean +- std over seeds. Gap / seed std: the "
           "difference of means over the larger of the two stds (issue 16 asks for > 3).\n\n"
           f"```\n{text}\n```\n\nRows: `{csv_path.name}`.\n")
-    md_path = args.out / f"{args.name}.md"
-    atomic_write_text(md_path, md)
+    write_report(csv_path, md, prov, summary)
     print(text)
-    prov.write(csv_path, files=[md_path.name], summary=json.loads(
-        pd.DataFrame(summary).to_json(orient="records")))
     return 0
 
 

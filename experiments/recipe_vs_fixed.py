@@ -170,6 +170,7 @@ def combine(args: argparse.Namespace) -> int:
     """``--combine``: the rows of earlier runs summarised together (nothing is trained)."""
     import pandas as pd
 
+    from experiments.common import write_report
     from scaling.study.provenance import Provenance, atomic_write_text
 
     paths = [args.out / f"{name}.csv" for name in args.combine]
@@ -185,17 +186,14 @@ def combine(args: argparse.Namespace) -> int:
     seeds = sorted(int(s) for s in table.seed.unique())
     csv_path = args.out / f"{args.name}.csv"
     atomic_write_text(csv_path, table.to_csv(index=False))
-    md_path = args.out / f"{args.name}.md"
-    atomic_write_text(md_path, (
-        f"# Recipe in the search vs the fixed recipe ({args.name})\n\n"
-        f"The rows of {', '.join(f'`{p.name}`' for p in paths)} (each run's protocol is in "
-        f"its own `.md` and provenance), seeds {seeds}. Difference: paired by seed, mean +- "
-        "std over seeds (its std is the seed noise); t = mean / (std / sqrt(seeds)).\n\n"
-        f"```\n{text}\n```\n\nRows: `{csv_path.name}`.\n"))
+    md = (f"# Recipe in the search vs the fixed recipe ({args.name})\n\n"
+          f"The rows of {', '.join(f'`{p.name}`' for p in paths)} (each run's protocol is in "
+          f"its own `.md` and provenance), seeds {seeds}. Difference: paired by seed, mean +- "
+          "std over seeds (its std is the seed noise); t = mean / (std / sqrt(seeds)).\n\n"
+          f"```\n{text}\n```\n\nRows: `{csv_path.name}`.\n")
+    write_report(csv_path, md, Provenance(seeds=seeds, device=args.device, preset=args.name),
+                 summary, combined=[p.name for p in paths])
     print(text)
-    Provenance(seeds=seeds, device=args.device, preset=args.name).write(
-        csv_path, files=[md_path.name], combined=[p.name for p in paths],
-        summary=json.loads(pd.DataFrame(summary).to_json(orient="records")))
     return 0
 
 
@@ -206,8 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    import pandas as pd
-
+    from experiments.common import write_report
     from scaling.study.provenance import Provenance, atomic_write_text
 
     prov = Provenance(seeds=args.seeds, device=args.device, preset=args.name)
@@ -238,11 +235,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{dict(zip(args.subsets, args.epochs))}. Difference: paired by seed, mean +- std "
           "over seeds (its std is the seed noise).\n\n```\n" + text + "\n```\n\n"
           f"Rows: `{csv_path.name}`.\n")
-    md_path = args.out / f"{args.name}.md"
-    atomic_write_text(md_path, md)
+    md_path = write_report(csv_path, md, prov, summary)
     print(text)
-    prov.write(csv_path, files=[md_path.name], summary=json.loads(
-        pd.DataFrame(summary).to_json(orient="records")))
     print(f"wrote {csv_path}, {md_path.name} (+ provenance)")
     return 0
 
