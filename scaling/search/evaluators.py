@@ -106,8 +106,9 @@ def one_shape(ctx: SearchContext) -> bool:
     """Whether a trial runs its net at one batch shape and precision (proxies, training,
     precise BN, validation): on CUDA, where each new shape costs a cuDNN plan per layer."""
     from scaling.train import resolve_device
+    from scaling.train.common import uses_one_shape
 
-    return resolve_device(ctx.cfg.device).type == "cuda"
+    return uses_one_shape("auto", resolve_device(ctx.cfg.device))
 
 
 def compute_trial_proxies(ctx: SearchContext, spec: Any, model: Any = None,

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from contextlib import nullcontext
 from typing import Any
 
 import torch
 from torch import nn
 
 from scaling.search.names import PROXIES, check_proxies
+from scaling.train.common import autocast
 
 __all__ = ["PROXIES", "check_proxies", "compute_proxies", "grad_norm", "naswot", "param_count",
            "synflow"]
@@ -77,7 +77,7 @@ def synflow(model: nn.Module, input_shape: tuple[int, int, int], seed: int = 0,
             x = torch.ones((batch, *input_shape), dtype=dtype, device=device)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(device, amp if dtype == torch.float32 else None):
+            with autocast(device, amp if dtype == torch.float32 else None):
                 out = torch.func.functional_call(model, state, (x,))
             grads = torch.autograd.grad(out.to(dtype).sum(), weights, allow_unused=True)
             pairs = [(w, g) for w, g in zip(weights, grads) if g is not None]
@@ -87,10 +87,6 @@ def synflow(model: nn.Module, input_shape: tuple[int, int, int], seed: int = 0,
     finally:
         model.train(was_training)
     return _finite(math.log(total) - math.log(batch)) if total > 0 else None
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 def _batch_pass(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, seed: int,
@@ -119,7 +115,7 @@ def _batch_pass(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, seed:
     model.train()
     try:
         torch.manual_seed(seed)
-        with torch.set_grad_enabled(y is not None), _autocast(x.device, amp):
+        with torch.set_grad_enabled(y is not None), autocast(x.device, amp):
             out = torch.func.functional_call(model, state, (x,)).float()
     finally:
         model.train(was_training)

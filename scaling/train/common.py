@@ -246,6 +246,12 @@ def autotune(benchmark: bool | str, total_steps: int | None, seconds: float | No
             or (total_steps is None and seconds is not None and seconds >= AUTOTUNE_SECONDS))
 
 
+def uses_one_shape(setting: bool | str, dev: torch.device) -> bool:
+    """Whether a run meets its net at one batch shape (``TrainConfig.one_shape``): True/False,
+    or 'auto' = on CUDA, where every new shape costs a cuDNN plan per layer."""
+    return dev.type == "cuda" if setting == "auto" else bool(setting)
+
+
 def autocast(dev: torch.device, dtype: torch.dtype | None):
     return torch.autocast(dev.type, dtype=dtype) if dtype is not None else nullcontext()
 

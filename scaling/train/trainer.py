@@ -75,6 +75,7 @@ from scaling.train.common import (
     recalibrate_bn,
     resolve_device,
     seed_everything,
+    uses_one_shape,
 )
 
 __all__ = ["TrainConfig", "TrainResult", "evaluate", "pruning_callback", "train"]
@@ -190,7 +191,7 @@ class _Run:
                                         device=dev)
         self.calibrated_at = -1
         # one batch shape: training and precise BN already drop the short last batch
-        self.one_shape = dev.type == "cuda" if cfg.one_shape == "auto" else cfg.one_shape
+        self.one_shape = uses_one_shape(cfg.one_shape, dev)
         eval_batch = cfg.batch_size if self.one_shape else cfg.eval_batch_size
         self.val_loader = (make_loader(val_split, eval_batch,
                                        num_workers=cfg.num_workers, device=dev)
