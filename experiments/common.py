@@ -144,12 +144,10 @@ def load_recipe(path: str | None) -> dict[str, Any]:
 
 
 # -- specs ---------------------------------------------------------------------------------------
-def cost(spec) -> tuple[int, int]:
-    """(MACs, params) of a spec, analytic (conv + linear multiply-accumulates)."""
+def _complexity(spec):
     from scaling.cost import complexity
 
-    c = complexity(spec)
-    return int(c.macs), int(c.params)
+    return complexity(spec)
 
 
 def adapt(spec, resolution: int = 28):
@@ -290,16 +288,16 @@ def run_models(models: Sequence[dict[str, Any]], proto: Protocol, device: str = 
     rows = []
     for (_, m, seed), out in zip(tasks, outs):
         spec = m["spec"]
-        macs, params = cost(spec)
+        c = _complexity(spec)
         row = {k: v for k, v in m.items() if k != "spec"}
-        row.update(model=m.get("model", spec.name), macs=macs, params=params,
+        row.update(model=m.get("model", spec.name), macs=c.macs, params=c.params,
                    resolution=spec.resolution, seed=seed, **out, protocol=proto.key())
         rows.append(row)
     return rows
 
 
 def _log_row(log, i: int, n: int, m: dict[str, Any], seed: int, out: dict[str, Any]) -> None:
-    macs = cost(m["spec"])[0]
+    macs = _complexity(m["spec"]).macs
     log(f"[{i + 1}/{n}] {m.get('family', m.get('rule', ''))} {m.get('model', m['spec'].name)}: "
         f"{macs / 1e6:.2f}M MACs seed {seed} val {out['val_acc']:.4f} test {out['test_acc']:.4f}"
         f" ({out['wall_seconds']:.0f} s)")
@@ -319,7 +317,7 @@ def mac_points(base, proto: Protocol, phis: Sequence[float] = (0, 1, 2, 3)) -> l
     near the same points)."""
     from scaling.compound import compound
 
-    return [cost(compound(base, phi))[0] for phi in list(phis)[:proto.points]]
+    return [_complexity(compound(base, phi)).macs for phi in list(phis)[:proto.points]]
 
 
 def write_table(rows: list[dict[str, Any]], path: Path, prov, **more: Any) -> Path:

@@ -34,7 +34,6 @@ from experiments.common import (  # noqa: E402
     STUDY,
     Protocol,
     add_protocol_args,
-    cost,
     protocol_from_args,
     run_models,
     searched_base,
@@ -112,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     add_protocol_args(p)
     args = p.parse_args(argv)
     preset, proto = protocol_from_args(args)
+    from scaling.compound.match import macs_of
     from scaling.study.provenance import Provenance, atomic_write_json
 
     prov = Provenance(seeds=proto.seeds, device=args.device, preset=preset,
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"baseline: {source}; width x{width} -> {cost(base)[0] / 1e6:.2f}M MACs "
+    print(f"baseline: {source}; width x{width} -> {macs_of(base) / 1e6:.2f}M MACs "
           f"(protocol {preset}, key {proto.key()})", flush=True)
     step, tol = GRID[preset]
     step, tol = args.grid_step or step, args.grid_tol if args.grid_tol is not None else tol

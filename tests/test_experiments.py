@@ -16,7 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from experiments import common, compare_families, reproduce_efficientnet  # noqa: E402
-from experiments.common import PRESETS, Protocol, cost, fit_width  # noqa: E402
+from experiments.common import PRESETS, Protocol, fit_width  # noqa: E402
+from scaling.compound.match import macs_of  # noqa: E402
+from scaling.cost import complexity  # noqa: E402
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 REFERENCE = ROOT / "tests" / "data" / "reference.csv"
@@ -89,7 +91,7 @@ def test_fit_width_lands_near_the_target():
     make = compare_families.FITTED["MobileNetV2"][1]
     for target in (2e6, 5e6, 13e6):
         w, spec = fit_width(make, target)
-        macs = cost(spec)[0]
+        macs = macs_of(spec)
         assert 0.8 < macs / target < 1.25, (target, w, macs)
     assert fit_width(make, 2e6)[0] < fit_width(make, 13e6)[0]
 
@@ -99,7 +101,7 @@ def test_every_hand_family_has_a_model_per_mac_point():
     for family in compare_families.HAND:
         models = compare_families.hand_models(family, points)
         assert len(models) >= 3, family
-        macs = [cost(m["spec"])[0] for m in models]
+        macs = [macs_of(m["spec"]) for m in models]
         assert macs == sorted(macs), family
         for m in models:
             spec = m["spec"]
@@ -130,7 +132,7 @@ def test_load_baseline_formats(tmp_path):
     wrapped.write_text(json.dumps([{"number": 3, "spec": spec.to_dict()}]))
     for path in (plain, wrapped):
         got, source = common.load_baseline(str(path), allow_stand_in=False)
-        assert cost(got) == cost(spec)
+        assert complexity(got) == complexity(spec)
         assert source.endswith(path.name)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"number": 3}))
@@ -143,10 +145,10 @@ def test_load_baseline_formats(tmp_path):
 def test_baseline_refit_hits_the_budget():
     base, w = common.fit_baseline(common.stand_in_baseline(), 2_000_000)
     assert 0 < w < 1
-    assert 0.8 < cost(base)[0] / 2e6 < 1.25
+    assert 0.8 < macs_of(base) / 2e6 < 1.25
     points = common.mac_points(base, PRESETS["quick"])
     assert len(points) == PRESETS["quick"].points
-    assert points == sorted(points) and points[0] == cost(base)[0]
+    assert points == sorted(points) and points[0] == macs_of(base)
 
 
 def test_reproduce_provenance_names_the_reference_relative_to_the_repository(tmp_path):

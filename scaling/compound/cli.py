@@ -24,7 +24,7 @@ from scaling.cli import (
     parse_number,
     resolve_spec,
 )
-from scaling.compound.grid import add_grid_arguments, cost, run_grid
+from scaling.compound.grid import add_grid_arguments, run_grid
 from scaling.compound.rule import (
     ALPHA,
     BETA,
@@ -35,6 +35,7 @@ from scaling.compound.rule import (
     ideal_ratio,
     scale,
 )
+from scaling.cost import complexity
 from scaling.ir import NetworkSpec
 from scaling.ir.limits import MAX_BLOCKS
 
@@ -85,10 +86,10 @@ def official_rows(base: NetworkSpec) -> list[dict[str, Any]]:
     rows = []
     for row in EFFICIENTNET.values():
         spec = scale(b0, row=row)
-        params, macs = cost(spec)
+        c = complexity(spec)
         rows.append({"name": row.name, "d": row.depth, "w": row.width,
                      "resolution": row.resolution, "dropout": row.dropout,
-                     "blocks": spec.num_blocks, "params": params, "macs": macs})
+                     "blocks": spec.num_blocks, "params": c.params, "macs": c.macs})
     return rows
 
 
@@ -105,8 +106,7 @@ def report(base: NetworkSpec, phi: float, alpha: float, beta: float, gamma: floa
     """Everything the CLI prints about scaling ``base`` by ``phi``, as plain data."""
     d, w, r = coefficients(phi, alpha, beta, gamma)
     scaled = compound(base, phi, alpha, beta, gamma) if scaled is None else scaled
-    p0, m0 = cost(base)
-    p1, m1 = cost(scaled)
+    (p0, m0), (p1, m1) = ((c.params, c.macs) for c in map(complexity, (base, scaled)))
     last0, last1 = base.stages[-1].out_channels, scaled.stages[-1].out_channels
     out: dict[str, Any] = {
         "base": base.name, "phi": phi, "alpha": alpha, "beta": beta, "gamma": gamma,

@@ -50,12 +50,6 @@ EVALUATORS: dict[str, Evaluator | str] = {
 MAX_CANDIDATES = 100_000
 
 
-def cost(spec: NetworkSpec) -> tuple[int, int]:
-    """(params, MACs) of ``spec`` (analytic, :func:`scaling.cost.complexity`)."""
-    c = complexity(spec)
-    return c.params, c.macs
-
-
 def _evaluator(name: str) -> Evaluator:
     """The evaluator registered as ``name``, importing it where it is named by location."""
     fn = EVALUATORS[name]
@@ -102,10 +96,10 @@ def candidates(target: float, tol: float, step: float) -> list[tuple[float, floa
 @register_evaluator("macs")
 def evaluate_macs(base: NetworkSpec, scaled: NetworkSpec, ctx: dict[str, Any]) -> dict[str, Any]:
     """Analytic params/MACs; score = -|log(MAC ratio / target**phi)|."""
-    p0, m0 = ctx.setdefault("_base_cost", cost(base))
-    p1, m1 = cost(scaled)
-    ratio = m1 / m0
-    return {"params": p1, "macs": m1, "mac_ratio": ratio,
+    base_macs = ctx.setdefault("_base_macs", complexity(base).macs)
+    c = complexity(scaled)
+    ratio = c.macs / base_macs
+    return {"params": c.params, "macs": c.macs, "mac_ratio": ratio,
             "score": -abs(math.log(ratio / ctx["target"] ** ctx["phi"]))}
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from scaling.compound.grid import cost
+from scaling.cost import complexity
 from scaling.data import load_dataset
 from scaling.ir import NetworkSpec
 from scaling.train.trainer import train
@@ -24,7 +24,7 @@ def evaluate_proxy(base: NetworkSpec, scaled: NetworkSpec, ctx: dict[str, Any]) 
     data = cache[res]
     spec = scaled.replace(in_channels=data.in_channels, num_classes=data.num_classes)
     result = train(spec, data, epochs=ctx["epochs"], seed=ctx["seed"], device=ctx["device"])
-    params, macs = cost(spec)
-    return {"params": params, "macs": macs, "val_top1": result.best_val_top1,
+    c = complexity(spec)
+    return {"params": c.params, "macs": c.macs, "val_top1": result.best_val_top1,
             "train_time": result.train_time, "status": result.status,
             "score": result.best_val_top1 if result.best_val_top1 is not None else -math.inf}
