@@ -5,7 +5,8 @@ the realised specs of ``experiments/run_study.py``) for the chosen families and 
 the preset's protocol at several epoch counts, every seed; one row per run. The summary gives,
 per family and epoch count, the largest point's test accuracy over the smallest's and that
 difference in seed standard deviations (the larger of the two points' std), the criterion of
-issue 16 ("the largest beats the smallest by more than 3 seed std").
+issue 16 ("the largest beats the smallest by more than 3 seed std"). ``--batch-size``, ``--lr`` and
+``--drop-path`` change the protocol (or, for drop-path, every spec) to test what else decides it.
 
     python experiments/protocol_length.py --preset medium --families EfficientNet-B0 \\
         MobileNetV3-S --epochs 2 4 --seeds 0 1 --jobs 2
@@ -36,6 +37,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--jobs", type=int, default=2, help="runs at once (1 thread each)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, help="instead of the preset's batch size")
+    p.add_argument("--lr", type=float, help="instead of the preset's learning rate")
+    p.add_argument("--drop-path", type=float, help="train every model with this drop-path rate "
+                   "instead of its spec's (EfficientNet's 0.2 is the only non-zero one)")
     p.add_argument("--name", help="result file name (default: the preset)")
     p.add_argument("--out", type=Path, default=ROOT / "results" / "protocol_length")
     args = p.parse_args(argv)
@@ -59,6 +64,11 @@ def end_points(plan: dict[str, Any], family: str) -> list[dict[str, Any]]:
         raise ValueError(f"family={family!r} has {len(points)} points in the plan; expected one "
                          f"of {known}")
     return [points[0], points[-1]]
+
+
+def with_drop_path(spec: Any, rate: float | None) -> Any:
+    """``spec`` with drop-path rate ``rate`` (None: unchanged)."""
+    return spec if rate is None else dataclasses.replace(spec, drop_path_rate=rate)
 
 
 def summarise(table: Any) -> tuple[Any, str]:
@@ -99,25 +109,30 @@ def main(argv: list[str] | None = None) -> int:
     preset = PRESETS[args.preset]
     prov = Provenance(seeds=args.seeds, device=args.device, preset=args.preset)
     models = [{"family": f, "ratio": m["ratio"], "macs": m["macs"],
-               "spec": NetworkSpec.from_dict(m["spec"])}
+               "spec": with_drop_path(NetworkSpec.from_dict(m["spec"]), args.drop_path)}
               for f in args.families for m in end_points(plan, f)]
     args.out.mkdir(parents=True, exist_ok=True)
     csv_path = args.out / f"{args.name}.csv"
     rows: list[dict[str, Any]] = []
     for epochs in args.epochs:
-        proto = dataclasses.replace(preset.protocol, epochs=epochs, seeds=tuple(args.seeds))
+        over = {k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr)) if v}
+        proto = dataclasses.replace(preset.protocol, epochs=epochs, seeds=tuple(args.seeds),
+                                    **over)
         outs = run_models(models, proto, device=args.device, threads=1, jobs=args.jobs)
         tasks = [(m, seed) for m in models for seed in proto.seeds]
         for (m, seed), res in zip(tasks, outs):
             rows.append({"family": m["family"], "ratio": m["ratio"], "macs": m["macs"],
-                         "epochs": epochs, "seed": seed, "protocol": proto.key(), **res})
+                         "epochs": epochs, "batch_size": proto.batch_size, "lr": proto.lr,
+                         "drop_path": m["spec"].drop_path_rate, "seed": seed,
+                         "protocol": proto.key(), **res})
         atomic_write_text(csv_path, pd.DataFrame(rows).to_csv(index=False))
     summary, text = summarise(pd.DataFrame(rows))
-    p = preset.protocol
+    p = dataclasses.replace(preset.protocol, **over)
     md = (f"# Protocol length: does accuracy grow with MACs? ({args.name})\n\n"
           f"Smallest and largest family point of `{repo_relative(args.plan)}`, trained by "
           f"the `{args.preset}` protocol ({p.subset or 'all'} images, batch {p.batch_size}, lr "
-          f"{p.lr}) at each epoch count, seeds {args.seeds}; test top-1 on "
+          f"{p.lr}{'' if args.drop_path is None else f', drop-path rate {args.drop_path:g}'}) "
+          f"at each epoch count, seeds {args.seeds}; test top-1 on "
           f"{p.test_size or 10000} test images, mean +- std over seeds. Gap / seed std: the "
           "difference of means over the larger of the two stds (issue 16 asks for > 3).\n\n"
           f"```\n{text}\n```\n\nRows: `{csv_path.name}`.\n")

@@ -134,11 +134,25 @@ def test_tiny_study_reproduces_its_csvs_and_resumes_without_retraining(tmp_path)
     # the protocol-length check trains the plan's end points of a family per epoch count
     assert protocol_length.main(["--preset", "tiny", "--plan", str(tmp_path / "a" / "plan.json"),
                                  "--families", "ResNet-18", "--epochs", "1", "--seeds", "0",
-                                 "1", "--jobs", "1", "--out", str(tmp_path / "len")]) == 0
+                                 "1", "--jobs", "1", "--batch-size", "32", "--drop-path", "0.1",
+                                 "--out", str(tmp_path / "len")]) == 0
     rows = pd.read_csv(tmp_path / "len" / "tiny.csv")
     assert len(rows) == 4 and sorted(rows.ratio.unique()) == [1.0, 2.0]
+    assert set(rows.batch_size) == {32} and set(rows.drop_path) == {0.1}
     assert (tmp_path / "len" / "tiny.provenance.json").is_file()
     assert "ResNet-18" in (tmp_path / "len" / "tiny.md").read_text()
+
+
+def test_no_family_trains_with_stochastic_depth():
+    """B0's reference drop-path 0.2 is a long-recipe regulariser; the study trains every family
+    without it, and B0 is planned twice: by the paper's rule and by width."""
+    for family in study_plan.ROOTS:
+        spec = study_plan.root_spec(family)
+        assert spec.drop_path_rate == 0.0, family
+        assert spec.resolution == 28 and spec.in_channels == 1 and spec.num_classes == 10
+    assert study_plan.root_spec("EfficientNet-B0") == study_plan.root_spec(
+        "EfficientNet-B0 (width)")
+    assert "EfficientNet-B0 (width)" not in study_plan.COMPOUND_FAMILIES
 
 
 def test_protocol_length_summary_measures_the_gap_in_seed_std():
