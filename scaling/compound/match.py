@@ -222,20 +222,31 @@ def fit_compound(base: NetworkSpec, phi: float, alpha: float, beta: float, gamma
     ``(alpha * beta**2 * gamma**2)**phi``): depth ``alpha**phi`` and resolution ``gamma**phi`` as
     the rule gives them, the width refitted around ``beta**phi`` to land on the target; where
     no width lands within ``tol`` (all channels of a narrow net jump together), the resolution
-    moves by 1, 2, 3, then 4 pixels.
+    moves by 1, 2, 3, then 4 pixels, and then error-diffused channel rounding is tried at
+    those sizes (a channel node tied to 8-multiples, e.g. a depthwise stage that keeps its
+    stem's width, can jump 8 -> 16 and double the MACs of every layer after it).
+    ``tol=None``: the closest fit of all those tries.
     ``Fit.knob`` is the width used. ``divisor``: the channel divisor ``base`` was built with
     (only it and finer ones are tried: a coarser one would round its channels up at width 1)."""
     d, _, r = coefficients(phi, alpha, beta, gamma)
     ratio = (alpha * beta ** 2 * gamma ** 2) ** phi if ratio is None else ratio
     target = ratio * macs_of(base)
     size = round_resolution(base.resolution * r)
-    errors = []
-    for step in (0, 1, -1, 2, -2, 3, -3, 4, -4):  # a narrow net's width jumps: let pixels help
-        try:
-            return fit_width(base, target, depth=d, image_size=size + step, tol=tol, name=name,
-                             divisors=finer(divisor))
-        except ValueError as exc:
-            errors.append(exc)
+    steps = (0, 1, -1, 2, -2, 3, -3, 4, -4)  # a narrow net's width jumps: let pixels help
+    fits, errors = [], []
+    for diffuse in (False, True):
+        for step in steps:
+            try:
+                fit = fit_width(base, target, depth=d, image_size=size + step, tol=tol,
+                                name=name, divisors=finer(divisor), diffuse=diffuse)
+            except ValueError as exc:
+                errors.append(exc)
+                continue
+            if tol is not None:
+                return fit
+            fits.append(fit)
+    if fits:
+        return min(fits, key=lambda f: abs(math.log(f.ratio)))  # stable: the earliest try
     raise errors[0]
 
 
