@@ -68,11 +68,24 @@ class RunStore:
         return f"{spec_key(spec)}-s{seed}-{protocol}"
 
     def add(self, row: dict[str, Any]) -> None:
+        self.rows[row["key"]] = row
+        self._write()
+
+    def keep(self, keys: set[str]) -> int:
+        """Drop the rows whose key is not in ``keys`` (runs of specs or protocols the plan no
+        longer has); returns how many were dropped."""
+        stale = [k for k in self.rows if k not in keys]
+        for k in stale:
+            del self.rows[k]
+        if stale:
+            self._write()
+        return len(stale)
+
+    def _write(self) -> None:
         import pandas as pd
 
         from scaling.files import atomic_write_text
 
-        self.rows[row["key"]] = row
         df = pd.DataFrame(list(self.rows.values()), columns=RUN_COLUMNS)
         df = df.sort_values(["spec_key", "seed"], kind="stable")
         atomic_write_text(self.path, df.to_csv(index=False, float_format="%.6g"))
@@ -217,11 +230,18 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
             "models": [{**{k: v for k, v in e.items() if k != "spec"},
                         "spec": e["spec"].to_dict()} for e in grid + family + single]}
     prov.write(atomic_write_json(out / "plan.json", plan))
-    log_invocation(out, prov, trained=len(store.rows) - before, reused=before)
+    planned = {RunStore.key(e["spec"], seed, proto.key()) for e in family + single
+               for seed in proto.seeds} | {RunStore.key(e["spec"], proto.seeds[0], proto.key())
+                                           for e in grid}
+    dropped = store.keep(planned)
+    if dropped:
+        log(f"runs.csv: dropped {dropped} runs that the plan no longer has")
+    log_invocation(out, prov, trained=len(store.rows) + dropped - before, reused=before - dropped,
+                   dropped=dropped)
     return write_report(out, preset_name, preset, tables, plan, prov)
 
 
-def log_invocation(out: Path, prov: Any, trained: int, reused: int) -> None:
+def log_invocation(out: Path, prov: Any, trained: int, reused: int, dropped: int = 0) -> None:
     """``runs.provenance.json``: every invocation that wrote ``runs.csv`` (command, commit, date,
     wall time, runs trained and reused), so a resumed study keeps who trained which rows; a
     folder written before this log existed starts it from the record in ``family.provenance.json``
@@ -240,7 +260,7 @@ def log_invocation(out: Path, prov: Any, trained: int, reused: int) -> None:
         invocations = []
     now = prov.record()
     invocations.append({**{k: now.get(k) for k in keys}, "trained_runs": trained,
-                        "reused_runs": reused})
+                        "reused_runs": reused, "dropped_runs": dropped})
     atomic_write_json(path, {**prov.record(), "result": "runs.csv", "invocations": invocations})
 
 
