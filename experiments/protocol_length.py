@@ -5,7 +5,8 @@ the realised specs of ``experiments/run_study.py``) for the chosen families and 
 the preset's protocol at several epoch counts, every seed; one row per run. The summary gives,
 per family and epoch count, the largest point's test accuracy over the smallest's and that
 difference in seed standard deviations (the larger of the two points' std), the criterion of
-issue 16 ("the largest beats the smallest by more than 3 seed std"). ``--batch-size``, ``--lr`` and
+issue 16 ("the largest beats the smallest by more than 3 seed std"). ``--subset``, ``--batch-size``,
+``--lr`` and
 ``--drop-path`` change the protocol (or, for drop-path, every spec) to test what else decides it.
 
     python experiments/protocol_length.py --preset medium --families EfficientNet-B0 \\
@@ -37,6 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--jobs", type=int, default=2, help="runs at once (1 thread each)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--subset", type=int, help="training images instead of the preset's")
     p.add_argument("--batch-size", type=int, help="instead of the preset's batch size")
     p.add_argument("--lr", type=float, help="instead of the preset's learning rate")
     p.add_argument("--drop-path", type=float, help="train every model with this drop-path rate "
@@ -115,14 +117,16 @@ def main(argv: list[str] | None = None) -> int:
     csv_path = args.out / f"{args.name}.csv"
     rows: list[dict[str, Any]] = []
     for epochs in args.epochs:
-        over = {k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr)) if v}
+        over = {k: v for k, v in (("subset", args.subset), ("batch_size", args.batch_size),
+                                  ("lr", args.lr)) if v}
         proto = dataclasses.replace(preset.protocol, epochs=epochs, seeds=tuple(args.seeds),
                                     **over)
         outs = run_models(models, proto, device=args.device, threads=1, jobs=args.jobs)
         tasks = [(m, seed) for m in models for seed in proto.seeds]
         for (m, seed), res in zip(tasks, outs):
             rows.append({"family": m["family"], "ratio": m["ratio"], "macs": m["macs"],
-                         "epochs": epochs, "batch_size": proto.batch_size, "lr": proto.lr,
+                         "epochs": epochs, "subset": proto.subset,
+                         "batch_size": proto.batch_size, "lr": proto.lr,
                          "drop_path": m["spec"].drop_path_rate, "seed": seed,
                          "protocol": proto.key(), **res})
         atomic_write_text(csv_path, pd.DataFrame(rows).to_csv(index=False))
