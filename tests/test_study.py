@@ -142,10 +142,11 @@ def test_tiny_study_reproduces_its_csvs_and_resumes_without_retraining(tmp_path)
     assert protocol_length.main(["--preset", "tiny", "--plan", str(tmp_path / "a" / "plan.json"),
                                  "--families", "ResNet-18", "--epochs", "1", "--seeds", "0",
                                  "1", "--jobs", "1", "--batch-size", "32", "--drop-path", "0.1",
-                                 "--out", str(tmp_path / "len")]) == 0
+                                 "--subset", "300", "--out", str(tmp_path / "len")]) == 0
     rows = pd.read_csv(tmp_path / "len" / "tiny.csv")
     assert len(rows) == 4 and sorted(rows.ratio.unique()) == [1.0, 2.0]
     assert set(rows.batch_size) == {32} and set(rows.drop_path) == {0.1}
+    assert set(rows.subset) == {300}
     assert (tmp_path / "len" / "tiny.provenance.json").is_file()
     assert "ResNet-18" in (tmp_path / "len" / "tiny.md").read_text()
 
