@@ -198,6 +198,7 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
     prov = Provenance(seeds=proto.seeds, device=device, preset=preset_name,
                       protocol={**dataclasses.asdict(proto), "key": proto.key()})
     out.mkdir(parents=True, exist_ok=True)
+    search_reused = (out / "search" / "baseline.json").is_file()
     searched = search_stage(preset, out, device, log, prov)
     searched_root = adapt(NetworkSpec.from_dict(searched["spec"])).replace(name="searched")
     budget = preset.base_macs
@@ -237,15 +238,17 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
     if dropped:
         log(f"runs.csv: dropped {dropped} runs that the plan no longer has")
     log_invocation(out, prov, trained=len(store.rows) + dropped - before, reused=before - dropped,
-                   dropped=dropped)
+                   dropped=dropped, search="reused" if search_reused else "ran")
     return write_report(out, preset_name, preset, tables, plan, prov)
 
 
-def log_invocation(out: Path, prov: Any, trained: int, reused: int, dropped: int = 0) -> None:
+def log_invocation(out: Path, prov: Any, trained: int, reused: int, dropped: int = 0,
+                   search: str = "ran") -> None:
     """``runs.provenance.json``: every invocation that wrote ``runs.csv`` (command, commit, date,
     wall time, runs trained and reused), so a resumed study keeps who trained which rows; a
     folder written before this log existed starts it from the record in ``family.provenance.json``
-    (the previous invocation's, written by this script)."""
+    (the previous invocation's, written by this script). ``search``: whether this invocation ran
+    the baseline search or found ``search/baseline.json`` already there."""
     from scaling.study.provenance import atomic_write_json
 
     path = out / "runs.provenance.json"
@@ -260,7 +263,7 @@ def log_invocation(out: Path, prov: Any, trained: int, reused: int, dropped: int
         invocations = []
     now = prov.record()
     invocations.append({**{k: now.get(k) for k in keys}, "trained_runs": trained,
-                        "reused_runs": reused, "dropped_runs": dropped})
+                        "reused_runs": reused, "dropped_runs": dropped, "search": search})
     atomic_write_json(path, {**prov.record(), "result": "runs.csv", "invocations": invocations})
 
 

@@ -205,8 +205,8 @@ def write_report(out: Path, preset_name: str, preset: StudyPreset,
         "",
         f"Written by `python experiments/run_study.py --preset {preset_name}` (provenance beside "
         "each CSV: command, git commit, seeds, device, date; `runs.provenance.json` lists every "
-        "invocation that trained rows of `runs.csv`, the first of which also ran the search in "
-        "`search/`). Test top-1 on "
+        "invocation that trained rows of `runs.csv`, and whether it ran the search in `search/` "
+        "or found it there). Test top-1 on "
         f"{p.test_size or 10000} test images, evaluated once per trained model; validation = "
         f"{p.val_size} images held out of the training set. Training: {p.subset or 'all'} "
         f"images x {p.epochs:g} epochs, batch {p.batch_size}, SGD lr {p.lr} (Nesterov, warm-up "

@@ -136,8 +136,9 @@ def test_tiny_study_reproduces_its_csvs_and_resumes_without_retraining(tmp_path)
     assert not any(line.startswith("training") for line in logged), logged
     assert (tmp_path / "a" / "runs.csv").read_text() == runs
     assert any("dropped 1 runs" in line for line in logged), logged
-    last = json.loads((tmp_path / "a" / "runs.provenance.json").read_text())["invocations"][-1]
-    assert (last["trained_runs"], last["dropped_runs"]) == (0, 1)
+    log = json.loads((tmp_path / "a" / "runs.provenance.json").read_text())["invocations"]
+    assert log[0]["search"] == "ran" and log[0]["trained_runs"] > 0
+    assert (log[-1]["trained_runs"], log[-1]["dropped_runs"], log[-1]["search"]) == (0, 1, "reused")
     # the protocol-length check trains the plan's end points of a family per epoch count
     assert protocol_length.main(["--preset", "tiny", "--plan", str(tmp_path / "a" / "plan.json"),
                                  "--families", "ResNet-18", "--epochs", "1", "--seeds", "0",
