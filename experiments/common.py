@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from scaling.cost import complexity
+
 ROOT = Path(__file__).resolve().parent.parent
 STUDY = ROOT / "results" / "study"
 BASELINE_CANDIDATES = ("results/search/baseline.json", "results/search/baseline_spec.json")
@@ -144,12 +146,6 @@ def load_recipe(path: str | None) -> dict[str, Any]:
 
 
 # -- specs ---------------------------------------------------------------------------------------
-def _complexity(spec):
-    from scaling.cost import complexity
-
-    return complexity(spec)
-
-
 def adapt(spec, resolution: int = 28):
     """The spec for 10-class, 1-channel inputs at ``resolution``."""
     return spec.replace(in_channels=1, num_classes=10, resolution=resolution)
@@ -288,7 +284,7 @@ def run_models(models: Sequence[dict[str, Any]], proto: Protocol, device: str = 
     rows = []
     for (_, m, seed), out in zip(tasks, outs):
         spec = m["spec"]
-        c = _complexity(spec)
+        c = complexity(spec)
         row = {k: v for k, v in m.items() if k != "spec"}
         row.update(model=m.get("model", spec.name), macs=c.macs, params=c.params,
                    resolution=spec.resolution, seed=seed, **out, protocol=proto.key())
@@ -297,7 +293,7 @@ def run_models(models: Sequence[dict[str, Any]], proto: Protocol, device: str = 
 
 
 def _log_row(log, i: int, n: int, m: dict[str, Any], seed: int, out: dict[str, Any]) -> None:
-    macs = _complexity(m["spec"]).macs
+    macs = complexity(m["spec"]).macs
     log(f"[{i + 1}/{n}] {m.get('family', m.get('rule', ''))} {m.get('model', m['spec'].name)}: "
         f"{macs / 1e6:.2f}M MACs seed {seed} val {out['val_acc']:.4f} test {out['test_acc']:.4f}"
         f" ({out['wall_seconds']:.0f} s)")
@@ -317,7 +313,7 @@ def mac_points(base, proto: Protocol, phis: Sequence[float] = (0, 1, 2, 3)) -> l
     near the same points)."""
     from scaling.compound import compound
 
-    return [_complexity(compound(base, phi)).macs for phi in list(phis)[:proto.points]]
+    return [complexity(compound(base, phi)).macs for phi in list(phis)[:proto.points]]
 
 
 def write_table(rows: list[dict[str, Any]], path: Path, prov, **more: Any) -> Path:

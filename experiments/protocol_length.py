@@ -5,9 +5,9 @@ the realised specs of ``experiments/run_study.py``) for the chosen families and 
 the preset's protocol at several epoch counts, every seed; one row per run. The summary gives,
 per family and epoch count, the largest point's test accuracy over the smallest's and that
 difference in seed standard deviations (the larger of the two points' std), the criterion of
-issue 16 ("the largest beats the smallest by more than 3 seed std"). ``--subset``, ``--batch-size``,
-``--lr`` and
-``--drop-path`` change the protocol (or, for drop-path, every spec) to test what else decides it.
+issue 16 ("the largest beats the smallest by more than 3 seed std"). ``--subset``,
+``--batch-size``, ``--lr`` and ``--drop-path`` change the protocol (or, for drop-path, every spec)
+to test what else decides it; ``results/protocol_length/README.md`` compares the runs.
 
     python experiments/protocol_length.py --preset medium --families EfficientNet-B0 \\
         MobileNetV3-S --epochs 2 4 --seeds 0 1 --jobs 2

@@ -106,7 +106,8 @@ def report(base: NetworkSpec, phi: float, alpha: float, beta: float, gamma: floa
     """Everything the CLI prints about scaling ``base`` by ``phi``, as plain data."""
     d, w, r = coefficients(phi, alpha, beta, gamma)
     scaled = compound(base, phi, alpha, beta, gamma) if scaled is None else scaled
-    (p0, m0), (p1, m1) = ((c.params, c.macs) for c in map(complexity, (base, scaled)))
+    c0, c1 = complexity(base), complexity(scaled)
+    p0, m0, p1, m1 = c0.params, c0.macs, c1.params, c1.macs
     last0, last1 = base.stages[-1].out_channels, scaled.stages[-1].out_channels
     out: dict[str, Any] = {
         "base": base.name, "phi": phi, "alpha": alpha, "beta": beta, "gamma": gamma,
