@@ -70,7 +70,7 @@ def end_points(plan: dict[str, Any], family: str) -> list[dict[str, Any]]:
 
 def with_drop_path(spec: Any, rate: float | None) -> Any:
     """``spec`` with drop-path rate ``rate`` (None: unchanged)."""
-    return spec if rate is None else dataclasses.replace(spec, drop_path_rate=rate)
+    return spec if rate is None else spec.replace(drop_path_rate=rate)
 
 
 def summarise(table: Any) -> tuple[Any, str]:

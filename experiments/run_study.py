@@ -59,6 +59,7 @@ class RunStore:
 
         self.path = path
         self.rows: dict[str, dict[str, Any]] = {}
+        self.read: set[str] = set()  #: keys of the runs the tables used (:meth:`get`)
         if path.is_file():
             for row in pd.read_csv(path, dtype={"key": str, "spec_key": str}).to_dict("records"):
                 self.rows[row["key"]] = row
@@ -67,14 +68,20 @@ class RunStore:
     def key(spec, seed: int, protocol: str) -> str:
         return f"{spec_key(spec)}-s{seed}-{protocol}"
 
+    def get(self, spec, seed: int, protocol: str) -> dict[str, Any]:
+        """The run of ``spec`` at ``seed`` under ``protocol``, remembered as used."""
+        key = self.key(spec, seed, protocol)
+        self.read.add(key)
+        return self.rows[key]
+
     def add(self, row: dict[str, Any]) -> None:
         self.rows[row["key"]] = row
         self._write()
 
-    def keep(self, keys: set[str]) -> int:
-        """Drop the rows whose key is not in ``keys`` (runs of specs or protocols the plan no
-        longer has); returns how many were dropped."""
-        stale = [k for k in self.rows if k not in keys]
+    def keep_read(self) -> int:
+        """Drop the rows no :meth:`get` has read (runs of specs or protocols the plan no longer
+        has); returns how many were dropped."""
+        stale = [k for k in self.rows if k not in self.read]
         for k in stale:
             del self.rows[k]
         if stale:
@@ -141,7 +148,7 @@ def joined(entries: list[dict[str, Any]], seeds: tuple[int, ...], store: RunStor
     rows = []
     for e in entries:
         for seed in seeds:
-            run = store.rows[RunStore.key(e["spec"], seed, protocol)]
+            run = store.get(e["spec"], seed, protocol)
             cols = {k: v for k, v in e.items() if k != "spec"}
             rows.append({**cols, "model": e["spec"].name, "seed": seed,
                          **{k: run[k] for k in ("params", "resolution", "val_acc", "test_acc",
@@ -231,10 +238,7 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
             "models": [{**{k: v for k, v in e.items() if k != "spec"},
                         "spec": e["spec"].to_dict()} for e in grid + family + single]}
     prov.write(atomic_write_json(out / "plan.json", plan))
-    planned = {RunStore.key(e["spec"], seed, proto.key()) for e in family + single
-               for seed in proto.seeds} | {RunStore.key(e["spec"], proto.seeds[0], proto.key())
-                                           for e in grid}
-    dropped = store.keep(planned)
+    dropped = store.keep_read()  # every run the tables read is kept
     if dropped:
         log(f"runs.csv: dropped {dropped} runs that the plan no longer has")
     log_invocation(out, prov, trained=len(store.rows) + dropped - before, reused=before - dropped,
