@@ -93,12 +93,13 @@ PRESETS: dict[str, StudyPreset] = {
                 "subset": 256, "val_size": 200, "epochs": 1.0},
         base_macs=500_000, points=2, single_ratios=(2.0,),
         families=("MobileNetV2", "ResNet-18"), grid_step=0.4, grid_tol=0.3, jobs=1),
-    # this 2-core CPU, within 90 minutes: 10,000 images x 2 epochs at batch 32 (624 SGD steps)
-    # per run; batch 64 (312 steps) left MobileNetV3-S's growth at 2.5 seed std, and 4 epochs
-    # at batch 64 would take ~100 minutes. In the whole study it passed in 4 of 8 families, not
-    # more: the small points gained most (results/protocol_length/README.md)
+    # this 2-core CPU, within 90 minutes: 20,000 images x 2 epochs at batch 64 (624 SGD steps)
+    # per run. 10,000 images x 2 epochs passed the growth test in 4 of 8 families at batch 32
+    # (more steps on the same images lifted the small points most) and 5 of 7 at batch 64;
+    # 20,000 x 1 epoch in 4 of 8; 20,000 x 2 made the three width families that failed at
+    # 1 epoch pass (results/protocol_length/README.md)
     "medium": StudyPreset(
-        protocol=Protocol(val_size=2000, subset=10_000, epochs=2, batch_size=32, lr=0.05,
+        protocol=Protocol(val_size=2000, subset=20_000, epochs=2, batch_size=64, lr=0.05,
                           test_size=None, seeds=(0, 1, 2), points=4),
         search={**_SEARCH, "trials": 20, "startup_trials": 8, "subset": 4000, "val_size": 2000,
                 "epochs": 2.0, "batch_size": 64, "lr": 0.05, "workers": 2, "threads": 1},
