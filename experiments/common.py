@@ -257,6 +257,19 @@ def train_task(spec, proto: Protocol, seed: int, device: str, threads: int | Non
     return train_eval(spec, cache, seed, device, threads)
 
 
+def train_seeds(spec, proto: Protocol, seeds: Sequence[int], device: str,
+                threads: int | None) -> list[dict[str, Any]]:
+    """:func:`train_task` for each of ``seeds`` in turn, in one process: on CUDA, cuDNN builds
+    an execution plan for every new layer shape once per process (seconds per new net,
+    ``results/bench/profile-h100``), so a spec's seeds share the plans of its first run."""
+    outs = [train_task(spec, proto, seed, device, threads) for seed in seeds]
+    import torch
+
+    if torch.cuda.is_available():  # hand the cached blocks back to the processes beside this one
+        torch.cuda.empty_cache()
+    return outs
+
+
 def run_models(models: Sequence[dict[str, Any]], proto: Protocol, device: str = "auto",
                threads: int | None = 1, jobs: int = 1, log: Callable[[str], None] = print
                ) -> list[dict[str, Any]]:

@@ -3,7 +3,9 @@
 #   1. the README's test suite with a CUDA GPU visible (issue 11);
 #   2. the 24-trial search of issue 13, timed, on one process and on 4 spawned workers;
 #   3. python -m scaling.bench gpu: plain loop, trainer, search trials, concurrent workers (issue 13);
-#   4. the recipe sweep's GPU preset (issue 17), when its script exists.
+#   4. the recipe sweep's GPU preset (issue 17), when its script exists;
+#   5. the study's full preset (issue 16), into results/full, packed as $OUT/full.tgz
+#      (complete or not: the study resumes row by row from the unpacked folder).
 # Usage, in the repository root of a machine with a GPU:
 #   SCALING_GIT_COMMIT=$(git rev-parse HEAD) OUT=some/folder bash experiments/gpu_session.sh
 # On a machine without internet, carry the missing wheels in .whl/ and the Fashion-MNIST IDX files
@@ -19,6 +21,8 @@ SUITE=(-n 8)
 SEARCH=(--budget 6M --trials 24 --epochs 2 --subset 10000 --val-size 2000)
 BENCH=(--compile)
 SWEEP=(--preset gpu --jobs 4)
+STUDY=(--preset full --device cuda)
+STUDY_LIMIT=${STUDY_LIMIT:-500}
 PARTS=${PARTS:-suite search bench sweep}
 want() { [[ " $PARTS " == *" $1 "* ]]; }
 if [ "${TINY:-0}" = 1 ]; then
@@ -27,6 +31,7 @@ if [ "${TINY:-0}" = 1 ]; then
     SEARCH=(--budget 6M --trials 2 --epochs 1 --subset 300 --val-size 100 --batch-size 32)
     BENCH=(--tiny)
     SWEEP=(--preset tiny)
+    STUDY=(--preset tiny --device cpu --out results/full)
 fi
 log() { echo "== $(date -u +%H:%M:%S) $*"; }
 
@@ -69,5 +74,11 @@ if want sweep && [ -f experiments/recipe_sweep.py ]; then
     log "4. recipe sweep"
     timeout 140 python3 experiments/recipe_sweep.py "${SWEEP[@]}" --device "$DEVICE" \
         --out "$OUT/sweep"
+fi
+if want study; then
+    log "5. study, preset full (limit ${STUDY_LIMIT} s)"
+    timeout "$STUDY_LIMIT" python3 experiments/run_study.py "${STUDY[@]}" 2>&1 | tee "$OUT/study.log"
+    echo "study exit ${PIPESTATUS[0]}"
+    [ -d results/full ] && tar czf "$OUT/full.tgz" results/full && ls -l "$OUT/full.tgz"
 fi
 log done

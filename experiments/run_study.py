@@ -19,8 +19,9 @@ Stages, each skipped where its output exists (``--fresh`` starts over):
    ``README.md`` with the findings (:mod:`experiments.study_report`).
 
 Each training run is one row of ``OUT/runs.csv`` keyed by (spec hash, seed, protocol key),
-written atomically when the run ends; a restarted study trains only the missing rows, and a
-spec that appears in two experiments is trained once.
+written atomically when the run ends (on CUDA, when the last seed of its spec ends: a spec's
+seeds run in one process, which plans its convolutions once); a restarted study trains only the
+missing rows, and a spec that appears in two experiments is trained once.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from experiments.common import adapt, train_task  # noqa: E402
+from experiments.common import adapt, train_seeds  # noqa: E402
 from experiments.study_plan import (  # noqa: E402
     PRESETS,
     StudyPreset,
@@ -100,46 +101,60 @@ class RunStore:
 
 def train_all(entries: list[dict[str, Any]], seeds: tuple[int, ...], preset: StudyPreset,
               store: RunStore, device: str, threads: int | None, jobs: int,
-              log: Callable[[str], None] = print) -> None:
-    """Train every distinct spec of ``entries`` for every seed not yet in ``store``."""
+              log: Callable[[str], None] = print, group_seeds: bool = False) -> None:
+    """Train every distinct spec of ``entries`` for every seed not yet in ``store``, biggest
+    first. ``group_seeds``: a spec's missing seeds are one task, run in turn by one process
+    (on CUDA they share its cuDNN plans); its rows are written when the last one ends."""
     from scaling.compound.match import macs_of
     from scaling.cost import complexity
 
     proto = preset.protocol
-    todo: dict[str, tuple[Any, int]] = {}
+    todo: dict[str, tuple[Any, list[int]]] = {}
     for e in entries:
         for seed in seeds:
             key = RunStore.key(e["spec"], seed, proto.key())
-            if key not in store.rows:
-                todo.setdefault(key, (e["spec"], seed))
-    if not todo:
+            if key in store.rows:
+                continue
+            spec, missing = todo.setdefault(spec_key(e["spec"]), (e["spec"], []))
+            if seed not in missing:
+                missing.append(seed)
+    tasks = [(spec, missing) for spec, missing in todo.values()]
+    if not group_seeds:
+        tasks = [(spec, [seed]) for spec, missing in tasks for seed in missing]
+    if not tasks:
         return
-    tasks = sorted(todo.items(), key=lambda kv: -macs_of(kv[1][0]))  # big first: balance
-    log(f"training {len(tasks)} runs ({len(store.rows)} already in {store.path.name})")
+    tasks.sort(key=lambda t: -macs_of(t[0]))  # big first: balance
+    total = sum(len(missing) for _, missing in tasks)
+    log(f"training {total} runs ({len(store.rows)} already in {store.path.name})")
     t0 = time.perf_counter()
+    done = 0
 
-    def record(key: str, spec, seed: int, out: dict[str, Any], done: int) -> None:
+    def record(spec, seeds_run: list[int], outs: list[dict[str, Any]]) -> None:
+        nonlocal done
         c = complexity(spec)
-        store.add({"key": key, "spec_key": spec_key(spec), "seed": seed, "protocol": proto.key(),
-                   "model": spec.name, "macs": int(c.macs), "params": int(c.params),
-                   "resolution": spec.resolution, **out})
-        eta = (time.perf_counter() - t0) / done * (len(tasks) - done)
-        log(f"[{done}/{len(tasks)}] {spec.name}: {c.macs / 1e6:.2f}M MACs seed {seed} val "
-            f"{out['val_acc']:.4f} test {out['test_acc']:.4f} ({out['wall_seconds']:.0f} s; "
-            f"eta {eta / 60:.1f} min)")
+        for seed, out in zip(seeds_run, outs):
+            done += 1
+            store.add({"key": RunStore.key(spec, seed, proto.key()), "spec_key": spec_key(spec),
+                       "seed": seed, "protocol": proto.key(), "model": spec.name,
+                       "macs": int(c.macs), "params": int(c.params),
+                       "resolution": spec.resolution, **out})
+            eta = (time.perf_counter() - t0) / done * (total - done)
+            log(f"[{done}/{total}] {spec.name}: {c.macs / 1e6:.2f}M MACs seed {seed} val "
+                f"{out['val_acc']:.4f} test {out['test_acc']:.4f} ({out['wall_seconds']:.0f} s; "
+                f"eta {eta / 60:.1f} min)")
 
     if jobs > 1 and len(tasks) > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(train_task, spec, proto, seed, device, threads):
-                       (key, spec, seed) for key, (spec, seed) in tasks}
-            for done, fut in enumerate(as_completed(futures), 1):
-                record(*futures[fut], fut.result(), done)
+            futures = {pool.submit(train_seeds, spec, proto, missing, device, threads):
+                       (spec, missing) for spec, missing in tasks}
+            for fut in as_completed(futures):
+                record(*futures[fut], fut.result())
     else:
-        for done, (key, (spec, seed)) in enumerate(tasks, 1):
-            record(key, spec, seed, train_task(spec, proto, seed, device, threads), done)
+        for spec, missing in tasks:
+            record(spec, missing, train_seeds(spec, proto, missing, device, threads))
 
 
 def joined(entries: list[dict[str, Any]], seeds: tuple[int, ...], store: RunStore,
@@ -198,6 +213,7 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
     from scaling.compound.match import Fit, macs_of
     from scaling.ir import NetworkSpec
     from scaling.study.provenance import Provenance, atomic_write_json
+    from scaling.train.common import resolve_device
 
     preset = PRESETS[preset_name]  # base_macs: the search budget until the search has run
     jobs = preset.jobs if jobs is None else jobs
@@ -218,7 +234,8 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
     log(f"grid: {len(grid)} candidates within {100 * preset.grid_mac_tol:g}% of 2x the base "
         f"(base: {base.spec.num_blocks} blocks, {base.macs / 1e6:.2f}M MACs)")
     before = len(store.rows)
-    train_all(grid, proto.seeds[:1], preset, store, device, threads, jobs, log)
+    group = resolve_device(device).type == "cuda"  # a spec's seeds share its cuDNN plans
+    train_all(grid, proto.seeds[:1], preset, store, device, threads, jobs, log, group)
     grid_rows = joined(grid, proto.seeds[:1], store, proto.key())
     grid_rows.sort(key=lambda r: (-r["val_acc"], r["macs"]))
     winner = (grid_rows[0]["alpha"], grid_rows[0]["beta"], grid_rows[0]["gamma"])
@@ -226,7 +243,7 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
 
     family = family_plan(base, winner, preset)
     single = single_plan(searched_root, base, winner, preset)
-    train_all(family + single, proto.seeds, preset, store, device, threads, jobs, log)
+    train_all(family + single, proto.seeds, preset, store, device, threads, jobs, log, group)
 
     from experiments.study_report import write_report
 

@@ -225,3 +225,29 @@ def test_diffused_channel_rounding_follows_the_width_smoothly():
         narrow, width=1.0, divisor=1)
     with pytest.raises(ValueError, match="channel_rounding='x' is not allowed"):
         scale(narrow, width=1.1, channel_rounding="x")
+
+
+def test_train_all_groups_a_specs_missing_seeds_into_one_task(tmp_path, monkeypatch):
+    """On CUDA a spec's seeds run in one process (they share its cuDNN plans): one task per
+    spec, only the seeds not yet in runs.csv, a spec shared by two experiments trained once."""
+    calls: list[tuple[str, list[int]]] = []
+
+    def fake(spec, proto, seeds, device, threads):
+        calls.append((spec.name, list(seeds)))
+        return [{"val_acc": 0.5 + s / 10, "test_acc": 0.4, "status": "ok", "train_seconds": 1.0,
+                 "wall_seconds": 1.0, "device": device} for s in seeds]
+
+    monkeypatch.setattr(run_study, "train_seeds", fake)
+    preset = study_plan.PRESETS["tiny"]
+    a, b = (study_plan.root_spec(f) for f in ("MobileNetV2", "ResNet-18"))
+    entries = [{"spec": a}, {"spec": b}, {"spec": a.replace(name="the same net")}]
+    proto = preset.protocol.key()
+    for grouped, expect in ((True, [[0, 2], [0, 1, 2]]), (False, [[0], [2], [0], [1], [2]])):
+        calls.clear()
+        store = run_study.RunStore(tmp_path / f"runs-{grouped}.csv")
+        store.add({"key": run_study.RunStore.key(a, 1, proto), "spec_key": "x", "seed": 1})
+        run_study.train_all(entries, (0, 1, 2), preset, store, "cpu", 1, jobs=1,
+                            log=lambda _: None, group_seeds=grouped)
+        assert sorted(seeds for _, seeds in calls) == sorted(expect)
+        assert len(store.rows) == 6
+        assert store.get(b, 2, proto)["val_acc"] == pytest.approx(0.7)
