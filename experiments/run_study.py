@@ -208,8 +208,11 @@ def search_stage(preset: StudyPreset, out: Path, device: str, log: Callable[[str
 
 
 def run(preset_name: str, out: Path, device: str = "auto", threads: int | None = 1,
-        jobs: int | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """All stages of the study at ``preset_name`` into ``out``; returns the report's summary."""
+        jobs: int | None = None, log: Callable[[str], None] = print,
+        plan_only: bool = False) -> dict[str, Any]:
+    """All stages of the study at ``preset_name`` into ``out``; returns the report's summary.
+    ``plan_only``: train nothing; write ``plan.json`` (every model the study would train) from
+    the search and the grid's runs already in ``out`` and return ``{"plan": path}``."""
     from scaling.compound.match import Fit, macs_of
     from scaling.ir import NetworkSpec
     from scaling.study.provenance import Provenance, atomic_write_json
@@ -222,6 +225,9 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
                       protocol={**dataclasses.asdict(proto), "key": proto.key()})
     out.mkdir(parents=True, exist_ok=True)
     search_reused = (out / "search" / "baseline.json").is_file()
+    if plan_only and not search_reused:
+        raise ValueError(f"plan_only needs the search's result, {out / 'search/baseline.json'}, "
+                         "which is missing: run the study (or its search) first")
     searched = search_stage(preset, out, device, log, prov)
     searched_root = adapt(NetworkSpec.from_dict(searched["spec"])).replace(name="searched")
     budget = preset.base_macs
@@ -235,26 +241,34 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
         f"(base: {base.spec.num_blocks} blocks, {base.macs / 1e6:.2f}M MACs)")
     before = len(store.rows)
     group = resolve_device(device).type == "cuda"  # a spec's seeds share its cuDNN plans
-    train_all(grid, proto.seeds[:1], preset, store, device, threads, jobs, log, group)
-    grid_rows = joined(grid, proto.seeds[:1], store, proto.key())
+    if not plan_only:
+        train_all(grid, proto.seeds[:1], preset, store, device, threads, jobs, log, group)
+    try:
+        grid_rows = joined(grid, proto.seeds[:1], store, proto.key())
+    except KeyError:
+        raise ValueError(f"plan_only needs the grid's runs under protocol {proto.key()} in "
+                         f"{store.path}; some are missing: run the study first") from None
     grid_rows.sort(key=lambda r: (-r["val_acc"], r["macs"]))
     winner = (grid_rows[0]["alpha"], grid_rows[0]["beta"], grid_rows[0]["gamma"])
     log(f"grid winner: alpha={winner[0]:g} beta={winner[1]:g} gamma={winner[2]:g}")
 
     family = family_plan(base, winner, preset)
     single = single_plan(searched_root, base, winner, preset)
+    plan = {"preset": preset_name, "protocol": {**dataclasses.asdict(proto), "key": proto.key()},
+            "search_budget": budget, "base_macs": preset.base_macs, "winner": winner,
+            "searched": {k: v for k, v in searched.items() if k != "spec"},
+            "models": [{**{k: v for k, v in e.items() if k != "spec"},
+                        "spec": e["spec"].to_dict()} for e in grid + family + single]}
+    plan_path = atomic_write_json(out / "plan.json", plan)
+    prov.write(plan_path)
+    if plan_only:
+        return {"plan": str(plan_path)}
     train_all(family + single, proto.seeds, preset, store, device, threads, jobs, log, group)
 
     from experiments.study_report import write_report
 
     tables = {"grid": grid_rows, "family": joined(family, proto.seeds, store, proto.key()),
               "single": joined(single, proto.seeds, store, proto.key())}
-    plan = {"preset": preset_name, "protocol": {**dataclasses.asdict(proto), "key": proto.key()},
-            "search_budget": budget, "base_macs": preset.base_macs, "winner": winner,
-            "searched": {k: v for k, v in searched.items() if k != "spec"},
-            "models": [{**{k: v for k, v in e.items() if k != "spec"},
-                        "spec": e["spec"].to_dict()} for e in grid + family + single]}
-    prov.write(atomic_write_json(out / "plan.json", plan))
     dropped = store.keep_read()  # every run the tables read is kept
     if dropped:
         log(f"runs.csv: dropped {dropped} runs that the plan no longer has")
@@ -297,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
     p.add_argument("--jobs", type=int, help="parallel training processes (default: preset)")
     p.add_argument("--fresh", action="store_true", help="delete OUT's runs and search first")
+    p.add_argument("--plan-only", action="store_true", help="train nothing: write OUT/plan.json "
+                   "from the search and grid runs already in OUT")
     args = p.parse_args(argv)
     out = args.out or ROOT / "results" / args.preset
     if args.fresh and out.exists():
@@ -304,9 +320,9 @@ def main(argv: list[str] | None = None) -> int:
 
         shutil.rmtree(out)
     t0 = time.perf_counter()
-    summary = run(args.preset, out, args.device, args.threads, args.jobs)
+    summary = run(args.preset, out, args.device, args.threads, args.jobs, plan_only=args.plan_only)
     print(f"study {args.preset} done in {(time.perf_counter() - t0) / 60:.1f} min: "
-          f"{summary.get('readme')}")
+          f"{summary.get('readme') or summary.get('plan')}")
     return 0
 
 
