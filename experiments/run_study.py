@@ -235,6 +235,9 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
     base = Fit(searched_root.replace(name="searched phi0"), 1.0, macs, float(macs))
     preset = dataclasses.replace(preset, base_macs=macs)
     store = RunStore(out / "runs.csv")
+    search_state = "reused" if search_reused else "ran"
+    started = None if plan_only else log_invocation(out, prov, None, len(store.rows),
+                                                    search=search_state)
 
     grid = grid_plan(base, preset)
     log(f"grid: {len(grid)} candidates within {100 * preset.grid_mac_tol:g}% of 2x the base "
@@ -273,17 +276,19 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
     if dropped:
         log(f"runs.csv: dropped {dropped} runs that the plan no longer has")
     log_invocation(out, prov, trained=len(store.rows) + dropped - before, reused=before - dropped,
-                   dropped=dropped, search="reused" if search_reused else "ran")
+                   dropped=dropped, search=search_state, index=started)
     return write_report(out, preset_name, preset, tables, plan, prov)
 
 
-def log_invocation(out: Path, prov: Any, trained: int, reused: int, dropped: int = 0,
-                   search: str = "ran") -> None:
+def log_invocation(out: Path, prov: Any, trained: int | None, reused: int, dropped: int = 0,
+                   search: str = "ran", index: int | None = None) -> int:
     """``runs.provenance.json``: every invocation that wrote ``runs.csv`` (command, commit, date,
     wall time, runs trained and reused), so a resumed study keeps who trained which rows; a
     folder written before this log existed starts it from the record in ``family.provenance.json``
     (the previous invocation's, written by this script). ``search``: whether this invocation ran
-    the baseline search or found ``search/baseline.json`` already there."""
+    the baseline search or found ``search/baseline.json`` already there. An invocation is logged
+    when it starts training (``trained=None``: ``finished`` false, which a stopped invocation
+    keeps) and again, at the same ``index``, when it ends; returns the entry's index."""
     from scaling.study.provenance import atomic_write_json
 
     path = out / "runs.provenance.json"
@@ -297,9 +302,15 @@ def log_invocation(out: Path, prov: Any, trained: int, reused: int, dropped: int
     else:
         invocations = []
     now = prov.record()
-    invocations.append({**{k: now.get(k) for k in keys}, "trained_runs": trained,
-                        "reused_runs": reused, "dropped_runs": dropped, "search": search})
+    entry = {**{k: now.get(k) for k in keys}, "trained_runs": trained, "reused_runs": reused,
+             "dropped_runs": dropped, "search": search, "finished": trained is not None}
+    if index is None:
+        invocations.append(entry)
+        index = len(invocations) - 1
+    else:
+        invocations[index] = entry
     atomic_write_json(path, {**prov.record(), "result": "runs.csv", "invocations": invocations})
+    return index
 
 
 def main(argv: list[str] | None = None) -> int:

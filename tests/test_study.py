@@ -251,3 +251,18 @@ def test_train_all_groups_a_specs_missing_seeds_into_one_task(tmp_path, monkeypa
         assert sorted(seeds for _, seeds in calls) == sorted(expect)
         assert len(store.rows) == 6
         assert store.get(b, 2, proto)["val_acc"] == pytest.approx(0.7)
+
+
+def test_an_invocation_is_logged_when_it_starts_and_completed_when_it_ends(tmp_path):
+    """A study stopped mid-way (a device call's time limit) keeps the record of the invocation
+    that trained its rows, marked unfinished; a finished one replaces its own start record."""
+    from scaling.study.provenance import Provenance
+
+    prov = Provenance(seeds=(0,), device="cpu", preset="tiny")
+    stopped = run_study.log_invocation(tmp_path, prov, None, 0)
+    started = run_study.log_invocation(tmp_path, prov, None, 5, search="reused")
+    assert run_study.log_invocation(tmp_path, prov, 7, 5, dropped=1, search="reused",
+                                    index=started) == started == stopped + 1
+    log = json.loads((tmp_path / "runs.provenance.json").read_text())["invocations"]
+    assert [(e["finished"], e["trained_runs"], e["reused_runs"]) for e in log] == [
+        (False, None, 0), (True, 7, 5)]
