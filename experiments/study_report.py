@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from experiments.study_plan import SEARCHED, StudyPreset
+from experiments.study_plan import COMPOUND_FAMILIES, SEARCHED, StudyPreset
 
 
 def stats(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
@@ -43,8 +43,10 @@ def pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
 
-def growth_findings(fam: pd.DataFrame) -> tuple[list[str], int]:
-    """Per family: the largest point's test top-1 minus the smallest's, in seed std."""
+def growth_findings(fam: pd.DataFrame, winner: tuple[float, float, float]
+                    ) -> tuple[list[str], int]:
+    """Per family: the largest point's test top-1 minus the smallest's, in seed std; the scaling
+    column names the rule of compound-scaled families (the grid's winner for the searched one)."""
     lines, holds = [], 0
     for family, g in fam.groupby("family", sort=False):
         g = g.sort_values("target")
@@ -53,12 +55,14 @@ def growth_findings(fam: pd.DataFrame) -> tuple[list[str], int]:
         diff = hi.test - lo.test
         ok = noise > 0 and diff > 3 * noise
         holds += ok
+        rule = winner if family == SEARCHED else COMPOUND_FAMILIES.get(family)
+        scaling = hi.method + (" ({:g}, {:g}, {:g})".format(*rule) if rule else "")
         mult = f"{diff / noise:.1f}x the seed std" if noise > 0 else "no seed noise estimate"
-        lines.append(f"| {family} | {lo.macs / 1e6:.2f}M: {pct(lo.test)} +- {pct(lo.test_std)} | "
-                     f"{hi.macs / 1e6:.2f}M: {pct(hi.test)} +- {pct(hi.test_std)} | "
-                     f"{100 * diff:+.2f} ({mult}) | {'yes' if ok else 'no'} |")
-    head = ["| family | smallest point: test top-1 (%) | largest point | difference (pts) | "
-            "> 3 seed std |", "|---|---|---|---|---|"]
+        lines.append(f"| {family} | {scaling} | {lo.macs / 1e6:.2f}M: {pct(lo.test)} +- "
+                     f"{pct(lo.test_std)} | {hi.macs / 1e6:.2f}M: {pct(hi.test)} +- "
+                     f"{pct(hi.test_std)} | {100 * diff:+.2f} ({mult}) | {'yes' if ok else 'no'} |")
+    head = ["| family | scaling (alpha, beta, gamma) | smallest point: test top-1 (%) | "
+            "largest point | difference (pts) | > 3 seed std |", "|---|---|---|---|---|---|"]
     return head + lines, holds
 
 
@@ -195,7 +199,7 @@ def write_report(out: Path, preset_name: str, preset: StudyPreset,
     fam = stats(dfs["family"], ["family", "method", "ratio"])
     single = stats(dfs["single"], ["family", "method", "ratio"])
     figures = plot(fam, single, out, preset_name)
-    growth, holds = growth_findings(fam)
+    growth, holds = growth_findings(fam, tuple(plan["winner"]))
     errs = pd.concat([dfs["family"], dfs["single"]])
     worst = errs.assign(excess=errs.mac_error.abs() - errs.mac_tol).sort_values("excess").iloc[-1]
     p = preset.protocol
