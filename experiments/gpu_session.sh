@@ -5,7 +5,9 @@
 #   3. python -m scaling.bench gpu: plain loop, trainer, search trials, concurrent workers (issue 13);
 #   4. the recipe sweep's GPU preset (issue 17), when its script exists;
 #   5. the study's full preset (issue 16), into results/full, packed as $OUT/full.tgz
-#      (complete or not: the study resumes row by row from the unpacked folder).
+#      (complete or not: the study resumes row by row from the unpacked folder). It needs more
+#      than one 10-minute call: unpack full.tgz into the checkout (tar xzf) and call PARTS=study
+#      again on the still-warm machine; results/full travels with the working tree.
 # Usage, in the repository root of a machine with a GPU:
 #   SCALING_GIT_COMMIT=$(git rev-parse HEAD) OUT=some/folder bash experiments/gpu_session.sh
 # On a machine without internet, carry the missing wheels in .whl/ and the Fashion-MNIST IDX files
@@ -43,6 +45,10 @@ if [ -d .gpudata/fashion-mnist ] && [ ! -d /usr/share/datasets/fashion-mnist ]; 
     mkdir -p /usr/share/datasets && cp -r .gpudata/fashion-mnist /usr/share/datasets/
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+if command -v nvidia-smi > /dev/null; then  # GPU busy % and memory every 10 s, for sizing
+    (nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader -l 10 \
+        > "$OUT/gpu_util.csv" 2>&1 &)
+fi
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
 torch.cuda.get_device_name() if torch.cuda.is_available() else '')"
 
