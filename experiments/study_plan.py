@@ -104,14 +104,18 @@ PRESETS: dict[str, StudyPreset] = {
         search={**_SEARCH, "trials": 20, "startup_trials": 8, "subset": 4000, "val_size": 2000,
                 "epochs": 2.0, "batch_size": 64, "lr": 0.05, "workers": 2, "threads": 1},
         base_macs=1_000_000, points=4),
-    # one H100 lease (15 minutes of device time, the machine's start included): all 55,000
-    # training images x 3 epochs at batch 512 (322 SGD steps), lr 0.4 (medium's 0.05 per 64
-    # images, scaled linearly). At 28x28 these nets are launch-bound on the GPU (~25 ms a step
-    # at batch 256 whatever the width, results/bench/gpu-h100): a run costs its steps, so the
-    # GPU protocol takes big batches. 175 runs (22 grid candidates; 51 specs x 3 seeds) on 12
-    # processes, a spec's seeds in one process (they share its cuDNN plans); a 20-trial search
+    # one H100: all 55,000 training images x 3 epochs at batch 512 (322 SGD steps), lr 0.1.
+    # At 28x28 these nets are launch-bound on the GPU (~25 ms a step at batch 256 whatever the
+    # width, results/bench/gpu-h100): a run costs its steps more than its images, so the GPU
+    # protocol takes big batches. lr 0.4 (medium's per-image rate) and 0.2 left MobileNetV2's
+    # seeds 2-5 points apart (one diverged); at 0.1 it grows 3.1 points at 7.3 seed std
+    # (results/protocol_length/README.md). 158 runs (12 distinct grid candidates; 49 specs x 3
+    # seeds) on 12 processes, a spec's seeds in one process (they share its cuDNN plans), after
+    # a 20-trial search (51 s). The first lease got through the search, the grid and 63 runs in
+    # 500 s with the GPU 96-99% busy; the other 83 runs (a third of the MACs) need an estimated
+    # 4-7 minutes more: two 10-minute device calls, resumed (results/full/README.md)
     "full": StudyPreset(
-        protocol=Protocol(val_size=5000, subset=None, epochs=3, batch_size=512, lr=0.4,
+        protocol=Protocol(val_size=5000, subset=None, epochs=3, batch_size=512, lr=0.1,
                           test_size=None, seeds=(0, 1, 2), points=4),
         search={**_SEARCH, "trials": 20, "startup_trials": 8, "subset": 10_000,
                 "val_size": 5000, "epochs": 2.0, "batch_size": 256, "lr": 0.2, "workers": 6},
