@@ -111,9 +111,10 @@ PRESETS: dict[str, StudyPreset] = {
     # seeds 2-5 points apart (one diverged); at 0.1 it grows 3.1 points at 7.3 seed std
     # (results/protocol_length/README.md). 158 runs (12 distinct grid candidates; 49 specs x 3
     # seeds) on 12 processes, a spec's seeds in one process (they share its cuDNN plans), after
-    # a 20-trial search (51 s). The first lease got through the search, the grid and 63 runs in
-    # 500 s with the GPU 96-99% busy; the other 83 runs (a third of the MACs) need an estimated
-    # 4-7 minutes more: two 10-minute device calls, resumed (results/full/README.md)
+    # a 20-trial search (51 s). The first lease (at lr 0.4) got through the search, the grid and
+    # 63 runs in 500 s with the GPU 96-99% busy: the whole preset needs an estimated 12-15
+    # minutes of one H100, 11-14 without the search that results/full keeps, so two device
+    # calls on one warm machine, the second resuming the first (results/full/README.md)
     "full": StudyPreset(
         protocol=Protocol(val_size=5000, subset=None, epochs=3, batch_size=512, lr=0.1,
                           test_size=None, seeds=(0, 1, 2), points=4),
