@@ -240,7 +240,11 @@ def train_eval(spec, cache: DataCache, seed: int, device: str = "auto",
     t0 = time.perf_counter()
     res = train(spec, data, seed=seed, device=device, threads=threads, progress=False,
                 **cache.proto.train_kwargs())
-    test = evaluate(res.model, data, split="test") if res.status == "ok" else float("nan")
+    test = float("nan")
+    if res.status == "ok":  # on CUDA at the one batch shape the trainer used (no new cuDNN plans)
+        on_gpu = str(res.device).startswith("cuda")
+        test = evaluate(res.model, data, split="test", one_shape=on_gpu,
+                        batch_size=cache.proto.batch_size if on_gpu else 256)
     return {"val_acc": res.final_val_top1 if res.final_val_top1 is not None else float("nan"),
             "test_acc": test, "status": res.status, "train_seconds": round(res.train_time, 2),
             "wall_seconds": round(time.perf_counter() - t0, 2), "device": res.device}

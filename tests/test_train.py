@@ -398,3 +398,19 @@ def test_before_train_sees_the_model_and_changes_nothing():
 def test_budgets_must_be_finite_and_positive(field, value):
     with pytest.raises(ValueError, match=rf"{field}=.* is not allowed; expected None or a finite"):
         TrainConfig(**{field: value})
+
+
+def test_evaluate_one_shape_pads_the_last_batch_and_keeps_the_accuracy():
+    """``one_shape``: every forward pass at ``batch_size`` (the last batch padded, its padding
+    dropped), with the same top-1 as plain batching."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(),
+                                torch.nn.Linear(4 * 6 * 6, 10))
+    shapes: list[int] = []
+    model[0].register_forward_hook(lambda m, i, o: shapes.append(i[0].shape[0]))
+    x, y = torch.randn(70, 1, 8, 8), torch.randint(0, 10, (70,))
+    plain = evaluate(model, x, y, batch_size=32)
+    assert shapes == [32, 32, 6]
+    shapes.clear()
+    assert evaluate(model, x, y, batch_size=32, one_shape=True) == plain
+    assert shapes == [32, 32, 32]

@@ -113,9 +113,12 @@ def lr_at(progress: float, base_lr: float, warmup: float) -> float:
 
 
 def evaluate(model: nn.Module, data: ImageData | torch.Tensor, y: torch.Tensor | None = None, *,
-             split: str = "test", batch_size: int = 256, progress: bool | None = False) -> float:
+             split: str = "test", batch_size: int = 256, progress: bool | None = False,
+             one_shape: bool = False) -> float:
     """Top-1 accuracy in eval mode under ``torch.inference_mode``, on the model's device (AMP as
-    ``amp='auto'`` on CUDA).
+    ``amp='auto'`` on CUDA). ``one_shape``: the last, shorter batch is padded to ``batch_size``
+    (its padding dropped), so a net trained at ``batch_size`` meets no new shape (on CUDA each new
+    shape costs a cuDNN plan per layer, ``TrainConfig.one_shape``).
 
     Either ``evaluate(model, data, split='test'|'val')`` with an :class:`ImageData` (normalised
     like training), or ``evaluate(model, x, y)`` with an already-normalised float batch tensor.
@@ -136,7 +139,7 @@ def evaluate(model: nn.Module, data: ImageData | torch.Tensor, y: torch.Tensor |
     bar = progress_bar(progress, len(loader), unit="batch", desc=f"{split} top-1")
     try:
         return evaluate_loader(model, loader, tf, dev, amp_dtype("auto", dev), has_conv(model),
-                               bar)[0]
+                               bar, pad_to=batch_size if one_shape else None)[0]
     finally:
         if bar is not None:
             bar.close()
