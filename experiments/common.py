@@ -266,9 +266,9 @@ def train_seeds(spec, proto: Protocol, seeds: Sequence[int], device: str,
     """:func:`train_task` for each of ``seeds`` in turn, in one process: on CUDA, cuDNN builds
     an execution plan for every new layer shape once per process (seconds per new net,
     ``results/bench/profile-h100``), so a spec's seeds share the plans of its first run."""
-    outs = [train_task(spec, proto, seed, device, threads) for seed in seeds]
     import torch
 
+    outs = [train_task(spec, proto, seed, device, threads) for seed in seeds]
     if torch.cuda.is_available():  # hand the cached blocks back to the processes beside this one
         torch.cuda.empty_cache()
     return outs

@@ -246,11 +246,10 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
     group = resolve_device(device).type == "cuda"  # a spec's seeds share its cuDNN plans
     if not plan_only:
         train_all(grid, proto.seeds[:1], preset, store, device, threads, jobs, log, group)
-    try:
-        grid_rows = joined(grid, proto.seeds[:1], store, proto.key())
-    except KeyError:
+    elif any(RunStore.key(e["spec"], proto.seeds[0], proto.key()) not in store.rows for e in grid):
         raise ValueError(f"plan_only needs the grid's runs under protocol {proto.key()} in "
-                         f"{store.path}; some are missing: run the study first") from None
+                         f"{store.path}; some are missing: run the study first")
+    grid_rows = joined(grid, proto.seeds[:1], store, proto.key())
     grid_rows.sort(key=lambda r: (-r["val_acc"], r["macs"]))
     winner = (grid_rows[0]["alpha"], grid_rows[0]["beta"], grid_rows[0]["gamma"])
     log(f"grid winner: alpha={winner[0]:g} beta={winner[1]:g} gamma={winner[2]:g}")

@@ -266,3 +266,17 @@ def test_an_invocation_is_logged_when_it_starts_and_completed_when_it_ends(tmp_p
     log = json.loads((tmp_path / "runs.provenance.json").read_text())["invocations"]
     assert [(e["finished"], e["trained_runs"], e["reused_runs"]) for e in log] == [
         (False, None, 0), (True, 7, 5)]
+
+
+def test_plan_only_says_what_it_needs(tmp_path):
+    """``--plan-only`` trains nothing: without the search's result, or without the grid's runs,
+    it stops with a message that names the missing file or protocol."""
+    with pytest.raises(ValueError, match="search/baseline.json"):
+        run_study.run("tiny", tmp_path, device="cpu", plan_only=True, log=lambda _: None)
+    (tmp_path / "search").mkdir()
+    spec = study_plan.root_spec("MobileNetV2").to_dict()
+    (tmp_path / "search" / "baseline.json").write_text(json.dumps({"spec": spec}))
+    key = study_plan.PRESETS["tiny"].protocol.key()
+    with pytest.raises(ValueError, match=f"grid's runs under protocol {key}"):
+        run_study.run("tiny", tmp_path, device="cpu", plan_only=True, log=lambda _: None)
+    assert not (tmp_path / "runs.provenance.json").exists()  # a plan-only call logs no training
