@@ -234,17 +234,21 @@ class DataCache:
 def train_eval(spec, cache: DataCache, seed: int, device: str = "auto",
                threads: int | None = None) -> dict[str, Any]:
     """Train ``spec`` under the protocol with ``seed``; val (held out) and test top-1."""
+    import torch
+
     from scaling.train import evaluate, train
+    from scaling.train.common import uses_one_shape
 
     data = cache.get(spec.resolution)
     t0 = time.perf_counter()
     res = train(spec, data, seed=seed, device=device, threads=threads, progress=False,
                 **cache.proto.train_kwargs())
     test = float("nan")
-    if res.status == "ok":  # on CUDA at the one batch shape the trainer used (no new cuDNN plans)
-        on_gpu = str(res.device).startswith("cuda")
-        test = evaluate(res.model, data, split="test", one_shape=on_gpu,
-                        batch_size=cache.proto.batch_size if on_gpu else 256)
+    if res.status == "ok":  # at the one batch shape the trainer used, where it used one (CUDA)
+        cfg = res.config
+        one = uses_one_shape(cfg["one_shape"], torch.device(res.device))
+        test = evaluate(res.model, data, split="test",
+                        **({"batch_size": cfg["batch_size"], "one_shape": True} if one else {}))
     return {"val_acc": res.final_val_top1 if res.final_val_top1 is not None else float("nan"),
             "test_acc": test, "status": res.status, "train_seconds": round(res.train_time, 2),
             "wall_seconds": round(time.perf_counter() - t0, 2), "device": res.device}

@@ -116,11 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     csv_path = args.out / f"{args.name}.csv"
     rows: list[dict[str, Any]] = []
+    over = {k: v for k, v in (("subset", args.subset), ("batch_size", args.batch_size),
+                              ("lr", args.lr)) if v}
+    p = dataclasses.replace(preset.protocol, seeds=tuple(args.seeds), **over)
     for epochs in args.epochs:
-        over = {k: v for k, v in (("subset", args.subset), ("batch_size", args.batch_size),
-                                  ("lr", args.lr)) if v}
-        proto = dataclasses.replace(preset.protocol, epochs=epochs, seeds=tuple(args.seeds),
-                                    **over)
+        proto = dataclasses.replace(p, epochs=epochs)
         outs = run_models(models, proto, device=args.device, threads=1, jobs=args.jobs)
         tasks = [(m, seed) for m in models for seed in proto.seeds]
         for (m, seed), res in zip(tasks, outs):
@@ -131,7 +131,6 @@ def main(argv: list[str] | None = None) -> int:
                          "protocol": proto.key(), **res})
         atomic_write_text(csv_path, pd.DataFrame(rows).to_csv(index=False))
     summary, text = summarise(pd.DataFrame(rows))
-    p = dataclasses.replace(preset.protocol, **over)
     md = (f"# Protocol length: does accuracy grow with MACs? ({args.name})\n\n"
           f"Smallest and largest family point of `{repo_relative(args.plan)}`, trained by "
           f"the `{args.preset}` protocol ({p.subset or 'all'} images, batch {p.batch_size}, lr "
