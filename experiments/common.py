@@ -55,13 +55,15 @@ class Protocol:
     base_macs: int | None = None
     points: int = 4
     recipe: tuple[tuple[str, Any], ...] = ()
+    zero_init_last: bool = False
 
     def key(self) -> str:
         """A short hash of everything that changes a trained result (not the device); without a
-        searched ``recipe`` the key is what it was before recipes existed."""
+        searched ``recipe`` and ``zero_init_last`` the key is what it was before they existed."""
         fields = dataclasses.asdict(self)
-        if not fields["recipe"]:
-            del fields["recipe"]
+        for name in ("recipe", "zero_init_last"):
+            if not fields[name]:
+                del fields[name]
         blob = json.dumps(fields, sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
@@ -71,7 +73,7 @@ class Protocol:
         from scaling.search.evaluators import recipe_kwargs
 
         return {"epochs": self.epochs, "augment": self.augment,
-                **recipe_kwargs(self, dict(self.recipe))}
+                "zero_init_last": self.zero_init_last, **recipe_kwargs(self, dict(self.recipe))}
 
 
 #: ``tiny``: the reproducibility test (seconds); ``quick``: the CPU study committed in results/

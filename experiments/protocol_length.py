@@ -6,8 +6,10 @@ the preset's protocol at several epoch counts, every seed; one row per run. The 
 per family and epoch count, the largest point's test accuracy over the smallest's and that
 difference in seed standard deviations (the larger of the two points' std), the criterion of
 issue 16 ("the largest beats the smallest by more than 3 seed std"). ``--subset``,
-``--batch-size``, ``--lr`` and ``--drop-path`` change the protocol (or, for drop-path, every spec)
-to test what else decides it; ``results/protocol_length/README.md`` compares the runs.
+``--batch-size``, ``--lr``, ``--zero-init-last`` and ``--drop-path`` change the protocol (or, for
+drop-path, every spec) to test what else decides it; ``--single METHOD`` takes the base and the
+largest point of the single-dimension experiment's METHOD instead of the family end points.
+``results/protocol_length/README.md`` compares the runs.
 
     python experiments/protocol_length.py --preset medium --families EfficientNet-B0 \\
         MobileNetV3-S --epochs 2 4 --seeds 0 1 --jobs 2
@@ -43,6 +45,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, help="instead of the preset's learning rate")
     p.add_argument("--drop-path", type=float, help="train every model with this drop-path rate "
                    "instead of its spec's (EfficientNet's 0.2 is the only non-zero one)")
+    p.add_argument("--zero-init-last", action="store_true", help="start every residual block "
+                   "as the identity (scaling.nn.init_weights)")
+    p.add_argument("--single", choices=("depth", "width", "resolution", "compound"),
+                   help="the single-dimension experiment's base and largest point of this "
+                   "method, for the --families that have one, instead of the family end points")
     p.add_argument("--name", help="result file name (default: the preset)")
     p.add_argument("--out", type=Path, default=ROOT / "results" / "protocol_length")
     args = p.parse_args(argv)
@@ -56,14 +63,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def end_points(plan: dict[str, Any], family: str) -> list[dict[str, Any]]:
-    """The smallest and largest point of ``family`` in the plan's family comparison."""
-    points = sorted((m for m in plan["models"]
-                     if m["experiment"] == "family" and m["family"] == family),
-                    key=lambda m: m["ratio"])
+def end_points(plan: dict[str, Any], family: str, single: str | None = None
+               ) -> list[dict[str, Any]]:
+    """The smallest and largest point of ``family`` in the plan's family comparison, or (single:
+    a method) the base and the largest point of that method in the single-dimension experiment."""
+    if single is None:
+        points = [m for m in plan["models"]
+                  if m["experiment"] == "family" and m["family"] == family]
+    else:
+        points = [m for m in plan["models"] if m["experiment"] == "single"
+                  and m["family"] == family and m["method"] in ("base", single)]
+    points.sort(key=lambda m: m["ratio"])
     if len(points) < 2:
-        known = sorted({m["family"] for m in plan["models"] if m["experiment"] == "family"})
-        raise ValueError(f"family={family!r} has {len(points)} points in the plan; expected one "
+        what = "family" if single is None else "single"
+        known = sorted({m["family"] for m in plan["models"] if m["experiment"] == what})
+        raise ValueError(f"family={family!r} has {len(points)} points in the plan's {what!r} "
+                         f"experiment{'' if single is None else f' ({single})'}; expected one "
                          f"of {known}")
     return [points[0], points[-1]]
 
@@ -110,15 +125,18 @@ def main(argv: list[str] | None = None) -> int:
     plan = json.loads(args.plan.read_text())
     preset = PRESETS[args.preset]
     prov = Provenance(seeds=args.seeds, device=args.device, preset=args.preset)
-    models = [{"family": f, "ratio": m["ratio"], "macs": m["macs"],
+    suffix = "" if args.single is None else f" ({args.single})"
+    models = [{"family": f + suffix, "ratio": m["ratio"], "macs": m["macs"],
                "spec": with_drop_path(NetworkSpec.from_dict(m["spec"]), args.drop_path)}
-              for f in args.families for m in end_points(plan, f)]
+              for f in args.families for m in end_points(plan, f, args.single)]
     args.out.mkdir(parents=True, exist_ok=True)
     csv_path = args.out / f"{args.name}.csv"
     rows: list[dict[str, Any]] = []
     over = {k: v for k, v in (("subset", args.subset), ("batch_size", args.batch_size),
                               ("lr", args.lr)) if v}
-    p = dataclasses.replace(preset.protocol, seeds=tuple(args.seeds), **over)
+    p = dataclasses.replace(preset.protocol, seeds=tuple(args.seeds),
+                            zero_init_last=args.zero_init_last or preset.protocol.zero_init_last,
+                            **over)
     for epochs in args.epochs:
         proto = dataclasses.replace(p, epochs=epochs)
         outs = run_models(models, proto, device=args.device, threads=1, jobs=args.jobs)
@@ -127,14 +145,16 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"family": m["family"], "ratio": m["ratio"], "macs": m["macs"],
                          "epochs": epochs, "subset": proto.subset,
                          "batch_size": proto.batch_size, "lr": proto.lr,
-                         "drop_path": m["spec"].drop_path_rate, "seed": seed,
+                         "drop_path": m["spec"].drop_path_rate,
+                         "zero_init_last": proto.zero_init_last, "seed": seed,
                          "protocol": proto.key(), **res})
         atomic_write_text(csv_path, pd.DataFrame(rows).to_csv(index=False))
     summary, text = summarise(pd.DataFrame(rows))
     md = (f"# Protocol length: does accuracy grow with MACs? ({args.name})\n\n"
           f"Smallest and largest family point of `{repo_relative(args.plan)}`, trained by "
           f"the `{args.preset}` protocol ({p.subset or 'all'} images, batch {p.batch_size}, lr "
-          f"{p.lr}{'' if args.drop_path is None else f', drop-path rate {args.drop_path:g}'}) "
+          f"{p.lr}{'' if args.drop_path is None else f', drop-path rate {args.drop_path:g}'}"
+          f"{', residual blocks start as identity' if p.zero_init_last else ''}) "
           f"at each epoch count, seeds {args.seeds}; test top-1 on "
           f"{p.test_size or 10000} test images, mean +- std over seeds. Gap / seed std: the "
           "difference of means over the larger of the two stds (issue 16 asks for > 3).\n\n"

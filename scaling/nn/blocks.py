@@ -84,6 +84,11 @@ class Block(nn.Module):
         p = self.geometry.drop_path if self.geometry.residual else 0.0
         return DropPath(p) if p > 0 else nn.Identity()
 
+    def last_norm(self) -> nn.Module | None:
+        """The norm that ends the residual branch (its output is added to the shortcut), or None
+        where the block adds no shortcut; zeroing its weight makes the block start as identity."""
+        return None
+
     # -- forward ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.with_cp and x.requires_grad and torch.is_grad_enabled():
@@ -134,6 +139,9 @@ class _ResidualBlock(Block):
                    self._norm(g.out_channels)[1]]
         return nn.Sequential(*layers)
 
+    def last_norm(self) -> nn.Module | None:
+        return getattr(self, self._last_norm_name) if self.geometry.residual else None
+
     def _merge(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if self.geometry.residual:
             identity = x if self.downsample is None else self.downsample(x)
@@ -154,7 +162,7 @@ class BasicBlock(_ResidualBlock):
         self.norm1_name = self._add_norm(g.mid_channels, 1)
         self.act1 = self._act_layer()
         self.conv2 = self._conv(g.mid_channels, g.out_channels, k)
-        self.norm2_name = self._add_norm(g.out_channels, 2)
+        self.norm2_name = self._last_norm_name = self._add_norm(g.out_channels, 2)
         self.downsample = self._shortcut(stage)
         self.drop_path = self._drop_path()
         self.act2 = self._act_layer()
@@ -185,7 +193,7 @@ class Bottleneck(_ResidualBlock):
         self.act2 = self._act_layer()
         self.se = self._se(stage, g.mid_channels) if stage.se is not None else None
         self.conv3 = self._conv(g.mid_channels, g.out_channels, 1)
-        self.norm3_name = self._add_norm(g.out_channels, 3)
+        self.norm3_name = self._last_norm_name = self._add_norm(g.out_channels, 3)
         self.downsample = self._shortcut(stage)
         self.drop_path = self._drop_path()
         self.act3 = self._act_layer()
@@ -213,6 +221,12 @@ class _SequentialBlock(Block):
     def _set_block(self, layers: dict[str, nn.Module]) -> None:
         self.roles = tuple(layers)
         self.block = nn.Sequential(*layers.values())
+
+    def last_norm(self) -> nn.Module | None:
+        if not self.geometry.residual:
+            return None
+        last = next(m for m in reversed(self.block) if isinstance(m, ConvNormAct))
+        return last[1]
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.block(x)
@@ -294,6 +308,9 @@ class ShuffleV1Block(Block):
         self.avgpool = nn.AvgPool2d(3, 2, 1) if g.stride == 2 else None
         self.drop_path = self._drop_path()
         self.act = self._act_layer()
+
+    def last_norm(self) -> nn.Module | None:
+        return self.conv1_2[1] if self.avgpool is None else None
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1_1(x)

@@ -42,7 +42,7 @@ from torch.nn.modules.batchnorm import _NormBase
 
 from scaling.ir import NetworkSpec
 from scaling.ir.base import is_int
-from scaling.nn.blocks import build_block, inplace
+from scaling.nn.blocks import Block, build_block, inplace
 from scaling.nn.layers import ConvNormAct, build_activation_layer, norm_cfg
 
 __all__ = ["FeatureNet", "ScalingNet", "build_model", "init_weights"]
@@ -113,7 +113,8 @@ class ScalingNet(nn.Module):
 
     def __init__(self, spec: NetworkSpec, num_classes: int | None = None,
                  out_indices: Iterable[int] | None = None, frozen_stages: int = -1,
-                 norm_eval: bool = False, with_cp: bool = False) -> None:
+                 norm_eval: bool = False, with_cp: bool = False,
+                 zero_init_last: bool = False) -> None:
         super().__init__()
         if not isinstance(spec, NetworkSpec):
             raise TypeError(f"spec must be a NetworkSpec, got {type(spec).__name__}")
@@ -152,7 +153,7 @@ class ScalingNet(nn.Module):
         if self.out_indices is None:
             self.head = Head(spec, spec.stages[-1].out_channels, num_classes)
         self.feature_info = _feature_info(spec, self.out_indices)
-        init_weights(self)
+        init_weights(self, zero_init_last)
         inplace(self)
         self._freeze_stages()
 
@@ -256,10 +257,12 @@ class FeatureNet(ScalingNet):
     in that order); no head. ``feature_info`` describes them (timm's ``features_only``)."""
 
     def __init__(self, spec: NetworkSpec, out_indices: Iterable[int] | None = None,
-                 frozen_stages: int = -1, norm_eval: bool = False, with_cp: bool = False) -> None:
+                 frozen_stages: int = -1, norm_eval: bool = False, with_cp: bool = False,
+                 zero_init_last: bool = False) -> None:
         if out_indices is None:
             out_indices = range(len(spec.stages)) if isinstance(spec, NetworkSpec) else ()
-        super().__init__(spec, 0, out_indices, frozen_stages, norm_eval, with_cp)
+        super().__init__(spec, 0, out_indices, frozen_stages, norm_eval, with_cp,
+                         zero_init_last)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
         self.check_input(x)
@@ -303,9 +306,17 @@ def _check_out_indices(out_indices: Iterable[int] | None, n: int) -> tuple[int, 
     return idx
 
 
-def init_weights(model: nn.Module) -> None:
+def init_weights(model: nn.Module, zero_init_last: bool = False) -> None:
     """torchvision's init (EfficientNet/MobileNet): kaiming_normal fan_out convs, zero biases,
-    unit norms, normal(0, 0.01) linears."""
+    unit norms, normal(0, 0.01) linears.
+
+    zero_init_last: zero the weight of the norm that ends each residual branch
+    (:meth:`Block.last_norm`), so every block starts as the identity: Goyal et al. 2017, Sec. 5.1;
+    torchvision's ``zero_init_residual``, timm's ``zero_init_last``. Blocks without a shortcut
+    add (ShuffleNetV2, strided MBConv) keep unit norms. No random numbers are drawn for it.
+    """
+    if not isinstance(zero_init_last, bool):
+        raise TypeError(f"zero_init_last must be a bool, got {type(zero_init_last).__name__}")
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -319,11 +330,17 @@ def init_weights(model: nn.Module) -> None:
         elif isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, 0.0, 0.01)
             nn.init.zeros_(m.bias)
+    if zero_init_last:
+        for m in model.modules():
+            norm = m.last_norm() if isinstance(m, Block) else None
+            if norm is not None and getattr(norm, "weight", None) is not None:
+                nn.init.zeros_(norm.weight)
 
 
 def build_model(spec: NetworkSpec | dict, num_classes: int | None = None,
                 out_indices: Iterable[int] | None = None, frozen_stages: int = -1,
-                norm_eval: bool = False, with_cp: bool = False) -> ScalingNet | FeatureNet:
+                norm_eval: bool = False, with_cp: bool = False,
+                zero_init_last: bool = False) -> ScalingNet | FeatureNet:
     """Build the network of ``spec`` (a NetworkSpec or its dict).
 
     num_classes: None -> ``spec.num_classes``; 0 -> no classifier, forward returns the pooled
@@ -332,9 +349,11 @@ def build_model(spec: NetworkSpec | dict, num_classes: int | None = None,
     stem and stages[0..k-1] are frozen (eval mode, no grad), also across ``.train()``. norm_eval:
     norm layers stay in eval mode in ``.train()``. with_cp: gradient checkpointing per block.
     Block i of N (over all stages) gets drop-path rate ``spec.drop_path_rate * i / N``.
+    zero_init_last: each residual branch's last norm starts at zero (:func:`init_weights`).
     """
     if isinstance(spec, dict):
         spec = NetworkSpec.from_dict(spec)
     if out_indices is not None:
-        return FeatureNet(spec, out_indices, frozen_stages, norm_eval, with_cp)
-    return ScalingNet(spec, num_classes, None, frozen_stages, norm_eval, with_cp)
+        return FeatureNet(spec, out_indices, frozen_stages, norm_eval, with_cp, zero_init_last)
+    return ScalingNet(spec, num_classes, None, frozen_stages, norm_eval, with_cp,
+                      zero_init_last)

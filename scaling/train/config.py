@@ -70,6 +70,9 @@ class TrainConfig:
     warmup: float = field(default=0.05, metadata=_opt(
         "linear warm-up, as a fraction of the budget"))
     label_smoothing: float = field(default=0.1, metadata=_opt("label smoothing, in [0, 1)"))
+    zero_init_last: bool = field(default=False, metadata=_opt(
+        "start every residual block as the identity, its branch's last norm weight at zero "
+        "(Goyal et al. 2017; for a model built here from a spec)"))
     seed: int = field(default=0, metadata=_opt("seed of initialisation, order, augmentation"))
     device: str = field(default="auto", metadata=_opt(
         "auto (CUDA when available), cpu, cuda or cuda:N"))
@@ -130,8 +133,9 @@ class TrainConfig:
             if getattr(self, name) not in ("auto", True, False):
                 raise ValueError(f"{name}={getattr(self, name)!r} is not allowed; expected "
                                  "'auto', True or False")
-        if not isinstance(self.compile, bool):
-            raise TypeError(f"compile must be a bool, got {self.compile!r}")
+        for name in ("compile", "zero_init_last"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if not isinstance(self.amp, (str, bool, type(None))) or self.amp not in AMP_MODES:
             raise ValueError(f"amp={self.amp!r} is not allowed; expected one of {AMP_MODES}")
 

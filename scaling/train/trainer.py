@@ -81,8 +81,12 @@ from scaling.train.common import (
 __all__ = ["TrainConfig", "TrainResult", "evaluate", "pruning_callback", "train"]
 
 
-def _as_model(spec_or_model: Any, data: ImageData) -> nn.Module:
+def _as_model(spec_or_model: Any, data: ImageData, zero_init_last: bool = False) -> nn.Module:
     if isinstance(spec_or_model, nn.Module):
+        if zero_init_last:
+            raise ValueError("zero_init_last=True applies to a net that train builds from a "
+                             "NetworkSpec; for a given nn.Module, call scaling.nn.init_weights("
+                             "model, zero_init_last=True) before train")
         return spec_or_model
     from scaling.ir import NetworkSpec
 
@@ -99,7 +103,7 @@ def _as_model(spec_or_model: Any, data: ImageData) -> nn.Module:
                          f"{data.resolution}; load it with resolution={spec.resolution}")
     from scaling.nn.build import build_model
 
-    return build_model(spec, num_classes=data.num_classes)
+    return build_model(spec, num_classes=data.num_classes, zero_init_last=zero_init_last)
 
 
 def train(spec_or_model: Any, data: ImageData, config: TrainConfig | None = None, *,
@@ -139,7 +143,7 @@ def train(spec_or_model: Any, data: ImageData, config: TrainConfig | None = None
         torch.set_num_threads(cfg.threads)
     try:
         seed_everything(cfg.seed)
-        model = _as_model(spec_or_model, data).to(dev)
+        model = _as_model(spec_or_model, data, cfg.zero_init_last).to(dev)
         if before_train is not None:
             with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
                 before_train(model)

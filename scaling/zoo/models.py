@@ -34,7 +34,7 @@ from scaling.zoo.families import Factory, all_models
 
 GENERIC = ("num_classes", "in_chans", "resolution", "norm", "activation", "drop_path_rate",
            "dropout", "small_input", "stem_stride", "stem_pool")
-BUILD_KWARGS = ("out_indices", "frozen_stages", "norm_eval", "with_cp")
+BUILD_KWARGS = ("out_indices", "frozen_stages", "norm_eval", "with_cp", "zero_init_last")
 #: factory parameters that select the model and are not offered as overrides
 _HIDDEN = ("table", "variant", "params")
 
@@ -170,7 +170,8 @@ def create_model(name_or_spec: str | NetworkSpec | dict,
                  pretrained: bool | str | os.PathLike = False, features_only: bool = False,
                  **overrides: Any):
     """Build a model from a zoo name, a timm alias or a spec (dict accepted), with overrides, the
-    builder's ``out_indices``/``frozen_stages``/``norm_eval``/``with_cp`` and timm's arguments:
+    builder's ``out_indices``/``frozen_stages``/``norm_eval``/``with_cp``/``zero_init_last``
+    and timm's arguments:
 
     - ``features_only=True``: a :class:`~scaling.nn.build.FeatureNet` returning the
       ``out_indices`` stages' feature maps (default: every stage), with ``feature_info``;
