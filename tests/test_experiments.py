@@ -119,8 +119,9 @@ def test_protocol_key_tracks_every_setting():
     assert quick.key() == Protocol(**quick.__dict__).key()
     keys = {quick.key(), PRESETS["tiny"].key(), PRESETS["full"].key(),
             Protocol(**{**quick.__dict__, "seeds": (0, 1)}).key(),
-            Protocol(**{**quick.__dict__, "lr": 0.1}).key()}
-    assert len(keys) == 5
+            Protocol(**{**quick.__dict__, "lr": 0.1}).key(),
+            Protocol(**{**quick.__dict__, "zero_init_last": True}).key()}
+    assert len(keys) == 6
     assert len(quick.seeds) >= 3 and len(PRESETS["full"].seeds) >= 3
 
 
