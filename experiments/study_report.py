@@ -214,7 +214,9 @@ def write_report(out: Path, preset_name: str, preset: StudyPreset,
         f"{p.test_size or 10000} test images, evaluated once per trained model; validation = "
         f"{p.val_size} images held out of the training set. Training: {p.subset or 'all'} "
         f"images x {p.epochs:g} epochs, batch {p.batch_size}, SGD lr {p.lr} (Nesterov, warm-up "
-        f"+ cosine, label smoothing 0.1; no stochastic depth), seeds {list(p.seeds)}, protocol "
+        f"+ cosine, label smoothing 0.1; no stochastic depth"
+        f"{'; zero_init_last: every residual block starts as identity' * p.zero_init_last}"
+        f"), seeds {list(p.seeds)}, protocol "
         f"key {p.key()}.",
         "",
         "## MAC matching",
