@@ -150,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
                          "protocol": proto.key(), **res})
         atomic_write_text(csv_path, pd.DataFrame(rows).to_csv(index=False))
     summary, text = summarise(pd.DataFrame(rows))
+    what = ("Smallest and largest family point" if args.single is None else
+            f"Base and largest {args.single}-only point of the single-dimension experiment")
     md = (f"# Protocol length: does accuracy grow with MACs? ({args.name})\n\n"
-          f"Smallest and largest family point of `{repo_relative(args.plan)}`, trained by "
+          f"{what} of `{repo_relative(args.plan)}`, trained by "
           f"the `{args.preset}` protocol ({p.subset or 'all'} images, batch {p.batch_size}, lr "
           f"{p.lr}{'' if args.drop_path is None else f', drop-path rate {args.drop_path:g}'}"
           f"{', residual blocks start as identity' if p.zero_init_last else ''}) "

@@ -147,7 +147,7 @@ def test_tiny_study_reproduces_its_csvs_and_resumes_without_retraining(tmp_path)
     rows = pd.read_csv(tmp_path / "len" / "tiny.csv")
     assert len(rows) == 4 and sorted(rows.ratio.unique()) == [1.0, 2.0]
     assert set(rows.batch_size) == {32} and set(rows.drop_path) == {0.1}
-    assert set(rows.subset) == {300}
+    assert set(rows.subset) == {300} and set(rows.zero_init_last) == {True}
     assert (tmp_path / "len" / "tiny.provenance.json").is_file()
     assert "ResNet-18" in (tmp_path / "len" / "tiny.md").read_text()
 
@@ -173,6 +173,20 @@ def test_protocol_length_summary_measures_the_gap_in_seed_std():
     assert "+9.50" in text
     with pytest.raises(ValueError, match="family='Nope'"):
         protocol_length.end_points({"models": []}, "Nope")
+
+
+def test_protocol_length_single_takes_the_base_and_the_methods_largest_point():
+    def m(experiment, method, ratio):
+        return {"experiment": experiment, "family": "F", "method": method, "ratio": ratio}
+
+    plan = {"models": [m("family", "width", 1.0), m("family", "width", 8.0),
+                       m("single", "base", 1.0), m("single", "depth", 2.0),
+                       m("single", "depth", 4.0), m("single", "width", 8.0)]}
+    assert protocol_length.end_points(plan, "F") == [plan["models"][0], plan["models"][1]]
+    assert protocol_length.end_points(plan, "F", "depth") == [plan["models"][2],
+                                                              plan["models"][4]]
+    with pytest.raises(ValueError, match=r"'single' experiment \(resolution\)"):
+        protocol_length.end_points({"models": plan["models"][:3]}, "F", "resolution")
 
 
 def test_compound_fit_lands_where_a_tied_stem_node_jumps_8_to_16():
