@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from experiments import common, protocol_length, run_study, study_plan  # noqa: E402
+from experiments import common, compare_runs, protocol_length, run_study, study_plan  # noqa: E402
 from scaling.compound import compound, scale  # noqa: E402
 from scaling.compound.grid import candidates  # noqa: E402
 from scaling.compound.match import (  # noqa: E402
@@ -294,3 +294,24 @@ def test_plan_only_says_what_it_needs(tmp_path):
     with pytest.raises(ValueError, match=f"grid's runs under protocol {key}"):
         run_study.run("tiny", tmp_path, device="cpu", plan_only=True, log=lambda _: None)
     assert not (tmp_path / "runs.provenance.json").exists()  # a plan-only call logs no training
+
+
+def test_compare_runs_matches_specs_and_measures_the_change_in_se():
+    def runs(key, accs):
+        return pd.DataFrame({"spec_key": [k for k, _, a in accs for _ in a],
+                             "model": [m for _, m, a in accs for _ in a],
+                             "test_acc": [x for _, _, a in accs for x in a],
+                             "status": "ok", "protocol": key})
+
+    before = runs("p0", [("s1", "A", [0.80, 0.82]), ("s2", "B", [0.70, 0.70]),
+                         ("s3", "gone", [0.5, 0.5])])
+    after = runs("p1", [("s1", "A", [0.90, 0.92]), ("s2", "B", [0.70, 0.70])])
+    a, b = compare_runs.compare(before, after)
+    assert (a["model"], b["model"]) == ("A", "B")
+    assert a["diff"] == pytest.approx(0.10)
+    assert a["se"] == pytest.approx((2 * pd.Series([0.80, 0.82]).var() / 2) ** 0.5)
+    assert b["diff"] == 0 and b["diff_in_se"] is None
+    with pytest.raises(ValueError, match="protocols"):
+        compare_runs.compare(pd.concat([before, after]), after)
+    with pytest.raises(ValueError, match="nothing to compare"):
+        compare_runs.compare(before[before.model == "gone"], after)
