@@ -120,7 +120,9 @@ PRESETS: dict[str, StudyPreset] = {
     # a 20-trial search (51 s). The first lease (at lr 0.4) got through the search, the grid and
     # 63 runs in 500 s with the GPU 96-99% busy: the whole preset needs an estimated 12-15
     # minutes of one H100, 11-14 without the search that results/full keeps, so two device
-    # calls on one warm machine, the second resuming the first (results/full/README.md)
+    # calls on one warm machine, the second resuming the first (results/full/README.md). These
+    # figures predate zero_init_last, which changes no compute; its effect on the GPU protocol's
+    # accuracy is not measured
     "full": StudyPreset(
         protocol=Protocol(val_size=5000, subset=None, epochs=3, batch_size=512, lr=0.1,
                           test_size=None, seeds=(0, 1, 2), points=4, zero_init_last=True),
