@@ -170,14 +170,34 @@ def test_a_study_of_the_older_layout_loads_resumes_and_checks_its_identity(tmp_p
                        rank_proxy="params", budget=30_000_000, out_dir=str(tmp_path)).validate()
     storage = open_storage(cfg)
     study = optuna.create_study(study_name="old", storage=storage)
-    study.set_user_attr("identity", st._identity(cfg.to_dict()))
-    study.set_user_attr("config", cfg.to_dict())
+    older = {k: v for k, v in cfg.to_dict().items() if k != "zero_init_last"}  # before the flag
+    study.set_user_attr("identity", {k: v for k, v in st._identity(older).items()
+                                     if k != "zero_init_last"})
+    study.set_user_attr("config", older)
     with pytest.raises(ConfigError, match="--resume"):
         open_study(cfg, storage, create=True)
     cfg.resume = True
     assert sorted(open_study(cfg, storage, create=True).user_attrs) == ["config", "identity"]
-    cfg.budget = 40_000_000
+    cfg.zero_init_last = True  # a study stored before the flag trained without it
+    with pytest.raises(ConfigError, match="zero_init_last"):
+        open_study(cfg, storage, create=True)
+    cfg.zero_init_last, cfg.budget = False, 40_000_000
     with pytest.raises(ConfigError, match="budget"):
+        open_study(cfg, storage, create=True)
+
+
+def test_a_study_stored_before_zero_init_last_resumes_without_it(tmp_path):
+    cfg = SearchConfig(study="pre", evaluator="zero-cost", proxies=("params",),
+                       rank_proxy="params", budget=30_000_000, out_dir=str(tmp_path)).validate()
+    storage = open_storage(cfg)
+    open_study(cfg, storage, create=True)
+    study_id = storage.get_study_id_from_name("pre")
+    older = {k: v for k, v in cfg.to_dict().items() if k != "zero_init_last"}
+    storage.set_study_system_attr(study_id, st.CONFIG_ATTR, older)
+    cfg.resume = True
+    assert open_study(cfg, storage, create=True).study_name == "pre"
+    cfg.zero_init_last = True
+    with pytest.raises(ConfigError, match=r"\['zero_init_last'\]"):
         open_study(cfg, storage, create=True)
 
 

@@ -88,3 +88,19 @@ def test_train_builds_the_net_with_zeroed_last_norms():
         train(spec, _images(), samples=4, batch_size=4, device="cpu", zero_init_last=flag,
               progress=False, before_train=lambda m: seen.append(zeroed_norms(m)))
     assert seen[0] == [] and len(seen[1]) == 2
+
+
+def test_a_search_trial_trains_with_it_when_asked(tmp_path):
+    from scaling.bench.data import synthetic_data
+    from scaling.search import evaluators
+    from scaling.search.config import SearchConfig
+
+    spec = small([StageSpec("mbconv", 2, 8, expansion=2)], resolution=28, in_channels=1)
+    seen: list[list[str]] = []
+    for flag in (False, True):
+        cfg = SearchConfig(study="zi", device="cpu", epochs=1, batch_size=32, val_size=50,
+                           subset=64, threads=1, out_dir=str(tmp_path), quiet=True,
+                           zero_init_last=flag).validate()
+        ctx = evaluators.SearchContext(cfg, data=synthetic_data(64, 50))
+        evaluators.train_spec(ctx, spec, before_train=lambda m: seen.append(zeroed_norms(m)))
+    assert seen[0] == [] and len(seen[1]) == 2

@@ -20,7 +20,9 @@ PRUNERS = ("median", "hyperband", "none")
 # Keys that define what a study searches; a resumed run must agree on them.
 IDENTITY = ("budget", "objective", "evaluator", "data", "resolution", "in_channels", "seed",
             "epochs", "subset", "val_size", "batch_size", "optimizer", "lr", "augment", "space",
-            "reward_w")
+            "reward_w", "zero_init_last")
+#: identity keys added after studies were stored without them: a missing one means this value
+IDENTITY_DEFAULTS = {"zero_init_last": False}
 
 
 class ConfigError(ValueError):
@@ -80,6 +82,8 @@ class SearchConfig:
     channels_last: str = _opt("auto", "memory layout: auto (CUDA: trainer's choice; CPU: off), "
                               "on, off")
     augment: bool = _opt(False, "random crop + flip while training")
+    zero_init_last: bool = _opt(False, "start every residual block of a trial's net as the "
+                                "identity (scaling.nn.init_weights)")
     threads: int | None = _opt(None, "torch CPU threads per worker (default: torch's, or "
                                "cores / workers)")
     proxies: tuple[str, ...] = _opt(PROXIES, "zero-cost proxies to record, comma-separated, or "

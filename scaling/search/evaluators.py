@@ -160,7 +160,7 @@ def train_spec(ctx: SearchContext, spec: Any, seed: int | None = None,
                  **recipe_kwargs(cfg, recipe),
                  seed=cfg.seed if seed is None else seed, device=cfg.device,
                  channels_last=channels_last(cfg), one_shape=one_shape(ctx),
-                 augment=cfg.augment, threads=cfg.threads,
+                 augment=cfg.augment, zero_init_last=cfg.zero_init_last, threads=cfg.threads,
                  callback=callback, before_train=before_train,
                  progress=False)
 

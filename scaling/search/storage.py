@@ -24,7 +24,13 @@ import time
 import warnings
 from typing import Any
 
-from scaling.search.config import IDENTITY, ConfigError, SearchConfig, StorageError
+from scaling.search.config import (
+    IDENTITY,
+    IDENTITY_DEFAULTS,
+    ConfigError,
+    SearchConfig,
+    StorageError,
+)
 from scaling.search.objectives import format_macs, get_objective
 
 CONFIG_ATTR = "scaling:config"  # study system attr: the SearchConfig as a dict
@@ -129,7 +135,7 @@ def _sqlite_wal(storage: Any) -> None:
 
 def _identity(config: dict[str, Any]) -> dict[str, Any]:
     """The settings that define the search, as stored (JSON: int keys become strings)."""
-    return json.loads(json.dumps({k: config.get(k) for k in IDENTITY}))
+    return json.loads(json.dumps({k: config.get(k, IDENTITY_DEFAULTS.get(k)) for k in IDENTITY}))
 
 
 def metric_names(cfg: SearchConfig) -> list[str]:
@@ -157,7 +163,8 @@ def stored_identity(study: Any, storage: Any) -> dict[str, Any] | None:
     config = _system_attrs(storage, study.study_name).get(CONFIG_ATTR)
     if config is not None:
         return _identity(config)
-    return study.user_attrs.get("identity")
+    old = study.user_attrs.get("identity")
+    return None if old is None else {**IDENTITY_DEFAULTS, **old}
 
 
 def _create_or_load(cfg: SearchConfig, storage: Any, sampler: Any, pruner: Any) -> Any:
