@@ -8,7 +8,7 @@ import torch
 from foundation_specs import small
 from torch import nn
 
-from scaling.data import ImageData, TensorSplit
+from scaling.bench.data import synthetic_data
 from scaling.ir import StageSpec, StemSpec
 from scaling.nn import init_weights
 from scaling.nn.blocks import Block
@@ -73,25 +73,21 @@ def test_init_weights_and_train_reject_bad_input():
     with pytest.raises(TypeError, match="zero_init_last must be a bool"):
         TrainConfig(epochs=1, zero_init_last=1)
     with pytest.raises(ValueError, match="zero_init_last=True applies to a net that train builds"):
-        train(nn.Linear(2, 2), data=_images(), epochs=1, zero_init_last=True, progress=False)
-
-
-def _images(n: int = 8) -> ImageData:
-    split = TensorSplit(torch.zeros(n, 1, 28, 28, dtype=torch.uint8), torch.zeros(n).long())
-    return ImageData("zeros", split, split, split, 10, 1, 28, (0.5,), (0.3,), flip=False, pad=0)
+        train(nn.Linear(2, 2), data=synthetic_data(8, 8), epochs=1, zero_init_last=True,
+              progress=False)
 
 
 def test_train_builds_the_net_with_zeroed_last_norms():
     spec = small([StageSpec("mbconv", 2, 8, expansion=2)], resolution=28, in_channels=1)
     seen: list[list[str]] = []
     for flag in (False, True):
-        train(spec, _images(), samples=4, batch_size=4, device="cpu", zero_init_last=flag,
-              progress=False, before_train=lambda m: seen.append(zeroed_norms(m)))
+        train(spec, synthetic_data(8, 8), samples=4, batch_size=4, device="cpu",
+              zero_init_last=flag, progress=False,
+              before_train=lambda m: seen.append(zeroed_norms(m)))
     assert seen[0] == [] and len(seen[1]) == 2
 
 
 def test_a_search_trial_trains_with_it_when_asked(tmp_path):
-    from scaling.bench.data import synthetic_data
     from scaling.search import evaluators
     from scaling.search.config import SearchConfig
 

@@ -124,8 +124,6 @@ class TrainConfig:
                 raise ValueError(f"{name}={value!r} is not allowed; expected None or >= 0")
         for name in ("momentum", "warmup", "label_smoothing"):
             _fraction(name, getattr(self, name))
-        if not isinstance(self.augment, bool):
-            raise TypeError(f"augment must be a bool, got {self.augment!r}")
         if self.channels_last not in ("auto", True, False):
             raise ValueError(f"channels_last={self.channels_last!r} is not allowed; expected "
                              "'auto', True or False")
@@ -133,7 +131,7 @@ class TrainConfig:
             if getattr(self, name) not in ("auto", True, False):
                 raise ValueError(f"{name}={getattr(self, name)!r} is not allowed; expected "
                                  "'auto', True or False")
-        for name in ("compile", "zero_init_last"):
+        for name in ("augment", "compile", "zero_init_last"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if not isinstance(self.amp, (str, bool, type(None))) or self.amp not in AMP_MODES:
