@@ -175,6 +175,23 @@ def test_protocol_length_summary_measures_the_gap_in_seed_std():
         protocol_length.end_points({"models": []}, "Nope")
 
 
+def test_growth_findings_separate_the_seed_std_criterion_from_the_evidence_of_growth():
+    """EfficientNet-B0 by the paper's rule in results/medium: +1.83 points, 2.3x the larger seed
+    std (fails issue 16's > 3) yet 3.8 SE of the difference of means (growth is evident)."""
+    from experiments import study_report
+
+    rows = [("A", 1, 0.860, 0.003), ("A", 8, 0.880, 0.003),
+            ("B", 1, 0.8667, 0.0031), ("B", 8, 0.8850, 0.0078)]
+    fam = pd.DataFrame([{"family": f, "method": "width", "ratio": r, "target": r * 1e6,
+                         "macs": r * 1e6, "test": t, "test_std": s, "n": 3}
+                        for f, r, t, s in rows])
+    lines, holds = study_report.growth_findings(fam, (1.0, 1.2, 1.2))
+    assert holds == 1
+    a, b = lines[2:]
+    assert a.endswith("| yes | 8.2 SE: a difference |"), a
+    assert "(2.3x the seed std) | no | 3.8 SE: a difference |" in b, b
+
+
 def test_protocol_length_single_takes_the_base_and_the_methods_largest_point():
     def m(experiment, method, ratio):
         return {"experiment": experiment, "family": "F", "method": method, "ratio": ratio}
