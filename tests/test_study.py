@@ -206,6 +206,40 @@ def test_protocol_length_single_takes_the_base_and_the_methods_largest_point():
         protocol_length.end_points({"models": plan["models"][:3]}, "F", "resolution")
 
 
+def test_protocol_length_trains_a_point_two_families_share_once(tmp_path, monkeypatch):
+    """EfficientNet-B0 by the rule and by width start from the same 0.9M net: one run per seed,
+    a row for each family, labelled with that family."""
+    trained: list[tuple[str, int]] = []
+
+    def fake(models, proto, device, threads, jobs):
+        out = []
+        for m in models:
+            for seed in proto.seeds:
+                trained.append((m["spec"].name, seed))
+                out.append({**{k: v for k, v in m.items() if k != "spec"}, "seed": seed,
+                            "test_acc": m["ratio"] / 10 + seed / 100, "status": "ok"})
+        return out
+
+    monkeypatch.setattr(common, "run_models", fake)
+    a, b, c = (study_plan.root_spec(f).replace(name=n) for f, n in
+               (("MobileNetV2", "base"), ("ResNet-18", "rule x8"), ("ShuffleNetV2", "width x8")))
+    plan = {"models": [{"experiment": "family", "family": f, "method": "m", "ratio": r,
+                        "macs": 1, "spec": spec.to_dict()}
+                       for f, r, spec in (("R", 1.0, a), ("R", 8.0, b), ("W", 1.0, a),
+                                          ("W", 8.0, c))]}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    assert protocol_length.main(["--plan", str(tmp_path / "plan.json"), "--families", "R", "W",
+                                 "--epochs", "1", "--seeds", "0", "1", "--out",
+                                 str(tmp_path)]) == 0
+    assert sorted(trained) == sorted((n, s) for n in ("base", "rule x8", "width x8")
+                                     for s in (0, 1))
+    rows = pd.read_csv(tmp_path / "medium.csv")
+    assert sorted(zip(rows.family, rows.ratio)) == sorted([("R", 1.0), ("R", 8.0), ("W", 1.0),
+                                                          ("W", 8.0)] * 2)
+    md = (tmp_path / "medium.md").read_text()
+    assert "gap / seed std  > 3" in md and md.count(" yes") == 2  # both families pass
+
+
 def test_compound_fit_lands_where_a_tied_stem_node_jumps_8_to_16():
     """The medium study's searched net (issue 16): a stride-1 stem and a depthwise stage tied to
     it, both 8 channels with mid_divisor 8, before 8-channel MBConv stages. At phi = 2 with
