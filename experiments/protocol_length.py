@@ -139,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     p = dataclasses.replace(preset.protocol, seeds=tuple(args.seeds),
                             zero_init_last=args.zero_init_last or preset.protocol.zero_init_last,
                             **over)
-    distinct = {spec_key(m["spec"]): m for m in models}  # families may share a point (B0's x1)
+    distinct: dict[str, dict[str, Any]] = {}  # families may share a point (B0's x1)
+    for m in models:
+        distinct.setdefault(spec_key(m["spec"]), m)
     for epochs in args.epochs:
         proto = dataclasses.replace(p, epochs=epochs)
         outs = run_models(list(distinct.values()), proto, device=args.device, threads=1,
