@@ -139,18 +139,18 @@ def main(argv: list[str] | None = None) -> int:
     p = dataclasses.replace(preset.protocol, seeds=tuple(args.seeds),
                             zero_init_last=args.zero_init_last or preset.protocol.zero_init_last,
                             **over)
+    keyed = [(spec_key(m["spec"]), m) for m in models]
     distinct: dict[str, dict[str, Any]] = {}  # families may share a point (B0's x1)
-    for m in models:
-        distinct.setdefault(spec_key(m["spec"]), m)
+    for key, m in keyed:
+        distinct.setdefault(key, m)
     for epochs in args.epochs:
         proto = dataclasses.replace(p, epochs=epochs)
         outs = run_models(list(distinct.values()), proto, device=args.device, threads=1,
-                          jobs=args.jobs)
-        trained = {(spec_key(m["spec"]), seed): res for (m, seed), res in
-                   zip([(m, seed) for m in distinct.values() for seed in proto.seeds], outs)}
-        for m, seed in [(m, seed) for m in models for seed in proto.seeds]:
-            res = {k: v for k, v in trained[spec_key(m["spec"]), seed].items()
-                   if k not in m}  # the row is this family's, whichever trained the spec
+                          jobs=args.jobs)  # one row per (model, seed), in that order
+        trained = dict(zip([(key, seed) for key in distinct for seed in proto.seeds], outs))
+        for (key, m), seed in [(km, seed) for km in keyed for seed in proto.seeds]:
+            # the row is this family's, whichever family's model trained the spec
+            res = {k: v for k, v in trained[key, seed].items() if k not in m}
             rows.append({"family": m["family"], "ratio": m["ratio"], "macs": m["macs"],
                          "epochs": epochs, "subset": proto.subset,
                          "batch_size": proto.batch_size, "lr": proto.lr,
