@@ -6,9 +6,9 @@ the preset's protocol at several epoch counts, every seed; one row per run. The 
 per family and epoch count, the largest point's test accuracy over the smallest's and that
 difference in seed standard deviations (the larger of the two points' std), the criterion of
 issue 16 ("the largest beats the smallest by more than 3 seed std"). A point that several
-families share is trained once per seed. ``--subset``,
-``--batch-size``, ``--lr``, ``--zero-init-last`` and ``--drop-path`` change the protocol (or, for
-drop-path, every spec) to test what else decides it; ``--single METHOD`` takes the base and the
+families share is trained once per seed. ``--subset``, ``--batch-size``, ``--lr``,
+``--[no-]zero-init-last`` and ``--drop-path`` change the protocol (or, for drop-path, every
+spec) to test what else decides it; ``--single METHOD`` takes the base and the
 largest point of the single-dimension experiment's METHOD instead of the family end points.
 ``results/protocol_length/README.md`` compares the runs.
 
@@ -46,8 +46,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, help="instead of the preset's learning rate")
     p.add_argument("--drop-path", type=float, help="train every model with this drop-path rate "
                    "instead of its spec's (EfficientNet's 0.2 is the only non-zero one)")
-    p.add_argument("--zero-init-last", action="store_true", help="start every residual block "
-                   "as the identity (scaling.nn.init_weights)")
+    p.add_argument("--zero-init-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="start every residual block as the identity (scaling.nn.init_weights), "
+                   "or not (--no-zero-init-last); default: as the preset's protocol")
     p.add_argument("--single", choices=("depth", "width", "resolution", "compound"),
                    help="the single-dimension experiment's base and largest point of this "
                    "method, for the --families that have one, instead of the family end points")
@@ -137,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     over = {k: v for k, v in (("subset", args.subset), ("batch_size", args.batch_size),
                               ("lr", args.lr)) if v}
     p = dataclasses.replace(preset.protocol, seeds=tuple(args.seeds),
-                            zero_init_last=args.zero_init_last or preset.protocol.zero_init_last,
+                            zero_init_last=(preset.protocol.zero_init_last
+                                            if args.zero_init_last is None
+                                            else args.zero_init_last),
                             **over)
     keyed = [(spec_key(m["spec"]), m) for m in models]
     distinct: dict[str, dict[str, Any]] = {}  # families may share a point (B0's x1)

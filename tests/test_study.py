@@ -230,12 +230,13 @@ def test_protocol_length_trains_a_point_two_families_share_once(tmp_path, monkey
     (tmp_path / "plan.json").write_text(json.dumps(plan))
     assert protocol_length.main(["--plan", str(tmp_path / "plan.json"), "--families", "R", "W",
                                  "--epochs", "1", "--seeds", "0", "1", "--out",
-                                 str(tmp_path)]) == 0
+                                 str(tmp_path), "--no-zero-init-last"]) == 0
     assert sorted(trained) == sorted((n, s) for n in ("base", "rule x8", "width x8")
                                      for s in (0, 1))
     rows = pd.read_csv(tmp_path / "medium.csv")
     assert sorted(zip(rows.family, rows.ratio)) == sorted([("R", 1.0), ("R", 8.0), ("W", 1.0),
                                                           ("W", 8.0)] * 2)
+    assert set(rows.zero_init_last) == {False}  # turned off; the medium preset has it on
     md = (tmp_path / "medium.md").read_text()
     assert "gap / seed std  > 3" in md and md.count(" yes") == 2  # both families pass
 
