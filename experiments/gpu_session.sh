@@ -5,9 +5,12 @@
 #   3. python -m scaling.bench gpu: plain loop, trainer, search trials, concurrent workers (issue 13);
 #   4. the recipe sweep's GPU preset (issue 17), when its script exists;
 #   5. the study's full preset (issue 16), into results/full, packed as $OUT/full.tgz
-#      (complete or not: the study resumes row by row from the unpacked folder). It needs more
-#      than one 10-minute call: unpack full.tgz into the checkout (tar xzf) and call PARTS=study
-#      again on the still-warm machine; results/full travels with the working tree.
+#      (complete or not). It needs more than one 10-minute call, so it runs detached (setsid) in
+#      a copy of the checkout, $STUDY_DIR, and each call waits on it for up to STUDY_LIMIT
+#      seconds, then packs what it has: a second PARTS=study call on the still-warm machine finds
+#      it running and waits on, so no run in flight is lost and no copied working tree overwrites
+#      its runs.csv. On a fresh machine (the warm one was given back) the study starts again from
+#      the checkout: unpack full.tgz into it first (tar xzf), and it resumes row by row.
 # Usage, in the repository root of a machine with a GPU:
 #   SCALING_GIT_COMMIT=$(git rev-parse HEAD) OUT=some/folder bash experiments/gpu_session.sh
 # On a machine without internet, carry the missing wheels in .whl/ and the Fashion-MNIST IDX files
@@ -25,6 +28,7 @@ BENCH=(--compile)
 SWEEP=(--preset gpu --jobs 4)
 STUDY=(--preset full --device cuda)
 STUDY_LIMIT=${STUDY_LIMIT:-500}
+STUDY_DIR=${STUDY_DIR:-/tmp/scaling-study-${SCALING_GIT_COMMIT:-0}}
 PARTS=${PARTS:-suite search bench sweep}
 want() { [[ " $PARTS " == *" $1 "* ]]; }
 if [ "${TINY:-0}" = 1 ]; then
@@ -82,9 +86,20 @@ if want sweep && [ -f experiments/recipe_sweep.py ]; then
         --out "$OUT/sweep"
 fi
 if want study; then
-    log "5. study, preset full (limit ${STUDY_LIMIT} s)"
-    timeout "$STUDY_LIMIT" python3 experiments/run_study.py "${STUDY[@]}" 2>&1 | tee "$OUT/study.log"
-    echo "study exit ${PIPESTATUS[0]}"
-    [ -d results/full ] && tar czf "$OUT/full.tgz" results/full && ls -l "$OUT/full.tgz"
+    log "5. study, preset full (this call waits on it up to ${STUDY_LIMIT} s)"
+    if [ ! -d "$STUDY_DIR" ]; then
+        mkdir -p "$STUDY_DIR" && cp -a . "$STUDY_DIR/"
+        (cd "$STUDY_DIR" && setsid nohup bash -c \
+            'python3 experiments/run_study.py "$@"; echo $? > study.exit' study "${STUDY[@]}" \
+            > "$STUDY_DIR/study.log" 2>&1 < /dev/null &)
+    else
+        log "the study started by an earlier call runs in $STUDY_DIR: waiting on it"
+    fi
+    end=$((SECONDS + STUDY_LIMIT))
+    while [ ! -f "$STUDY_DIR/study.exit" ] && [ $SECONDS -lt $end ]; do sleep 5; done
+    cp "$STUDY_DIR/study.log" "$OUT/study.log"; tail -n 30 "$OUT/study.log"
+    if [ -f "$STUDY_DIR/study.exit" ]; then echo "study exit $(cat "$STUDY_DIR/study.exit")"
+    else echo "study still running, detached: call again with PARTS=study to wait on it"; fi
+    tar czf "$OUT/full.tgz" -C "$STUDY_DIR" results/full && ls -l "$OUT/full.tgz"
 fi
 log done
