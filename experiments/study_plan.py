@@ -117,12 +117,11 @@ PRESETS: dict[str, StudyPreset] = {
     # seeds 2-5 points apart (one diverged); at 0.1 it grows 3.1 points at 7.3 seed std
     # (results/protocol_length/README.md). 158 runs (12 distinct grid candidates; 49 specs x 3
     # seeds) on 12 processes, a spec's seeds in one process (they share its cuDNN plans), after
-    # a 20-trial search (51 s). The first lease (at lr 0.4) got through the search, the grid and
-    # 63 runs in 500 s with the GPU 96-99% busy: the whole preset needs an estimated 12-15
-    # minutes of one H100, 11-14 without the search that results/full keeps, so two device
-    # calls on one warm machine, the second resuming the first (results/full/README.md). These
-    # figures predate zero_init_last, which changes no compute; its effect on the GPU protocol's
-    # accuracy is not measured
+    # a 20-trial search (51 s on an H100). Measured at 73b51e9 (results/full/runs.provenance.json):
+    # the 158 runs took 685 s on one H200 with the search reused, so about 12.3 minutes with the
+    # search; not timed on an H100 at this protocol (the lr-0.4 lease on one got through the
+    # search, the grid and 63 runs in 500 s). More than one 10-minute device call: the study
+    # runs detached and a second call waits on it (experiments/gpu_session.sh)
     "full": StudyPreset(
         protocol=Protocol(val_size=5000, subset=None, epochs=3, batch_size=512, lr=0.1,
                           test_size=None, seeds=(0, 1, 2), points=4, zero_init_last=True),
