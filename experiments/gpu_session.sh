@@ -11,6 +11,8 @@
 #      it running and waits on, so no run in flight is lost and no copied working tree overwrites
 #      its runs.csv. On a fresh machine (the warm one was given back) the study starts again from
 #      the checkout: unpack full.tgz into it first (tar xzf), and it resumes row by row.
+#      STUDY_DIR defaults to /tmp/scaling-study-$SCALING_GIT_COMMIT; a call that finds it holding a
+#      finished study only packs it again: remove the folder to start over.
 # Usage, in the repository root of a machine with a GPU:
 #   SCALING_GIT_COMMIT=$(git rev-parse HEAD) OUT=some/folder bash experiments/gpu_session.sh
 # On a machine without internet, carry the missing wheels in .whl/ and the Fashion-MNIST IDX files
