@@ -367,3 +367,23 @@ def test_compare_runs_matches_specs_and_measures_the_change_in_se():
         compare_runs.compare(pd.concat([before, after]), after)
     with pytest.raises(ValueError, match="nothing to compare"):
         compare_runs.compare(before[before.model == "gone"], after)
+
+
+def test_compare_runs_matches_by_name_and_macs_where_a_table_has_no_spec_hash(tmp_path):
+    """protocol_length's CSVs carry no spec hash: one name at two MAC points is two models, and
+    several files of one side are pooled."""
+    def rows(macs, accs, key="p0"):
+        return pd.DataFrame({"model": "net", "macs": macs, "test_acc": accs, "status": "ok",
+                             "protocol": key})
+
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    rows(100, [0.80, 0.82]).to_csv(first, index=False)
+    rows(800, [0.85, 0.87]).to_csv(second, index=False)
+    before = compare_runs.read_all([str(first), str(second)])
+    after = rows([100, 100, 800, 800], [0.81, 0.83, 0.90, 0.92], key="p1")
+    after["spec_key"] = "k"  # one side with the hash is not enough to match by it
+    assert compare_runs.match_columns(before, after) == ["model", "macs"]
+    small, large = compare_runs.compare(before, after)
+    assert small["diff"] == pytest.approx(0.01) and large["diff"] == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="is not a file"):
+        compare_runs.read_all([str(first), str(tmp_path / "missing.csv")])
