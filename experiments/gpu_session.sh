@@ -6,10 +6,11 @@
 #   4. the recipe sweep's GPU preset (issue 17), when its script exists;
 #   5. the study's full preset (issue 16), into results/full, packed as $OUT/full.tgz
 #      (complete or not). It needs more than one 10-minute call, so it runs detached (setsid) in
-#      a copy of the checkout, $STUDY_DIR, and each call waits on it for up to STUDY_LIMIT
-#      seconds, then packs what it has: a second PARTS=study call on the still-warm machine finds
-#      it running and waits on, so no run in flight is lost and no copied working tree overwrites
-#      its runs.csv. On a fresh machine (the warm one was given back) the study starts again from
+#      a copy of the checkout, $STUDY_DIR, and each call waits on it until STUDY_LIMIT seconds
+#      after this script started (set it ~20 s under the call's time limit: on a fresh machine
+#      the set-up before the study, wheels and torch's import, took about 35 s), then packs what
+#      it has: a second PARTS=study call on the still-warm machine finds it running and waits
+#      on, so no run in flight is lost and no copied working tree overwrites its runs.csv. On a fresh machine (the warm one was given back) the study starts again from
 #      the checkout: unpack full.tgz into it first (tar xzf), and it resumes row by row.
 #      STUDY_DIR defaults to /tmp/scaling-study-$SCALING_GIT_COMMIT; a call that finds it holding a
 #      finished study only packs it again: remove the folder to start over.
@@ -88,7 +89,7 @@ if want sweep && [ -f experiments/recipe_sweep.py ]; then
         --out "$OUT/sweep"
 fi
 if want study; then
-    log "5. study, preset full (this call waits on it up to ${STUDY_LIMIT} s)"
+    log "5. study, preset full (this call waits on it until ${STUDY_LIMIT} s after its start)"
     if [ ! -d "$STUDY_DIR" ]; then
         mkdir -p "$STUDY_DIR" && cp -a . "$STUDY_DIR/"
         (cd "$STUDY_DIR" && setsid nohup bash -c \
@@ -97,8 +98,7 @@ if want study; then
     else
         log "the study started by an earlier call runs in $STUDY_DIR: waiting on it"
     fi
-    end=$((SECONDS + STUDY_LIMIT))
-    while [ ! -f "$STUDY_DIR/study.exit" ] && [ $SECONDS -lt $end ]; do sleep 5; done
+    while [ ! -f "$STUDY_DIR/study.exit" ] && [ $SECONDS -lt "$STUDY_LIMIT" ]; do sleep 5; done
     cp "$STUDY_DIR/study.log" "$OUT/study.log"; tail -n 30 "$OUT/study.log"
     if [ -f "$STUDY_DIR/study.exit" ]; then echo "study exit $(cat "$STUDY_DIR/study.exit")"
     else echo "study still running, detached: call again with PARTS=study to wait on it"; fi
