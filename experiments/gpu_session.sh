@@ -10,8 +10,9 @@
 #      after this script started (set it ~20 s under the call's time limit: on a fresh machine
 #      the set-up before the study, wheels and torch's import, took about 35 s), then packs what
 #      it has: a second PARTS=study call on the still-warm machine finds it running and waits
-#      on, so no run in flight is lost and no copied working tree overwrites its runs.csv. On a fresh machine (the warm one was given back) the study starts again from
-#      the checkout: unpack full.tgz into it first (tar xzf), and it resumes row by row.
+#      on, so no run in flight is lost and no copied working tree overwrites its runs.csv. On a
+#      fresh machine (the warm one was given back) the study starts again from the checkout:
+#      unpack full.tgz into it first (tar xzf), and it resumes row by row.
 #      STUDY_DIR defaults to /tmp/scaling-study-$SCALING_GIT_COMMIT; a call that finds it holding a
 #      finished study only packs it again: remove the folder to start over.
 # Usage, in the repository root of a machine with a GPU:
