@@ -27,7 +27,13 @@ Every model starts with each residual block as the identity (``zero_init_last``:
 each residual branch at zero; Goyal et al. 2017, torchvision's ``zero_init_residual``). Without
 it, in 624 SGD steps, MobileNetV2 scaled 4x by depth lost 4.4 points to its base and the paper's
 rule grew EfficientNet-B0 by 1.0 seed std; with it, at the same seeds, depth x4 matches the base
-and B0's rule grows 1.8 points (``results/protocol_length/medium-zi-*.md``).
+and B0's rule grows 1.8 points (``results/protocol_length/medium-zi-*.md``). The search of the
+``medium`` and ``full`` presets trains its trials the same way, so the searched net is chosen
+under the initialisation that the study then trains it with (zero-init cost the net that a search
+without it had found 0.8 points at the full protocol,
+``results/protocol_length/full-zero-init-effect.md``). ``tiny``'s search scores untrained nets by
+zero-cost proxies, which a zero branch norm would flatten (no gradient reaches the branch's other
+weights): it stays without.
 
 Single-dimension scaling (Tan & Le 2019, Figures 3 and 8): the searched baseline and MobileNetV2
 from their base point by depth only, width only, resolution only and compound, to each of
@@ -108,7 +114,8 @@ PRESETS: dict[str, StudyPreset] = {
         protocol=Protocol(val_size=2000, subset=20_000, epochs=2, batch_size=64, lr=0.05,
                           test_size=None, seeds=(0, 1, 2), points=4, zero_init_last=True),
         search={**_SEARCH, "trials": 20, "startup_trials": 8, "subset": 4000, "val_size": 2000,
-                "epochs": 2.0, "batch_size": 64, "lr": 0.05, "workers": 2, "threads": 1},
+                "epochs": 2.0, "batch_size": 64, "lr": 0.05, "workers": 2, "threads": 1,
+                "zero_init_last": True},
         base_macs=1_000_000, points=4),
     # one H100: all 55,000 training images x 3 epochs at batch 512 (322 SGD steps), lr 0.1.
     # At 28x28 these nets are launch-bound on the GPU (~25 ms a step at batch 256 whatever the
@@ -126,7 +133,8 @@ PRESETS: dict[str, StudyPreset] = {
         protocol=Protocol(val_size=5000, subset=None, epochs=3, batch_size=512, lr=0.1,
                           test_size=None, seeds=(0, 1, 2), points=4, zero_init_last=True),
         search={**_SEARCH, "trials": 20, "startup_trials": 8, "subset": 10_000,
-                "val_size": 5000, "epochs": 2.0, "batch_size": 256, "lr": 0.2, "workers": 6},
+                "val_size": 5000, "epochs": 2.0, "batch_size": 256, "lr": 0.2, "workers": 6,
+                "zero_init_last": True},
         base_macs=2_000_000, points=4, single_ratios=(2.0, 4.0, 8.0), grid_step=0.1,
         grid_tol=0.1, jobs=12),
 }

@@ -236,7 +236,9 @@ def write_report(out: Path, preset_name: str, preset: StudyPreset,
         "## The searched baseline",
         "",
         f"Search: budget {plan['search_budget'] / 1e6:g}M MACs, {preset.search['trials']} "
-        f"trained trials ({preset.search['evaluator']} evaluator); counts {s.get('counts')}. "
+        f"trained trials ({preset.search['evaluator']} evaluator"
+        f"{', residual blocks started as identity' * bool(preset.search.get('zero_init_last'))}"
+        f"); counts {s.get('counts')}. "
         f"Best trial #{s.get('number')} at {s.get('macs', 0) / 1e6:.2f}M MACs, used as found: "
         "its MACs are the base point of every family. Its spec and recipe: "
         "`search/baseline.json`.",

@@ -164,6 +164,18 @@ def test_no_family_trains_with_stochastic_depth():
     assert "EfficientNet-B0 (width)" not in study_plan.COMPOUND_FAMILIES
 
 
+def test_a_training_search_trains_its_trials_as_the_study_trains_its_models():
+    """The searched net is chosen under the initialisation that the study trains it with."""
+    from scaling.search.study import SearchConfig
+
+    for name, preset in study_plan.PRESETS.items():
+        search = SearchConfig(budget=preset.base_macs, **preset.search)
+        if search.evaluator == "train":
+            assert search.zero_init_last == preset.protocol.zero_init_last, name
+        else:  # zero-cost proxies of untrained nets: a zero branch norm would flatten them
+            assert not search.zero_init_last, name
+
+
 def test_protocol_length_summary_measures_the_gap_in_seed_std():
     table = pd.DataFrame({"family": ["F"] * 4, "epochs": [2.0] * 4, "ratio": [1, 1, 8, 8],
                           "test_acc": [0.80, 0.82, 0.90, 0.91]})
