@@ -126,3 +126,23 @@ def test_declared_commit_for_a_tree_without_git(monkeypatch):
     assert git_commit() == "abc123 (declared)"
     monkeypatch.delenv(COMMIT_ENV)
     assert git_commit() != "abc123 (declared)"
+
+
+def test_git_commit_is_dirty_for_changed_code_not_for_changed_results(tmp_path, monkeypatch):
+    """A study that deletes its committed outputs to start over ran committed code."""
+    from scaling.study.provenance import COMMIT_ENV, git_commit
+
+    monkeypatch.delenv(COMMIT_ENV, raising=False)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "runs.csv").write_text("a\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "add", "."], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "m"], cwd=tmp_path, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    (tmp_path / "results" / "runs.csv").unlink()
+    assert git_commit(tmp_path) == head
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path) == head + "+dirty"

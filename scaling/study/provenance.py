@@ -82,7 +82,9 @@ COMMIT_ENV = "SCALING_GIT_COMMIT"
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str:
-    """The HEAD commit, with ``+dirty`` when tracked files differ from it; 'unknown' outside git.
+    """The HEAD commit, with ``+dirty`` when tracked files outside ``results/`` differ from it;
+    'unknown' outside git. A study that starts over (``--fresh``) deletes its own committed
+    outputs first: that changes no code, so it leaves the commit clean.
 
     ``$SCALING_GIT_COMMIT`` names it for a copy of the tree without ``.git`` (a lent GPU machine
     receives the working tree only); it is recorded as given, with ``(declared)`` after it.
@@ -94,7 +96,8 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str:
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
                               text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)results"], cwd=cwd,
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
