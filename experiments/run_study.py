@@ -8,8 +8,8 @@ Stages, each skipped where its output exists (``--fresh`` starts over):
    preset's MAC budget = the base point, in ``OUT/search/`` (an SQLite study: Optuna resumes it);
    its best spec and recipe go to ``OUT/search/baseline.json``.
 2. **grid**: step 1 of compound scaling at phi = 1 on the searched baseline (the best trial's spec
-   as found: its realised MACs are the study's base point), only candidates whose realised MACs
-   are within 10% of 2x
+   with its width refitted to the base point, as every family's is), only candidates whose
+   realised MACs are within 10% of 2x
    (:func:`scaling.compound.match.matched_candidates`), trained with the first seed, ranked by
    validation top-1.
 3. **families** and **single-dimension scaling** (:mod:`experiments.study_plan`): every model at its
@@ -42,8 +42,10 @@ from experiments.common import adapt, train_seeds  # noqa: E402
 from experiments.study_plan import (  # noqa: E402
     PRESETS,
     StudyPreset,
+    base_point,
     family_plan,
     grid_plan,
+    renamed,
     single_plan,
     spec_key,
 )
@@ -213,7 +215,7 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
     """All stages of the study at ``preset_name`` into ``out``; returns the report's summary.
     ``plan_only``: train nothing; write ``plan.json`` (every model the study would train) from
     the search and the grid's runs already in ``out`` and return ``{"plan": path}``."""
-    from scaling.compound.match import Fit, macs_of
+    from scaling.compound.match import macs_of
     from scaling.ir import NetworkSpec
     from scaling.study.provenance import Provenance, atomic_write_json
     from scaling.train.common import resolve_device
@@ -230,10 +232,11 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
                          "which is missing: run the study (or its search) first")
     searched = search_stage(preset, out, device, log, prov)
     searched_root = adapt(NetworkSpec.from_dict(searched["spec"])).replace(name="searched")
-    budget = preset.base_macs
-    macs = macs_of(searched_root)  # the searched spec as found is the base point of the study
-    base = Fit(searched_root.replace(name="searched phi0"), 1.0, macs, float(macs))
-    preset = dataclasses.replace(preset, base_macs=macs)
+    # the base point is the preset's, fixed before the search: the searched net's width is
+    # refitted to it, as every hand-designed family's is, so the study's MAC points (and its
+    # run time) do not move with what a search happens to find
+    found = macs_of(searched_root)
+    base = renamed(base_point(searched_root, preset), "searched phi0")
     store = RunStore(out / "runs.csv")
     search_state = "reused" if search_reused else "ran"
     started = None if plan_only else log_invocation(out, prov, None, len(store.rows),
@@ -257,8 +260,9 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
     family = family_plan(base, winner, preset)
     single = single_plan(searched_root, base, winner, preset)
     plan = {"preset": preset_name, "protocol": {**dataclasses.asdict(proto), "key": proto.key()},
-            "search_budget": budget, "base_macs": preset.base_macs, "winner": winner,
-            "searched": {k: v for k, v in searched.items() if k != "spec"},
+            "search_budget": preset.base_macs, "base_macs": preset.base_macs, "winner": winner,
+            "searched": {**{k: v for k, v in searched.items() if k != "spec"},
+                         "macs_as_found": found, "base_width": base.knob, "base_macs": base.macs},
             "models": [{**{k: v for k, v in e.items() if k != "spec"},
                         "spec": e["spec"].to_dict()} for e in grid + family + single]}
     plan_path = atomic_write_json(out / "plan.json", plan)

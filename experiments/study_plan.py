@@ -7,9 +7,13 @@ resolution-only scaling (integer pixels move the MACs in steps of up to ~7% per 
 
 Families, all at 28x28, 1 channel, 10 classes, total downsampling 16:
 
-- ``searched``: the search's best spec as found (its MACs are the base point; the search's budget
-  is ``base_macs``), compound-scaled by the grid's winner with the width (and, where the width
-  alone jumps past the target, the resolution by up to 4 px) refitted so the MACs double per phi;
+- ``searched``: the search's best spec (the search's budget is ``base_macs``) with its width
+  refitted to the base point, as every hand-designed family's is, then compound-scaled by the
+  grid's winner with the width (and, where the width alone jumps past the target, the resolution
+  by up to 4 px) refitted so the MACs double per phi. The base point is the preset's, not the
+  found net's MACs: a search with parallel workers finds another net on every run (0.89M, 0.74M
+  and 0.64M MACs in three medium searches), and at 0.64M ResNet-18's narrowest widths could not
+  land within 5% of it;
 - ``MobileNetV2``, ``MobileNetV3-S``, ``MobileNetV3-L`` (stride-1 stem), ``ShuffleNetV2``,
   ``ResNet-18`` (no stem pool): the width multiplier fitted to each point;
 - ``EfficientNet-B0``: B0's layout (stride-1 stem) fitted to the base point, then the paper's
@@ -109,14 +113,15 @@ PRESETS: dict[str, StudyPreset] = {
     # per run. 10,000 images x 2 epochs passed the growth test in 4 of 8 families at batch 32
     # (more steps on the same images lifted the small points most) and 5 of 7 at batch 64;
     # 20,000 x 1 epoch in 4 of 8; 20,000 x 2 made the three width families that failed at
-    # 1 epoch pass (results/protocol_length/README.md)
+    # 1 epoch pass (results/protocol_length/README.md). Base point 0.9M MACs (the search's
+    # budget too): the study took 83.3 minutes with its points at 0.89M x 2**k
     "medium": StudyPreset(
         protocol=Protocol(val_size=2000, subset=20_000, epochs=2, batch_size=64, lr=0.05,
                           test_size=None, seeds=(0, 1, 2), points=4, zero_init_last=True),
         search={**_SEARCH, "trials": 20, "startup_trials": 8, "subset": 4000, "val_size": 2000,
                 "epochs": 2.0, "batch_size": 64, "lr": 0.05, "workers": 2, "threads": 1,
                 "zero_init_last": True},
-        base_macs=1_000_000, points=4),
+        base_macs=900_000, points=4),
     # one H100: all 55,000 training images x 3 epochs at batch 512 (322 SGD steps), lr 0.1.
     # At 28x28 these nets are launch-bound on the GPU (~25 ms a step at batch 256 whatever the
     # width, results/bench/gpu-h100): a run costs its steps more than its images, so the GPU
@@ -214,7 +219,7 @@ def family_plan(searched_base, winner: tuple[float, float, float], preset: Study
             fit = fitted(fit_compound, searched_base.spec, k, *winner, ratio=target / m0,
                          tol=preset.mac_tol, divisor=searched_base.divisor)
         out.append(_entry("family", SEARCHED, "compound", 2.0 ** k, target,
-                          _renamed(fit, f"searched phi{k}"), preset.mac_tol,
+                          renamed(fit, f"searched phi{k}"), preset.mac_tol,
                           alpha=winner[0], beta=winner[1], gamma=winner[2]))
     for family in preset.families:
         root = root_spec(family)
@@ -231,11 +236,12 @@ def family_plan(searched_base, winner: tuple[float, float, float], preset: Study
                 method = "compound"
             tag = ROOTS[family][0]
             out.append(_entry("family", family, method, 2.0 ** k, target,
-                              _renamed(fit, f"{tag} {method} x{2 ** k}"), preset.mac_tol))
+                              renamed(fit, f"{tag} {method} x{2 ** k}"), preset.mac_tol))
     return out
 
 
-def _renamed(fit, name: str):
+def renamed(fit, name: str):
+    """``fit`` with its spec named ``name``."""
     return dataclasses.replace(fit, spec=fit.spec.replace(name=name))
 
 
@@ -255,7 +261,7 @@ def single_plan(searched_root, searched_base, winner: tuple[float, float, float]
             fit0, rule = base_point(root, preset), PAPER
         base, m0 = fit0.spec, fit0.macs
         out.append(_entry("single", family, "base", 1.0, preset.base_macs,
-                          _renamed(fit0, f"{family} base"), preset.mac_tol))
+                          renamed(fit0, f"{family} base"), preset.mac_tol))
         for ratio in preset.single_ratios:
             target = ratio * m0
             phi = math.log2(ratio)
@@ -269,5 +275,5 @@ def single_plan(searched_root, searched_base, winner: tuple[float, float, float]
             for method, fit in fits.items():
                 tol = preset.res_tol if method == "resolution" else preset.mac_tol
                 out.append(_entry("single", family, method, ratio, target,
-                                  _renamed(fit, f"{family} {method} x{ratio:g}"), tol))
+                                  renamed(fit, f"{family} {method} x{ratio:g}"), tol))
     return out

@@ -239,9 +239,11 @@ def write_report(out: Path, preset_name: str, preset: StudyPreset,
         f"trained trials ({preset.search['evaluator']} evaluator"
         f"{', residual blocks started as identity' * bool(preset.search.get('zero_init_last'))}"
         f"); counts {s.get('counts')}. "
-        f"Best trial #{s.get('number')} at {s.get('macs', 0) / 1e6:.2f}M MACs, used as found: "
-        "its MACs are the base point of every family. Its spec and recipe: "
-        "`search/baseline.json`.",
+        f"Best trial #{s.get('number')} at {s.get('macs', 0) / 1e6:.2f}M MACs"
+        + (f"; its width refitted (x{s['base_width']:.3g}) to the base point, "
+           f"{s['base_macs'] / 1e6:.3f}M MACs, as every family's is. " if "base_width" in s else
+           ", used as found: its MACs are the base point of every family. ")
+        + "Its spec and recipe: `search/baseline.json`.",
         "",
         f"## Grid at phi = 1 (winner alpha, beta, gamma = {tuple(plan['winner'])})",
         "",
