@@ -188,7 +188,7 @@ def test_protocol_length_summary_measures_the_gap_in_seed_std():
 
 
 def test_growth_findings_separate_the_seed_std_criterion_from_the_evidence_of_growth():
-    """EfficientNet-B0 by the paper's rule in results/medium: +1.83 points, 2.3x the larger seed
+    """EfficientNet-B0 by the paper's rule in results/medium at 12fd8ee: +1.83 points, 2.3x the larger seed
     std (fails issue 16's > 3) yet 3.8 SE of the difference of means (growth is evident)."""
     from experiments import study_report
 
