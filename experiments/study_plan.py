@@ -114,7 +114,9 @@ PRESETS: dict[str, StudyPreset] = {
     # (more steps on the same images lifted the small points most) and 5 of 7 at batch 64;
     # 20,000 x 1 epoch in 4 of 8; 20,000 x 2 made the three width families that failed at
     # 1 epoch pass (results/protocol_length/README.md). Base point 0.9M MACs (the search's
-    # budget too): the study took 83.3 minutes with its points at 0.89M x 2**k
+    # budget too): the study took 83.3 minutes with its points at 0.89M x 2**k (12fd8ee), and
+    # 90.2 at 0.9M x 2**k with the search (cc35ba7), on a day this CPU trained the runs the two
+    # share 25% slower: the bound holds at the first speed, not with margin at the second
     "medium": StudyPreset(
         protocol=Protocol(val_size=2000, subset=20_000, epochs=2, batch_size=64, lr=0.05,
                           test_size=None, seeds=(0, 1, 2), points=4, zero_init_last=True),
