@@ -14,7 +14,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from experiments import common, compare_runs, protocol_length, run_study, study_plan  # noqa: E402
+from experiments import (  # noqa: E402
+    common,
+    compare_runs,
+    protocol_length,
+    run_study,
+    seed_draws,
+    study_plan,
+)
 from scaling.compound import compound, scale  # noqa: E402
 from scaling.compound.grid import candidates  # noqa: E402
 from scaling.compound.match import (  # noqa: E402
@@ -187,9 +194,29 @@ def test_protocol_length_summary_measures_the_gap_in_seed_std():
         protocol_length.end_points({"models": []}, "Nope")
 
 
+def test_seed_draws_resample_every_k_seed_pair_and_agree_with_the_study_at_all_seeds():
+    import math
+
+    runs = pd.Series([0.861, 0.866, 0.858, 0.870, 0.864])
+    table = pd.DataFrame({
+        "family": ["F"] * 10 + ["G"] * 10, "epochs": [2.0] * 20, "seed": list(range(5)) * 4,
+        "ratio": ([1] * 5 + [8] * 5) * 2,
+        "test_acc": [*runs, *(runs + 0.2), *runs, *runs.iloc[::-1]]})
+    f, g = seed_draws.summarise(table, k=3)
+    assert f["draws"] == g["draws"] == math.comb(5, 3) ** 2
+    assert f["pass_share"] == 1.0  # 20 points above, every 3 seeds within 1.2 points
+    assert g["pass_share"] == 0.0  # the same five runs at both points
+    (study,) = [r for r in protocol_length.summarise(table[table.family == "F"])[0]]
+    assert f["ratio_all_seeds"] == pytest.approx(study["gap_in_std"])
+    assert seed_draws.draws(runs, runs + 0.2, 5)[0] == pytest.approx(study["gap_in_std"])
+    with pytest.raises(ValueError, match="k=6"):
+        seed_draws.subset_stats(runs, 6)
+
+
 def test_growth_findings_separate_the_seed_std_criterion_from_the_evidence_of_growth():
-    """EfficientNet-B0 by the paper's rule in results/medium at 12fd8ee: +1.83 points, 2.3x the larger seed
-    std (fails issue 16's > 3) yet 3.8 SE of the difference of means (growth is evident)."""
+    """EfficientNet-B0 by the paper's rule in results/medium at 12fd8ee: +1.83 points, 2.3x the
+    larger seed std (fails issue 16's > 3) yet 3.8 SE of the difference of means (growth is
+    evident)."""
     from experiments import study_report
 
     rows = [("A", 1, 0.860, 0.003), ("A", 8, 0.880, 0.003),
