@@ -11,9 +11,9 @@ Families, all at 28x28, 1 channel, 10 classes, total downsampling 16:
   refitted to the base point, as every hand-designed family's is, then compound-scaled by the
   grid's winner with the width (and, where the width alone jumps past the target, the resolution
   by up to 4 px) refitted so the MACs double per phi. The base point is the preset's, not the
-  found net's MACs: a search with parallel workers finds another net on every run (0.89M, 0.74M
-  and 0.64M MACs in three medium searches), and at 0.64M ResNet-18's narrowest widths could not
-  land within 5% of it;
+  found net's MACs: a search with parallel workers finds another net on every run (0.74M and
+  0.64M MACs in two medium searches of the same code and budget), and at 0.64M ResNet-18's
+  narrowest widths could not land within 5% of it;
 - ``MobileNetV2``, ``MobileNetV3-S``, ``MobileNetV3-L`` (stride-1 stem), ``ShuffleNetV2``,
   ``ResNet-18`` (no stem pool): the width multiplier fitted to each point;
 - ``EfficientNet-B0``: B0's layout (stride-1 stem) fitted to the base point, then the paper's
