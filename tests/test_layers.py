@@ -331,3 +331,51 @@ def test_layer_norm_before_a_strided_conv_trains_at_64_px():
                           timeout=300, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("cin,groups,expected", [
+    (6, 1, "Conv2dSubsample"), (8, 1, "Conv2dSubsample"), (16, 1, "Conv2d"), (32, 2, "Conv2d"),
+    (48, 2, "Conv2dSubsample")])
+def test_strided_pointwise_conv_subsamples_where_onednn_corrupts_the_heap(cin, groups, expected):
+    """A strided 1x1 conv with input channels per group not a multiple of 16 is built as a
+    Conv2dSubsample, which computes the plain strided conv's output and gradients exactly."""
+    conv = layers.make_conv(cin, 12, 1, stride=2, groups=groups)
+    assert type(conv).__name__ == expected
+    plain = nn.Conv2d(cin, 12, 1, 2, 0, groups=groups, bias=False)
+    plain.load_state_dict(conv.state_dict())
+    x = torch.randn(3, cin, 9, 8).contiguous(memory_format=torch.channels_last)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, yb = conv(xa), plain(xb)
+    torch.testing.assert_close(ya, yb)
+    (ya * ya).sum().backward()
+    (yb * yb).sum().backward()
+    torch.testing.assert_close(xa.grad, xb.grad)
+    torch.testing.assert_close(conv.weight.grad, plain.weight.grad)
+
+
+def test_a_net_with_a_narrow_strided_shortcut_trains_in_channels_last():
+    """A ResNet stage with 6 input channels and a 1x1 stride-2 shortcut, trained in channels_last
+    (the CPU default of the trainer): oneDNN's strided 1x1 weight gradient corrupted the heap on
+    AVX2 CPUs (the tiny study aborted); a subprocess, so a native crash fails this test."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import torch\n"
+        "from scaling import build_model\n"
+        "from scaling.ir import NetworkSpec, StageSpec, StemSpec\n"
+        "torch.manual_seed(0); torch.set_num_threads(1)\n"
+        "spec = NetworkSpec(stages=(StageSpec('basic', 1, 6),\n"
+        "                           StageSpec('basic', 1, 10, stride=2)),\n"
+        "                   stem=StemSpec(channels=(6,), kernels=(3,), strides=(2,)),\n"
+        "                   in_channels=1, resolution=28, num_classes=10)\n"
+        "model = build_model(spec).train().to(memory_format=torch.channels_last)\n"
+        "for _ in range(40):\n"
+        "    x = torch.randn(64, 1, 28, 28).contiguous(memory_format=torch.channels_last)\n"
+        "    model(x).sum().backward()\n"
+        "print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"

@@ -33,7 +33,7 @@ from scaling.ir.base import is_int
 from scaling.ir.registry import ACTIVATION, CONV, NORM
 
 __all__ = [
-    "Conv2dSame", "ConvNormAct", "DropPath", "LayerNorm2d", "SqueezeExcite",
+    "Conv2dSame", "Conv2dSubsample", "ConvNormAct", "DropPath", "LayerNorm2d", "SqueezeExcite",
     "build_activation_layer", "build_conv_layer", "build_norm_layer", "channel_shuffle",
     "infer_abbr", "make_conv", "make_divisible", "norm_cfg", "NORM_TYPES",
 ]
@@ -189,9 +189,40 @@ class Conv2dSame(nn.Conv2d):
         return super().forward(x)
 
 
+class Conv2dSubsample(nn.Conv2d):
+    """A strided 1x1 conv computed as the stride-1 conv of every s-th pixel: the same function
+    and parameters (without padding a 1x1 kernel only reads those pixels), by another kernel.
+
+    Why: on AVX2 CPUs (torch 2.13, oneDNN 3.12) the weight gradient of a strided 1x1 conv in
+    channels_last corrupts the heap when it has 2-7 input channels per group (double free,
+    SIGSEGV), and the trainer uses channels_last on the CPU by default. :func:`make_conv` builds
+    this class where the input channels per group are not a multiple of 16 (AVX-512's width, as
+    the kernels there are blocked by 16), so plain torchvision layouts keep ``nn.Conv2d``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1,
+                 stride: int = 2, padding: int = 0, dilation: int = 1, groups: int = 1,
+                 bias: bool = True, **kwargs: Any) -> None:
+        if kernel_size not in (1, (1, 1)) or padding not in (0, (0, 0), "same"):
+            raise ValueError(f"Conv2dSubsample is a 1x1 conv without padding; got kernel_size="
+                             f"{kernel_size!r}, padding={padding!r}")
+        super().__init__(in_channels, out_channels, 1, stride, 0, dilation, groups, bias,
+                         **kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        sh, sw = self.stride
+        return F.conv2d(x[:, :, ::sh, ::sw], self.weight, self.bias, 1, 0, 1, self.groups)
+
+
 CONV.register("Conv2d", nn.Conv2d)
 CONV.register("Conv2dSame", Conv2dSame)
+CONV.register("Conv2dSubsample", Conv2dSubsample)
 CONV_FOR_PADDING = {"symmetric": "Conv2d", "same": "Conv2dSame"}
+
+
+def _subsamples(in_channels: int, kernel: int, stride: int, groups: int) -> bool:
+    """Whether :func:`make_conv` builds a :class:`Conv2dSubsample` (see its docstring)."""
+    return kernel == 1 and stride > 1 and (in_channels // groups) % 16 != 0
 
 
 def build_conv_layer(cfg: None | str | dict, *args: Any, **kwargs: Any) -> nn.Module:
@@ -216,7 +247,9 @@ def make_conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1,
         raise ValueError(f"padding={padding!r} is not allowed; expected one of "
                          f"{tuple(CONV_FOR_PADDING)}")
     pad = dilation * (kernel - 1) // 2 if padding == "symmetric" else 0
-    return build_conv_layer(CONV_FOR_PADDING[padding], in_channels, out_channels, kernel,
+    kind = ("Conv2dSubsample" if _subsamples(in_channels, kernel, stride, groups)
+            else CONV_FOR_PADDING[padding])
+    return build_conv_layer(kind, in_channels, out_channels, kernel,
                             stride=stride, padding=pad, dilation=dilation, groups=groups,
                             bias=bias)
 
