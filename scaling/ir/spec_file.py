@@ -65,7 +65,8 @@ def _describe(record: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def _pick_record(records: list[Any], trial: int | None, where: str) -> dict[str, Any]:
+def _pick_record(records: list[Any], trial: int | None, where: str,
+                 file: str | None) -> dict[str, Any]:
     """The record of trial ``trial`` (None: the only one) among a search's best records."""
     records = [r for r in records if isinstance(r, dict) and isinstance(r.get("spec"), dict)]
     if not records:
@@ -79,15 +80,16 @@ def _pick_record(records: list[Any], trial: int | None, where: str) -> dict[str,
                          + "; ".join(_describe(r) for r in records))
     if len(records) == 1:
         return records[0]
-    base = where.split("#")[0]
+    pick = f"'{file}#N'" if file else "'FILE#N'"
     raise ValueError(f"{where} holds {len(records)} trials (a Pareto front); choose one as "
-                     f"{base}#N, N one of: " + "; ".join(_describe(r) for r in records))
+                     f"{pick}, N one of: " + "; ".join(_describe(r) for r in records))
 
 
-def spec_from_document(data: Any, where: str = "spec", trial: int | None = None) -> NetworkSpec:
+def spec_from_document(data: Any, where: str = "spec", trial: int | None = None,
+                       file: str | None = None) -> NetworkSpec:
     """The spec held by parsed JSON/YAML ``data``: a spec mapping, a list of trial records, a
     search report (``best``) or a mapping with a ``spec``; ``trial`` picks a record by its
-    number; ``where`` names the source in errors."""
+    number; ``where`` names the source in errors, ``file`` its path."""
     if isinstance(data, dict) and "stages" not in data:
         if isinstance(data.get("best"), list):
             data = data["best"]
@@ -96,7 +98,7 @@ def spec_from_document(data: Any, where: str = "spec", trial: int | None = None)
                 raise ValueError(f"{where} holds trial {data.get('number')}, not trial {trial}")
             data = data["spec"]
     if isinstance(data, list):
-        data = _pick_record(data, trial, where)["spec"]
+        data = _pick_record(data, trial, where, file)["spec"]
     elif trial is not None:
         raise ValueError(f"{where} holds a spec, not a search's trial records: drop '#{trial}'")
     return NetworkSpec.from_dict(data)
@@ -138,7 +140,7 @@ def load_spec(path: str | os.PathLike) -> NetworkSpec:
         raise ValueError(f"{where} is a folder") from None
     try:
         data = _parse(text, file.endswith((".yaml", ".yml")))
-        return spec_from_document(data, where, trial)
+        return spec_from_document(data, where, trial, file)
     except (ValueError, TypeError) as exc:
         message = str(exc)
         if message.startswith(where):
