@@ -33,8 +33,10 @@ def add_match_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base", default="efficientnet_b0",
                    help="zoo name, spec file, or a search's best.json (FILE#N: trial N)")
     target = p.add_mutually_exclusive_group()
-    target.add_argument("--macs", help="target MACs (e.g. 2M, 1.5G, 400000000)")
-    target.add_argument("--ratio", help="target as a multiple of the base's MACs")
+    target.add_argument("--macs", help="target MACs, e.g. 2M, 1.5G, 400000000; this or --ratio "
+                        "is required")
+    target.add_argument("--ratio", help="target as a multiple of the base's MACs; this or --macs "
+                        "is required")
     p.add_argument("--by", default="compound", choices=DIMENSIONS,
                    help="the knob refitted: compound (the rule's depth and resolution at phi, "
                    "width refitted) or one dimension alone")
