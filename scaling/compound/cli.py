@@ -72,7 +72,7 @@ def parse_phis(text: str) -> list[float]:
 
 
 def load_base(name: str) -> NetworkSpec:
-    """A zoo name or a .json/.yaml spec file (:func:`scaling.cli.resolve_spec`)."""
+    """A zoo name or a file holding a spec (:func:`scaling.cli.resolve_spec`)."""
     return resolve_spec(name, "--base")
 
 
@@ -223,7 +223,8 @@ def build_parser() -> Parser:
     p = Parser(PROG, description="Compound scaling (Tan & Le 2019): d=alpha^phi, w=beta^phi, "
                                  "r=gamma^phi. Subcommand 'grid' searches alpha, beta, gamma.")
     p.add_argument("--phi", help="a number, or start:stop[:step] (inclusive); required")
-    p.add_argument("--base", default=DEFAULT_BASE, help="zoo name or spec .json/.yaml file")
+    p.add_argument("--base", default=DEFAULT_BASE, help="zoo name, spec .json/.yaml file, "
+                   "a search's best.json (FILE#N: trial N) or a train --save checkpoint")
     p.add_argument("--alpha", default=str(ALPHA), help="depth base (>= 1)")
     p.add_argument("--beta", default=str(BETA), help="width base (>= 1)")
     p.add_argument("--gamma", default=str(GAMMA), help="resolution base (>= 1)")

@@ -121,7 +121,8 @@ GRID_COLUMNS = """columns:
 
 def add_grid_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``python -m scaling.compound grid``."""
-    p.add_argument("--base", default="efficientnet_b0", help="zoo name or spec .json/.yaml")
+    p.add_argument("--base", default="efficientnet_b0", help="zoo name, spec .json/.yaml file, "
+                   "a search's best.json (FILE#N: trial N) or a train --save checkpoint")
     p.add_argument("--phi", default="1", help="phi at which candidates are compared")
     p.add_argument("--target", default="2", help="target of alpha*beta^2*gamma^2")
     p.add_argument("--tol", default="0.1", help="allowed |product - target|")
