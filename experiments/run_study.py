@@ -249,9 +249,11 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
     group = resolve_device(device).type == "cuda"  # a spec's seeds share its cuDNN plans
     if not plan_only:
         train_all(grid, proto.seeds[:1], preset, store, device, threads, jobs, log, group)
-    elif any(RunStore.key(e["spec"], proto.seeds[0], proto.key()) not in store.rows for e in grid):
-        raise ValueError(f"plan_only needs the grid's runs under protocol {proto.key()} in "
-                         f"{store.path}; some are missing: run the study first")
+    else:
+        missing = [e for e in grid
+                   if RunStore.key(e["spec"], proto.seeds[0], proto.key()) not in store.rows]
+        if missing:
+            return pending_plan(preset_name, grid, missing, base, proto.key(), store.path, log)
     grid_rows = joined(grid, proto.seeds[:1], store, proto.key())
     grid_rows.sort(key=lambda r: (-r["val_acc"], r["macs"]))
     winner = (grid_rows[0]["alpha"], grid_rows[0]["beta"], grid_rows[0]["gamma"])
@@ -281,6 +283,23 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
     log_invocation(out, prov, trained=len(store.rows) + dropped - before, reused=before - dropped,
                    dropped=dropped, search=search_state, index=started)
     return write_report(out, preset_name, preset, tables, plan, prov)
+
+
+def pending_plan(preset_name: str, grid: list[dict[str, Any]], missing: list[dict[str, Any]],
+                 base: Any, key: str, runs: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """What ``--plan-only`` can say before the grid is trained (a fresh clone, or a protocol
+    changed since the committed runs): the base point and the grid's candidates, and that the
+    winner, the family and single-dimension plans wait for the grid's runs. Writes nothing."""
+    log(f"base point: the searched net's width x{base.knob:.4g}, {base.macs:,} MACs")
+    log(f"grid ({len(grid)} candidates; * = not yet trained under protocol {key}):")
+    for e in grid:
+        log(f"  {'*' if e in missing else ' '} alpha={e['alpha']:g} beta={e['beta']:g} "
+            f"gamma={e['gamma']:g}  {e['macs']:,} MACs")
+    log(f"pending: {len(missing)} of the grid's {len(grid)} runs are not in {runs}, so the grid "
+        "winner, and with it the family and single-dimension plans, are not known yet; "
+        f"plan.json is not written. Train the grid: python experiments/run_study.py --preset "
+        f"{preset_name}{' (on a GPU)' if preset_name == 'full' else ''}")
+    return {"plan": None, "pending": len(missing)}
 
 
 def log_invocation(out: Path, prov: Any, trained: int | None, reused: int, dropped: int = 0,
@@ -334,7 +353,15 @@ def main(argv: list[str] | None = None) -> int:
 
         shutil.rmtree(out)
     t0 = time.perf_counter()
-    summary = run(args.preset, out, args.device, args.threads, args.jobs, plan_only=args.plan_only)
+    try:
+        summary = run(args.preset, out, args.device, args.threads, args.jobs,
+                      plan_only=args.plan_only)
+    except ValueError as exc:  # a missing input of --plan-only, a bad option: one line
+        print(f"run_study.py: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    if summary.get("pending"):
+        print(f"study {args.preset}: plan pending ({summary['pending']} grid runs to train)")
+        return 0
     print(f"study {args.preset} done in {(time.perf_counter() - t0) / 60:.1f} min: "
           f"{summary.get('readme') or summary.get('plan')}")
     return 0

@@ -8,9 +8,10 @@
   Ctrl-C is one line with exit code 130 and an allocation failure one line with exit code 2.
 - :func:`check_option` / :func:`check_writable`: numbers finite and in range, output paths
   creatable, checked before any long work.
-- :func:`resolve_spec`: a zoo name or a .json/.yaml spec file (the zoo is imported lazily, so
-  the torch-free layers' CLIs resolve names through here; the zoo's own CLI is
-  :mod:`scaling.zoo.cli`, which the zoo package does not import: no circle).
+- :func:`resolve_spec`: a zoo name, a .json/.yaml spec file or a file holding one (a search's
+  ``best.json``, ``#N`` picking a trial; a ``train --save`` checkpoint); the zoo is imported
+  lazily, so the torch-free layers' CLIs resolve names through here; the zoo's own CLI is
+  :mod:`scaling.zoo.cli`, which the zoo package does not import: no circle.
 - :func:`add_config_arguments` / :func:`config_from_args`: a config dataclass is the single
   source of its flags, help texts and defaults (``field(metadata={"help": ...})``).
 - :func:`format_table`: aligned text tables.
@@ -26,8 +27,6 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
-
-SPEC_SUFFIXES = (".json", ".yaml", ".yml")
 
 
 class UsageError(ValueError):
@@ -174,22 +173,33 @@ def parse_number(text: str, name: str) -> float:
 
 
 def is_spec_path(name: str) -> bool:
-    """Whether ``name`` names a spec file rather than a zoo model."""
-    return name.endswith(SPEC_SUFFIXES) or os.sep in name or os.path.isfile(name)
+    """Whether ``name`` names a spec file or a checkpoint rather than a zoo model
+    (:func:`scaling.ir.is_spec_path`)."""
+    from scaling.ir import is_spec_path as spec_path
+
+    return spec_path(name)
 
 
 def resolve_spec(name_or_path: str, flag: str = "model", **overrides: Any) -> Any:
-    """A :class:`~scaling.ir.NetworkSpec` from a zoo name (with ``get_spec`` overrides) or a
-    .json/.yaml spec file (used as written); bad input is a :class:`UsageError` naming ``flag``."""
+    """A :class:`~scaling.ir.NetworkSpec` from a zoo name (with ``get_spec`` overrides), a spec
+    file or a file the package wrote that holds one (a search's ``best.json``, ``#N`` picking
+    trial N; its ``--json`` report; a ``train --save`` checkpoint), used as written; bad input
+    is a :class:`UsageError` naming ``flag`` and the file."""
     if is_spec_path(name_or_path):
-        from scaling.ir import load_spec
+        from scaling.ir import is_checkpoint_path, load_spec, parse_spec_path
 
-        if not os.path.isfile(name_or_path):
+        if not os.path.isfile(parse_spec_path(name_or_path)[0]):
             fail(f"{flag} {name_or_path!r}: no such spec file")
         try:
+            if is_checkpoint_path(name_or_path):
+                from scaling.zoo.checkpoint import checkpoint_spec
+
+                return checkpoint_spec(name_or_path)
             return load_spec(name_or_path)
         except (ValueError, TypeError, KeyError, OSError, RecursionError) as exc:
-            fail(f"{flag} {name_or_path!r}: {one_line(exc)}")
+            message = one_line(exc)
+            fail(message if repr(name_or_path) in message else f"{flag} {name_or_path!r}: "
+                 f"{message}")
     from scaling.zoo import get_spec
 
     try:

@@ -274,15 +274,23 @@ def test_an_invocation_is_logged_when_it_starts_and_completed_when_it_ends(tmp_p
         (False, None, 0), (True, 7, 5)]
 
 
-def test_plan_only_says_what_it_needs(tmp_path):
-    """``--plan-only`` trains nothing: without the search's result, or without the grid's runs,
-    it stops with a message that names the missing file or protocol."""
-    with pytest.raises(ValueError, match="search/baseline.json"):
-        run_study.run("tiny", tmp_path, device="cpu", plan_only=True, log=lambda _: None)
+def test_plan_only_says_what_it_needs(tmp_path, capsys):
+    """``--plan-only`` trains nothing: without the search's result it is one line naming the
+    file (exit 2); without the grid's runs (a fresh clone) it prints the grid it would train,
+    says what is pending and what to run, exits 0 and writes no plan."""
+    out = str(tmp_path)
+    assert run_study.main(["--preset", "tiny", "--out", out, "--plan-only"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "search/baseline.json" in err and "error:" in err
     (tmp_path / "search").mkdir()
     spec = study_plan.root_spec("MobileNetV2").to_dict()
     (tmp_path / "search" / "baseline.json").write_text(json.dumps({"spec": spec}))
     key = study_plan.PRESETS["tiny"].protocol.key()
-    with pytest.raises(ValueError, match=f"grid's runs under protocol {key}"):
-        run_study.run("tiny", tmp_path, device="cpu", plan_only=True, log=lambda _: None)
+    lines: list[str] = []
+    summary = run_study.run("tiny", tmp_path, device="cpu", plan_only=True, log=lines.append)
+    assert summary["plan"] is None and summary["pending"] > 0
+    grid = [ln for ln in lines if ln.startswith("  * alpha=")]
+    assert len(grid) == summary["pending"] and any(f"protocol {key}" in ln for ln in lines)
+    assert "python experiments/run_study.py --preset tiny" in lines[-1]
+    assert not (tmp_path / "plan.json").exists()
     assert not (tmp_path / "runs.provenance.json").exists()  # a plan-only call logs no training

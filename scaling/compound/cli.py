@@ -4,6 +4,11 @@
                                [--json] [--out spec.json]
     python -m scaling.compound --phi 0:7            # one row per phi
     python -m scaling.compound grid --base NAME --phi 1 --target 2 --tol 0.1 --step 0.05 ...
+    python -m scaling.compound match --base NAME --macs 2M      # the realised model at a target
+
+A small net's rounding can realise far more MACs than the rule's ideal ``1.92**phi``; the report
+then warns on stderr and names ``match``, which refits the width to the target
+(:mod:`scaling.compound.match_cli`).
 
 This path imports no torch, pandas or matplotlib (the grid's proxy evaluator and CSV do, lazily).
 Bad input gives one line on stderr and exit code 2.
@@ -24,7 +29,8 @@ from scaling.cli import (
     parse_number,
     resolve_spec,
 )
-from scaling.compound.grid import add_grid_arguments, run_grid
+from scaling.compound.grid import GRID_COLUMNS, add_grid_arguments, run_grid
+from scaling.compound.match_cli import add_match_arguments, run_match
 from scaling.compound.rule import (
     ALPHA,
     BETA,
@@ -66,7 +72,7 @@ def parse_phis(text: str) -> list[float]:
 
 
 def load_base(name: str) -> NetworkSpec:
-    """A zoo name or a .json/.yaml spec file (:func:`scaling.cli.resolve_spec`)."""
+    """A zoo name or a file holding a spec (:func:`scaling.cli.resolve_spec`)."""
     return resolve_spec(name, "--base")
 
 
@@ -217,20 +223,55 @@ def build_parser() -> Parser:
     p = Parser(PROG, description="Compound scaling (Tan & Le 2019): d=alpha^phi, w=beta^phi, "
                                  "r=gamma^phi. Subcommand 'grid' searches alpha, beta, gamma.")
     p.add_argument("--phi", help="a number, or start:stop[:step] (inclusive); required")
-    p.add_argument("--base", default=DEFAULT_BASE, help="zoo name or spec .json/.yaml file")
+    p.add_argument("--base", default=DEFAULT_BASE, help="zoo name, spec .json/.yaml file, "
+                   "a search's best.json (FILE#N: trial N) or a train --save checkpoint")
     p.add_argument("--alpha", default=str(ALPHA), help="depth base (>= 1)")
     p.add_argument("--beta", default=str(BETA), help="width base (>= 1)")
     p.add_argument("--gamma", default=str(GAMMA), help="resolution base (>= 1)")
     p.add_argument("--divisor", type=int, default=8, help="channel divisor")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--out", help="write the scaled spec (JSON) here, atomically (default: none)")
-    sub = p.add_subparsers(dest="command", metavar="{grid}")
+    sub = p.add_subparsers(dest="command", metavar="{grid,match}")
     add_grid_arguments(sub.add_parser(
         "grid", prog=f"{PROG} grid", formatter_class=p.formatter_class,
         help="grid search of alpha, beta, gamma (Tan & Le 2019, step 1)",
         description="Grid search of alpha, beta, gamma under alpha*beta^2*gamma^2 ~ target "
-                    "(Tan & Le 2019, step 1)."))
+                    "(Tan & Le 2019, step 1).", epilog=GRID_COLUMNS))
+    from scaling.compound import match_cli
+
+    add_match_arguments(sub.add_parser(
+        "match", prog=f"{PROG} match", formatter_class=p.formatter_class,
+        help="the base scaled to a MAC target, realised (scaling.compound.match)",
+        description=(match_cli.__doc__ or "").split("\n\n", 1)[1]))
     return p
+
+
+#: realised / ideal MAC ratio beyond which the report warns (rounding of a small net)
+WARN_OFF = 0.10
+
+
+def warn_off_ratio(reps: list[dict[str, Any]], base_name: str) -> None:
+    """One line on stderr when a scaled model's realised MAC ratio misses the rule's ideal by
+    more than :data:`WARN_OFF`, naming the matcher that lands on the target."""
+    import sys
+
+    off = [r for r in reps if r["macs"]["ratio"] and r["phi"] > 0
+           and abs(r["macs"]["ratio"] / r["ideal_ratio"] - 1) > WARN_OFF]
+    if not off:
+        return
+    worst = max(off, key=lambda r: abs(math.log(r["macs"]["ratio"] / r["ideal_ratio"])))
+    cases = "; ".join(f"phi {r['phi']:g}: x{r['macs']['ratio']:.3g} against the ideal "
+                      f"x{r['ideal_ratio']:.3g}" for r in off[:4])
+    cases += "; ..." if len(off) > 4 else ""
+    coeffs = "".join(f" --{n} {v:g}" for n, v, d in zip(("alpha", "beta", "gamma"),
+                                                        (worst["alpha"], worst["beta"],
+                                                         worst["gamma"]), (ALPHA, BETA, GAMMA))
+                     if v != d)
+    print(f"{PROG}: warning: the realised MACs miss the rule's ideal by more than "
+          f"{100 * WARN_OFF:g}% ({cases}), from rounding channels (make_divisible), repeats "
+          f"(ceil) and pixels; for the model at the ideal MACs run: {PROG} match --base "
+          f"{base_name} --phi {worst['phi']:g}{coeffs} --ratio {worst['ideal_ratio']:.4g}",
+          file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -257,6 +298,7 @@ def run(args: argparse.Namespace) -> int:
     for phi in phis:
         scaled = compound(base, phi, *abg, divisor=args.divisor)
         reps.append(report(base, phi, *abg, scaled=scaled, official=official))
+    warn_off_ratio(reps, args.base)
     if args.out:
         from scaling.files import atomic_write_text
 
@@ -272,6 +314,9 @@ def run(args: argparse.Namespace) -> int:
 
 @command(PROG, errors=(ValueError, TypeError, OSError, OverflowError))
 def main(argv: list[str]) -> int:
-    """Entry point: ``grid`` or the scaling report; bad input is one line and exit code 2."""
+    """Entry point: ``grid``, ``match`` or the scaling report; bad input is one line and exit
+    code 2."""
     args = build_parser().parse_args(argv)
+    if args.command == "match":
+        return run_match(args)
     return run_grid(args) if args.command == "grid" else run(args)

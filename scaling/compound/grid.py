@@ -103,9 +103,26 @@ def evaluate_macs(base: NetworkSpec, scaled: NetworkSpec, ctx: dict[str, Any]) -
             "score": -abs(math.log(ratio / ctx["target"] ** ctx["phi"]))}
 
 
+#: what each column of the grid's table means (the ``grid`` subcommand's help epilog)
+GRID_COLUMNS = """columns:
+  alpha, beta, gamma  the candidate's depth, width and resolution bases
+  product             alpha*beta^2*gamma^2, within --tol of --target
+  d, r                alpha^phi, gamma^phi: the depth and resolution multipliers used
+  w                   the width multiplier used: beta^phi, or the refitted one where refit
+  refit               True: the rule's model missed target^phi x the base's MACs by more than
+                      --mac-tol (rounding), so its width was refitted until it lands
+                      (scaling.compound.match); False: the rule's model as it is
+  resolution, blocks  the scaled model's input size and block count
+  params, macs        the scaled model's exact counts; mac_ratio = macs / the base's
+  score               the evaluator's, higher is better: macs: -|log(mac_ratio / target^phi)|
+                      (0 = exactly on the target); proxy: best validation top-1
+"""
+
+
 def add_grid_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``python -m scaling.compound grid``."""
-    p.add_argument("--base", default="efficientnet_b0", help="zoo name or spec .json/.yaml")
+    p.add_argument("--base", default="efficientnet_b0", help="zoo name, spec .json/.yaml file, "
+                   "a search's best.json (FILE#N: trial N) or a train --save checkpoint")
     p.add_argument("--phi", default="1", help="phi at which candidates are compared")
     p.add_argument("--target", default="2", help="target of alpha*beta^2*gamma^2")
     p.add_argument("--tol", default="0.1", help="allowed |product - target|")

@@ -31,7 +31,8 @@ PROG = "python -m scaling.profile"
 def build_parser() -> Parser:
     p = Parser(PROG, description="Per-stage params, MACs and activations of a zoo model or "
                                  "spec file.")
-    p.add_argument("model", help="zoo model name, or a .json/.yaml spec file")
+    p.add_argument("model", help="zoo model name, a .json/.yaml spec file, "
+                   "a search's best.json (FILE#N: trial N) or a train --save checkpoint")
     p.add_argument("--res", type=int, default=None,
                    help="input resolution (default: the spec's)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -16,11 +16,18 @@ from scaling.ir.spec import (
     StageSpec,
     StemSpec,
     iter_blocks,
-    load_spec,
     stage_shapes,
+)
+from scaling.ir.spec_file import (
+    is_checkpoint_path,
+    is_spec_path,
+    load_spec,
+    parse_spec_path,
+    spec_from_document,
 )
 
 __all__ = ["BLOCK_TYPES", "BlockGeometry", "BlockType", "HeadSpec", "NetworkSpec", "NormSpec",
-           "SESpec", "StageSpec", "StemSpec", "decode_stages", "encode_stages", "iter_blocks",
-           "load_spec", "make_divisible", "round_filters", "round_repeats", "round_resolution",
-           "stage_shapes"]
+           "SESpec", "StageSpec", "StemSpec", "decode_stages", "encode_stages",
+           "is_checkpoint_path", "is_spec_path", "iter_blocks", "load_spec", "make_divisible",
+           "parse_spec_path", "round_filters", "round_repeats", "round_resolution",
+           "spec_from_document", "stage_shapes"]

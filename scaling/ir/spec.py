@@ -30,7 +30,7 @@ from scaling.ir.parts import HeadSpec, NormSpec, SESpec, StageSpec, StemSpec
 from scaling.ir.registry import BLOCK_TYPES, check_choice
 
 __all__ = ["HeadSpec", "NetworkSpec", "NormSpec", "SESpec", "StageSpec", "StemSpec",
-           "iter_blocks", "load_spec", "stage_shapes", "validate_network"]
+           "iter_blocks", "stage_shapes", "validate_network"]
 
 PADDINGS = ("symmetric", "same")
 
@@ -134,24 +134,6 @@ class NetworkSpec(_Spec):
 def check_resolution(field_name: str, value: object) -> None:
     """An input side in pixels: an int in [1, MAX_RESOLUTION]."""
     check_int(field_name, value, 1, MAX_RESOLUTION)
-
-
-def load_spec(path: str) -> NetworkSpec:
-    """Read a spec from a .json, .yaml or .yml file; unreadable or bad content is a ValueError
-    naming the file (a missing file stays a FileNotFoundError)."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"spec file {path!r} is not UTF-8 text: {exc.reason}") from None
-    except IsADirectoryError:
-        raise ValueError(f"spec file {path!r} is a folder") from None
-    try:
-        if path.endswith((".yaml", ".yml")):
-            return NetworkSpec.from_yaml(text)
-        return NetworkSpec.from_json(text)
-    except (ValueError, TypeError) as exc:
-        raise type(exc)(f"spec file {path!r}: {exc}") from None
 
 
 def _unique_keys(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:

@@ -7,7 +7,10 @@ Example (CPU, a few minutes)::
 
 Prints a line per trial (number, state, MACs, score, value, best so far), then the best spec(s)
 as compact block strings (:func:`scaling.ir.encode_stages`), a summary table and the paths of
-the trials CSV and best-spec JSON. ``--json`` prints one JSON report on stdout instead
+the trials CSV and best-spec JSON (under ``--out``, default ``runs/search``, which git ignores).
+The best-spec JSON, and the ``--json`` report, go straight into ``python -m scaling.train``,
+``scaling.profile``, ``scaling.compound --base`` and ``scaling.create_model``; of a Pareto front's
+several records, ``FILE#N`` picks trial N. ``--json`` prints one JSON report on stdout instead
 (progress goes to stderr). Bad input -- a budget that is not a MAC count, an unknown
 objective/evaluator, an unreachable storage -- gives a one-line error and exit code 2. The
 --out folder and a SQLite storage's folder are created.
@@ -145,4 +148,9 @@ def _print_report(info: Any, args: argparse.Namespace) -> int:
     print(summary_table(study, args.top) or "(no evaluated trials)")
     print(f"\ntrials: {format_counts(rep['counts'])}; wall time {rep['wall_time_s']:.1f} s")
     print(f"trials CSV: {paths['csv']}\nbest spec(s): {paths['best_json']}")
+    if rep["best"]:
+        front = len(rep["best"]) > 1
+        pick = paths["best_json"] + (f"#{rep['best'][0]['number']}" if front else "")
+        print(f"use it: python -m scaling.train {pick} (or scaling.profile, scaling.compound "
+              f"--base, scaling.create_model){'; #N picks trial N' if front else ''}")
     return 0 if rep["best"] else 1

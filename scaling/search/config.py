@@ -99,7 +99,9 @@ class SearchConfig:
     heartbeat: int = _opt(10, "heartbeat interval in seconds")
     grace: int = _opt(30, "seconds before a silent trial is failed")
     max_retry: int = _opt(1, "re-runs of a trial whose worker died")
-    out_dir: str = _opt("results/search", "folder of the db, CSV, best specs", flag="--out")
+    out_dir: str = _opt("runs/search", "folder of the db, CSV, best specs (runs/ is "
+                        "gitignored: a search run from the checkout leaves the committed "
+                        "results/ alone)", flag="--out")
     quiet: bool = _opt(False, "no per-trial lines")
 
     def __post_init__(self) -> None:

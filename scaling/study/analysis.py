@@ -6,21 +6,24 @@ Tables are pandas DataFrames with these columns (extra columns are kept):
 - runs (one row per trained model and seed): ``family``, ``macs``, an accuracy column
   (``test_acc`` or ``val_acc``, in [0, 1]), optionally ``seed``, ``phi``, ``params``, ``model``.
 - trials (Optuna's ``study.trials_dataframe()``): ``number``, ``state``, ``value`` or
-  ``values_0``..., and user attributes ``user_attrs_<name>`` (``macs``, ``val_acc``, proxies).
+  ``values_0``... (or named: ``value_reward``, ``values_synflow``), and user attributes
+  ``user_attrs_<name>`` (``macs``, ``val_acc``, proxies).
 
 ``python -m scaling.analysis RESULTS_DIR --out results/figures/`` draws every figure whose table
 it finds under RESULTS_DIR: ``**/*runs*.csv`` / ``**/compare*.csv`` (accuracy vs MACs),
-``**/scale*.csv`` (scaling curves), ``**/*trials*.csv`` (search progress, proxy correlations).
+``**/scale*.csv`` (scaling curves), and every search's trials CSV, under any name or ``--out``
+folder, found by its columns (search progress, proxy correlations).
 """
 
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 
-from scaling.cli import Parser, command, fail
+from scaling.cli import Parser, command, fail, one_line
 from scaling.study.tables import (  # noqa: F401  (the tables' API, reachable here as before)
     ACCURACY_COLUMNS,
     accuracy_column,
@@ -46,7 +49,34 @@ def _proxy_columns(trials: pd.DataFrame) -> list[str]:
 
 
 def analyse(results_dir: Path, out_dir: Path) -> list[Path]:
-    """Draw every figure whose table exists under ``results_dir``; returns the files written."""
+    """Draw every figure whose table exists under ``results_dir``; returns the files written.
+    A table that cannot be drawn is a ValueError naming its file."""
+    written: list[Path] = []
+    tables = sorted(results_dir.rglob("*.csv"))
+    stems = Counter(csv.stem for csv in tables)
+    for csv in tables:
+        # two tables of one name (full/search/search.csv, medium/search/search.csv) get their
+        # folders in the figure's name, so neither overwrites the other
+        name = csv.stem if stems[csv.stem] == 1 else \
+            "-".join(csv.relative_to(results_dir).with_suffix("").parts)
+        try:
+            written += _figures_of(csv, out_dir, name)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{csv}: {one_line(exc)}") from None
+    return written
+
+
+def is_trials_table(table: pd.DataFrame) -> bool:
+    """Whether ``table`` is a search's trials (Optuna's ``trials_dataframe()``): a ``number``,
+    a ``state`` and an objective column, whatever the file or its folder is called."""
+    from scaling.study.figures import value_columns
+
+    return {"number", "state"} <= set(table.columns) and bool(value_columns(table))
+
+
+def _figures_of(csv: Path, out_dir: Path, name: str) -> list[Path]:
+    """The figures of one table, by its file name and columns (none for a table of another
+    kind); ``name`` starts each figure's file name."""
     from scaling.study.figures import (
         describe_run,
         plot_accuracy_vs_macs,
@@ -55,27 +85,24 @@ def analyse(results_dir: Path, out_dir: Path) -> list[Path]:
         plot_search_progress,
     )
 
-    written: list[Path] = []
-    for csv in sorted(results_dir.rglob("*.csv")):
-        name = csv.stem
-        table = load_table(csv)
-        run = describe_run(csv)  # protocol / objective from the records beside the table
-        if (name.startswith("compare") or "runs" in name) and "family" in table.columns:
-            written.append(plot_accuracy_vs_macs(table, out_dir / f"{name}_acc_vs_macs.png",
-                                                 protocol=run["protocol"]))
-        elif name.startswith("scale") and "phi" in table.columns:
-            written.append(plot_scaling_curves(table, out_dir / f"{name}_curves.png",
-                                               protocol=run["protocol"]))
-        elif (("trials" in name or csv.parent.name == "search") and "number" in table.columns
-              and "state" in table.columns):
-            written.append(plot_search_progress(table, out_dir / f"{name}_progress.png",
-                                                objective=run["objective"]))
-            target = "user_attrs_val_acc"
-            if target in table.columns:
-                for proxy in _proxy_columns(table):
-                    short = proxy.removeprefix("user_attrs_proxy_")
-                    written.append(plot_proxy_vs_accuracy(
-                        table, proxy, target, out_dir / f"{name}_{short}_vs_acc.png"))
+    table = load_table(csv)
+    run = describe_run(csv)  # protocol / objective from the records beside the table
+    if (csv.stem.startswith("compare") or "runs" in csv.stem) and "family" in table.columns:
+        return [plot_accuracy_vs_macs(table, out_dir / f"{name}_acc_vs_macs.png",
+                                      protocol=run["protocol"])]
+    if csv.stem.startswith("scale") and "phi" in table.columns:
+        return [plot_scaling_curves(table, out_dir / f"{name}_curves.png",
+                                    protocol=run["protocol"])]
+    if not is_trials_table(table):
+        return []
+    written = [plot_search_progress(table, out_dir / f"{name}_progress.png",
+                                    objective=run["objective"])]
+    target = "user_attrs_val_acc"
+    if target in table.columns:
+        for proxy in _proxy_columns(table):
+            short = proxy.removeprefix("user_attrs_proxy_")
+            written.append(plot_proxy_vs_accuracy(
+                table, proxy, target, out_dir / f"{name}_{short}_vs_acc.png"))
     return written
 
 

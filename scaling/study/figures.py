@@ -19,7 +19,7 @@ __all__ = ["MIN_CORRELATION_N", "PROXY_NAMES", "accuracy_label", "describe_run",
            "figure_accuracy_vs_macs", "figure_proxy_vs_accuracy", "figure_scaling_curves",
            "figure_search_progress", "objective_text", "plot_accuracy_vs_macs",
            "plot_proxy_vs_accuracy", "plot_scaling_curves", "plot_search_progress",
-           "protocol_text", "trial_scores"]
+           "protocol_text", "trial_scores", "value_columns"]
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
 LINESTYLES = ("-", "--", "-.", ":")
@@ -216,11 +216,20 @@ def plot_scaling_curves(scaled: pd.DataFrame, path: str | Path, group: str = "ru
     return _save(figure_scaling_curves(scaled, group, protocol), path)
 
 
+def value_columns(trials: pd.DataFrame) -> list[str]:
+    """The objective columns of Optuna's ``trials_dataframe()``, in order: ``value`` /
+    ``values_0``..., or with metric names (``study.set_metric_names``) ``value_reward``,
+    ``values_synflow``, ``values_macs``."""
+    return [c for c in trials.columns if c == "value" or c.startswith(("value_", "values_"))]
+
+
 def trial_scores(trials: pd.DataFrame) -> pd.Series:
-    for col in ("value", "values_0"):
-        if col in trials.columns:
-            return pd.to_numeric(trials[col], errors="coerce")
-    raise ValueError("trials table has no 'value' or 'values_0' column")
+    """The first objective of every trial (a Pareto search's first: accuracy or a proxy)."""
+    columns = value_columns(trials)
+    if not columns:
+        raise ValueError("trials table has no objective column; expected 'value', 'values_0' "
+                         f"or Optuna's named 'value_<metric>', got columns {list(trials.columns)}")
+    return pd.to_numeric(trials[columns[0]], errors="coerce")
 
 
 def objective_text(trials: pd.DataFrame, objective: str | None = None) -> str:
@@ -228,6 +237,12 @@ def objective_text(trials: pd.DataFrame, objective: str | None = None) -> str:
     budget = None
     if "user_attrs_budget" in trials.columns and trials["user_attrs_budget"].notna().any():
         budget = float(trials["user_attrs_budget"].dropna().iloc[0])
+    named = [c.split("_", 1)[1] for c in value_columns(trials) if "_" in c and c != "values_0"]
+    if objective is None and len(value_columns(trials)) > 1:
+        return (f"{named[0] if named else 'the first objective'}, the first of a Pareto search's "
+                f"objectives ({', '.join(named) or 'values_0, values_1, ...'})")
+    if objective is None and named and named[0] != "reward":
+        objective = named[0].replace("_", " ")
     if objective is None and "user_attrs_val_acc" in trials.columns:
         done = trials[trials.get("state", "COMPLETE") == "COMPLETE"]
         acc = pd.to_numeric(done["user_attrs_val_acc"], errors="coerce")

@@ -4,7 +4,10 @@
 
 NAME is a zoo name (``scaling.zoo.models``), adapted to the dataset's channels, classes and
 resolution; a .json/.yaml file is a NetworkSpec used as written (its resolution sets the
-data's, unless ``--resolution`` is given). Without a budget the run is one epoch.
+data's, unless ``--resolution`` is given), and so is the net a search found (its
+``<study>.best.json``, ``FILE#N`` for trial N of a Pareto front, or its ``--json`` report) or
+the spec a ``--save`` checkpoint stores (trained afresh; ``scaling.create_model(PATH)`` loads
+its weights). Without a budget the run is one epoch.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ def zoo_spec(name: str, *, in_channels: int, resolution: int, num_classes: int,
 
 def build_parser() -> Parser:
     p = Parser(PROG, description=__doc__)
-    p.add_argument("model", help="zoo name, or a spec .json/.yaml file")
+    p.add_argument("model", help="zoo name, a spec .json/.yaml file, "
+                   "a search's best.json (FILE#N: trial N) or a train --save checkpoint")
     d = p.add_argument_group("data")
     d.add_argument("--data", default="fashion-mnist",
                    help=f"dataset: {', '.join(DATASET_NAMES)} (aliases allowed)")

@@ -166,13 +166,19 @@ def get_spec(name: str, **overrides: Any) -> NetworkSpec:
     return apply_overrides(spec, **generic)
 
 
-def create_model(name_or_spec: str | NetworkSpec | dict,
+def create_model(name_or_spec: str | os.PathLike | NetworkSpec | dict,
                  pretrained: bool | str | os.PathLike = False, features_only: bool = False,
-                 **overrides: Any):
-    """Build a model from a zoo name, a timm alias or a spec (dict accepted), with overrides, the
-    builder's ``out_indices``/``frozen_stages``/``norm_eval``/``with_cp``/``zero_init_last``
-    and timm's arguments:
+                 checkpoint_path: str | os.PathLike | None = None, **overrides: Any):
+    """Build a model from a zoo name, a timm alias, a spec (dict accepted) or a file that holds
+    one, with overrides, the builder's ``out_indices``/``frozen_stages``/``norm_eval``/
+    ``with_cp``/``zero_init_last`` and timm's arguments:
 
+    - a file: a spec .json/.yaml, a search's ``<study>.best.json`` or ``--json`` report
+      (``'found.best.json#N'`` picks trial N of a Pareto front; :func:`scaling.ir.load_spec`), or
+      a ``python -m scaling.train --save`` checkpoint, which stores its spec: the model is built
+      from it and its weights are loaded (``create_model('run.pt')``);
+    - ``checkpoint_path``: a checkpoint in the model's own layout, loaded strictly after the
+      model is built (timm's convention; :func:`scaling.zoo.checkpoint.load_checkpoint`);
     - ``features_only=True``: a :class:`~scaling.nn.build.FeatureNet` returning the
       ``out_indices`` stages' feature maps (default: every stage), with ``feature_info``;
     - ``pretrained``: a path to a state dict (``torch.load(weights_only=True)``), in the model's
@@ -185,17 +191,28 @@ def create_model(name_or_spec: str | NetworkSpec | dict,
     build = {k: overrides.pop(k) for k in BUILD_KWARGS if k in overrides}
     if not isinstance(features_only, bool):
         raise TypeError(f"features_only must be a bool, got {features_only!r}")
-    if isinstance(name_or_spec, str):
+    if isinstance(name_or_spec, os.PathLike):
+        name_or_spec = os.fspath(name_or_spec)
+    if isinstance(name_or_spec, str) and _is_file_name(name_or_spec):
+        spec, stored = _file_spec(name_or_spec)
+        spec = apply_overrides(spec, **overrides)
+        if stored and checkpoint_path is None and pretrained is False:
+            checkpoint_path = name_or_spec
+    elif isinstance(name_or_spec, str):
         spec = get_spec(name_or_spec, **overrides)
     elif isinstance(name_or_spec, (NetworkSpec, dict)):
         if isinstance(name_or_spec, dict):
             name_or_spec = NetworkSpec.from_dict(name_or_spec)
         spec = apply_overrides(name_or_spec, **overrides)
     else:
-        raise TypeError("name_or_spec must be a model name, a NetworkSpec or its dict, got "
-                        f"{type(name_or_spec).__name__}")
+        raise TypeError("name_or_spec must be a model name, a spec file, a NetworkSpec or its "
+                        f"dict, got {type(name_or_spec).__name__}")
     if features_only and build.get("out_indices") is None:
         build["out_indices"] = tuple(range(len(spec.stages)))
+    if checkpoint_path is not None:
+        if pretrained is not False and pretrained is not None:
+            raise ValueError("pretrained and checkpoint_path are both given; expected one")
+        return _checkpointed(spec, checkpoint_path, build)
     if pretrained is False or pretrained is None:
         return build_model(spec, **build)
     if pretrained is True or not isinstance(pretrained, (str, os.PathLike)):
@@ -203,6 +220,45 @@ def create_model(name_or_spec: str | NetworkSpec | dict,
                          "of a state dict file (nothing is downloaded)")
     timm = isinstance(name_or_spec, str) and resolve(name_or_spec)[0] != name_or_spec
     return _pretrained(spec, os.fspath(pretrained), timm, overrides.get("num_classes"), build)
+
+
+def _is_file_name(name: str) -> bool:
+    """Whether ``name`` names a file rather than a zoo model (a spec file, ``x.json#N`` or a
+    checkpoint)."""
+    from scaling.ir import is_spec_path
+
+    return is_spec_path(name)
+
+
+def _file_spec(path: str) -> tuple[NetworkSpec, bool]:
+    """The spec in the file ``path`` and whether it came from a checkpoint (whose weights then
+    load too); errors are ValueErrors naming the file."""
+    from scaling.ir import is_checkpoint_path, load_spec, parse_spec_path
+
+    if is_checkpoint_path(path):
+        from scaling.zoo.checkpoint import checkpoint_spec
+
+        return checkpoint_spec(path), True
+    if not os.path.isfile(parse_spec_path(path)[0]):
+        raise ValueError(f"model {path!r} is neither a zoo name nor an existing spec file")
+    return load_spec(path), False
+
+
+def _checkpointed(spec: NetworkSpec, path: str | os.PathLike, build: dict[str, Any]):
+    """The model of ``spec`` with the checkpoint at ``path`` loaded strictly (a features model
+    takes the full model's weights of its layers)."""
+    from scaling.nn.build import build_model
+    from scaling.zoo.checkpoint import load_checkpoint
+
+    features = build.get("out_indices") is not None
+    full = build_model(spec, **({} if features else build))
+    load_checkpoint(full, path)
+    if not features:
+        return full
+    model = build_model(spec, **build)
+    own = model.state_dict()
+    model.load_state_dict({k: v for k, v in full.state_dict().items() if k in own})
+    return model
 
 
 def _pretrained(spec: NetworkSpec, path: str, timm: bool, num_classes: int | None,
