@@ -22,7 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from scaling.ir import HeadSpec, NetworkSpec, NormSpec, SESpec, StageSpec, StemSpec
 from scaling.nn.build import ScalingNet, build_model
-from scaling.nn.layers import Conv2dSame, DropPath
+from scaling.nn.layers import Conv2dSame, Conv2dSubsample, DropPath
 
 
 def assert_walk(spec: NetworkSpec, resolution: int | None = None, train: bool = False) -> None:
@@ -54,7 +54,11 @@ def test_shapes_equal_walk_mixed(spec):
 def test_same_padding_uses_conv2d_same():
     convs = {n: m for n, m in build_model(SAME_PADDING).named_modules()
              if isinstance(m, nn.Conv2d) and ".fc" not in n}  # SE convs are plain 1x1 convs
-    assert len(convs) > 20 and all(isinstance(m, Conv2dSame) for m in convs.values())
+    pointwise_strided = {n for n, m in convs.items() if isinstance(m, Conv2dSubsample)}
+    assert all(convs[n].kernel_size == (1, 1) and convs[n].stride != (1, 1)
+               for n in pointwise_strided)  # 'same' pads a 1x1 conv by 0: Conv2dSubsample
+    assert len(convs) > 20 and all(isinstance(m, Conv2dSame) for n, m in convs.items()
+                                   if n not in pointwise_strided)
     assert not any(isinstance(m, Conv2dSame) for m in build_model(MIXED).modules())
 
 
