@@ -258,7 +258,6 @@ _TV_BY_BLOCKS: tuple[tuple[frozenset[str], str, str, Callable[[NetworkSpec], boo
 _LINEAR_AS_CONV = {("head.hidden", "timm_mobilenetv3")}
 
 
-
 def _layout(model: ScalingNet, layout: str | None, timm: bool) -> str:
     if not isinstance(model, ScalingNet):
         raise TypeError(f"model must be a ScalingNet (scaling.build_model), got "
