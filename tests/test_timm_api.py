@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from scaling.nn.build import FeatureNet, ScalingNet
+from scaling.nn.features import FeatureInfo
 from scaling.zoo import create_model, get_spec, list_models
 from scaling.zoo.weights import export_torchvision, save_file
 
@@ -97,12 +98,43 @@ def test_feature_info_and_features_only():
     assert not hasattr(ScalingNet, "out_indices_forward")  # one forward per class, no flag
 
 
+def test_feature_info_answers_timms_accessors():
+    info = create_model("resnet50", features_only=True, out_indices=(1, 3)).feature_info
+    assert isinstance(info, FeatureInfo)
+    assert (info.channels(), info.reduction(), info.module_name()) == \
+        ([512, 2048], [8, 32], ["stages.1", "stages.3"])
+    # an int or a list names levels among all of them, as timm's does
+    assert (info.channels(0), info.reduction([0, 2]), info.out_indices) == (256, [4, 16], (1, 3))
+    assert info.get_dicts(keys=["num_chs"]) == [{"num_chs": 512}, {"num_chs": 2048}]
+    assert info.get_dicts(idx=2)["module"] == "stages.2"
+    # still the list of the selected levels that it was
+    assert len(info) == 2 and info[-1]["num_chs"] == 2048 and list(info) == info.get_dicts()
+    assert info.from_other((0,)).channels() == [256]
+    with pytest.raises(IndexError, match="feature level 4 is out of range; the model has 4"):
+        info.channels(4)
+    with pytest.raises(ValueError, match=r"out_indices=\(7,\) is not allowed"):
+        info.from_other((7,))
+    assert create_model("efficientnet_b0").feature_info.channels() == [16, 24, 40, 80, 112, 192,
+                                                                        320]
+
+
+def test_feature_info_against_timm():
+    """Where a stage ends where timm's feature level does, the answers are timm's."""
+    timm = pytest.importorskip("timm")
+    for name, ours, theirs in (("resnet50", (0, 1, 2, 3), (1, 2, 3, 4)),
+                               ("efficientnet_b0", (1, 2, 4, 6), (1, 2, 3, 4))):
+        a = create_model(name, features_only=True, out_indices=ours).feature_info
+        b = timm.create_model(name, features_only=True, out_indices=theirs).feature_info
+        assert (a.channels(), a.reduction()) == (b.channels(), b.reduction())
+
+
 def test_pretrained_cfg_and_in_chans():
     model = create_model("efficientnet_b1", in_chans=1, num_classes=5)
     cfg = model.pretrained_cfg
     assert cfg["input_size"] == (1, 240, 240) and cfg["num_classes"] == 5
     assert cfg["interpolation"] == "bicubic" and len(cfg["mean"]) == len(cfg["std"]) == 3
     assert model.eval()(torch.randn(1, 1, 64, 64)).shape == (1, 5)
+    assert model.default_cfg == cfg  # timm's older name
 
 
 def test_pretrained_from_own_and_torchvision_layout(tmp_path):

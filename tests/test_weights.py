@@ -59,6 +59,15 @@ CASES = [
         "blocks.1.1.conv_pwl.weight",
         "blocks.4.2.bn3.weight", "blocks.5.0.conv.weight", "blocks.5.0.bn1.weight",
         "conv_head.weight", "conv_head.bias", "classifier.weight"]),
+    ("resnet50d", "timm_resnet", [
+        "conv1.0.weight", "conv1.1.weight", "conv1.4.running_mean", "conv1.6.weight", "bn1.weight",
+        "layer1.0.downsample.1.weight", "layer1.0.downsample.2.bias",  # stride 1: pool slot kept
+        "layer2.0.downsample.1.weight", "layer2.0.downsample.2.running_var", "layer4.2.bn3.weight",
+        "fc.weight"]),
+    # two IR stages of 16 channels stay two timm stages (the second starts strided)
+    ("mobilenet_v2_x0_5", "timm_efficientnet", [
+        "blocks.0.0.conv_dw.weight", "blocks.1.1.bn3.weight", "blocks.2.2.conv_pwl.weight",
+        "blocks.6.0.conv_pwl.weight", "conv_head.weight", "classifier.weight"]),
     ("efficientnet_v2_s", "timm_efficientnet", [
         "blocks.0.0.conv.weight", "blocks.0.1.bn1.weight", "blocks.1.0.conv_exp.weight",
         "blocks.1.0.conv_pwl.weight", "blocks.1.0.bn2.weight", "blocks.3.0.se.conv_reduce.weight",
@@ -158,8 +167,9 @@ def test_bad_arguments(resnet):
     with pytest.raises(ValueError, match="no counterpart"):
         key_map(create_model("resnet18", activation="prelu"), "resnet")
     with pytest.raises(ValueError, match="timm layouts hold mbconv"):
-        export_timm(resnet)
-    assert set(LAYOUTS) >= {"resnet", "regnet", "efficientnet", "timm_efficientnet"}
+        export_timm(create_model("shufflenet_v2_x0_5"))
+    assert set(LAYOUTS) >= {"resnet", "regnet", "efficientnet", "timm_efficientnet",
+                            "timm_resnet"}
 
 
 def test_files(tmp_path: Path, resnet):

@@ -19,7 +19,9 @@ Module naming (stable; the weight converters map torchvision keys onto it):
 
 timm's model API: ``forward_features`` (stem, stages, ``head.conv``), ``forward_head(x,
 pre_logits)``, ``reset_classifier``, ``get_classifier``, ``num_features``, ``head_hidden_size``,
-``feature_info`` (``num_chs``, ``reduction``, ``module`` per stage) and ``pretrained_cfg``.
+``feature_info`` (a :class:`~scaling.nn.features.FeatureInfo`: ``channels()``, ``reduction()``,
+``module_name()``; ``num_chs``, ``reduction``, ``module`` per stage) and ``pretrained_cfg``
+(alias ``default_cfg``).
 ``torch.fx.symbolic_trace`` (and torchvision's ``create_feature_extractor``) trace every model;
 ``torch.jit.script`` is refused with one TypeError line (use trace, export or compile).
 Activations are built in place (torchvision's choice); :func:`scaling.nn.deploy.deploy` folds the
@@ -43,6 +45,7 @@ from torch.nn.modules.batchnorm import _NormBase
 from scaling.ir import NetworkSpec
 from scaling.ir.base import is_int
 from scaling.nn.blocks import Block, build_block, inplace
+from scaling.nn.features import FeatureInfo, feature_levels
 from scaling.nn.layers import ConvNormAct, build_activation_layer, norm_cfg
 
 __all__ = ["FeatureNet", "ScalingNet", "build_model", "init_weights"]
@@ -152,7 +155,7 @@ class ScalingNet(nn.Module):
         self.head = None
         if self.out_indices is None:
             self.head = Head(spec, spec.stages[-1].out_channels, num_classes)
-        self.feature_info = _feature_info(spec, self.out_indices)
+        self.feature_info = FeatureInfo(feature_levels(spec), self.out_indices)
         init_weights(self, zero_init_last)
         inplace(self)
         self._freeze_stages()
@@ -178,6 +181,11 @@ class ScalingNet(nn.Module):
                 "interpolation": "bicubic" if bicubic else "bilinear",
                 "num_classes": self.num_classes, "first_conv": "stem.0.0",
                 "classifier": "head.fc", "architecture": self.spec.name}
+
+    @property
+    def default_cfg(self) -> dict[str, Any]:
+        """timm's older name of :attr:`pretrained_cfg`, which older timm-based code reads."""
+        return self.pretrained_cfg
 
     def check_input(self, x: torch.Tensor) -> None:
         """ValueError unless ``x`` is (N, C, H, W) with C = spec.in_channels; skipped while
@@ -272,21 +280,6 @@ class FeatureNet(ScalingNet):
             x = stage(x)
             feats[i] = x
         return tuple(feats[i] for i in self.out_indices)
-
-
-def _feature_info(spec: NetworkSpec, out_indices: tuple[int, ...] | None) -> list[dict[str, Any]]:
-    """timm's feature_info: ``num_chs``, ``reduction`` (input stride) and ``module`` per stage
-    output (only the ``out_indices`` ones when given)."""
-    reduction = 1
-    for s in spec.stem.strides:
-        reduction *= s
-    reduction *= 2 if spec.stem.pool == "max" else 1
-    info = []
-    for i, stage in enumerate(spec.stages):
-        reduction *= stage.stride
-        info.append({"num_chs": stage.out_channels, "reduction": reduction,
-                     "module": f"stages.{i}", "stage": i})
-    return info if out_indices is None else [info[i] for i in out_indices]
 
 
 def _check_out_indices(out_indices: Iterable[int] | None, n: int) -> tuple[int, ...] | None:

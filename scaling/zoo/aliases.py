@@ -4,7 +4,9 @@ Where timm's model differs from the zoo's (torchvision's) only in BatchNorm eps/
 TF 'same' padding, the replacement carries it, so timm's weights load with timm's function
 (:func:`scaling.zoo.weights.load_timm` refuses a model whose BN eps differs from the weights').
 A pretrained tag is stripped: ``resnet50.a1_in1k`` is ``resnet50``. Names equal in both libraries
-(``resnet50``, ``efficientnet_b0`` ... ``efficientnet_b3``, ``resnext50_32x4d``) need no alias.
+are :data:`SAME_NAME`; where timm's model of that name differs from torchvision's (EfficientNet
+B5 and up: timm keeps torch's BatchNorm, torchvision uses TF's eps 1e-3), the replacement applies
+when a timm checkpoint is loaded by that name (:func:`timm_replacements`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,27 @@ ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
     "tf_efficientnetv2_l": ("efficientnet_v2_l", _TF),
     **{f"tf_efficientnet_b{i}": (f"efficientnet_b{i}", _TF) for i in range(8)},
 }
+
+
+_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+#: zoo names that timm uses for the same architecture -> replacements that give timm's model
+SAME_NAME: dict[str, dict[str, Any]] = {
+    **{n: {} for n in _RESNETS}, **{f"{n}d": {} for n in _RESNETS},
+    **{n: {} for n in ("resnext50_32x4d", "resnext101_32x8d", "wide_resnet50_2",
+                       "wide_resnet101_2")},
+    **{f"efficientnet_b{i}": {} for i in range(5)},
+    **{n: {"norm": TIMM_NORM} for n in ("efficientnet_b5", "efficientnet_b6", "efficientnet_b7",
+                                        "efficientnet_b8", "efficientnet_l2")},
+}
+
+
+def timm_replacements(name: str) -> dict[str, Any] | None:
+    """The spec replacements that make ``name`` timm's model of that name (None: timm has no
+    model of that name)."""
+    base = name.split(".", 1)[0]
+    if base in ALIASES:
+        return ALIASES[base][1]
+    return SAME_NAME.get(base)
 
 
 def resolve(name: str) -> tuple[str, dict[str, Any]]:

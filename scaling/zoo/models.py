@@ -181,10 +181,12 @@ def create_model(name_or_spec: str | os.PathLike | NetworkSpec | dict,
       model is built (timm's convention; :func:`scaling.zoo.checkpoint.load_checkpoint`);
     - ``features_only=True``: a :class:`~scaling.nn.build.FeatureNet` returning the
       ``out_indices`` stages' feature maps (default: every stage), with ``feature_info``;
-    - ``pretrained``: a path to a state dict (``torch.load(weights_only=True)``), in the model's
-      own layout, or torchvision's (timm's for a timm alias), converted by
-      :mod:`scaling.zoo.weights`; the classifier is replaced when ``num_classes`` differs.
-      Nothing is downloaded: ``pretrained=True`` is a ValueError.
+    - ``pretrained``: a path to a state dict (``torch.load(weights_only=True)``) in the model's
+      own layout, torchvision's or timm's, recognised from its keys and converted by
+      :mod:`scaling.zoo.weights` (:mod:`scaling.zoo.pretrained`); a timm file builds timm's model
+      of the name; with ``in_chans`` other than the file's 3, the first conv is adapted as timm
+      does (1 channel: the RGB filters summed); the classifier is replaced when ``num_classes``
+      differs. Nothing is downloaded: ``pretrained=True`` is a ValueError.
     """
     from scaling.nn.build import build_model
 
@@ -218,8 +220,12 @@ def create_model(name_or_spec: str | os.PathLike | NetworkSpec | dict,
     if pretrained is True or not isinstance(pretrained, (str, os.PathLike)):
         raise ValueError(f"pretrained={pretrained!r} is not allowed; expected False or the path "
                          "of a state dict file (nothing is downloaded)")
-    timm = isinstance(name_or_spec, str) and resolve(name_or_spec)[0] != name_or_spec
-    return _pretrained(spec, os.fspath(pretrained), timm, overrides.get("num_classes"), build)
+    from scaling.zoo.pretrained import load_pretrained
+
+    name = (name_or_spec if isinstance(name_or_spec, str) and not _is_file_name(name_or_spec)
+            else None)
+    return load_pretrained(spec, pretrained, name, overrides.get("num_classes"), build,
+                           overridden=set(overrides))
 
 
 def _is_file_name(name: str) -> bool:
@@ -259,38 +265,6 @@ def _checkpointed(spec: NetworkSpec, path: str | os.PathLike, build: dict[str, A
     own = model.state_dict()
     model.load_state_dict({k: v for k, v in full.state_dict().items() if k in own})
     return model
-
-
-def _pretrained(spec: NetworkSpec, path: str, timm: bool, num_classes: int | None,
-                build: dict[str, Any]):
-    """Load the state dict at ``path`` into a model of ``spec``; see :func:`create_model`."""
-    from scaling.nn.build import build_model
-    from scaling.zoo.weights import load_file, load_timm, load_torchvision
-
-    state = load_file(path)
-    classes = num_classes if num_classes is not None else spec.num_classes
-    full = build_model(spec.replace(num_classes=_file_classes(state, spec.num_classes)),
-                       frozen_stages=build.get("frozen_stages", -1))
-    if set(state) == set(full.state_dict()):
-        full.load_state_dict(state)
-    else:
-        (load_timm if timm else load_torchvision)(full, state)
-    if build.get("out_indices") is not None:
-        model = build_model(spec, **build)
-        own = model.state_dict()
-        model.load_state_dict({k: v for k, v in full.state_dict().items() if k in own})
-        return model
-    model = build_model(spec.replace(num_classes=classes), **build)
-    keep = {k: v for k, v in full.state_dict().items()
-            if not k.startswith("head.fc.") or classes == full.num_classes}
-    model.load_state_dict(keep, strict=False)
-    return model
-
-
-def _file_classes(state: dict[str, Any], default: int) -> int:
-    """The number of classes of a state dict's last 2-d weight (its classifier)."""
-    mats = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 2]
-    return int(mats[-1].shape[0]) if mats else default
 
 
 def _params_by_build(spec: NetworkSpec) -> int:

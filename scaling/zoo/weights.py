@@ -3,8 +3,9 @@
 The key map is derived from the IR model's structure (its blocks, their geometry and the layout of
 the source library), never by zipping two key lists. Layouts: torchvision's ``resnet`` (ResNet,
 ResNeXt, Wide ResNet), ``regnet``, ``shufflenet_v2``, ``mobilenet_v2``, ``mobilenet_v3``,
-``efficientnet`` (B0-B7 and V2), ``mnasnet``; timm's ``timm_efficientnet`` and
-``timm_mobilenetv3`` (a timm stage is a run of blocks with equal output channels; MobileNetV3's
+``efficientnet`` (B0-B7 and V2), ``mnasnet``; timm's ``timm_efficientnet``,
+``timm_mobilenetv3`` and ``timm_resnet`` (torchvision's names; a deep stem as ``conv1.{0,3,6}``)
+(a timm stage is a run of blocks with equal output channels; MobileNetV3's
 head conv is timm's last block and its hidden linear timm's 1x1 ``conv_head``). The layout is
 taken from ``spec.family`` when that names one, else inferred from the blocks; pass ``layout=`` to
 choose. Conversion is strict: a model key without a counterpart, a missing or unexpected source
@@ -65,12 +66,15 @@ def _head(model: ScalingNet, conv: str | None, hidden: str | None, fc: str) -> P
 
 
 # -- torchvision layouts --------------------------------------------------------------------------
+def _resnet_blocks(model: ScalingNet) -> Pairs:
+    """Block b of stage s is ``layer{s+1}.{b}``, with the IR's names inside (both libraries)."""
+    return [(n, f"layer{s + 1}.{b}" + n[len(f"stages.{s}.{b}"):])
+            for s, b, blk in _flat_blocks(model) for n in _leaves(blk, f"stages.{s}.{b}")]
+
+
 def _tv_resnet(model: ScalingNet) -> Pairs:
     pairs = _single_stem(model, "conv1", "bn1", "resnet")
-    for s, b, blk in _flat_blocks(model):
-        pairs += [(n, f"layer{s + 1}.{b}" + n[len(f"stages.{s}.{b}"):])
-                  for n in _leaves(blk, f"stages.{s}.{b}")]
-    return pairs + _head(model, None, None, "fc")
+    return pairs + _resnet_blocks(model) + _head(model, None, None, "fc")
 
 
 _REGNET = {"conv1": "f.a.0", "bn1": "f.a.1", "conv2": "f.b.0", "bn2": "f.b.1",
@@ -171,11 +175,12 @@ _TIMM_CONV = {"pw": "conv_pw", "exp": "conv_exp", "conv": "conv", "dw": "conv_dw
 
 
 def _timm_stages(model: ScalingNet) -> list[tuple[int, int, int, int, nn.Module]]:
-    """(timm stage, index, IR stage, IR index, block); a timm stage: a run of equal out channels."""
+    """(timm stage, index, IR stage, IR index, block); a timm stage: a run of blocks of equal out
+    channels, only its first strided (MobileNetV3's per-block stages regroup into timm's)."""
     out, t, i, last = [], -1, 0, None
     for s, b, blk in _flat_blocks(model):
         c = blk.geometry.out_channels
-        if c != last:
+        if c != last or blk.geometry.stride > 1:
             t, i, last = t + 1, 0, c
         out.append((t, i, s, b, blk))
         i += 1
@@ -212,11 +217,30 @@ def _timm_mobilenetv3(model: ScalingNet) -> Pairs:
     return pairs + _head(model, None, "conv_head", "classifier")
 
 
+def _timm_resnet(model: ScalingNet) -> Pairs:
+    """timm's ResNet: torchvision's names; a deep stem (ResNet-C/D) as ``conv1.{0,3,6}`` with
+    norms ``conv1.{1,4}`` and ``bn1``; an avg-pool shortcut (ResNet-D) keeps its pool slot,
+    ``downsample.{1,2}``, also where the stride is 1 and the pool is an identity."""
+    n = len(model.spec.stem.channels)
+    pairs = []
+    for i in range(n):
+        pairs.append((f"stem.{i}.0", f"conv1.{3 * i}" if n > 1 else "conv1"))
+        pairs.append((f"stem.{i}.1", f"conv1.{3 * i + 1}" if i < n - 1 else "bn1"))
+    for ir, ext in _resnet_blocks(model):
+        stage = model.spec.stages[int(ir.split(".")[1])]
+        if stage.shortcut == "avgpool_conv" and ext.endswith(("downsample.0", "downsample.1")) \
+                and not isinstance(model.get_submodule(ir.rsplit(".", 1)[0])[0], nn.AvgPool2d):
+            ext = ext[:-1] + str(int(ext[-1]) + 1)
+        pairs.append((ir, ext))
+    return pairs + _head(model, None, None, "fc")
+
+
 LAYOUTS: dict[str, Callable[[ScalingNet], Pairs]] = {
     "resnet": _tv_resnet, "regnet": _tv_regnet, "shufflenet_v2": _tv_shufflenet_v2,
     "mobilenet_v2": _tv_mobilenet_v2, "mobilenet_v3": _tv_mobilenet_v3,
     "efficientnet": _tv_efficientnet, "mnasnet": _tv_mnasnet,
     "timm_efficientnet": _timm_efficientnet, "timm_mobilenetv3": _timm_mobilenetv3,
+    "timm_resnet": _timm_resnet,
 }
 _FAMILY_LAYOUT = {"resnet": "resnet", "regnet": "regnet", "shufflenet_v2": "shufflenet_v2",
                   "mobilenet_v2": "mobilenet_v2", "mobilenet_v3": "mobilenet_v3",
@@ -234,7 +258,6 @@ _TV_BY_BLOCKS: tuple[tuple[frozenset[str], str, str, Callable[[NetworkSpec], boo
 _LINEAR_AS_CONV = {("head.hidden", "timm_mobilenetv3")}
 
 
-
 def _layout(model: ScalingNet, layout: str | None, timm: bool) -> str:
     if not isinstance(model, ScalingNet):
         raise TypeError(f"model must be a ScalingNet (scaling.build_model), got "
@@ -245,6 +268,8 @@ def _layout(model: ScalingNet, layout: str | None, timm: bool) -> str:
         return layout
     spec = model.spec
     if timm:
+        if {s.block for s in spec.stages} <= {"basic", "bottleneck"}:
+            return "timm_resnet"
         return "timm_mobilenetv3" if spec.head.hidden is not None else "timm_efficientnet"
     if spec.family in _FAMILY_LAYOUT:
         return _FAMILY_LAYOUT[spec.family]
@@ -338,7 +363,7 @@ def export_torchvision(model: ScalingNet, layout: str | None = None) -> dict[str
 
 def load_timm(model: ScalingNet, state_dict: Mapping[str, torch.Tensor],
               layout: str | None = None, eps: float = 1e-5) -> ScalingNet:
-    """Load a timm EfficientNet / MobileNetV3 state dict into the IR ``model``.
+    """Load a timm EfficientNet / MobileNetV3 / MNASNet / ResNet state dict into the IR ``model``.
 
     ``eps``: the BatchNorm eps timm's model was trained with (1e-5; its TF ports ``tf_*`` 1e-3).
     A model whose BN eps differs would compute another function (MobileNetV3: logits off by
