@@ -5,6 +5,10 @@
 NAME is a zoo name (``scaling.zoo.models``), adapted to the dataset's channels, classes and
 resolution; a .json/.yaml file is a NetworkSpec used as written (its resolution sets the
 data's, unless ``--resolution`` is given). Without a budget the run is one epoch.
+
+A budget (--epochs, --samples, --seconds) counts training only: the validation after it (with
+precise BN) and the test evaluation come on top, each announced by a line as it starts, so that
+runs of one budget train the same way on a busy machine and an idle one.
 """
 
 from __future__ import annotations
@@ -157,8 +161,9 @@ def main(argv: list[str]) -> int:
         say(f"epoch {epoch}: train loss {m['train_loss']:.4f}  val top-1 {val}  "
             f"{m['images_per_s']:.0f} img/s  {m['elapsed']:.1f} s")
 
-    result = train(spec, data, cfg, callback=report, progress=args.progress)
+    result = train(spec, data, cfg, callback=report, progress=args.progress, notice=say)
     if result.status == "ok" and not args.no_test and data.test is not None:
+        say(f"evaluating on {len(data.test):,} test images")
         t0 = time.perf_counter()
         result.test_top1 = evaluate(result.model, data, split="test",
                                     batch_size=cfg.eval_batch_size, progress=args.progress)
