@@ -42,8 +42,8 @@ def build_parser() -> Parser:
     add_config_arguments(p.add_argument_group("search (SearchConfig)"), SearchConfig)
     o = p.add_argument_group("output")
     o.add_argument("--print-space", action="store_true",
-                   help="print the default space as YAML (and the optional recipe "
-                   "entry, commented) and exit")
+                   help="print the default space as YAML, each key after a comment saying "
+                   "what it means (the optional recipe entry commented out), and exit")
     o.add_argument("--top", type=int, default=10, help="rows of the summary table")
     o.add_argument("--json", action="store_true", help="print one JSON report on stdout")
     return p
@@ -85,15 +85,10 @@ def main(argv: list[str]) -> int:
     """Run (or resume) a search and print its report; bad input: one line, exit code 2."""
     args = build_parser().parse_args(argv)
     if args.print_space:
-        import yaml
-
         from scaling.search.space import RECIPE_SPACE, default_space
+        from scaling.search.space_doc import commented_space
 
-        print(yaml.safe_dump(default_space(), sort_keys=False), end="")
-        print("# optional: the training recipe searched with the architecture (absent: the "
-              "fixed recipe)")
-        recipe = yaml.safe_dump({"recipe": RECIPE_SPACE}, sort_keys=False)
-        print("".join(f"# {line}\n" for line in recipe.splitlines()), end="")
+        print(commented_space(default_space(), RECIPE_SPACE), end="")
         return 0
     cfg = config_from(args)
     from scaling.data import DatasetNotFoundError
@@ -114,14 +109,23 @@ def main(argv: list[str]) -> int:
     return _print_report(info, args)
 
 
-def format_counts(counts: dict[str, int]) -> str:
-    """{'complete': 4, 'pruned': 1, 'over_budget': 2} -> '4 complete, 1 pruned, 2 over budget'."""
-    return ", ".join(f"{n} {state.replace('_', ' ')}" for state, n in counts.items()) or "none"
+def format_counts(counts: dict[str, int], evaluator: str = "train") -> str:
+    """{'complete': 4, 'pruned': 1, 'over_budget': 2} -> '4 complete, 1 pruned, 2 over budget';
+    a zero-cost search's ``trained`` trials are ``scored`` (nothing was trained)."""
+    done = "scored" if evaluator == "zero-cost" else "trained"
+    return ", ".join(f"{n} {done if state == 'trained' else state.replace('_', ' ')}"
+                     for state, n in counts.items()) or "none"
 
 
 def _print_report(info: Any, args: argparse.Namespace) -> int:
     from scaling.ir import NetworkSpec, encode_stages
-    from scaling.search.report import format_recipe, report, summary_table, write_outputs
+    from scaling.search.report import (
+        format_recipe,
+        report,
+        score_name,
+        summary_table,
+        write_outputs,
+    )
 
     study, cfg = info.study, info.cfg
     paths = write_outputs(study, cfg.out_dir)
@@ -132,9 +136,11 @@ def _print_report(info: Any, args: argparse.Namespace) -> int:
     print(f"\nbest spec{'s (Pareto front, by MACs)' if len(rep['best']) > 1 else ''}:")
     for rec in rep["best"]:
         score = "-" if rec["score"] is None else f"{rec['score']:.4f}"
-        values = ", ".join(f"{v:.4g}" for v in rec["values"] or [])
-        print(f"# trial {rec['number']}: {format_macs(rec['macs'])} MACs, score {score}, "
-              f"values ({values})")
+        values = ", ".join(f"{name} {v:.4g}" for name, v in  # those not shown already
+                           zip(info.study.metric_names or [], rec["values"] or [])
+                           if name not in (score_name(cfg), "macs"))
+        print(f"# trial {rec['number']}: {format_macs(rec['macs'])} MACs, "
+              f"{score_name(cfg)} {score}{', ' + values if values else ''}")
         for line in encode_stages(NetworkSpec.from_dict(rec["spec"])):
             print(f"  {line}")
         if rec.get("recipe"):
@@ -142,7 +148,9 @@ def _print_report(info: Any, args: argparse.Namespace) -> int:
     if not rep["best"]:
         print("(no feasible trial finished)")
     print("\nsummary (top trials; * = best):")
-    print(summary_table(study, args.top) or "(no evaluated trials)")
-    print(f"\ntrials: {format_counts(rep['counts'])}; wall time {rep['wall_time_s']:.1f} s")
-    print(f"trials CSV: {paths['csv']}\nbest spec(s): {paths['best_json']}")
+    print(summary_table(study, args.top, score_name(cfg)) or "(no evaluated trials)")
+    print(f"\ntrials: {format_counts(rep['counts'], cfg.evaluator)}; "
+          f"wall time {rep['wall_time_s']:.1f} s")
+    print(f"trials CSV: {paths['trials_csv']} (columns: see the README's 'Search outputs')\n"
+          f"Optuna's raw CSV: {paths['csv']}\nbest spec(s): {paths['best_json']}")
     return 0 if rep["best"] else 1
