@@ -110,7 +110,7 @@ def _pct(x: float | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from scaling.cli import format_table
+    from scaling.cli import count_of, format_table
     from scaling.cost import complexity
     from scaling.ir import NetworkSpec, encode_stages
     from scaling.search.evaluators import SearchContext, train_spec
@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         subset=args.subset, val_size=args.val_size, batch_size=args.batch_size, lr=args.lr,
         threads=args.threads, out_dir=args.out, resume=args.resume, space=args.space)
     print(f"search {cfg.study}: budget {format_macs(budget)} MACs at 28x28, {cfg.trials} trials, "
-          f"protocol subset {cfg.subset}, val {cfg.val_size}, {cfg.epochs:g} epochs", flush=True)
+          f"protocol subset {cfg.subset}, val {cfg.val_size}, {count_of(cfg.epochs, 'epoch')}",
+          flush=True)
     info = run_search(cfg)
     study = info.study
     paths = write_outputs(study, cfg.out_dir)
