@@ -18,7 +18,7 @@ first ``--test-size`` test images is reported once per trained model; nothing is
     python experiments/search_baseline.py            # full: 40 trials (~20 CPU minutes)
     python experiments/search_baseline.py --quick    # 6 small trials (a few CPU minutes)
 
-Writes ``results/search/<name>.{db,csv,best.json,json,comparison.csv,provenance.json}``;
+Writes ``results/search/<name>.{db,csv,trials.csv,best.json,json,comparison.csv,provenance.json}``;
 ``<name>.json`` holds the best spec under ``spec`` (what experiments/common.py loads as the
 searched baseline from ``results/search/baseline.json``).
 """

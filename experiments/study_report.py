@@ -44,6 +44,11 @@ def pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
 
+def spread(groups: pd.DataFrame) -> str:
+    """What a table's accuracies are: ``mean +- std`` over seeds, or one seed's value."""
+    return "mean +- std" if groups.n.max() > 1 else "one seed"
+
+
 def mean_std(row: Any) -> str:
     """A group's test top-1 as ``mean +- std`` in %, or the mean alone over one seed (whose
     std is no estimate of anything)."""
@@ -126,7 +131,7 @@ def single_findings(single: pd.DataFrame, keys: dict[tuple[str, str, float], str
 
 def family_table(fam: pd.DataFrame) -> list[str]:
     out = ["| family | scaling | target MACs | realised MACs (error) | params (k) | seeds | "
-           "val top-1 (%) | test top-1 (%), mean +- std |",
+           f"val top-1 (%) | test top-1 (%), {spread(fam)} |",
            "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in fam.sort_values(["family", "target"], kind="stable").itertuples():
         out.append(f"| {r.family} | {r.method} | {r.target / 1e6:.2f}M | {r.macs / 1e6:.3f}M "
@@ -279,7 +284,7 @@ def write_report(out: Path, preset_name: str, preset: StudyPreset,
         *searched_findings(fam),
         "",
         "**Compound vs single-dimension scaling** (Tan & Le 2019, Figures 3 and 8), test top-1 "
-        "(%), mean +- std:",
+        f"(%), {spread(single)}:",
         "",
         "![single](single.png)",
         "",

@@ -1,16 +1,24 @@
 """``python -m scaling.search``: architecture search under a MAC budget.
 
-Example (CPU, a few minutes)::
+Quick CPU example (the medium study's trial recipe; 6 trials took 166 s with --threads 1 on this
+project's 2-core machine at load 6-7, so about 10 minutes for 20; validation top-1 57-77%)::
 
-    python -m scaling.search --budget 8M --trials 40 --data fashion-mnist --resolution 28 \\
-        --objective reward --evaluator train --epochs 3 --subset 10000
+    python -m scaling.search --budget 2M --trials 20 --subset 4000 --val-size 2000 --epochs 2 \\
+        --batch-size 64 --lr 0.05 --zero-init-last --threads 1
 
-Prints a line per trial (number, state, MACs, score, value, best so far), then the best spec(s)
-as compact block strings (:func:`scaling.ir.encode_stages`), a summary table and the paths of
-the trials CSV and best-spec JSON. ``--json`` prints one JSON report on stdout instead
-(progress goes to stderr). Bad input -- a budget that is not a MAC count, an unknown
-objective/evaluator, an unreachable storage -- gives a one-line error and exit code 2. The
---out folder and a SQLite storage's folder are created.
+With the defaults (--trials 40 --epochs 3 --subset 10000) a trial at --budget 8M took 65-183 s
+there: 45 minutes to 2 hours for the search. The README's 'Quick settings' has the measurements.
+
+Prints one line per finished trial with every field named ('trial k of N' trained trials, its
+state and status, MACs, the score: val_acc or the zero-cost rank proxy, the objective's value,
+the best so far, seconds and an ETA), then the best spec(s) as compact block strings
+(:func:`scaling.ir.encode_stages`), a summary table and the paths of the tidy trials CSV
+(``<study>.trials.csv``, its columns in :func:`scaling.search.report.tidy_trials` and the
+README's 'Search outputs'), Optuna's raw CSV (``<study>.csv``) and the best-spec JSON.
+``--json`` prints one JSON report on stdout instead (progress goes to stderr). Bad input -- a
+budget that is not a MAC count, an unknown objective/evaluator, an unreachable storage, a
+--resume under other settings (each named with its stored and given value) -- gives a one-line
+error and exit code 2. The --out folder and a SQLite storage's folder are created.
 """
 
 from __future__ import annotations
