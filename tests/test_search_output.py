@@ -75,3 +75,54 @@ def test_print_space_explains_each_key_in_a_comment(capsys):
         assert " ".join(NOTES[key].split()) in text, key
     assert "ignored while fit_budget is true" in text
     assert '"1:1,2,2,2,1,2,1" is a stride-1 stem, then one stride per stage' in text
+
+
+def _study_of(records):
+    """An in-memory reward study whose trials carry the given user attributes and values."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    import warnings
+
+    study = optuna.create_study(direction="maximize")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["reward"])
+    for value, attrs in records:
+        study.add_trial(create_trial(state=TrialState.COMPLETE, value=value, user_attrs=attrs))
+    return study
+
+
+def test_tidy_trials_of_a_train_search_keep_distinct_columns_only():
+    from scaling.search.report import tidy_trials
+
+    ok = {"status": "ok", "macs": 1_000_000, "params": 5000, "budget": 2_000_000,
+          "val_acc": 0.8, "best_val_acc": 0.8, "score": 0.8, "proxy_params": 5000,
+          "proxy_synflow": 3.5, "worker": 0, "blocks": "ds_r1_k3_s1_e1_c8"}
+    better = {**ok, "val_acc": 0.82, "best_val_acc": 0.85, "score": 0.82, "proxy_synflow": 4.0}
+    over = {"status": "over_budget", "macs": 3_000_000, "params": 9000, "budget": 2_000_000,
+            "worker": 0, "blocks": "ds_r1_k5_s1_e1_c8"}
+    df = tidy_trials(_study_of([(0.85, ok), (0.86, better), (-1.0, over)]))
+    assert list(df.columns) == ["trial", "state", "status", "macs", "params", "budget", "val_acc",
+                                "best_val_acc", "reward", "proxy_synflow", "worker", "started",
+                                "blocks"]  # score = val_acc, proxy_params = params: left out
+    assert df["status"].tolist() == ["ok", "ok", "over_budget"]
+    assert df["val_acc"].isna().tolist() == [False, False, True]
+
+
+def test_an_over_budget_sample_is_reported_as_not_counted():
+    from scaling.search.config import SearchConfig
+    from scaling.search.study import progress_callback
+
+    study = _study_of([(0.7, {"status": "ok", "macs": 1_000_000, "score": 0.7}),
+                       (-1.0, {"status": "over_budget", "macs": 3_000_000})])
+    lines = []
+    cfg = SearchConfig(budget=2_000_000, trials=5, workers=2).validate()
+    ticks = iter([0.0, 30.0])  # the callback's start, then 30 s later
+    callback = progress_callback(cfg, 1, lines.append, clock=lambda: next(ticks))
+    for trial in study.trials:
+        callback(study, trial)
+    ok, over = lines
+    assert ok.startswith("[w1] trial 1 of 5 (#0) complete, status ok: 1M MACs, val_acc 0.7000")
+    assert ok.endswith("ETA 01:00")  # 30 s a trial x 4 left / 2 workers
+    assert over == "[w1] trial #1 over budget: 3M MACs, not counted"

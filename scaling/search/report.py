@@ -129,9 +129,10 @@ def tidy_trials(study: Any) -> Any:
     - ``seconds``: the trial's wall time; ``worker``; ``started``; ``blocks``: the net as block
       strings (:func:`scaling.ir.encode_stages`; ``best.json`` holds the full spec).
 
-    A column whose every value repeats an earlier column is left out (with one epoch
-    best_val_acc = val_acc; score = val_acc; the ``params`` proxy = params), and so is an empty
-    one. Optuna's raw dump, every sampled parameter and user attribute, is ``<study>.csv``."""
+    A score or proxy column that repeats an earlier one wherever it has a value is left out (with
+    one epoch best_val_acc = val_acc; score = val_acc; the ``params`` proxy = params), and so is
+    an empty column. Optuna's raw dump, every sampled parameter and user attribute, is
+    ``<study>.csv``."""
     import pandas as pd
 
     names = study.metric_names or [f"value_{i}" for i in range(len(study.directions))]
@@ -149,10 +150,15 @@ def tidy_trials(study: Any) -> Any:
         row.update(worker=a.get("worker"), started=t.datetime_start, blocks=a.get("blocks"))
         rows.append(row)
     df = pd.DataFrame(rows)
-    keep = [c for c in df.columns if df[c].notna().any() or c in ("trial", "state")]
-    df = df[keep]
-    same = [c for i, c in enumerate(df.columns)
-            if any(df[c].equals(df[o]) for o in df.columns[:i])]
+    df = df[[c for c in df.columns if df[c].notna().any() or c in ("trial", "state")]]
+    measures = [c for c in df.columns if c in ("params", "val_acc", "best_val_acc", "score")
+                or c.startswith(PROXY_PREFIX)]
+
+    def repeats(c: str, o: str) -> bool:  # equal wherever c has a value (over-budget: none)
+        return bool((df[c].isna() | (df[c] == df[o])).all())
+
+    same = [c for i, c in enumerate(measures) if c != "params" and c != "val_acc"
+            and any(repeats(c, o) for o in measures[:i])]
     return df.drop(columns=same)
 
 
