@@ -79,10 +79,10 @@ def test_print_space_explains_each_key_in_a_comment(capsys):
 
 def _study_of(records):
     """An in-memory reward study whose trials carry the given user attributes and values."""
+    import warnings
+
     import optuna
     from optuna.trial import TrialState, create_trial
-
-    import warnings
 
     study = optuna.create_study(direction="maximize")
     with warnings.catch_warnings():
