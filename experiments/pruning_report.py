@@ -92,13 +92,13 @@ def rerun_pruned(study: Any, sample: int, seed: int = 0, data: Any = None,
 
 
 def to_markdown(rep: dict[str, Any]) -> str:
-    from scaling.cli import format_table
+    from scaling.cli import count_of, format_table
 
     rows = [[r["number"], r["pruned_at_epoch"], r["val_at_pruning"], r["final_val_acc"],
              "yes" if r["beats_best"] else "no"] for r in rep["reruns"]]
     return (f"# Pruning report: {rep['study']}\n\n"
             f"{rep['pruned']} pruned and {rep['completed']} completed trials ({rep['pruner']} "
-            f"pruner, {rep['epochs']:g} epochs); {rep['sampled']} pruned trials sampled, "
+            f"pruner, {count_of(rep['epochs'], 'epoch')}); {rep['sampled']} pruned trials sampled, "
             f"{rep['rerun']} rerun to the end; **{rep['would_have_won']} would have beaten the "
             f"best completed trial** (#{rep['best_trial']}, val {rep['best_val_acc']}).\n\n```\n"
             + format_table(["trial", "pruned at epoch", "val then", "val at the end", "beats best"],

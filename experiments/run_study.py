@@ -182,7 +182,8 @@ def search_stage(preset: StudyPreset, out: Path, device: str, log: Callable[[str
     path = out / "search" / "baseline.json"
     if path.is_file():
         return json.loads(path.read_text())
-    from scaling.search.report import best_trials, counts, trial_record, write_outputs
+    from scaling.search.cli import format_counts
+    from scaling.search.report import best_trials, counts, score_name, trial_record, write_outputs
     from scaling.search.study import SearchConfig, run_search
 
     folder = out / "search"
@@ -202,10 +203,11 @@ def search_stage(preset: StudyPreset, out: Path, device: str, log: Callable[[str
               "search_seconds": round(time.perf_counter() - t0, 1)}
     atomic_write_json(path, record)
     if prov is not None:  # written by the invocation that ran the search, never on resume
-        for name in ("baseline.json", "search.csv", "search.best.json"):
+        for name in ("baseline.json", "search.csv", "search.trials.csv", "search.best.json"):
             prov.write(folder / name, search=dict(preset.search), budget=preset.base_macs)
-    log(f"search: best trial #{record['number']} ({record['macs'] / 1e6:.2f}M MACs, val "
-        f"{record.get('val_acc')}); {record['counts']}")
+    score = "-" if record.get("score") is None else f"{record['score']:.4g}"
+    log(f"search: best trial #{record['number']} ({record['macs'] / 1e6:.2f}M MACs, "
+        f"{score_name(cfg)} {score}); trials: {format_counts(record['counts'], cfg.evaluator)}")
     return record
 
 

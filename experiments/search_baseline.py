@@ -18,7 +18,7 @@ first ``--test-size`` test images is reported once per trained model; nothing is
     python experiments/search_baseline.py            # full: 40 trials (~20 CPU minutes)
     python experiments/search_baseline.py --quick    # 6 small trials (a few CPU minutes)
 
-Writes ``results/search/<name>.{db,csv,best.json,json,comparison.csv,provenance.json}``;
+Writes ``results/search/<name>.{db,csv,trials.csv,best.json,json,comparison.csv,provenance.json}``;
 ``<name>.json`` holds the best spec under ``spec`` (what experiments/common.py loads as the
 searched baseline from ``results/search/baseline.json``).
 """
@@ -110,7 +110,7 @@ def _pct(x: float | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from scaling.cli import format_table
+    from scaling.cli import count_of, format_table
     from scaling.cost import complexity
     from scaling.ir import NetworkSpec, encode_stages
     from scaling.search.evaluators import SearchContext, train_spec
@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         subset=args.subset, val_size=args.val_size, batch_size=args.batch_size, lr=args.lr,
         threads=args.threads, out_dir=args.out, resume=args.resume, space=args.space)
     print(f"search {cfg.study}: budget {format_macs(budget)} MACs at 28x28, {cfg.trials} trials, "
-          f"protocol subset {cfg.subset}, val {cfg.val_size}, {cfg.epochs:g} epochs", flush=True)
+          f"protocol subset {cfg.subset}, val {cfg.val_size}, {count_of(cfg.epochs, 'epoch')}",
+          flush=True)
     info = run_search(cfg)
     study = info.study
     paths = write_outputs(study, cfg.out_dir)

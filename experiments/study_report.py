@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from experiments.study_plan import COMPOUND_FAMILIES, SEARCHED, StudyPreset
+from scaling.cli import count_of
 
 
 def stats(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
@@ -43,6 +44,17 @@ def pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
 
+def spread(groups: pd.DataFrame) -> str:
+    """What a table's accuracies are: ``mean +- std`` over seeds, or one seed's value."""
+    return "mean +- std" if groups.n.max() > 1 else "one seed"
+
+
+def mean_std(row: Any) -> str:
+    """A group's test top-1 as ``mean +- std`` in %, or the mean alone over one seed (whose
+    std is no estimate of anything)."""
+    return f"{pct(row.test)} +- {pct(row.test_std)}" if row.n > 1 else pct(row.test)
+
+
 def growth_findings(fam: pd.DataFrame, winner: tuple[float, float, float]
                     ) -> tuple[list[str], int]:
     """Per family: the largest point's test top-1 minus the smallest's, in seed std (issue 16's
@@ -61,10 +73,9 @@ def growth_findings(fam: pd.DataFrame, winner: tuple[float, float, float]
         rule = winner if family == SEARCHED else COMPOUND_FAMILIES.get(family)
         scaling = hi.method + (" ({:g}, {:g}, {:g})".format(*rule) if rule else "")
         mult = f"{diff / noise:.1f}x the seed std" if noise > 0 else "no seed noise estimate"
-        lines.append(f"| {family} | {scaling} | {lo.macs / 1e6:.2f}M: {pct(lo.test)} +- "
-                     f"{pct(lo.test_std)} | {hi.macs / 1e6:.2f}M: {pct(hi.test)} +- "
-                     f"{pct(hi.test_std)} | {100 * diff:+.2f} ({mult}) | {'yes' if ok else 'no'} | "
-                     f"{_verdict(diff, _se(lo, hi))} |")
+        lines.append(f"| {family} | {scaling} | {lo.macs / 1e6:.2f}M: {mean_std(lo)} | "
+                     f"{hi.macs / 1e6:.2f}M: {mean_std(hi)} | {100 * diff:+.2f} ({mult}) | "
+                     f"{'yes' if ok else 'no'} | {_verdict(diff, _se(lo, hi))} |")
     head = ["| family | scaling (alpha, beta, gamma) | smallest point: test top-1 (%) | "
             "largest point | difference (pts) | > 3 seed std | difference against its SE |",
             "|---|---|---|---|---|---|---|"]
@@ -83,8 +94,8 @@ def searched_findings(fam: pd.DataFrame) -> list[str]:
         s, h = s.iloc[0], hand.iloc[0]
         rank = int((g.test > s.test).sum()) + 1
         diff = s.test - h.test
-        out.append(f"| {s.target / 1e6:.2f}M (x{ratio:g}) | {pct(s.test)} +- {pct(s.test_std)} | "
-                   f"{h.family}: {pct(h.test)} +- {pct(h.test_std)} | {100 * diff:+.2f} | "
+        out.append(f"| {s.target / 1e6:.2f}M (x{ratio:g}) | {mean_std(s)} | "
+                   f"{h.family}: {mean_std(h)} | {100 * diff:+.2f} | "
                    f"{_verdict(diff, _se(s, h))} | {rank} of {len(g)} |")
     return out
 
@@ -104,7 +115,7 @@ def single_findings(single: pd.DataFrame, keys: dict[tuple[str, str, float], str
         singles = [by[m] for m in ("depth", "width", "resolution") if m in by]
         best = max(singles, key=lambda r: r.test)
         diff = by["compound"].test - best.test
-        cells = " | ".join(f"{pct(by[m].test)} +- {pct(by[m].test_std)}" if m in by else "-"
+        cells = " | ".join(mean_std(by[m]) if m in by else "-"
                            for m in ("depth", "width", "resolution", "compound"))
         same = [m for m in ("depth", "width", "resolution")
                 if keys.get((family, m, ratio)) == keys.get((family, "compound", ratio))]
@@ -120,12 +131,12 @@ def single_findings(single: pd.DataFrame, keys: dict[tuple[str, str, float], str
 
 def family_table(fam: pd.DataFrame) -> list[str]:
     out = ["| family | scaling | target MACs | realised MACs (error) | params (k) | seeds | "
-           "val top-1 (%) | test top-1 (%), mean +- std |",
+           f"val top-1 (%) | test top-1 (%), {spread(fam)} |",
            "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in fam.sort_values(["family", "target"], kind="stable").itertuples():
         out.append(f"| {r.family} | {r.method} | {r.target / 1e6:.2f}M | {r.macs / 1e6:.3f}M "
                    f"({100 * r.mac_error:+.1f}%) | {r.params / 1e3:.0f} | {r.n} | {pct(r.val)} | "
-                   f"{pct(r.test)} +- {pct(r.test_std)} |")
+                   f"{mean_std(r)} |")
     return out
 
 
@@ -138,14 +149,14 @@ def grid_table(grid: pd.DataFrame) -> list[str]:
     return out
 
 
-def _style(ax, title: str) -> None:
+def _style(ax, title: str, seeds: int) -> None:
     """A log-2 MAC axis with plain tick labels (0.5, 1, 2, ...), labels, legend and grid."""
     from matplotlib.ticker import FuncFormatter
 
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel("MACs (millions, realised; log scale)")
-    ax.set_ylabel("test top-1 (%), mean +- std")
+    ax.set_ylabel("test top-1 (%), mean +- std" if seeds > 1 else "test top-1 (%), one seed")
     ax.set_title(title)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -169,12 +180,17 @@ def plot(fam: pd.DataFrame, single: pd.DataFrame, out: Path, preset_name: str) -
         return atomic_write_bytes(out / name, buf.getvalue())
 
     n = int(fam.n.max())
+
+    def bars(g: pd.DataFrame) -> Any:  # no error bar where one seed gives no std
+        return (100 * g.test_std).where(g.n > 1) if n > 1 else None
+
     fig, ax = plt.subplots(figsize=(7, 4.6))
     for family, g in fam.groupby("family", sort=False):
         g = g.sort_values("macs")
-        ax.errorbar(g.macs / 1e6, 100 * g.test, yerr=100 * g.test_std, marker="o", capsize=3,
+        ax.errorbar(g.macs / 1e6, 100 * g.test, yerr=bars(g), marker="o", capsize=3,
                     label=family, lw=2.2 if family == SEARCHED else 1.2)
-    _style(ax, f"Fashion-MNIST 28x28, preset {preset_name}: {n} seed(s) per point")
+    _style(ax, f"Fashion-MNIST 28x28, preset {preset_name}: {n} seed{'s' if n > 1 else ''} "
+           "per point", n)
     paths = [save(fig, "family.png")]
     fams = list(dict.fromkeys(single.family))
     fig, axes = plt.subplots(1, len(fams), figsize=(6 * len(fams), 4.4), squeeze=False)
@@ -183,9 +199,9 @@ def plot(fam: pd.DataFrame, single: pd.DataFrame, out: Path, preset_name: str) -
         base = g[g.method == "base"]
         for method in ("depth", "width", "resolution", "compound"):
             m = pd.concat([base, g[g.method == method]]).sort_values("macs")
-            ax.errorbar(m.macs / 1e6, 100 * m.test, yerr=100 * m.test_std, marker="o",
+            ax.errorbar(m.macs / 1e6, 100 * m.test, yerr=bars(m), marker="o",
                         capsize=3, label=method)
-        _style(ax, f"{family}: one dimension vs compound")
+        _style(ax, f"{family}: one dimension vs compound", n)
     paths.append(save(fig, "single.png"))
     return paths
 
@@ -218,8 +234,8 @@ def write_report(out: Path, preset_name: str, preset: StudyPreset,
         "or found it there). Test top-1 on "
         f"{p.test_size or 10000} test images, evaluated once per trained model; validation = "
         f"{p.val_size} images held out of the training set. Training: {p.subset or 'all'} "
-        f"images x {p.epochs:g} epochs, batch {p.batch_size}, SGD lr {p.lr} (Nesterov, warm-up "
-        f"+ cosine, label smoothing 0.1; no stochastic depth"
+        f"images x {count_of(p.epochs, 'epoch')}, batch {p.batch_size}, SGD lr {p.lr} "
+        "(Nesterov, warm-up + cosine, label smoothing 0.1; no stochastic depth"
         f"{'; zero_init_last: every residual block starts as identity' * p.zero_init_last}"
         f"), seeds {list(p.seeds)}, protocol "
         f"key {p.key()}.",
@@ -268,7 +284,7 @@ def write_report(out: Path, preset_name: str, preset: StudyPreset,
         *searched_findings(fam),
         "",
         "**Compound vs single-dimension scaling** (Tan & Le 2019, Figures 3 and 8), test top-1 "
-        "(%), mean +- std:",
+        f"(%), {spread(single)}:",
         "",
         "![single](single.png)",
         "",

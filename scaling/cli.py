@@ -268,6 +268,14 @@ def config_from_args(cls: type, args: argparse.Namespace, **extra: Any) -> Any:
 
 
 # -- tables -----------------------------------------------------------------------------------
+def count_of(n: float | None, noun: str) -> str:
+    """``1 epoch``, ``2 epochs``, ``0.5 epochs``: a count and its noun, plural unless exactly
+    one (``None``: ``? epochs``)."""
+    if n is None:
+        return f"? {noun}s"
+    return f"{n:g} {noun}{'' if n == 1 else 's'}"
+
+
 def format_cell(value: Any) -> str:
     """int -> 1,234; float -> 4 decimals; None -> '-'; anything else str()."""
     if value is None:

@@ -121,6 +121,18 @@ def test_accuracy_vs_macs_figure_says_split_units_protocol_and_error_bars():
     assert val.axes[0].get_ylabel() == "validation top-1 accuracy (%)"
 
 
+def test_one_seed_draws_no_error_bars_and_says_so():
+    import matplotlib.pyplot as plt
+
+    fig = analysis.figure_accuracy_vs_macs(_runs()[lambda d: d.seed == 0])
+    ax = fig.axes[0]
+    assert "one seed per point: no error bars" in _texts(fig)
+    bars = [c for c in ax.containers if c.get_label() in {"a", "b", "c"}]
+    assert len(bars) == 3 and not any(c.has_yerr for c in bars)
+    assert ax.get_legend().get_title().get_text() == "family"
+    plt.close(fig)
+
+
 def test_scaling_curves_have_integer_phi_ticks_and_labelled_panels():
     runs = _runs()
     scaled = runs.assign(phi=runs.macs.map({1e6: 0, 3e6: 1, 9e6: 2}), rule=runs.family)

@@ -141,6 +141,16 @@ def test_phi_range_rows(base_args):
     assert [r["phi"] for r in reps] == [0, 0.5, 1]
 
 
+def test_phi_rows_of_another_family_have_no_empty_official_column(capsys):
+    pytest.importorskip("torch")  # the zoo's resnet18
+    from scaling.compound.cli import main
+
+    assert main(["--base", "resnet18", "--phi", "0:1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "official" not in lines[0] and lines[0].split()[-1] == "ideal"
+    assert all(len(ln.split()) == 10 for ln in lines[1:]) and len(lines) == 3
+
+
 def test_out_writes_the_scaled_spec(base_args, tmp_path):
     path = tmp_path / "scaled.json"
     res = cli("--phi", "2", "--out", str(path), "--beta", "1.2", *base_args)

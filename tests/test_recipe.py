@@ -226,8 +226,8 @@ def test_print_space_shows_the_recipe_entry_commented():
                          capture_output=True, text=True).stdout
     assert yaml.safe_load(out) == default_space()  # the recipe entry is a comment
     lines = out.splitlines()
-    head = next(i for i, line in enumerate(lines) if line.startswith("#"))  # the comment's title
-    uncommented = "\n".join(lines[:head] + [line[2:] for line in lines[head + 1:]])
+    head = lines.index("# recipe:")  # the commented-out entry runs to the end
+    uncommented = "\n".join(lines[:head] + [line[2:] for line in lines[head:]])
     assert load_space(yaml.safe_load(uncommented))["recipe"] == RECIPE_SPACE
 
 

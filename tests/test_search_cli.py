@@ -55,7 +55,8 @@ def test_existing_study_needs_resume(capsys, tmp_path):
     assert cli.main(argv) == 0
     capsys.readouterr()
     assert "--resume" in _one_line_exit_2(capsys, argv)
-    assert "budget" in _one_line_exit_2(capsys, [*argv, "--resume", "--budget", "4M"])
+    err = _one_line_exit_2(capsys, [*argv, "--resume", "--budget", "4M", "--seed", "7"])
+    assert "budget (stored 3000000, given 4000000); seed (stored 0, given 7)" in err
     assert cli.main([*argv, "--resume", "--trials", "3"]) == 0
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/s.db")
     assert len(study.trials) == 3

@@ -197,7 +197,8 @@ def test_a_study_stored_before_zero_init_last_resumes_without_it(tmp_path):
     cfg.resume = True
     assert open_study(cfg, storage, create=True).study_name == "pre"
     cfg.zero_init_last = True
-    with pytest.raises(ConfigError, match=r"\['zero_init_last'\]"):
+    with pytest.raises(ConfigError,
+                       match=r"settings: zero_init_last \(stored False, given True\); resume"):
         open_study(cfg, storage, create=True)
 
 

@@ -118,9 +118,9 @@ def test_family_plan_points_are_within_their_tolerance():
 @pytest.mark.skipif(not os.path.isdir(FASHION_DIR), reason=f"Fashion-MNIST absent from "
                     f"{FASHION_DIR} (apt-get install dataset-fashion-mnist)")
 def test_tiny_study_reproduces_its_csvs_and_resumes_without_retraining(tmp_path):
-    tables = {}
+    tables, said = {}, []
     for name in ("a", "b"):
-        run_study.run("tiny", tmp_path / name, device="cpu", threads=1, log=lambda _: None)
+        run_study.run("tiny", tmp_path / name, device="cpu", threads=1, log=said.append)
         tables[name] = {t: pd.read_csv(tmp_path / name / f"{t}.csv")
                         for t in ("grid", "family", "single")}
     for t, df in tables["a"].items():
@@ -131,7 +131,11 @@ def test_tiny_study_reproduces_its_csvs_and_resumes_without_retraining(tmp_path)
     assert fam["test_acc"].between(0, 1).all()
     for t in ("grid", "family", "single"):
         assert (tmp_path / "a" / f"{t}.provenance.json").is_file()
-    assert (tmp_path / "a" / "README.md").read_text().count("seed std") >= 1
+    readme = (tmp_path / "a" / "README.md").read_text()
+    assert readme.count("seed std") >= 1
+    assert "+-" not in readme and "1 epochs" not in readme  # one seed has no std to show
+    search = next(line for line in said if line.startswith("search: best trial"))
+    assert "None" not in search and "synflow" in search and "scored" in search, search
     runs = (tmp_path / "a" / "runs.csv").read_text()
     stale = pd.read_csv(tmp_path / "a" / "runs.csv").iloc[:1].assign(key="0ld-s0-0ld")
     with open(tmp_path / "a" / "runs.csv", "a") as fh:  # a run of a spec the plan no longer has

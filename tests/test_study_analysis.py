@@ -66,6 +66,20 @@ def test_growth_findings_separate_the_seed_std_criterion_from_the_evidence_of_gr
     assert "(2.3x the seed std) | no | 3.8 SE: a difference |" in b, b
 
 
+def test_one_seed_shows_no_plus_minus_and_epochs_are_counted_in_words():
+    from experiments import study_report
+    from scaling.cli import count_of
+
+    fam = pd.DataFrame([{"family": "A", "method": "width", "ratio": r, "target": r * 1e6,
+                         "macs": r * 1e6, "test": t, "test_std": 0.0, "n": 1}
+                        for r, t in ((1, 0.5), (2, 0.6))])
+    lines, _ = study_report.growth_findings(fam, (1.0, 1.2, 1.2))
+    assert "+-" not in "".join(lines) and "1.00M: 50.00 | 2.00M: 60.00 |" in lines[2]
+    many = fam.assign(n=3, test_std=0.01)
+    assert study_report.mean_std(many.iloc[0]) == "50.00 +- 1.00"
+    assert [count_of(n, "epoch") for n in (1, 2, 0.5)] == ["1 epoch", "2 epochs", "0.5 epochs"]
+
+
 def test_protocol_length_single_takes_the_base_and_the_methods_largest_point():
     def m(experiment, method, ratio):
         return {"experiment": experiment, "family": "F", "method": method, "ratio": ratio}

@@ -58,3 +58,24 @@ def test_cli_unknown_option_exit_2(capsys):
 
     assert main(["mobilenet_v2_x0_5", "--bogus"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_the_evaluations_after_a_seconds_budget_are_announced(tmp_path, capsys):
+    """``--seconds`` counts training only; the validation and test evaluations that follow are
+    each announced as they start, also when stderr is not a terminal (no progress bar)."""
+    from idx_files import make_idx_dir
+
+    from scaling.train.cli import build_parser, main
+
+    root = make_idx_dir(tmp_path / "fm", n_train=160, n_test=40)
+    spec_path = tmp_path / "net.json"
+    spec_path.write_text(tiny_spec().to_json())
+    rc = main([str(spec_path), "--data-root", str(root), "--seconds", "0.01", "--val-size", "32",
+               "--batch-size", "32", "--threads", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert rc == 0
+    val = next(i for i, ln in enumerate(lines) if "evaluating on 32 validation images" in ln)
+    test = lines.index("evaluating on 40 test images")
+    assert lines[val].startswith("budget spent after ") and val < test < len(lines) - 1
+    assert lines[-1].startswith("status ok")
+    assert "counts training only" in build_parser().format_help()

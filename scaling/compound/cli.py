@@ -201,9 +201,12 @@ def render(rep: dict[str, Any]) -> str:
 
 
 def render_rows(reps: list[dict[str, Any]]) -> str:
-    """One line per phi."""
+    """One line per phi; the nearest official EfficientNet row in MACs is a column only for an
+    EfficientNet base (the official rows scale B0, nothing else)."""
+    official = any((rep.get("official") or {}).get("nearest") for rep in reps)
     head = (f"{'phi':>6}{'d':>9}{'w':>9}{'r':>9}{'res':>6}{'blocks':>8}{'params':>14}"
-            f"{'MACs':>17}{'ratio':>9}{'ideal':>9}  nearest official (MACs)")
+            f"{'MACs':>17}{'ratio':>9}{'ideal':>9}"
+            + ("  nearest official (MACs)" if official else ""))
     lines = [head]
     for rep in reps:
         near = (rep.get("official") or {}).get("nearest")
@@ -212,7 +215,7 @@ def render_rows(reps: list[dict[str, Any]]) -> str:
             f"{rep['resolution']['rounded']:>6}{rep['depth']['blocks']:>8}"
             f"{_n(rep['params']['scaled']):>14}{_n(rep['macs']['scaled']):>17}"
             f"{_n(rep['macs']['ratio'], '.3f'):>9}{rep['ideal_ratio']:>9.3f}"
-            f"  {near['name'] if near else ''}")
+            + (f"  {near['name'] if near else 'n/a'}" if official else ""))
     return "\n".join(lines)
 
 

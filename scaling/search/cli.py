@@ -1,19 +1,28 @@
 """``python -m scaling.search``: architecture search under a MAC budget.
 
-Example (CPU, a few minutes)::
+Quick CPU example (the medium study's trial recipe; 6 trials took 166 s with --threads 1 on this
+project's 2-core machine at load 6-7, so about 10 minutes for 20; validation top-1 57-77%)::
 
-    python -m scaling.search --budget 8M --trials 40 --data fashion-mnist --resolution 28 \\
-        --objective reward --evaluator train --epochs 3 --subset 10000
+    python -m scaling.search --budget 2M --trials 20 --subset 4000 --val-size 2000 --epochs 2 \\
+        --batch-size 64 --lr 0.05 --zero-init-last --threads 1
 
-Prints a line per trial (number, state, MACs, score, value, best so far), then the best spec(s)
-as compact block strings (:func:`scaling.ir.encode_stages`), a summary table and the paths of
-the trials CSV and best-spec JSON (under ``--out``, default ``runs/search``, which git ignores).
-The best-spec JSON, and the ``--json`` report, go straight into ``python -m scaling.train``,
-``scaling.profile``, ``scaling.compound --base`` and ``scaling.create_model``; of a Pareto front's
-several records, ``FILE#N`` picks trial N. ``--json`` prints one JSON report on stdout instead
-(progress goes to stderr). Bad input -- a budget that is not a MAC count, an unknown
-objective/evaluator, an unreachable storage -- gives a one-line error and exit code 2. The
---out folder and a SQLite storage's folder are created.
+With the defaults (--trials 40 --epochs 3 --subset 10000) a trial at --budget 8M took 65-183 s
+there: 45 minutes to 2 hours for the search. The README's 'Quick settings' has the measurements.
+
+Prints one line per finished trial with every field named ('trial k of N' trained trials, its
+state and status, MACs, the score: val_acc or the zero-cost rank proxy, the objective's value,
+the best so far, seconds and an ETA), then the best spec(s) as compact block strings
+(:func:`scaling.ir.encode_stages`), a summary table and the paths of the tidy trials CSV
+(``<study>.trials.csv``, its columns in :func:`scaling.search.report.tidy_trials` and the
+README's 'Search outputs'), Optuna's raw CSV (``<study>.csv``) and the best-spec JSON, under
+``--out`` (default ``runs/search``, which git ignores). The best-spec JSON, and the ``--json``
+report, go straight into ``python -m scaling.train``, ``scaling.profile``, ``scaling.compound
+--base`` and ``scaling.create_model``; of a Pareto front's several records, ``FILE#N`` picks
+trial N.
+``--json`` prints one JSON report on stdout instead (progress goes to stderr). Bad input -- a
+budget that is not a MAC count, an unknown objective/evaluator, an unreachable storage, a
+--resume under other settings (each named with its stored and given value) -- gives a one-line
+error and exit code 2. The --out folder and a SQLite storage's folder are created.
 """
 
 from __future__ import annotations
@@ -45,8 +54,8 @@ def build_parser() -> Parser:
     add_config_arguments(p.add_argument_group("search (SearchConfig)"), SearchConfig)
     o = p.add_argument_group("output")
     o.add_argument("--print-space", action="store_true",
-                   help="print the default space as YAML (and the optional recipe "
-                   "entry, commented) and exit")
+                   help="print the default space as YAML, each key after a comment saying "
+                   "what it means (the optional recipe entry commented out), and exit")
     o.add_argument("--top", type=int, default=10, help="rows of the summary table")
     o.add_argument("--json", action="store_true", help="print one JSON report on stdout")
     return p
@@ -88,15 +97,10 @@ def main(argv: list[str]) -> int:
     """Run (or resume) a search and print its report; bad input: one line, exit code 2."""
     args = build_parser().parse_args(argv)
     if args.print_space:
-        import yaml
-
         from scaling.search.space import RECIPE_SPACE, default_space
+        from scaling.search.space_doc import commented_space
 
-        print(yaml.safe_dump(default_space(), sort_keys=False), end="")
-        print("# optional: the training recipe searched with the architecture (absent: the "
-              "fixed recipe)")
-        recipe = yaml.safe_dump({"recipe": RECIPE_SPACE}, sort_keys=False)
-        print("".join(f"# {line}\n" for line in recipe.splitlines()), end="")
+        print(commented_space(default_space(), RECIPE_SPACE), end="")
         return 0
     cfg = config_from(args)
     from scaling.data import DatasetNotFoundError
@@ -117,14 +121,23 @@ def main(argv: list[str]) -> int:
     return _print_report(info, args)
 
 
-def format_counts(counts: dict[str, int]) -> str:
-    """{'complete': 4, 'pruned': 1, 'over_budget': 2} -> '4 complete, 1 pruned, 2 over budget'."""
-    return ", ".join(f"{n} {state.replace('_', ' ')}" for state, n in counts.items()) or "none"
+def format_counts(counts: dict[str, int], evaluator: str = "train") -> str:
+    """{'complete': 4, 'pruned': 1, 'over_budget': 2} -> '4 complete, 1 pruned, 2 over budget';
+    a zero-cost search's ``trained`` trials are ``scored`` (nothing was trained)."""
+    done = "scored" if evaluator == "zero-cost" else "trained"
+    return ", ".join(f"{n} {done if state == 'trained' else state.replace('_', ' ')}"
+                     for state, n in counts.items()) or "none"
 
 
 def _print_report(info: Any, args: argparse.Namespace) -> int:
     from scaling.ir import NetworkSpec, encode_stages
-    from scaling.search.report import format_recipe, report, summary_table, write_outputs
+    from scaling.search.report import (
+        format_recipe,
+        report,
+        score_name,
+        summary_table,
+        write_outputs,
+    )
 
     study, cfg = info.study, info.cfg
     paths = write_outputs(study, cfg.out_dir)
@@ -135,9 +148,11 @@ def _print_report(info: Any, args: argparse.Namespace) -> int:
     print(f"\nbest spec{'s (Pareto front, by MACs)' if len(rep['best']) > 1 else ''}:")
     for rec in rep["best"]:
         score = "-" if rec["score"] is None else f"{rec['score']:.4f}"
-        values = ", ".join(f"{v:.4g}" for v in rec["values"] or [])
-        print(f"# trial {rec['number']}: {format_macs(rec['macs'])} MACs, score {score}, "
-              f"values ({values})")
+        values = ", ".join(f"{name} {v:.4g}" for name, v in  # those not shown already
+                           zip(info.study.metric_names or [], rec["values"] or [])
+                           if name not in (score_name(cfg), "macs"))
+        print(f"# trial {rec['number']}: {format_macs(rec['macs'])} MACs, "
+              f"{score_name(cfg)} {score}{', ' + values if values else ''}")
         for line in encode_stages(NetworkSpec.from_dict(rec["spec"])):
             print(f"  {line}")
         if rec.get("recipe"):
@@ -145,9 +160,11 @@ def _print_report(info: Any, args: argparse.Namespace) -> int:
     if not rep["best"]:
         print("(no feasible trial finished)")
     print("\nsummary (top trials; * = best):")
-    print(summary_table(study, args.top) or "(no evaluated trials)")
-    print(f"\ntrials: {format_counts(rep['counts'])}; wall time {rep['wall_time_s']:.1f} s")
-    print(f"trials CSV: {paths['csv']}\nbest spec(s): {paths['best_json']}")
+    print(summary_table(study, args.top, score_name(cfg)) or "(no evaluated trials)")
+    print(f"\ntrials: {format_counts(rep['counts'], cfg.evaluator)}; "
+          f"wall time {rep['wall_time_s']:.1f} s")
+    print(f"trials CSV: {paths['trials_csv']} (columns: see the README's 'Search outputs')\n"
+          f"Optuna's raw CSV: {paths['csv']}\nbest spec(s): {paths['best_json']}")
     if rep["best"]:
         front = len(rep["best"]) > 1
         pick = paths["best_json"] + (f"#{rep['best'][0]['number']}" if front else "")

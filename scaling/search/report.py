@@ -77,9 +77,17 @@ def format_recipe(recipe: dict[str, Any] | None) -> str:
                      for k, v in (recipe or {}).items())
 
 
-def summary_table(study: Any, top: int = 10) -> str:
-    """The ``top`` evaluated trials (by value, or the Pareto front first) as an aligned table;
-    empty when no trial was evaluated."""
+def score_name(cfg: Any) -> str:
+    """What a trial's score is: ``val_acc`` (trained: final validation top-1) or the zero-cost
+    rank proxy's name."""
+    return cfg.rank_proxy if cfg.evaluator == "zero-cost" else "val_acc"
+
+
+def summary_table(study: Any, top: int = 10, score: str = "score") -> str:
+    """The ``top`` evaluated trials (by value, or the Pareto front first) as an aligned table,
+    the score's column named ``score`` (:func:`score_name`), the objective's by the study's
+    metric names; a proxy that is already a column (``params``, the score) is not repeated; empty
+    when no trial was evaluated."""
     from optuna.trial import TrialState
 
     trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -90,9 +98,11 @@ def summary_table(study: Any, top: int = 10) -> str:
         trials.sort(key=lambda t: -t.value)
     else:
         trials.sort(key=lambda t: (t.number not in front, -t.values[0], t.values[1]))
-    proxies = sorted({k for t in trials[:top] for k in t.user_attrs if k.startswith(PROXY_PREFIX)})
-    header = ["trial", "best", "MACs", "params", "score", *(["value"] if single else []),
-              *(k[len(PROXY_PREFIX):] for k in proxies)]
+    proxies = sorted({k for t in trials[:top] for k in t.user_attrs if k.startswith(PROXY_PREFIX)
+                      and k[len(PROXY_PREFIX):] not in ("params", score)})
+    value = (study.metric_names or ["value"])[0]
+    header = ["trial", "best", "MACs", "params", score, *([value] if single else []),
+              *(f"proxy {k[len(PROXY_PREFIX):]}" for k in proxies)]
     rows = []
     for t in trials[:top]:
         a = t.user_attrs
@@ -103,17 +113,70 @@ def summary_table(study: Any, top: int = 10) -> str:
     return format_table(header, rows, left=0) if rows else ""
 
 
+def tidy_trials(study: Any) -> Any:
+    """One row per trial, the columns a reader needs (``<study>.trials.csv``), in this order:
+
+    - ``trial``: Optuna's trial number; ``state``: COMPLETE, PRUNED, FAIL or RUNNING;
+      ``status``: ok, over_budget (never built: scored the penalty, not counted in --trials),
+      pruned or diverged;
+    - ``macs``, ``params``: the analytic count of the trial's net (MACs at the search's
+      resolution); ``budget``: the MAC budget;
+    - ``val_acc``: final validation top-1 (train and hybrid evaluators), ``best_val_acc``: the best
+      epoch's; ``score``: what the evaluator scored (val_acc, or the rank proxy for zero-cost);
+    - the objective's values under the study's metric names (``reward`` = score x
+      (MACs/budget)^w, MnasNet's; pareto: the two values it ranks);
+    - ``proxy_<name>``: each zero-cost proxy recorded; ``recipe_<key>``: a sampled training recipe;
+    - ``seconds``: the trial's wall time; ``worker``; ``started``; ``blocks``: the net as block
+      strings (:func:`scaling.ir.encode_stages`; ``best.json`` holds the full spec).
+
+    A score or proxy column that repeats an earlier one wherever it has a value is left out (with
+    one epoch best_val_acc = val_acc; score = val_acc; the ``params`` proxy = params), and so is
+    an empty column. Optuna's raw dump, every sampled parameter and user attribute, is
+    ``<study>.csv``."""
+    import pandas as pd
+
+    names = study.metric_names or [f"value_{i}" for i in range(len(study.directions))]
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        a = t.user_attrs
+        row: dict[str, Any] = {"trial": t.number, "state": t.state.name}
+        for key in ("status", "macs", "params", "budget", "val_acc", "best_val_acc", "score"):
+            row[key] = a.get(key)
+        row.update({n: v for n, v in zip(names, t.values or [None] * len(names))
+                    if n not in row})  # pareto's val_acc and macs are columns already
+        row.update({k: v for k, v in sorted(a.items()) if k.startswith(PROXY_PREFIX)})
+        row.update({f"recipe_{k}": v for k, v in (a.get("recipe") or {}).items()})
+        row["seconds"] = round(t.duration.total_seconds(), 3) if t.duration else None
+        row.update(worker=a.get("worker"), started=t.datetime_start, blocks=a.get("blocks"))
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    df = df[[c for c in df.columns if df[c].notna().any() or c in ("trial", "state")]]
+    measures = [c for c in df.columns if c in ("params", "val_acc", "best_val_acc", "score")
+                or c.startswith(PROXY_PREFIX)]
+
+    def repeats(c: str, o: str) -> bool:  # equal wherever c has a value (over-budget: none)
+        return bool((df[c].isna() | (df[c] == df[o])).all())
+
+    same = [c for i, c in enumerate(measures) if c != "params" and c != "val_acc"
+            and any(repeats(c, o) for o in measures[:i])]
+    return df.drop(columns=same)
+
+
 def write_outputs(study: Any, out_dir: str, name: str | None = None) -> dict[str, str]:
-    """Write ``<study>.csv`` (study.trials_dataframe()) and ``<study>.best.json`` atomically."""
+    """Write ``<study>.trials.csv`` (:func:`tidy_trials`), ``<study>.csv`` (Optuna's raw
+    ``study.trials_dataframe()``, which :mod:`scaling.analysis` reads) and ``<study>.best.json``,
+    each atomically."""
     from scaling.files import atomic_write_json, atomic_write_text
 
     name = name or study.study_name
     os.makedirs(out_dir, exist_ok=True)
     csv_path = os.path.join(out_dir, f"{name}.csv")
     atomic_write_text(csv_path, study.trials_dataframe().to_csv(index=False))
+    tidy_path = os.path.join(out_dir, f"{name}.trials.csv")
+    atomic_write_text(tidy_path, tidy_trials(study).to_csv(index=False))
     best_path = os.path.join(out_dir, f"{name}.best.json")
     atomic_write_json(best_path, [trial_record(t) for t in best_trials(study)])
-    return {"csv": csv_path, "best_json": best_path}
+    return {"trials_csv": tidy_path, "csv": csv_path, "best_json": best_path}
 
 
 def in_repo(path: str) -> str:

@@ -138,6 +138,12 @@ def _identity(config: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps({k: config.get(k, IDENTITY_DEFAULTS.get(k)) for k in IDENTITY}))
 
 
+def _shown(value: Any, limit: int = 60) -> str:
+    """``value`` as one short line for an error message (a space dict is cut at ``limit``)."""
+    text = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def metric_names(cfg: SearchConfig) -> list[str]:
     """The study's objective names: ``reward``, or (val_acc | the rank proxy, macs)."""
     if not get_objective(cfg.objective).multi:
@@ -229,10 +235,13 @@ def open_study(cfg: SearchConfig, storage: Any, sampler: Any, pruner: Any, *,
             storage.set_study_system_attr(study_id, CONFIG_ATTR, cfg.to_dict())
             study.set_user_attr("search", summary(cfg))
     else:
-        diff = sorted(k for k, v in _identity(cfg.to_dict()).items() if stored.get(k) != v)
+        given = _identity(cfg.to_dict())
+        diff = [f"{k} (stored {_shown(stored.get(k))}, given {_shown(v)})"
+                for k, v in sorted(given.items()) if stored.get(k) != v]
         if diff:
-            raise ConfigError(f"study {cfg.study!r} was created with other settings for "
-                              f"{diff}; resume it with the same settings or use another --study")
+            raise ConfigError(f"study {cfg.study!r} was created with other settings: "
+                              f"{'; '.join(diff)}; resume it with the same settings or use "
+                              "another --study")
     if create and study.metric_names is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -93,32 +93,51 @@ def open_study(cfg: SearchConfig, storage: Any, rank: int = 0, *, create: bool =
 
 
 # -- running --------------------------------------------------------------------------------------
-def progress_callback(cfg: SearchConfig, rank: int, emit: Callable[[str], None]
-                      ) -> Callable[[Any, Any], None]:
-    """Print one line per finished trial: number, state, MACs, score, value, best so far."""
+def progress_callback(cfg: SearchConfig, rank: int, emit: Callable[[str], None],
+                      clock: Callable[[], float] = time.monotonic) -> Callable[[Any, Any], None]:
+    """One line per finished trial, each field named: ``trial k of N`` (trained trials of the
+    target, all processes counted; an over-budget sample is not counted), Optuna's number, its
+    state and status, MACs, the score (:func:`~scaling.search.report.score_name`), the
+    objective's value(s) under the study's metric names, the best so far, the trial's seconds
+    and an ETA: this process's seconds per counted trial times the trials left, divided among
+    the workers (``tqdm``'s interval format)."""
+    from tqdm import tqdm
+
+    from scaling.search.report import score_name
+
     objective = get_objective(cfg.objective)
+    label = score_name(cfg)
+    start, counted = clock(), [0]
 
     def callback(study: Any, trial: Any) -> None:
         attrs = trial.user_attrs
-        macs = attrs.get("macs")
-        score = attrs.get("score")
+        macs, score = attrs.get("macs"), attrs.get("score")
+        names = study.metric_names or ["value"] * len(study.directions)
+        status = attrs.get("status", "-")
+        head = f"[w{rank}] trial"
+        if status == "over_budget" or attrs.get("surplus"):
+            emit(f"{head} #{trial.number} {status.replace('_', ' ')}: "
+                 f"{format_macs(macs) if macs is not None else '-'} MACs, not counted")
+            return
+        trained = Census.of(study).trained
+        counted[0] += 1
         if objective.multi:
-            best = f"front {len(study.best_trials)}"
-            value = "-" if trial.values is None else f"({trial.values[0]:.4f}, " \
-                                                      f"{format_macs(trial.values[1])})"
+            best = f"Pareto front {len(study.best_trials)} trials"
+            value = ""  # its values are the score and the MACs
         else:
             try:
                 bt = study.best_trial
-                best = f"best {bt.value:.4f} (#{bt.number})"
+                best = f"best {names[0]} {bt.value:.4f} (#{bt.number})"
             except ValueError:
-                best = "best -"
-            value = "-" if trial.value is None else f"{trial.value:.4f}"
+                best = f"best {names[0]} -"
+            value = "" if trial.value is None else f", {names[0]} {trial.value:.4f}"
         dur = trial.duration.total_seconds() if trial.duration else 0.0
-        emit(f"[w{rank}] trial {trial.number:4d} {trial.state.name:8s} "
-             f"MACs {format_macs(macs) if macs is not None else '-':>7s} "
-             f"{attrs.get('status', '-'):11s} score "
-             f"{'-' if score is None else f'{score:.4f}':>7s} value {value} | {best} "
-             f"| {dur:.1f}s")
+        left = max(0, cfg.trials - trained)
+        eta = (clock() - start) / counted[0] * left / max(1, cfg.workers)
+        emit(f"{head} {trained} of {cfg.trials} (#{trial.number}) {trial.state.name.lower()}, "
+             f"status {status}: {format_macs(macs) if macs is not None else '-'} MACs, "
+             f"{label} {'-' if score is None else f'{score:.4f}'}{value} | {best} | "
+             f"{dur:.1f} s, ETA {tqdm.format_interval(eta)}")
 
     return callback
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from scaling.cli import count_of
 from scaling.study.tables import accuracy_column, pareto_front, rank_correlations, summarize_runs
 
 __all__ = ["MIN_CORRELATION_N", "PROXY_NAMES", "accuracy_label", "describe_run",
@@ -93,7 +94,8 @@ def describe_run(csv_path: str | Path) -> dict[str, str | None]:
         res = record.get("resolution", proto.get("resolution"))
         text = (f"{head + ': ' if head else ''}{data}{f' {res}x{res}' if res else ''}, "
                 f"{proto.get('subset')} train / {proto.get('val_size')} validation images, "
-                f"{proto.get('epochs'):g} epochs, {proto.get('optimizer')} lr {proto.get('lr')}")
+                f"{count_of(proto.get('epochs'), 'epoch')}, {proto.get('optimizer')} "
+                f"lr {proto.get('lr')}")
         if proto.get("test_size"):
             text += f", test = first {proto['test_size']} test images"
     search = record.get("search") if isinstance(record.get("search"), dict) else {}
@@ -117,8 +119,10 @@ def _wrap(text: str, width: int = 100) -> str:
 
 def _seeds_text(counts: pd.Series) -> str:
     lo, hi = int(counts.min()), int(counts.max())
+    if hi == 1:
+        return "one seed per point: no error bars"
     n = str(lo) if lo == hi else f"{lo}-{hi}"
-    return f"error bars: mean ± std over {n} seed{'s' if hi > 1 else ''}"
+    return f"error bars: mean ± std over {n} seeds{'; none at one seed' if lo == 1 else ''}"
 
 
 def figure_accuracy_vs_macs(runs: pd.DataFrame, title: str | None = None,
@@ -135,7 +139,9 @@ def figure_accuracy_vs_macs(runs: pd.DataFrame, title: str | None = None,
     for i, family in enumerate(families):
         grp = summary[summary["family"] == family].sort_values("macs")
         shift = 10 ** (0.025 * (i - (len(families) - 1) / 2) / max(len(families) - 1, 1))
-        ax.errorbar(grp["macs"] / 1e6 * shift, grp["acc_mean"] * 100, yerr=grp["acc_std"] * 100,
+        bars = (grp["acc_std"] * 100).where(grp["n_seeds"] > 1)  # one seed: no std, no bar
+        ax.errorbar(grp["macs"] / 1e6 * shift, grp["acc_mean"] * 100,
+                    yerr=None if bars.isna().all() else bars,
                     marker=MARKERS[i % len(MARKERS)], ls=LINESTYLES[i % len(LINESTYLES)],
                     ms=5, mfc="none" if i % 2 else None, capsize=3, lw=1.2, label=str(family))
     front = pareto_front(summary, score="acc_mean")
@@ -152,7 +158,8 @@ def figure_accuracy_vs_macs(runs: pd.DataFrame, title: str | None = None,
                  fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5),
-              title="family (mean ± std)", title_fontsize=7)
+              title="family (mean ± std)" if summary["n_seeds"].max() > 1 else "family",
+              title_fontsize=7)
     return fig
 
 

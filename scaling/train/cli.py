@@ -8,6 +8,10 @@ data's, unless ``--resolution`` is given), and so is the net a search found (its
 ``<study>.best.json``, ``FILE#N`` for trial N of a Pareto front, or its ``--json`` report) or
 the spec a ``--save`` checkpoint stores (trained afresh; ``scaling.create_model(PATH)`` loads
 its weights). Without a budget the run is one epoch.
+
+A budget (--epochs, --samples, --seconds) counts training only: the validation after it (with
+precise BN) and the test evaluation come on top, each announced by a line as it starts, so that
+runs of one budget train the same way on a busy machine and an idle one.
 """
 
 from __future__ import annotations
@@ -161,8 +165,9 @@ def main(argv: list[str]) -> int:
         say(f"epoch {epoch}: train loss {m['train_loss']:.4f}  val top-1 {val}  "
             f"{m['images_per_s']:.0f} img/s  {m['elapsed']:.1f} s")
 
-    result = train(spec, data, cfg, callback=report, progress=args.progress)
+    result = train(spec, data, cfg, callback=report, progress=args.progress, notice=say)
     if result.status == "ok" and not args.no_test and data.test is not None:
+        say(f"evaluating on {len(data.test):,} test images")
         t0 = time.perf_counter()
         result.test_top1 = evaluate(result.model, data, split="test",
                                     batch_size=cfg.eval_batch_size, progress=args.progress)

@@ -108,7 +108,8 @@ def _as_model(spec_or_model: Any, data: ImageData, zero_init_last: bool = False)
 
 def train(spec_or_model: Any, data: ImageData, config: TrainConfig | None = None, *,
           callback: Callable[[int, dict], Any] | None = None, progress: bool | None = None,
-          before_train: Callable[[nn.Module], Any] | None = None, **options: Any) -> TrainResult:
+          before_train: Callable[[nn.Module], Any] | None = None,
+          notice: Callable[[str], Any] | None = None, **options: Any) -> TrainResult:
     """Train ``spec_or_model`` (a NetworkSpec, built after seeding, or an nn.Module) on ``data``.
 
     Args:
@@ -123,6 +124,9 @@ def train(spec_or_model: Any, data: ImageData, config: TrainConfig | None = None
         before_train: ``before_train(model)`` with the freshly built model on its device (e.g.
             the zero-cost proxies of a search trial, on the net it trains); the global RNG state
             is restored after it, so it changes nothing in the run.
+        notice: ``notice(line)`` when the budget is spent and the final validation starts
+            (it is not part of the budget and takes long on a big validation split; a bar
+            shows nothing when stderr is not a terminal).
 
     Returns a :class:`TrainResult` with status 'ok', 'diverged' (a NaN/inf loss stopped the run)
     or 'pruned'; see the module docstring for exceptions.
@@ -150,7 +154,7 @@ def train(spec_or_model: Any, data: ImageData, config: TrainConfig | None = None
         run = _Run(model, data, cfg, dev)
         if dev.type == "cuda":
             torch.backends.cudnn.benchmark = autotune(cfg.benchmark, run.total_steps, cfg.seconds)
-        return run.run(callback, progress)
+        return run.run(callback, progress, notice)
     finally:
         torch.set_num_threads(threads)
         torch.backends.cudnn.benchmark = benchmark
@@ -200,6 +204,7 @@ class _Run:
         self.val_loader = (make_loader(val_split, eval_batch,
                                        num_workers=cfg.num_workers, device=dev)
                            if val_split is not None and len(val_split) else None)
+        self.val_images = len(val_split) if self.val_loader is not None else 0
         steps_per_epoch = len(self.loader)
         if steps_per_epoch == 0:
             raise ValueError(f"{data.name}: the training split is empty")
@@ -296,7 +301,7 @@ class _Run:
             recalibrate_bn(self.model, batches())
         self.calibrated_at = self.step
 
-    def run(self, callback, progress: bool | None) -> TrainResult:
+    def run(self, callback, progress: bool | None, notice=None) -> TrainResult:
         bar = progress_bar(progress, self.total_steps, unit="step")
         epoch, stop = 0, False
         try:
@@ -316,6 +321,10 @@ class _Run:
                     "train_time": self.train_time, "samples": self.seen, "lr": self.lr}
                 if (self.status == "ok" and self.val_loader is not None
                         and (stop or epoch % self.cfg.eval_every == 0)):
+                    if stop and notice is not None:
+                        notice(f"budget spent after {self.train_time:.1f} s of training; "
+                               f"evaluating on {self.val_images:,} validation "
+                               "images")
                     self._calibrate()
                     acc, vloss = evaluate_loader(
                         self.forward, self.val_loader, self.tf_eval, self.dev, self.amp_dtype,
