@@ -38,7 +38,7 @@ from scaling.search.objectives import (
     needs_constraints_func,
 )
 from scaling.search.report import target_status
-from scaling.search.storage import fail_stale, open_storage
+from scaling.search.storage import fail_stale, open_storage, storage_failure
 from scaling.search.storage import open_study as _open_study
 from scaling.search.workers import (
     Census,
@@ -176,13 +176,28 @@ def run_worker(cfg_dict: dict[str, Any], rank: int, target: int,
                       callbacks=callbacks, catch=(RuntimeError, ValueError))
 
 
+def _spawned_worker(cfg_dict: dict[str, Any], rank: int, target: int, **kwargs: Any) -> None:
+    """:func:`run_worker` in a spawned process: Ctrl-C exits 130 and a storage failure exits 2
+    with one line, instead of multiprocessing's "Process search-worker-N: Traceback"."""
+    try:
+        run_worker(cfg_dict, rank, target, **kwargs)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - only the storage's failures are translated
+        failure = storage_failure(exc, SearchConfig.from_dict(cfg_dict).storage_url)
+        if failure is None:
+            raise
+        print(f"python -m scaling.search: error: {failure}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
 def _run_pool(cfg: SearchConfig, to_stderr: bool) -> None:
     """``cfg.workers`` processes (one: this process) run the study up to ``cfg.trials``."""
     if cfg.workers == 1:
         run_worker(cfg.to_dict(), 0, cfg.trials, to_stderr=to_stderr)
         return
     ctx = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked child
-    procs = [ctx.Process(target=run_worker, args=(cfg.to_dict(), rank, cfg.trials),
+    procs = [ctx.Process(target=_spawned_worker, args=(cfg.to_dict(), rank, cfg.trials),
                          kwargs={"to_stderr": to_stderr, "parent": os.getpid()},
                          name=f"search-worker-{rank}")
              for rank in range(cfg.workers)]
@@ -191,11 +206,18 @@ def _run_pool(cfg: SearchConfig, to_stderr: bool) -> None:
             p.start()
         for p in procs:
             p.join()
+    except KeyboardInterrupt:  # the workers got it too: let them record their trials' end
+        deadline = time.monotonic() + 10
+        for p in procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+        raise
     finally:  # an exception or Ctrl-C here: the workers stop with us
         for p in procs:
             if p.is_alive():
                 p.terminate()
                 p.join(5)
+    if any(p.exitcode == 2 for p in procs):  # a worker said why (one line): nothing to add
+        raise SystemExit(2)
     bad = [f"{p.name} exit {p.exitcode}" for p in procs if p.exitcode != 0]
     if bad:
         print(f"warning: {', '.join(bad)}", file=sys.stderr, flush=True)

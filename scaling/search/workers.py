@@ -119,7 +119,24 @@ class _HideSurplus(logging.Filter):
         return "SurplusTrial" not in record.getMessage()
 
 
-logging.getLogger("optuna.study._optimize").addFilter(_HideSurplus())
+class _HideInterrupt(logging.Filter):
+    """Ctrl-C ends the search with one line (exit 130): Optuna's "Trial N failed ...
+    KeyboardInterrupt" warning and its traceback are not shown (the trial is still failed)."""
+
+    hidden: float | None = None  # the trial whose interrupt was hidden: its "failed with" too
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[0] if record.exc_info else None
+        text = record.getMessage()
+        if exc is not None and issubclass(exc, KeyboardInterrupt) or "KeyboardInterrupt" in text:
+            self.hidden = record.created
+            return False
+        return not (self.hidden is not None and "failed with value" in text
+                    and record.created - self.hidden < 5.0)
+
+
+for _filter in (_HideSurplus(), _HideInterrupt()):
+    logging.getLogger("optuna.study._optimize").addFilter(_filter)
 
 
 def is_trained(trial: Any) -> bool:
