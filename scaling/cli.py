@@ -147,10 +147,12 @@ def check_option(name: str, value: Any, minimum: float | None = None,
 
 def check_writable(name: str, path: str | None) -> None:
     """A :class:`UsageError` unless a file can be created at ``path`` (None: not given): checked
-    before any long work, so a typo does not cost a training run."""
+    before any long work, so a typo does not cost a training run. The check creates a file (the
+    target if absent, else a hidden probe beside it; removed again): ``os.access`` says yes to
+    root on a read-only file system or under ``/proc``."""
     if path is None:
         return
-    target = os.path.abspath(path)
+    target = os.path.realpath(path)  # a symlink is written through (its target is replaced)
     if os.path.isdir(target):
         fail(f"{name} {path!r} is a folder; expected a file path")
     folder = os.path.dirname(target)
@@ -158,8 +160,13 @@ def check_writable(name: str, path: str | None) -> None:
         folder = os.path.dirname(folder)
     if not os.path.isdir(folder):
         fail(f"{name} {path!r} cannot be created: {folder!r} is not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        fail(f"{name} {path!r} cannot be created: {folder!r} is not writable")
+    probe = target if folder == os.path.dirname(target) and not os.path.lexists(target) \
+        else os.path.join(folder, f".{os.path.basename(target)[:200]}.probe-{os.getpid()}")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.unlink(probe)
+    except OSError as exc:
+        fail(f"{name} {path!r} cannot be created: {exc.strerror or exc}")
 
 
 def parse_number(text: str, name: str) -> float:
@@ -184,6 +191,10 @@ def resolve_spec(name_or_path: str, flag: str = "model", **overrides: Any) -> An
     if is_spec_path(name_or_path):
         from scaling.ir import load_spec
 
+        if os.path.exists(name_or_path) and not os.path.isfile(name_or_path):
+            kind = "a folder" if os.path.isdir(name_or_path) else "not a regular file (a FIFO, " \
+                "socket or device)"
+            fail(f"{flag} {name_or_path!r} is {kind}; expected a .json/.yaml spec file")
         if not os.path.isfile(name_or_path):
             fail(f"{flag} {name_or_path!r}: no such spec file")
         try:

@@ -82,10 +82,18 @@ def _spec(args: argparse.Namespace, data_name: str):
                     num_classes=NUM_CLASSES.get(data_name, 1000), small_input=args.small_input)
 
 
+#: bounds that keep the budget arithmetic in range (1e308 epochs overflowed int()) and the
+#: thread pool allocatable; far above any real run
+MAX_EPOCHS = 1e6
+MAX_THREADS = 1024
+
+
 def check_arguments(args: argparse.Namespace) -> None:
     """Numbers finite and in range, --save writable: checked before any data or training."""
-    for name in ("epochs", "samples", "seconds", "lr", "weight_decay"):
-        check_option(f"--{name.replace('_', '-')}", getattr(args, name))
+    for name, high in (("epochs", MAX_EPOCHS), ("samples", MAX_EPOCHS * 1e9),
+                       ("seconds", 1e9), ("lr", None), ("weight_decay", None)):
+        check_option(f"--{name.replace('_', '-')}", getattr(args, name), None, high)
+    check_option("--threads", args.threads, 1, MAX_THREADS)
     check_option("--subset", args.subset, 1)
     check_option("--val-size", args.val_size, 0)
     check_option("--test-size", args.test_size, 1)
