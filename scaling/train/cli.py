@@ -171,8 +171,6 @@ def main(argv: list[str]) -> int:
         result.test_top1 = evaluate(result.model, data, split="test",
                                     batch_size=cfg.eval_batch_size, progress=args.progress)
         result.wall_time += time.perf_counter() - t0
-    if args.save and result.model is not None:
-        _save(args.save, spec, result.model)
     if args.json:
         from scaling.cost import complexity
 
@@ -188,4 +186,6 @@ def main(argv: list[str]) -> int:
         print(f"status {result.status}{' (' + result.message + ')' if result.message else ''}; "
               f"best val top-1 {best}; test top-1 {test}; {result.images_per_s:.0f} img/s; "
               f"train {result.train_time:.1f} s, wall {result.wall_time:.1f} s (test included)")
+    if args.save and result.model is not None:  # after the report: a full disk loses no result
+        _save(args.save, spec, result.model)
     return 0 if result.status == "ok" else 1
