@@ -70,11 +70,20 @@ def storage_failure(exc: BaseException, url: str) -> StorageError | None:
 
     if not isinstance(exc, (SQLAlchemyError, sqlite3.Error, StorageInternalError)):
         return None
-    cause = exc.__cause__ if isinstance(exc, StorageInternalError) and exc.__cause__ else exc
-    cause = getattr(cause, "orig", None) or cause
-    first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-    return StorageError(f"storage {url!r} failed: {type(cause).__name__}: {first[:200]}; the "
-                        "trials it recorded are kept (rerun with --resume once it works)")
+    return StorageError(f"storage {url!r} failed: {describe(exc)}; the trials it recorded are "
+                        "kept (rerun with --resume once it works)")
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: first line`` of a storage error, the driver's own under Optuna's
+    ``StorageInternalError`` and SQLAlchemy's wrappers (``.orig``)."""
+    from optuna.exceptions import StorageInternalError
+
+    if isinstance(exc, StorageInternalError):
+        exc = exc.__cause__ or exc.__context__ or exc
+    exc = getattr(exc, "orig", None) or exc
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return f"{type(exc).__name__}: {first[:200]}"
 
 
 def _racing(exc: BaseException) -> bool:
@@ -131,9 +140,8 @@ def open_storage(cfg: SearchConfig) -> Any:
             if _racing(exc) and attempt < _RETRIES - 1:
                 _backoff(attempt)
                 continue
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise StorageError(f"storage {cfg.storage_url!r} is unreachable: "
-                               f"{type(exc).__name__}: {first[:200]}") from None
+                               f"{describe(exc)}") from None
     if url.startswith("sqlite:"):
         _sqlite_wal(storage)
     return storage
