@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -123,7 +124,15 @@ def test_a_failure_mid_search_keeps_the_completed_trial(failure, tmp_path, data_
         return zero_cost(ctx, trial, spec, cost)
 
     monkeypatch.setitem(ev.EVALUATORS, "zero-cost", flaky)
-    code = search_cli.main(_search(tmp_path, data_root, "--study", "m", "--trials", "3"))
+    records: list[logging.LogRecord] = []
+    seen = logging.Handler()
+    seen.emit = records.append  # Optuna's own handler may hold a stream capfd does not see
+    logging.getLogger("optuna").addHandler(seen)
+    try:
+        code = search_cli.main(_search(tmp_path, data_root, "--study", "m", "--trials", "3"))
+    finally:
+        logging.getLogger("optuna").removeHandler(seen)
+    assert not [r.getMessage() for r in records if r.levelno >= logging.WARNING]
     line = _one_line(capfd, code, 130 if failure == "interrupt" else 2)
     assert ("interrupted" if failure == "interrupt" else "server closed") in line
     assert _trials(tmp_path, "m")[0] == "COMPLETE"
