@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
 SPEC_SUFFIXES = (".json", ".yaml", ".yml")
+#: most torch CPU threads a command accepts (``--threads 100000`` ended in a native error)
+MAX_THREADS = 1024
 
 
 class UsageError(ValueError):

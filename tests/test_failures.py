@@ -182,6 +182,17 @@ def test_train_bounds_and_an_uncreatable_save(capfd):
         assert match in _one_line(capfd, main(["resnet18", *argv]))
 
 
+@pytest.mark.parametrize("module, argv", [
+    ("scaling.search.cli", []), ("scaling.cost.profile", ["resnet18", "--latency"]),
+    ("scaling.bench", ["train"])])
+def test_threads_beyond_the_bound(module, argv, capfd, tmp_path):
+    import importlib
+
+    main = importlib.import_module(module).main
+    out = ["--out", str(tmp_path / "out")] if module == "scaling.search.cli" else []
+    assert "1024" in _one_line(capfd, main([*argv, *out, "--threads", "100000"]))
+
+
 def test_train_save_on_a_full_disk_prints_the_result_first(tmp_path, data_root, capfd,
                                                            monkeypatch):
     from scaling.train import cli

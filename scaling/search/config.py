@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from scaling.cli import MAX_THREADS
 from scaling.ir.base import is_int, is_number
 from scaling.search.evaluators import EVALUATORS, check_evaluator
 from scaling.search.names import PROXIES, check_proxies, parse_proxies
@@ -156,8 +157,9 @@ class SearchConfig:
                                  "an int >= 0")
             if self.threads is not None and (isinstance(self.threads, bool)
                                              or not isinstance(self.threads, int)
-                                             or self.threads < 1):
-                raise ValueError(f"threads={self.threads!r} is not allowed; expected an int >= 1")
+                                             or not 1 <= self.threads <= MAX_THREADS):
+                raise ValueError(f"threads={self.threads!r} is not allowed; expected an int >= 1 "
+                                 f"and <= {MAX_THREADS}")
             if self.threads is None and self.workers > 1:  # no oversubscription of the cores
                 self.threads = max(1, (os.cpu_count() or 1) // self.workers)
             if self.grace <= self.heartbeat:

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from scaling.cli import (
+    MAX_THREADS,
     Parser,
     add_config_arguments,
     check_option,
@@ -82,10 +83,8 @@ def _spec(args: argparse.Namespace, data_name: str):
                     num_classes=NUM_CLASSES.get(data_name, 1000), small_input=args.small_input)
 
 
-#: bounds that keep the budget arithmetic in range (1e308 epochs overflowed int()) and the
-#: thread pool allocatable; far above any real run
+#: keeps the budget arithmetic in range (1e308 epochs overflowed int()); far above any real run
 MAX_EPOCHS = 1e6
-MAX_THREADS = 1024
 
 
 def check_arguments(args: argparse.Namespace) -> None:
