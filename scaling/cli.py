@@ -21,12 +21,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import functools
 import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
+
+#: most torch CPU threads a command accepts (``--threads 100000`` ended in a native error)
+MAX_THREADS = 1024
 
 
 class UsageError(ValueError):
@@ -109,6 +113,14 @@ def command(prog: str, errors: tuple[type[BaseException], ...] = ()
             except (UsageError, *errors) as exc:
                 print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
                 return 2
+            except OSError as exc:
+                if exc.errno not in WRITE_ERRNOS:
+                    raise
+                _quiet_stdout()
+                where = f" {exc.filename!r}" if exc.filename else ""
+                print(f"{prog}: error: cannot write{where}: {exc.strerror or exc}",
+                      file=sys.stderr)
+                return 2
             except (MemoryError, RuntimeError) as exc:
                 if not is_out_of_memory(exc):
                     raise
@@ -119,6 +131,21 @@ def command(prog: str, errors: tuple[type[BaseException], ...] = ()
         return main
 
     return wrap
+
+
+#: write failures that are the machine's state, not a bug: one line, exit 2 (a full disk, a
+#: read-only file system, ``> /dev/full``, a quota, an I/O error)
+WRITE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO, errno.EFBIG)
+
+
+def _quiet_stdout() -> None:
+    """If stdout itself failed (``> /dev/full``), point it at /dev/null: its unwritten buffer
+    would fail again (a second message) when Python flushes it at exit."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -144,21 +171,39 @@ def check_option(name: str, value: Any, minimum: float | None = None,
              f"{' and' if low and high else ''}{high}")
 
 
-def check_writable(name: str, path: str | None) -> None:
-    """A :class:`UsageError` unless a file can be created at ``path`` (None: not given): checked
-    before any long work, so a typo does not cost a training run."""
+def check_writable(name: str, path: str | os.PathLike | None, folder: bool = False) -> None:
+    """A :class:`UsageError` unless a file can be created at ``path`` (None: not given), or with
+    ``folder``, in the folder ``path`` (created later): checked before any long work, so a typo
+    does not cost a training run. The check creates a file (the target if absent, else a hidden
+    probe beside it; removed again): ``os.access`` says yes to root on a read-only file system
+    or under ``/proc``."""
     if path is None:
         return
-    target = os.path.abspath(path)
-    if os.path.isdir(target):
+    path = os.fspath(path)
+    target = os.path.realpath(path)  # a symlink is written through (its target is replaced)
+    if os.path.islink(target):  # realpath stops on a link only in a loop
+        fail(f"{name} {path!r} cannot be created: {target!r} is a symlink loop")
+    if folder:
+        if os.path.exists(target) and not os.path.isdir(target):
+            fail(f"{name} {path!r} is a file; expected a folder")
+        target = os.path.join(target, ".scaling-probe")
+    elif os.path.isdir(target):
         fail(f"{name} {path!r} is a folder; expected a file path")
     folder = os.path.dirname(target)
-    while not os.path.exists(folder):
+    while not os.path.lexists(folder):
         folder = os.path.dirname(folder)
+    if os.path.islink(folder) and not os.path.exists(folder):
+        fail(f"{name} {path!r} cannot be created: {folder!r} is a symlink that does not resolve "
+             "(a loop or a missing target)")
     if not os.path.isdir(folder):
         fail(f"{name} {path!r} cannot be created: {folder!r} is not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        fail(f"{name} {path!r} cannot be created: {folder!r} is not writable")
+    probe = target if folder == os.path.dirname(target) and not os.path.lexists(target) \
+        else os.path.join(folder, f".{os.path.basename(target)[:200]}.probe-{os.getpid()}")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.unlink(probe)
+    except OSError as exc:
+        fail(f"{name} {path!r} cannot be created: {exc.strerror or exc}")
 
 
 def parse_number(text: str, name: str) -> float:
@@ -188,7 +233,12 @@ def resolve_spec(name_or_path: str, flag: str = "model", **overrides: Any) -> An
     if is_spec_path(name_or_path):
         from scaling.ir import is_checkpoint_path, load_spec, parse_spec_path
 
-        if not os.path.isfile(parse_spec_path(name_or_path)[0]):
+        path = parse_spec_path(name_or_path)[0]
+        if os.path.exists(path) and not os.path.isfile(path):
+            kind = "a folder" if os.path.isdir(path) else "not a regular file (a FIFO, " \
+                "socket or device)"
+            fail(f"{flag} {path!r} is {kind}; expected a .json/.yaml spec file")
+        if not os.path.isfile(path):
             fail(f"{flag} {name_or_path!r}: no such spec file")
         try:
             if is_checkpoint_path(name_or_path):

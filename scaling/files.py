@@ -4,7 +4,8 @@ A reader never sees a half-written file: the data goes to a temporary file in th
 folder (same file system, so the rename is atomic), is flushed and fsync'ed, gets the mode of
 an ordinary new file (0o666 less the umask, not ``mkstemp``'s private 0o600) and replaces the
 target with :func:`os.replace`. On any failure the temporary file is removed and the target is
-left as it was. The temporary file is hidden (``.NAME.XXXXXXXX.tmp``); one that a killed writer
+left as it was. A symlink is written through: its target is replaced, the link kept. The
+temporary file is hidden (``.NAME.XXXXXXXX.tmp``); one that a killed writer
 (SIGKILL) left behind is removed by the next write of the same target once it is
 :data:`STALE_SECONDS` old (a younger one may belong to a concurrent writer).
 """
@@ -52,6 +53,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
     path = Path(path)
     if path.name in ("", ".", ".."):
         raise ValueError(f"atomic_write: path {os.fspath(path)!r} does not name a file")
+    if path.is_symlink():  # write the link's target and keep the link
+        path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -293,44 +295,37 @@ def test_registries_attach_builders_on_first_use():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_layer_norm_2d_output_is_contiguous_and_matches_the_definition():
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_layer_norm_2d_keeps_the_input_layout_and_matches_the_definition(layout):
     ln = LayerNorm2d(6)
-    x = torch.randn(2, 6, 5, 5)
+    x = torch.randn(2, 6, 5, 5).contiguous(memory_format=layout)
     y = ln(x)
-    assert y.is_contiguous()
+    assert y.is_contiguous(memory_format=layout)  # the next conv gets its weights' layout
     ref = F.layer_norm(x.permute(0, 2, 3, 1), (6,), ln.weight, ln.bias, ln.eps).permute(0, 3, 1, 2)
     torch.testing.assert_close(y, ref)
 
 
-def test_layer_norm_before_a_strided_conv_trains_at_64_px():
-    """Issue 14: norm LN, a strided conv after the LayerNorm, 64 px: forward + backward aborted
-    natively (double free) on torch CPU; run in a subprocess so a crash fails this test."""
+def test_layer_norm_before_a_strided_conv_trains_at_64_px_through_the_cli(tmp_path):
+    """Issue 28: ``tests/data/ln64.json`` (LN before a stride-2 conv, 64 px) trained by the CLI
+    with its defaults (channels_last on CPU) died natively (double free); a subprocess, so a crash
+    fails this test instead of the test run."""
     import os
     import subprocess
     import sys
+    from pathlib import Path
 
-    code = (
-        "import torch\n"
-        "from scaling import build_model\n"
-        "from scaling.ir import NetworkSpec, NormSpec, StageSpec, StemSpec\n"
-        "torch.manual_seed(0)\n"
-        "spec = NetworkSpec(stages=(StageSpec('basic', 1, 16, stride=2),\n"
-        "                           StageSpec('mbconv', 2, 24, stride=2, expansion=4),\n"
-        "                           StageSpec('bottleneck', 1, 32, stride=2, expansion=0.5)),\n"
-        "                   stem=StemSpec(channels=(16,), kernels=(3,), strides=(1,)),\n"
-        "                   norm=NormSpec(type='LN'), resolution=64, num_classes=5)\n"
-        "model = build_model(spec).train()\n"
-        "opt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
-        "for _ in range(2):\n"
-        "    out = model(torch.randn(4, 3, 64, 64))\n"
-        "    loss = torch.nn.functional.cross_entropy(out, torch.tensor([0, 1, 2, 3]))\n"
-        "    opt.zero_grad(); loss.backward(); opt.step()\n"
-        "assert torch.isfinite(loss), loss\n"
-        "print('ok')\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    from idx_files import make_idx_dir
+
+    root = make_idx_dir(tmp_path / "fm", n_train=96, n_test=8)
+    spec = Path(__file__).parent / "data" / "ln64.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "scaling.train", str(spec), "--data-root", str(root),
+         "--samples", "64", "--val-size", "32", "--threads", "1", "--no-test", "--batch-size",
+         "32", "--json"], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "ok"
+    out = json.loads(done.stdout)
+    assert out["status"] == "ok" and out["channels_last"] is True and out["samples"] == 64
 
 
 @pytest.mark.parametrize("cin,groups,expected", [

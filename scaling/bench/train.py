@@ -24,7 +24,7 @@ import sys
 import time
 from typing import Any
 
-from scaling.cli import Parser, command
+from scaling.cli import MAX_THREADS, Parser, command
 
 #: bench name -> (zoo name, width multiplier applied with scaling.compound.rule.scale)
 BENCH_MODELS = {"mobilenet_v2_x0_5": ("mobilenet_v2_x0_5", 1.0),
@@ -94,8 +94,9 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')}={getattr(args, name)} is not "
                              "allowed; expected >= 1")
-    if args.threads is not None and args.threads < 1:
-        raise ValueError(f"--threads={args.threads} is not allowed; expected >= 1")
+    if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
+        raise ValueError(f"--threads={args.threads} is not allowed; expected >= 1 and <= "
+                         f"{MAX_THREADS}")
     specs = get_specs(args.models)
     import torch
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from scaling.cli import (
     UsageError,
+    check_option,
     check_writable,
     format_cell,
     format_table,
@@ -187,6 +188,7 @@ def grid(base: NetworkSpec, phi: float = 1.0, target: float = 2.0, tol: float = 
 def run_grid(args: argparse.Namespace) -> int:
     """``python -m scaling.compound grid``: score the grid, print the top rows, write the CSV."""
     check_writable("--out", args.out)  # before the (possibly trained) grid
+    check_option("--top", args.top, 0)
     phi = parse_number(args.phi, "--phi")
     nums = {n: parse_number(getattr(args, n), f"--{n}") for n in ("target", "tol", "step")}
     base = resolve_spec(args.base, "--base")
@@ -214,7 +216,7 @@ def run_grid(args: argparse.Namespace) -> int:
 
         atomic_write_text(args.out, pd.DataFrame(rows).to_csv(index=False))
     cols = [c for c in rows[0] if not c.startswith("_")]
-    shown = rows[:max(0, args.top)]
+    shown = rows[:args.top]
     print(f"{len(rows)} candidates for {base.name} at phi={phi:g}, target {nums['target']:g} "
           f"+- {nums['tol']:g}, step {nums['step']:g}, evaluator {args.evaluate!r} "
           "(MACs unit: multiply-accumulates)")

@@ -17,7 +17,7 @@ import json
 import sys
 from typing import Any
 
-from scaling.cli import Parser, check_option, command, format_table, resolve_spec
+from scaling.cli import MAX_THREADS, Parser, check_option, command, format_table, resolve_spec
 from scaling.cost.complexity import UNIT, Complexity, complexity
 from scaling.ir import NetworkSpec
 from scaling.ir.limits import MAX_RESOLUTION
@@ -103,8 +103,9 @@ def format_trace(t: dict[str, Any], c: Complexity) -> str:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     check_option("--res", args.res, 1, MAX_RESOLUTION)
-    for name in ("batch", "threads", "repeats"):
+    for name in ("batch", "repeats"):
         check_option(f"--{name}", getattr(args, name), 1)
+    check_option("--threads", args.threads, 1, MAX_THREADS)
     spec = resolve_spec(args.model, "model")
     c = complexity(spec, args.res)
     out: dict[str, Any] = {"model": spec.name or args.model, "complexity": c.to_dict()}

@@ -251,14 +251,14 @@ def _channels(split: TensorSplit, in_channels: int) -> TensorSplit:
     c = split.x.shape[1]
     if c == in_channels:
         return split
-    if c == 1:
+    if c == 1 and in_channels == 3:  # grey -> RGB; no other count is a colour space
         return TensorSplit(split.x.expand(-1, in_channels, -1, -1).contiguous(), split.y)
     if c == 3 and in_channels == 1:  # ITU-R BT.601 luma
         w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
         return TensorSplit((split.x.float() * w).sum(1, keepdim=True).round().to(torch.uint8),
                            split.y)
     raise ValueError(f"in_channels={in_channels} is not allowed for {c}-channel images; "
-                     f"expected {c}, or 1/3 to convert")
+                     f"expected {c}{', or 3 to convert' if c == 1 else ''}")
 
 
 def load_dataset(name: str = "fashion-mnist", root: str | os.PathLike | None = None, *,

@@ -45,10 +45,16 @@ def check_int(field_name: str, value: Any, minimum: int | None = None,
 
 
 def check_number(field_name: str, value: Any) -> None:
-    """A finite int or float (NaN and infinities are refused)."""
+    """A finite int or float (NaN, infinities and ints beyond the float range, e.g.
+    ``10**400``, are refused with a ValueError, not an OverflowError)."""
     if not is_number(value):
         raise SpecTypeError(f"{field_name} must be a number, got {type(value).__name__} {value!r}")
-    if not math.isfinite(value):
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        raise ValueError(f"{field_name}=<an int of {value.bit_length()} bits> is not allowed; "
+                         "expected a finite number within the float range") from None
+    if not finite:
         raise ValueError(f"{field_name}={value!r} is not allowed; expected a finite number")
 
 

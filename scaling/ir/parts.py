@@ -17,7 +17,7 @@ from scaling.ir.base import (
     check_number,
     check_stride,
 )
-from scaling.ir.limits import MAX_BLOCKS, MAX_CHANNELS, SpecTypeError
+from scaling.ir.limits import MAX_BLOCKS, MAX_CHANNELS, MAX_RESOLUTION, SpecTypeError
 from scaling.ir.registry import BLOCK_TYPES, NORM, NORM_2D, check_choice
 from scaling.ir.rounding import make_divisible
 
@@ -87,7 +87,7 @@ class SESpec(_Spec):
         if not 0 < self.ratio <= 1:
             raise ValueError(f"se.ratio={self.ratio!r} is not allowed; expected 0 < ratio <= 1")
         check_choice("se.base", self.base, SE_BASES)
-        check_int("se.divisor", self.divisor, 1)
+        check_int("se.divisor", self.divisor, 1, MAX_CHANNELS)
         check_choice("se.rounding", self.rounding, ROUNDINGS)
         check_activation("se.activation", self.activation)
         check_activation("se.gate", self.gate)
@@ -170,20 +170,25 @@ class StageSpec(_Spec):
         check_kernel("stage.kernel", self.kernel)
         check_stride("stage.stride", self.stride)
         check_number("stage.expansion", self.expansion)
-        if self.expansion <= 0:
-            raise ValueError(f"stage.expansion={self.expansion!r} is not allowed; expected > 0")
+        if not 0 < self.expansion <= MAX_CHANNELS:
+            raise ValueError(f"stage.expansion={self.expansion!r} is not allowed; expected > 0 "
+                             f"and <= {MAX_CHANNELS:_}")
         if self.mid_channels is not None:
             check_int("stage.mid_channels", self.mid_channels, 1, MAX_CHANNELS)
-        check_int("stage.mid_divisor", self.mid_divisor, 1)
+        check_int("stage.mid_divisor", self.mid_divisor, 1, MAX_CHANNELS)
         if self.se is not None and not isinstance(self.se, SESpec):
             raise SpecTypeError(f"stage.se must be an SESpec or None, got {type(self.se).__name__}")
         check_activation("stage.activation", self.activation)
-        check_int("stage.groups", self.groups, 1)
+        # every field is range-checked, also those the block type does not use
+        check_int("stage.groups", self.groups, 1, MAX_CHANNELS)
         if self.group_width is not None:
-            check_int("stage.group_width", self.group_width, 1)
+            check_int("stage.group_width", self.group_width, 1, MAX_CHANNELS)
         if self.first_groups is not None:
-            check_int("stage.first_groups", self.first_groups, 1)
-        check_int("stage.dilation", self.dilation, 1)
+            check_int("stage.first_groups", self.first_groups, 1, MAX_CHANNELS)
+        # a dilated kernel, (kernel - 1) * dilation + 1 pixels, wider than the largest input
+        # would see only padding
+        check_int("stage.dilation", self.dilation, 1,
+                  (MAX_RESOLUTION - 1) // max(1, self.kernel - 1))
         check_bool("stage.skip", self.skip)
         check_choice("stage.shortcut", self.shortcut, SHORTCUTS)
         check_choice("stage.style", self.style, STYLES)

@@ -44,8 +44,11 @@ class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over channels: (N, C, H, W) is normalised per pixel over C (channels-first);
     any other rank is normalised over its last dimension, e.g. (N, C).
 
-    Both permutes are made contiguous: LayerNorm on the strided view, and its strided output
-    fed to a strided conv, abort in backward on some PyTorch CPU builds (double free, issue 14).
+    The output keeps the input's memory layout, contiguous: a channels_last input (the trainer's
+    CPU default) gives a channels_last output, so the next conv gets the layout of its
+    channels_last weights. Forcing NCHW here fed every conv after an LN a mixed layout, which
+    sends oneDNN's conv backward through its reorder path: on some CPUs that corrupted the heap
+    (``double free or corruption`` at 64 px, issue 28; cf. pytorch/pytorch#23825).
     """
 
     _abbr_ = "ln"
@@ -56,10 +59,12 @@ class LayerNorm2d(nn.LayerNorm):
                          bias=bias, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 4:
-            y = super().forward(x.permute(0, 2, 3, 1).contiguous())
-            return y.permute(0, 3, 1, 2).contiguous()
-        return super().forward(x)
+        if x.dim() != 4:
+            return super().forward(x)
+        layout = torch.channels_last if (x.is_contiguous(memory_format=torch.channels_last)
+                                         and not x.is_contiguous()) else torch.contiguous_format
+        y = super().forward(x.permute(0, 2, 3, 1).contiguous())  # a view if x is channels_last
+        return y.permute(0, 3, 1, 2).contiguous(memory_format=layout)
 
 
 NORM_TYPES: dict[str, type[nn.Module]] = {

@@ -45,6 +45,7 @@ from scaling.data.catalog import dataset_name
 from scaling.ir.limits import MAX_CHANNELS, MAX_RESOLUTION
 from scaling.search.config import ConfigError, SearchConfig, StorageError
 from scaling.search.objectives import format_macs
+from scaling.search.storage import storage_failure
 
 PROG = "python -m scaling.search"
 
@@ -112,13 +113,17 @@ def main(argv: list[str]) -> int:
               f"budget {format_macs(cfg.budget)} MACs at {cfg.resolution}x{cfg.resolution}, "
               f"{cfg.trials} trials, storage {cfg.storage_url}", file=out, flush=True)
     try:
-        info = run_search(cfg, to_stderr=args.json)
+        return _print_report(run_search(cfg, to_stderr=args.json), args)
     except DatasetNotFoundError as exc:
         raise UsageError(str(exc)) from None
     except KeyboardInterrupt:
         print(f"{PROG}: error: interrupted; rerun with --resume to continue", file=sys.stderr)
         return 130
-    return _print_report(info, args)
+    except Exception as exc:  # noqa: BLE001 - only the storage's failures are translated
+        failure = storage_failure(exc, cfg.storage_url)
+        if failure is None:
+            raise
+        raise failure from None
 
 
 def format_counts(counts: dict[str, int], evaluator: str = "train") -> str:
@@ -151,9 +156,10 @@ def _print_report(info: Any, args: argparse.Namespace) -> int:
         values = ", ".join(f"{name} {v:.4g}" for name, v in  # those not shown already
                            zip(info.study.metric_names or [], rec["values"] or [])
                            if name not in (score_name(cfg), "macs"))
-        print(f"# trial {rec['number']}: {format_macs(rec['macs'])} MACs, "
+        macs = "-" if rec["macs"] is None else format_macs(rec["macs"])
+        print(f"# trial {rec['number']}: {macs} MACs, "
               f"{score_name(cfg)} {score}{', ' + values if values else ''}")
-        for line in encode_stages(NetworkSpec.from_dict(rec["spec"])):
+        for line in encode_stages(NetworkSpec.from_dict(rec["spec"])) if rec.get("spec") else ():
             print(f"  {line}")
         if rec.get("recipe"):
             print(f"  recipe: {format_recipe(rec['recipe'])}")

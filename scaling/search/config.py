@@ -9,12 +9,16 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from scaling.cli import MAX_THREADS
 from scaling.ir.base import is_int, is_number
 from scaling.search.evaluators import EVALUATORS, check_evaluator
 from scaling.search.names import PROXIES, check_proxies, parse_proxies
 from scaling.search.objectives import OBJECTIVES, format_macs, get_objective, parse_budget
 from scaling.search.space import load_space
 
+#: longest study name in UTF-8 bytes: its files (``NAME.best.json``, the atomic writer's
+#: ``.NAME.best.json.XXXXXXXX.tmp``) must stay within the 255-byte file names of common file systems
+MAX_STUDY_NAME = 200
 SAMPLERS = ("tpe", "nsga2", "random")
 PRUNERS = ("median", "hyperband", "none")
 # Keys that define what a study searches; a resumed run must agree on them.
@@ -43,6 +47,21 @@ def _count_or_all(text: str) -> int | None:
 
 def _opt(default: Any, help_text: str, **more: Any) -> Any:
     return field(default=default, metadata={"help": help_text, **more})
+
+
+def check_study_name(name: Any) -> None:
+    """A ValueError unless ``name`` can name the study and its files: a non-empty str, not '.' or
+    '..', no path separator, newline, control or bidi character, at most
+    :data:`MAX_STUDY_NAME` bytes."""
+    if not isinstance(name, str) or not name or name in (".", ".."):
+        raise ValueError(f"study={name!r} is not allowed; expected a plain name")
+    bad = [c for c in name if c in "/\\" or not (c.isprintable() or c == " ")]
+    if bad:
+        raise ValueError(f"study={name!r} is not allowed: it contains {bad[0]!r}; expected a "
+                         "name without path separators, control or bidi characters")
+    if len(name.encode("utf-8")) > MAX_STUDY_NAME:
+        raise ValueError(f"study name of {len(name.encode('utf-8'))} bytes is not allowed; "
+                         f"expected at most {MAX_STUDY_NAME} (its files' names)")
 
 
 @dataclass
@@ -140,15 +159,15 @@ class SearchConfig:
                                  "an int >= 0")
             if self.threads is not None and (isinstance(self.threads, bool)
                                              or not isinstance(self.threads, int)
-                                             or self.threads < 1):
-                raise ValueError(f"threads={self.threads!r} is not allowed; expected an int >= 1")
+                                             or not 1 <= self.threads <= MAX_THREADS):
+                raise ValueError(f"threads={self.threads!r} is not allowed; expected an int >= 1 "
+                                 f"and <= {MAX_THREADS}")
             if self.threads is None and self.workers > 1:  # no oversubscription of the cores
                 self.threads = max(1, (os.cpu_count() or 1) // self.workers)
             if self.grace <= self.heartbeat:
                 raise ValueError(f"grace={self.grace} is not allowed; expected more than "
                                  f"heartbeat={self.heartbeat} seconds")
-            if not self.study or any(c in self.study for c in "/\\"):
-                raise ValueError(f"study={self.study!r} is not allowed; expected a plain name")
+            check_study_name(self.study)
             self.space = load_space(self.space)
         except (ValueError, TypeError) as exc:
             raise ConfigError(str(exc)) from None

@@ -51,6 +51,10 @@ from scaling.search.fitting import (
 )
 
 BLOCKS = ("mbconv", "fused_mbconv", "ds")
+#: the keys a space may have at its top level (an unknown one is a typo, refused)
+SPACE_KEYS = ("name", "channel_divisor", "mid_divisor", "fit_budget", "budget_fraction",
+              "width_range", "width_multiplier", "stem", "head", "defaults", "stages",
+              "strides", "recipe", "shrink")
 STAGE_KEYS = ("block", "kernel", "expansion", "se", "activation", "width_factor", "repeats",
               "width")
 
@@ -161,6 +165,7 @@ def validate_space(space: Any) -> None:
     """Raise ValueError/TypeError naming the key unless ``space`` is a usable space."""
     if not isinstance(space, Mapping):
         raise TypeError(f"space must be a mapping, got {type(space).__name__}")
+    check_entry("space", space, SPACE_KEYS)
     stages = space.get("stages")
     if not isinstance(stages, list) or not stages:
         raise ValueError("space.stages must be a non-empty list of stage mappings")

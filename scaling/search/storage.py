@@ -59,6 +59,33 @@ def _postgres_url(url: str) -> str:
                        "or 'psycopg2-binary' (or: pip install 'scaling[postgres]')")
 
 
+def storage_failure(exc: BaseException, url: str) -> StorageError | None:
+    """A one-line :class:`StorageError` if ``exc`` is the database failing under a running
+    search (SQLAlchemy or sqlite3 errors: a server stopped, a corrupted file, a missing table),
+    else None. Completed trials were committed before: ``--resume`` continues."""
+    import sqlite3
+
+    from optuna.exceptions import StorageInternalError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if not isinstance(exc, (SQLAlchemyError, sqlite3.Error, StorageInternalError)):
+        return None
+    return StorageError(f"storage {url!r} failed: {describe(exc)}; the trials it recorded are "
+                        "kept (rerun with --resume once it works)")
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: first line`` of a storage error, the driver's own under Optuna's
+    ``StorageInternalError`` and SQLAlchemy's wrappers (``.orig``)."""
+    from optuna.exceptions import StorageInternalError
+
+    if isinstance(exc, StorageInternalError):
+        exc = exc.__cause__ or exc.__context__ or exc
+    exc = getattr(exc, "orig", None) or exc
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return f"{type(exc).__name__}: {first[:200]}"
+
+
 def _racing(exc: BaseException) -> bool:
     """Whether ``exc`` is another process creating the same tables/study at the same time."""
     text = f"{type(exc).__name__} {exc}".lower()
@@ -83,7 +110,11 @@ def open_storage(cfg: SearchConfig) -> Any:
     if url.startswith("sqlite:"):
         engine["connect_args"] = {"timeout": 60}
         path = url[len("sqlite:///"):].split("?")[0] if url.startswith("sqlite:///") else ""
-        if path and not path.startswith(":memory:") and os.path.dirname(path):
+        if not path or path.startswith(":memory:") or "mode=memory" in url:
+            raise StorageError(f"storage {url!r} is not allowed: an in-memory SQLite database "
+                               "is a new empty one on each connection; expected a file, e.g. "
+                               "sqlite:///path/to/search.db")
+        if os.path.dirname(path):
             try:  # the folder of the database file (sqlite does not create it)
                 os.makedirs(os.path.dirname(path), exist_ok=True)
             except OSError as exc:
@@ -109,9 +140,8 @@ def open_storage(cfg: SearchConfig) -> Any:
             if _racing(exc) and attempt < _RETRIES - 1:
                 _backoff(attempt)
                 continue
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise StorageError(f"storage {cfg.storage_url!r} is unreachable: "
-                               f"{type(exc).__name__}: {first[:200]}") from None
+                               f"{describe(exc)}") from None
     if url.startswith("sqlite:"):
         _sqlite_wal(storage)
     return storage
@@ -227,6 +257,10 @@ def open_study(cfg: SearchConfig, storage: Any, sampler: Any, pruner: Any, *,
                               "--resume to continue it or choose another --study")
     study = _create_or_load(cfg, storage, sampler, pruner)
     stored = stored_identity(study, storage)
+    if stored is None and study.get_trials(deepcopy=False):
+        raise ConfigError(f"study {cfg.study!r} in {cfg.storage_url} was not made by "
+                          "python -m scaling.search (it has trials but no search settings); "
+                          "choose another --study")
     if stored is None:
         if create:
             study_id = storage.get_study_id_from_name(cfg.study)

@@ -38,7 +38,7 @@ from scaling.search.objectives import (
     needs_constraints_func,
 )
 from scaling.search.report import target_status
-from scaling.search.storage import fail_stale, open_storage
+from scaling.search.storage import fail_stale, open_storage, storage_failure
 from scaling.search.storage import open_study as _open_study
 from scaling.search.workers import (
     Census,
@@ -164,7 +164,7 @@ def with_blocks(objective: Callable[[Any], Any]) -> Callable[[Any], Any]:
 def run_worker(cfg_dict: dict[str, Any], rank: int, target: int,
                study_name: str | None = None, evaluator: str | None = None,
                sampler: str | None = None, to_stderr: bool = False,
-               parent: int | None = None) -> int:
+               parent: int | None = None, data: Any = None) -> int:
     """One worker: load the study and run trials until it has ``target`` trained trials, all
     processes counted (:func:`scaling.search.workers.run_trials`); a spawned worker passes its
     ``parent``'s pid and dies with it. Returns the trials this worker ran."""
@@ -183,7 +183,7 @@ def run_worker(cfg_dict: dict[str, Any], rank: int, target: int,
         cfg.study = study_name
     storage = open_storage(cfg)
     study = open_study(cfg, storage, rank, sampler=sampler)
-    ctx = SearchContext(cfg, rank)
+    ctx = SearchContext(cfg, rank, data=data)
     stream = sys.stderr if to_stderr else sys.stdout
 
     def emit(line: str) -> None:
@@ -195,13 +195,29 @@ def run_worker(cfg_dict: dict[str, Any], rank: int, target: int,
                       callbacks=callbacks, catch=(RuntimeError, ValueError))
 
 
-def _run_pool(cfg: SearchConfig, to_stderr: bool) -> None:
-    """``cfg.workers`` processes (one: this process) run the study up to ``cfg.trials``."""
+def _spawned_worker(cfg_dict: dict[str, Any], rank: int, target: int, **kwargs: Any) -> None:
+    """:func:`run_worker` in a spawned process: Ctrl-C exits 130 and a storage failure exits 2
+    with one line, instead of multiprocessing's "Process search-worker-N: Traceback"."""
+    try:
+        run_worker(cfg_dict, rank, target, **kwargs)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - only the storage's failures are translated
+        failure = storage_failure(exc, SearchConfig.from_dict(cfg_dict).storage_url)
+        if failure is None:
+            raise
+        print(f"python -m scaling.search: error: {failure}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+def _run_pool(cfg: SearchConfig, to_stderr: bool, data: Any = None) -> None:
+    """``cfg.workers`` processes (one: this process, on ``data``) run the study up to
+    ``cfg.trials``."""
     if cfg.workers == 1:
-        run_worker(cfg.to_dict(), 0, cfg.trials, to_stderr=to_stderr)
+        run_worker(cfg.to_dict(), 0, cfg.trials, to_stderr=to_stderr, data=data)
         return
     ctx = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked child
-    procs = [ctx.Process(target=run_worker, args=(cfg.to_dict(), rank, cfg.trials),
+    procs = [ctx.Process(target=_spawned_worker, args=(cfg.to_dict(), rank, cfg.trials),
                          kwargs={"to_stderr": to_stderr, "parent": os.getpid()},
                          name=f"search-worker-{rank}")
              for rank in range(cfg.workers)]
@@ -210,11 +226,18 @@ def _run_pool(cfg: SearchConfig, to_stderr: bool) -> None:
             p.start()
         for p in procs:
             p.join()
+    except KeyboardInterrupt:  # the workers got it too: let them record their trials' end
+        deadline = time.monotonic() + 10
+        for p in procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+        raise
     finally:  # an exception or Ctrl-C here: the workers stop with us
         for p in procs:
             if p.is_alive():
                 p.terminate()
                 p.join(5)
+    if any(p.exitcode == 2 for p in procs):  # a worker said why (one line): nothing to add
+        raise SystemExit(2)
     bad = [f"{p.name} exit {p.exitcode}" for p in procs if p.exitcode != 0]
     if bad:
         print(f"warning: {', '.join(bad)}", file=sys.stderr, flush=True)
@@ -232,7 +255,8 @@ def _front_order(trials: list[Any]) -> list[Any]:
     return ordered
 
 
-def screen(cfg: SearchConfig, storage: Any, study: Any, to_stderr: bool) -> None:
+def screen(cfg: SearchConfig, storage: Any, study: Any, to_stderr: bool,
+           data: Any = None) -> None:
     """Hybrid phase 1: score ``hybrid_samples`` random samples zero-cost in ``<study>-zc``, then
     enqueue the ``trials`` best feasible ones into ``study`` for training."""
     from optuna.trial import TrialState
@@ -243,7 +267,7 @@ def screen(cfg: SearchConfig, storage: Any, study: Any, to_stderr: bool) -> None
     n = cfg.hybrid_samples or 5 * cfg.trials
     if not Census.of(zc_study).done(n, max_attempts(n)):
         run_worker(zc.to_dict(), 0, n, evaluator="zero-cost", sampler="random",
-                   to_stderr=to_stderr)
+                   to_stderr=to_stderr, data=data)
     done = [t for t in zc_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if t.user_attrs.get("feasible") and t.user_attrs.get("score") is not None]
     if get_objective(cfg.objective).multi:
@@ -252,6 +276,18 @@ def screen(cfg: SearchConfig, storage: Any, study: Any, to_stderr: bool) -> None
         ranked = sorted(done, key=lambda t: -t.value)
     for t in ranked[:cfg.trials]:
         study.enqueue_trial(t.params, user_attrs={"zc_trial": t.number}, skip_if_exists=True)
+
+
+def load_data(cfg: SearchConfig) -> Any:
+    """The search's dataset, loaded before any storage or trial work, whatever the evaluator (the
+    zero-cost one too, whose proxies may never read an image): a missing dataset or
+    ``--data-root``, a ``--val-size`` beyond its training set, an ``--in-channels`` it cannot be
+    converted to fail at once (:class:`ConfigError`; a missing dataset stays a
+    :class:`~scaling.data.DatasetNotFoundError`)."""
+    try:
+        return SearchContext(cfg).data()
+    except ValueError as exc:
+        raise ConfigError(f"--data {cfg.data!r}: {exc}") from None
 
 
 @dataclass
@@ -270,15 +306,16 @@ def run_search(cfg: SearchConfig, to_stderr: bool = False) -> RunInfo:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     t0 = time.time()
     cfg.validate()
+    data = load_data(cfg)
     storage = open_storage(cfg)
     study = open_study(cfg, storage, create=True)
     fail_stale(study, cfg.grace)
     if cfg.evaluator == "hybrid":
-        screen(cfg, storage, study, to_stderr)
+        screen(cfg, storage, study, to_stderr, data)
     census = Census.of(study)
     remaining = cfg.trials - census.trained
     if not census.done(cfg.trials, max_attempts(cfg.trials)):
-        _run_pool(cfg, to_stderr)
+        _run_pool(cfg, to_stderr, data)
     fail_stale(study, cfg.grace)
     info = RunInfo(study, cfg, time.time() - t0, max(0, remaining))
     status = target_status(study, cfg.trials)

@@ -119,7 +119,37 @@ class _HideSurplus(logging.Filter):
         return "SurplusTrial" not in record.getMessage()
 
 
-logging.getLogger("optuna.study._optimize").addFilter(_HideSurplus())
+def _ends_the_search(exc: type[BaseException] | None) -> bool:
+    """Whether a trial's exception ends the whole search with its own one-line message: Ctrl-C
+    (exit 130) or the storage failing (exit 2, :func:`scaling.search.storage.storage_failure`)."""
+    import sqlite3
+
+    from optuna.exceptions import StorageInternalError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return exc is not None and issubclass(exc, (KeyboardInterrupt, SQLAlchemyError, sqlite3.Error,
+                                                StorageInternalError))
+
+
+class _HideFatal(logging.Filter):
+    """Optuna's "Trial N failed ... because of ..." warning, its traceback and its "failed with
+    value" line are not shown for an exception that ends the search with one line anyway
+    (:func:`_ends_the_search`); the trial is still marked failed."""
+
+    hidden: float | None = None  # when such a warning was hidden
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if _ends_the_search(record.exc_info[0] if record.exc_info else None) \
+                or "KeyboardInterrupt" in text:
+            self.hidden = record.created
+            return False
+        return not (self.hidden is not None and "failed with value" in text
+                    and record.created - self.hidden < 5.0)
+
+
+for _filter in (_HideSurplus(), _HideFatal()):
+    logging.getLogger("optuna.study._optimize").addFilter(_filter)
 
 
 def is_trained(trial: Any) -> bool:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from scaling.cli import Parser, command, fail, one_line
+from scaling.cli import Parser, check_writable, command, fail, one_line
 from scaling.study.tables import (  # noqa: F401  (the tables' API, reachable here as before)
     ACCURACY_COLUMNS,
     accuracy_column,
@@ -117,6 +117,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if not args.results_dir.is_dir():
         fail(f"results_dir {str(args.results_dir)!r} is not a folder")
+    check_writable("--out", args.out, folder=True)
     written = analyse(args.results_dir, args.out)
     for path in written:
         print(path)

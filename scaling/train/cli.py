@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from scaling.cli import (
+    MAX_THREADS,
     Parser,
     add_config_arguments,
     check_option,
@@ -90,10 +91,16 @@ def _spec(args: argparse.Namespace, data_name: str):
                     num_classes=NUM_CLASSES.get(data_name, 1000), small_input=args.small_input)
 
 
+#: keeps the budget arithmetic in range (1e308 epochs overflowed int()); far above any real run
+MAX_EPOCHS = 1e6
+
+
 def check_arguments(args: argparse.Namespace) -> None:
     """Numbers finite and in range, --save writable: checked before any data or training."""
-    for name in ("epochs", "samples", "seconds", "lr", "weight_decay"):
-        check_option(f"--{name.replace('_', '-')}", getattr(args, name))
+    for name, high in (("epochs", MAX_EPOCHS), ("samples", MAX_EPOCHS * 1e9),
+                       ("seconds", 1e9), ("lr", None), ("weight_decay", None)):
+        check_option(f"--{name.replace('_', '-')}", getattr(args, name), None, high)
+    check_option("--threads", args.threads, 1, MAX_THREADS)
     check_option("--subset", args.subset, 1)
     check_option("--val-size", args.val_size, 0)
     check_option("--test-size", args.test_size, 1)
@@ -172,8 +179,6 @@ def main(argv: list[str]) -> int:
         result.test_top1 = evaluate(result.model, data, split="test",
                                     batch_size=cfg.eval_batch_size, progress=args.progress)
         result.wall_time += time.perf_counter() - t0
-    if args.save and result.model is not None:
-        _save(args.save, spec, result.model)
     if args.json:
         from scaling.cost import complexity
 
@@ -189,4 +194,6 @@ def main(argv: list[str]) -> int:
         print(f"status {result.status}{' (' + result.message + ')' if result.message else ''}; "
               f"best val top-1 {best}; test top-1 {test}; {result.images_per_s:.0f} img/s; "
               f"train {result.train_time:.1f} s, wall {result.wall_time:.1f} s (test included)")
+    if args.save and result.model is not None:  # after the report: a full disk loses no result
+        _save(args.save, spec, result.model)
     return 0 if result.status == "ok" else 1
