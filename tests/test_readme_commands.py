@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -24,8 +25,11 @@ DOCS = ("README.md", "results/README.md")
 PLACEHOLDER = re.compile(r"NAME|\[|\||\.\.\.|^python -m$")
 TINY_TRAIN = "--subset 512 --val-size 128 --test-size 128 --threads 1"
 TINY_STUDY = "python experiments/run_study.py --preset tiny --out tiny-study --jobs 1"
+TINY_SCALE = ("python experiments/scale_family.py --tiny --jobs 1 --out-dir scale-out --phis 1 "
+              "--subset 256")
 
-#: README command -> the command this test runs (the same, or the same at a tiny size)
+#: README command -> the command this test runs (the same, or the same at a tiny size);
+#: ``{postgres}`` is $SCALING_TEST_POSTGRES (CI starts a server; without it those commands wait)
 RUNS: dict[str, str] = {
     "python -m scaling.compound --phi 3": "python -m scaling.compound --phi 3",
     "python -m scaling.train mobilenet_v2_x0_5 --data fashion-mnist --seconds 1080 --threads 1":
@@ -33,11 +37,15 @@ RUNS: dict[str, str] = {
         f"{TINY_TRAIN}",
     "python -m scaling.search --budget 6M --trials 40 --data fashion-mnist --resolution 28 "
     "--threads 1":
-        "python -m scaling.search --budget 6M --trials 2 --data fashion-mnist --resolution 28 "
+        "python -m scaling.search --budget 6M --trials 1 --data fashion-mnist --resolution 28 "
         "--threads 1 --epochs 0.05 --subset 1024 --val-size 256",
     "python -m scaling.search --budget 6M --trials 40":
-        "python -m scaling.search --budget 6M --trials 2 --epochs 0.05 --subset 1024 "
+        "python -m scaling.search --budget 6M --trials 1 --epochs 0.05 --subset 1024 "
         "--val-size 256 --threads 1 --study inline",
+    "python -m scaling.search --budget 2M --trials 20 --subset 4000 --val-size 2000 --epochs 2 "
+    "--batch-size 64 --lr 0.05 --zero-init-last --threads 1":
+        "python -m scaling.search --budget 2M --trials 1 --subset 512 --val-size 128 --epochs 1 "
+        "--batch-size 64 --lr 0.05 --zero-init-last --threads 1",
     "python -m scaling.search --budget 3M --trials 20 --evaluator zero-cost --study found "
     "--threads 1":
         "python -m scaling.search --budget 3M --trials 4 --evaluator zero-cost --study found "
@@ -56,10 +64,20 @@ RUNS: dict[str, str] = {
     "python -m scaling.compound grid --help": "python -m scaling.compound grid --help",
     "python -m scaling.analysis runs/search --out /tmp/figs":
         "python -m scaling.analysis runs/search --out figs-search",
+    "python -m scaling.analysis": "python -m scaling.analysis --help",
     "python -m scaling.analysis results --out results/figures":
         "python -m scaling.analysis results --out results/figures",
     "python -m scaling.analysis results --out results/figures/":
         "python -m scaling.analysis results --out results/figures/",
+    "optuna studies --storage sqlite:///runs/search/STUDY.db":
+        "optuna studies --storage sqlite:///runs/search/found.db",
+    "python -m scaling.search --storage $STORE --study fm-6M --budget 6M --trials 200 --threads 1":
+        "python -m scaling.search --storage {postgres} --study fm-6M --budget 6M --trials 1 "
+        "--threads 1 --evaluator zero-cost",
+    "python -m scaling.search --storage $STORE --study fm-6M --budget 6M --trials 200 --threads 1 "
+    "--resume":
+        "python -m scaling.search --storage {postgres} --study fm-6M --budget 6M --trials 2 "
+        "--threads 1 --evaluator zero-cost --resume",
     "python -m scaling.zoo": "python -m scaling.zoo",
     "python -m scaling.train": "python -m scaling.train --help",
     "python -m scaling.profile efficientnet_b0 --trace":
@@ -70,26 +88,36 @@ RUNS: dict[str, str] = {
         "python -m scaling.bench deploy --rounds 2 1 --models resnet18 --res 64",
     "python -m scaling.bench train":
         "python -m scaling.bench train --models mobilenet_v2_x0_5 --steps 1 --repeats 1 "
-        "--threads 1",
+        "--threads 1 --batch-size 32",
     "python -m scaling.bench gpu":
-        "python -m scaling.bench gpu --device cpu --data synthetic --models mobilenet_v2_x0_5 "
-        "--subset 256 --epochs 1 --trials 1 --trial-epochs 1 --trial-subset 256",
+        "python -m scaling.bench gpu --device cpu --data synthetic --tiny --workers 0 "
+        "--zc-trials 1 --trials 1 --epochs 1 --threads 1",
     "python experiments/run_study.py --preset tiny": TINY_STUDY,
     "python experiments/run_study.py --preset medium": TINY_STUDY,
     "python experiments/run_study.py --preset full": TINY_STUDY,
     "python experiments/run_study.py --preset full --plan-only":
         "python experiments/run_study.py --preset full --plan-only",
     "python experiments/search_baseline.py":
-        "python experiments/search_baseline.py --quick --trials 2 --subset 512 --val-size 128 "
+        "python experiments/search_baseline.py --quick --trials 1 --subset 256 --val-size 128 "
         "--epochs 1 --test-size 128 --retrain-seeds 0 --out baseline-out",
-    "python experiments/scale_family.py --quick --jobs 2":
-        "python experiments/scale_family.py --tiny --jobs 1 --out-dir scale-out",
-    "python experiments/scale_family.py":
-        "python experiments/scale_family.py --tiny --jobs 1 --out-dir scale-out",
+    "python experiments/scale_family.py --quick --jobs 2": TINY_SCALE,
+    "python experiments/scale_family.py": TINY_SCALE,
     "python experiments/compare_families.py --quick --jobs 2":
         "python experiments/compare_families.py --tiny --jobs 1 --out-dir compare-out "
-        "--scale-csv scale-out/scale_family.csv",
+        "--scale-csv scale-out/scale_family.csv --families MobileNetV2 --subset 256",
     "python experiments/reproduce_efficientnet.py": "python experiments/reproduce_efficientnet.py",
+}
+
+#: a run -> the run whose files it reads (it starts once that one has ended)
+NEEDS: dict[str, str] = {
+    **{RUNS[c]: RUNS["python -m scaling.search --budget 3M --trials 20 --evaluator zero-cost "
+                     "--study found --threads 1"]
+       for c in RUNS if "runs/search/found" in RUNS[c] or "runs/search --out" in RUNS[c]},
+    RUNS["python -m scaling.search --storage $STORE --study fm-6M --budget 6M --trials 200 "
+         "--threads 1 --resume"]:
+        RUNS["python -m scaling.search --storage $STORE --study fm-6M --budget 6M --trials 200 "
+             "--threads 1"],
+    RUNS["python experiments/compare_families.py --quick --jobs 2"]: TINY_SCALE,
 }
 
 #: README commands this test does not run, and why
@@ -97,13 +125,17 @@ NOT_RUN: dict[str, str] = {
     "pip install -e .": "the install: .ci/run runs it on a clean machine",
     'pip install -e ".[test]"': "the install: .ci/run runs it on a clean machine",
     "python -m pytest -q": "the test command itself: .ci/run runs it",
-    "pip install torch==2.13.0": "an install from this machine's disk: .ci/run runs it",
     'pip install -e ".[postgres]"': "an install: .ci/run runs it before the PostgreSQL tests",
+    "pip install optuna-dashboard": "an install from PyPI, not a dependency",
+    "optuna-dashboard sqlite:///runs/search/STUDY.db": "a web server that runs until stopped",
+    "STORE=postgresql://user:password@dbhost/scaling": "the server's URL: {postgres} here",
 }
 NOT_RUN_PREFIXES = {
     "python -m venv ../venv-compare": "the compare venv downloads torchvision and timm",
     "../venv-compare/": "runs in the compare venv (torchvision and timm)",
 }
+#: placeholders of the ```python blocks -> what this test puts there
+PYTHON_BLOCK_VALUES = {'"STUDY"': '"found"', "STUDY.db": "found.db"}
 
 
 def readme_commands() -> list[str]:
@@ -115,8 +147,8 @@ def readme_commands() -> list[str]:
             if kind == "python":
                 found.append(f"PYTHON:{doc}:{len(found)}")
                 continue
-            for line in body.splitlines():
-                line = line.split(" #")[0].strip()
+            for line in body.replace("\\\n", " ").splitlines():
+                line = " ".join(line.split(" #")[0].split())
                 if line and not line.startswith("#"):
                     found += [part.strip() for part in line.split("&&")]
         for span in re.findall(r"`([^`\n]+)`", text):
@@ -127,17 +159,23 @@ def readme_commands() -> list[str]:
 
 
 def python_blocks() -> list[str]:
-    return [body for doc in DOCS
-            for kind, body in re.findall(r"```(bash|python)\n(.*?)```", (ROOT / doc).read_text(),
-                                         re.S) if kind == "python"]
+    """The ```python blocks, their placeholders filled (:data:`PYTHON_BLOCK_VALUES`)."""
+    blocks = [body for doc in DOCS for kind, body in
+              re.findall(r"```(bash|python)\n(.*?)```", (ROOT / doc).read_text(), re.S)
+              if kind == "python"]
+    for old, new in PYTHON_BLOCK_VALUES.items():
+        blocks = [b.replace(old, new) for b in blocks]
+    return blocks
 
 
 def test_every_readme_command_is_run_or_said_why_not():
-    unknown = [c for c in readme_commands() if not c.startswith("PYTHON:") and c not in RUNS
+    commands = readme_commands()
+    unknown = [c for c in commands if not c.startswith("PYTHON:") and c not in RUNS
                and c not in NOT_RUN and not c.startswith(tuple(NOT_RUN_PREFIXES))]
     assert not unknown, f"README commands this test neither runs nor excuses: {unknown}"
-    stale = [c for c in RUNS if c not in readme_commands()]
-    assert not stale, f"RUNS lists commands the READMEs no longer give: {stale}"
+    stale = [c for c in [*RUNS, *NOT_RUN] if c not in commands]
+    assert not stale, f"this test lists commands the READMEs no longer give: {stale}"
+    assert set(NEEDS) <= set(RUNS.values()) and set(NEEDS.values()) <= set(RUNS.values())
 
 
 @pytest.fixture(scope="module")
@@ -157,33 +195,42 @@ def fresh_copy(tmp_path_factory) -> Path:
     return dest
 
 
-def ordered_runs() -> list[str]:
-    """The distinct commands to run, in README order (a search before what reads its output)."""
-    runs = [RUNS[c] for c in readme_commands() if c in RUNS]
-    return list(dict.fromkeys(runs))
+def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> str | None:
+    """Run one command; None when it exits 0, else what went wrong."""
+    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return None if done.returncode == 0 else f"exit {done.returncode}: {done.stderr[-800:]}"
 
 
 @pytest.mark.slow
 @pytest.mark.data
 def test_readme_commands_exit_0_on_a_fresh_copy(fresh_copy):
+    """Every run of :data:`RUNS` (then the ```python blocks) in the fresh copy, two at a time
+    on this 2-core machine, each after the run whose files it reads (:data:`NEEDS`)."""
     if not Path("/usr/share/datasets/fashion-mnist").is_dir() and not os.environ.get(
             "SCALING_DATA"):
         pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
     env = {**os.environ, "PYTHONPATH": str(fresh_copy), "CUDA_VISIBLE_DEVICES": "",
            "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
-    failures = []
-    for i, body in enumerate(python_blocks()):
+    postgres = os.environ.get("SCALING_TEST_POSTGRES")
+    runs = [RUNS[c] for c in readme_commands() if c in RUNS]
+    runs = [r for r in dict.fromkeys(runs) if postgres or "{postgres}" not in r]
+    futures: dict[str, Future] = {}
+
+    def run(command: str) -> str | None:
+        if command in NEEDS and futures[NEEDS[command]].result() is not None:
+            return f"not run: {NEEDS[command]!r} failed"
+        argv = command.replace("{postgres}", postgres or "").split()
+        argv = [sys.executable, *argv[1:]] if argv[0] == "python" else argv
+        return _run(argv, fresh_copy, env)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:  # prerequisites are submitted first
+        for command in runs:
+            futures[command] = pool.submit(run, command)
+        failures = [f"{c}: {f.result()}" for c, f in futures.items() if f.result()]
+    for i, body in enumerate(python_blocks()):  # the last reads the found search's study
         script = fresh_copy / f"readme_block_{i}.py"
         script.write_text(body)
-        done = subprocess.run([sys.executable, str(script)], cwd=fresh_copy, env=env,
-                              capture_output=True, text=True, timeout=300)
-        if done.returncode:
-            failures.append(f"python block {i}: exit {done.returncode}: {done.stderr[-800:]}")
-    for command in ordered_runs():
-        argv = command.split()
-        argv[0] = sys.executable
-        done = subprocess.run(argv, cwd=fresh_copy, env=env, capture_output=True, text=True,
-                              timeout=600)
-        if done.returncode:
-            failures.append(f"{command}: exit {done.returncode}: {done.stderr[-800:]}")
+        error = _run([sys.executable, str(script)], fresh_copy, env)
+        if error:
+            failures.append(f"python block {i}: {error}")
     assert not failures, "\n\n".join(failures)

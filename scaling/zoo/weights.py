@@ -15,15 +15,14 @@ key, or a shape mismatch is a ValueError naming it. Files load with
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Mapping
 
 import torch
 from torch import nn
 
-from scaling.files import atomic_write
 from scaling.ir import NetworkSpec
 from scaling.nn.build import ScalingNet
+from scaling.zoo.state_files import load_file, save_file
 
 __all__ = ["LAYOUTS", "export_timm", "export_torchvision", "key_map", "load_file", "load_timm",
            "load_torchvision", "save_file"]
@@ -383,23 +382,3 @@ def load_timm(model: ScalingNet, state_dict: Mapping[str, torch.Tensor],
 def export_timm(model: ScalingNet, layout: str | None = None) -> dict[str, torch.Tensor]:
     """The IR ``model``'s weights as a timm EfficientNet / MobileNetV3 state dict."""
     return _export(model, _layout(model, layout, timm=True))
-
-
-def load_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """A state dict from a file (``torch.load(..., weights_only=True)``); a checkpoint holding it
-    under 'state_dict' or 'model' is unwrapped."""
-    obj = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model"):
-        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
-            obj = obj[key]
-            break
-    if not isinstance(obj, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
-        raise ValueError(f"{os.fspath(path)!r} does not hold a state dict (str -> tensor)")
-    return dict(obj)
-
-
-def save_file(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
-    """Write ``state_dict`` atomically (:func:`scaling.files.atomic_write`)."""
-    state = dict(state_dict)
-    atomic_write(path, lambda fh: torch.save(state, fh))
