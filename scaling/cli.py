@@ -84,6 +84,22 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
 
 
+def quiet_interrupts() -> None:
+    """Drop the "Exception ignored in ... KeyboardInterrupt" report that Python prints when a
+    Ctrl-C lands inside a callback it cannot raise from (a weakref or ``__del__``); every other
+    unraisable exception is reported as before."""
+    hook = sys.unraisablehook
+    if getattr(hook, "quiet_interrupts", False):
+        return
+
+    def quiet(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            hook(unraisable)
+
+    quiet.quiet_interrupts = True  # type: ignore[attr-defined]
+    sys.unraisablehook = quiet
+
+
 def command(prog: str, errors: tuple[type[BaseException], ...] = ()
             ) -> Callable[[Callable[[list[str]], int | None]], Callable[..., int]]:
     """Decorator for ``main(argv)``: returns the exit code in every case.
@@ -96,6 +112,7 @@ def command(prog: str, errors: tuple[type[BaseException], ...] = ()
         @functools.wraps(fn)
         def main(argv: Sequence[str] | None = None) -> int:
             argv = sys.argv[1:] if argv is None else list(argv)
+            quiet_interrupts()
             try:
                 code = int(fn(argv) or 0)
                 sys.stdout.flush()

@@ -179,3 +179,30 @@ def test_search_creates_a_nested_out_folder_and_sqlite_folder(tmp_path, capsys):
     assert rc == 0, printed
     assert (out / "db" / "s.db").is_file() and (out / "n.csv").is_file()
     assert "trials: 1 complete" in printed and "{" not in printed  # block strings, not JSON
+
+
+def test_a_ctrl_c_inside_a_finaliser_is_not_reported_but_other_errors_are(monkeypatch, capsys):
+    """``quiet_interrupts``: a KeyboardInterrupt Python cannot raise (a weakref callback or
+    ``__del__``) prints no "Exception ignored in" traceback; any other exception still does."""
+    import gc
+
+    from scaling.cli import quiet_interrupts
+
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)
+    quiet_interrupts()
+    quiet_interrupts()  # idempotent: one wrapper
+
+    class Interrupted:
+        def __del__(self):
+            raise KeyboardInterrupt
+
+    class Broken:
+        def __del__(self):
+            raise ValueError("reported")
+
+    Interrupted()
+    gc.collect()
+    assert "KeyboardInterrupt" not in capsys.readouterr().err
+    Broken()
+    gc.collect()
+    assert "ValueError: reported" in capsys.readouterr().err

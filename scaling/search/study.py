@@ -198,6 +198,9 @@ def run_worker(cfg_dict: dict[str, Any], rank: int, target: int,
 def _spawned_worker(cfg_dict: dict[str, Any], rank: int, target: int, **kwargs: Any) -> None:
     """:func:`run_worker` in a spawned process: Ctrl-C exits 130 and a storage failure exits 2
     with one line, instead of multiprocessing's "Process search-worker-N: Traceback"."""
+    from scaling.cli import quiet_interrupts
+
+    quiet_interrupts()
     try:
         run_worker(cfg_dict, rank, target, **kwargs)
     except KeyboardInterrupt:
