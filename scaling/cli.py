@@ -86,8 +86,9 @@ class Parser(argparse.ArgumentParser):
 
 def quiet_interrupts() -> None:
     """Drop the "Exception ignored in ... KeyboardInterrupt" report that Python prints when a
-    Ctrl-C lands inside a callback it cannot raise from (a weakref or ``__del__``); every other
-    unraisable exception is reported as before."""
+    Ctrl-C lands inside a callback it cannot raise from (a weakref callback or ``__del__``: the
+    interrupt is lost there; :func:`scaling.search.study` sends its workers a second one); every
+    other unraisable exception is reported as before."""
     hook = sys.unraisablehook
     if getattr(hook, "quiet_interrupts", False):
         return

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+import signal
 import sys
 import time
 import warnings
@@ -231,6 +232,11 @@ def _run_pool(cfg: SearchConfig, to_stderr: bool, data: Any = None) -> None:
             p.join()
     except KeyboardInterrupt:  # the workers got it too: let them record their trials' end
         deadline = time.monotonic() + 10
+        for p in procs:
+            p.join(max(0.0, deadline - 7 - time.monotonic()))
+        for p in procs:  # one that lost it (it landed in a weakref callback) gets a second
+            if p.is_alive() and p.pid is not None:
+                os.kill(p.pid, signal.SIGINT)
         for p in procs:
             p.join(max(0.0, deadline - time.monotonic()))
         raise
