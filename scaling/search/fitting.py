@@ -16,7 +16,7 @@ reach its target is rejected by the search's budget check.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from scaling.ir.base import is_int, is_number
@@ -70,3 +70,21 @@ def at_width(root: Any, multiplier: float, space: Mapping[str, Any], name: str) 
     from scaling.compound.rule import scale
 
     return scale(root, width=multiplier, divisor=divisors_of(space)[0], name=name)
+
+
+def fit_multiplier(make: Callable[[float], Any], target: float, low: float, high: float,
+                   tol: float = 1e-3) -> float:
+    """The largest multiplier m in [low, high] with ``make(m)``'s analytic MACs <= ``target``
+    (bisection; MACs are non-decreasing in m); ``low`` when even that is over ``target``. Used
+    to fill a budget from below (``experiments/search_baseline.py``)."""
+    from scaling.compound.match import macs_of
+
+    if macs_of(make(low)) > target:
+        return low
+    if macs_of(make(high)) <= target:
+        return high
+    lo, hi = low, high
+    while hi - lo > tol * lo:
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if macs_of(make(mid)) <= target else (lo, mid)
+    return lo

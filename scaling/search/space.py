@@ -43,7 +43,13 @@ from typing import Any
 
 from scaling.ir import HeadSpec, NetworkSpec, SESpec, StageSpec, StemSpec
 from scaling.ir.base import is_int, is_number
-from scaling.search.fitting import at_width, check_entry, divisors_of, fit_to_budget
+from scaling.search.fitting import (
+    at_width,
+    check_entry,
+    divisors_of,
+    fit_multiplier,  # noqa: F401 (experiments use it)
+    fit_to_budget,
+)
 from scaling.search.strides import auto_pattern, parse_pattern, patterns_for  # noqa: F401
 
 BLOCKS = ("mbconv", "fused_mbconv", "ds")
