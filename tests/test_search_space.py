@@ -34,10 +34,10 @@ def _traced_macs(model, shape):
     return counter.get_total_flops() // 2
 
 
-def test_200_trials_respect_the_budget_and_rebuild(monkeypatch):
-    """Over 200 trials of the real objective: every evaluated spec is within budget, no
+def test_100_trials_respect_the_budget_and_rebuild(monkeypatch):
+    """Over 100 trials of the real objective: every evaluated spec is within budget, no
     over-budget spec reaches the evaluator, and every stored spec has the recorded MACs."""
-    budget = 3_000_000  # tight: without the shrink ladder the stride-1 patterns often cannot fit
+    budget = 1_000_000  # tight: the floor of the stride-1 patterns is often over it
     seen = []
 
     def record(ctx, trial, spec, cost):
@@ -45,20 +45,17 @@ def test_200_trials_respect_the_budget_and_rebuild(monkeypatch):
         return ev.Evaluation(score=1.0)
 
     monkeypatch.setitem(ev.EVALUATORS, "record", record)
-    space = default_space()
-    space["shrink"] = []  # the ladder off: over-budget samples happen
-    cfg = SearchConfig(budget=budget, evaluator="record", proxies=(), resolution=28,
-                       space=space).validate()
+    cfg = SearchConfig(budget=budget, evaluator="record", proxies=(), resolution=28).validate()
     ctx = ev.SearchContext(cfg)
     study = optuna.create_study(direction="maximize",
                                 sampler=optuna.samplers.RandomSampler(seed=1))
-    study.optimize(ev.make_objective(ctx), n_trials=200)
+    study.optimize(ev.make_objective(ctx), n_trials=100)
     trials = study.trials
-    assert len(trials) == 200
+    assert len(trials) == 100
     assert all(macs <= budget for _, macs in seen)
     evaluated = {n for n, _ in seen}
     over = [t for t in trials if t.user_attrs["macs"] > budget]
-    assert over and len(evaluated) > 50  # both paths exercised
+    assert over and len(evaluated) > 30  # both paths exercised
     for t in over:
         assert t.number not in evaluated
         assert t.user_attrs["status"] == "over_budget" and t.constraints
@@ -96,10 +93,10 @@ def test_other_resolutions_give_valid_fitted_specs(resolution, channels, budget)
 
 def test_space_is_data_edits_change_samples(tmp_path):
     space = default_space()
-    space["defaults"].update(block=["ds"], kernel=[5], activation="silu")
+    space["defaults"].update(block=["ds"], kernel=[5])
+    space["net"].update(activation="silu", head="none", dropout=0.1)
     space["stages"] = [{"width": 16}, {"width": 32, "repeats": [4]}, {"width": 64}]
     space["strides"] = {28: ["2:1,2,2"]}
-    space["head"] = {"ratio": 0, "dropout": 0.1}
     path = tmp_path / "space.yaml"
     import yaml
 
@@ -113,6 +110,7 @@ def test_space_is_data_edits_change_samples(tmp_path):
         assert spec.stages[1].repeats == 4
         assert spec.stem.strides == (2,) and [s.stride for s in spec.stages] == [1, 2, 2]
         assert spec.head.channels is None and spec.head.dropout == 0.1
+        assert {s.activation for s in spec.stages} == {"silu"}
     js = tmp_path / "space.json"
     js.write_text(json.dumps(space))
     assert load_space(str(js))["stages"][1]["repeats"] == [4]
@@ -121,7 +119,8 @@ def test_space_is_data_edits_change_samples(tmp_path):
 def test_fixed_width_multiplier_without_fit():
     space = default_space()
     space.update(fit_budget=False, width_multiplier=[0.5])
-    space["defaults"]["width_factor"] = [1.0]
+    for stage in space["stages"]:  # EfficientNet-B0's base widths
+        stage["width"] = max(stage["width"]) if isinstance(stage["width"], list) else stage["width"]
     trial = optuna.create_study().ask()
     spec = sample_spec(trial, space, 28, 1, 10, budget=1e6)  # the budget does not bind
     assert trial.user_attrs["width_multiplier"] == 0.5
@@ -135,6 +134,11 @@ def test_fixed_width_multiplier_without_fit():
     (lambda s: s["strides"].update({28: ["1:1,2"]}), "stage strides"),
     (lambda s: s.update(budget_fraction={"low": 1.0, "high": 0.5}), "budget_fraction"),
     (lambda s: s["defaults"].update(kernel=[]), "kernel"),
+    (lambda s: s["defaults"].update(activation=["relu"]), r"defaults: unknown key"),
+    (lambda s: s["net"].update(activation=["swish"]), r"net.activation='swish'"),
+    (lambda s: s["net"].update(head=["x4"]), r"net.head='x4'"),
+    (lambda s: s.update(channel_divisor=[8, 0]), r"channel_divisor=\[8, 0\]"),
+    (lambda s: s["stages"][2].update(width=[32, 0]), r"stages\[2\].width=0"),
 ])
 def test_bad_spaces_name_the_key(edit, match):
     space = default_space()

@@ -39,7 +39,7 @@ def target_status(study: Any, target: int) -> dict[str, Any]:
         stopped = (f"study {study.study_name!r}: {census.trained} of {target} trials trained; "
                    f"sampling stopped at the cap of {cap} attempts ({ATTEMPTS_PER_TRIAL} x "
                    f"the target), {census.over} samples over budget -- raise the budget or "
-                   "lower the space's floor (its 'shrink' ladder)")
+                   "narrow the space's floor (fewer repeats, smaller kernels)")
     return {"trained": census.trained, "target": target, "attempts": census.attempts,
             "max_attempts": cap, "stopped": stopped}
 

@@ -1,5 +1,5 @@
-"""The search space as data: a factorized per-stage space over the IR (Tan et al. 2019, MnasNet;
-Tan & Le 2019, EfficientNet), sampled by an Optuna trial into a
+"""The search space as data: MobileNetV2 / EfficientNet-B0-style nets of MBConv stages over the IR
+(Sandler et al. 2018; Tan et al. 2019, MnasNet; Tan & Le 2019), sampled by an Optuna trial into a
 :class:`~scaling.ir.spec.NetworkSpec`.
 
 A space is a plain mapping (YAML/JSON-editable; ``python -m scaling.search --print-space`` dumps
@@ -9,28 +9,29 @@ the default). Every value is one of:
 - a list: a categorical choice (``trial.suggest_categorical``);
 - a mapping ``{low, high[, step][, log]}``: an int or float range.
 
-Keys: ``defaults`` holds the per-stage choices (block type, kernel, expansion, SE ratio with 0 =
-off, activation, MnasNet's per-stage ``width_factor``, repeats); each entry of ``stages`` gives a
-stage's base ``width`` (channels at multiplier 1) and may override any default. ``strides`` maps
-an input resolution to the candidate stride patterns ``"stem strides:stage strides"``, e.g.
+Keys: ``net`` holds the choices made once per net (activation, SE ratio with 0 = off, the
+expanded channels' divisor, the head conv, the head dropout); ``defaults`` the per-stage choices
+(block type, kernel, expansion, repeats); each entry of ``stages`` gives a stage's base ``width``
+(channels at multiplier 1; a list: a choice) and may override any default. ``strides`` maps an
+input resolution to the candidate stride patterns ``"stem strides:stage strides"``, e.g.
 ``"1:1,2,2,2,1,2,1"`` (stride-1 stem for 28x28 and 32x32, EfficientNet-B0's ``"2:1,2,2,2,1,2,1"``
 at 224); a resolution not listed gets one pattern fitted by :func:`auto_pattern`.
 
-Width: with ``fit_budget`` (the default) the trial samples ``budget_fraction`` f and the width
-multiplier is the largest one in ``width_range`` whose analytic MACs are <= f * budget (MACs are
-monotone in the multiplier because channel rounding is); otherwise it samples
-``width_multiplier``. Channels are ``make_divisible(width * width_factor * multiplier,
-channel_divisor)``. When even the smallest width is over the budget, the rungs of ``shrink`` (a
-list of caps on repeats, kernel, expansion, SE, head, and earlier stride-2 steps; absent: the
-default ladder, ``[]``: off) are applied until it fits (:mod:`scaling.search.fitting`).
+A sample is first a width-1 *root* spec (:func:`assemble`), then scaled in width exactly as the
+study scales a hand-designed family (:mod:`scaling.search.fitting`): with ``fit_budget`` (the
+default) the trial samples ``budget_fraction`` f and the width is fitted to f x budget by
+:func:`scaling.compound.match.fit_width` (channel divisors ``channel_divisor`` in turn, the first
+within ``mac_tol``); otherwise it samples ``width_multiplier``. Nothing the trial sampled is
+changed afterwards; the realised width and divisor are a function of the sampled parameters
+(user attrs ``width_multiplier`` and ``channel_divisor``), and a sample that cannot fit is
+rejected by the budget check, not altered.
 
 Recipe (optional key ``recipe``): the training recipe searched beside the architecture, any of
 :data:`RECIPE_KEYS` (the :class:`~scaling.train.config.TrainConfig` fields ``optimizer``, ``lr``,
 ``weight_decay``, ``batch_size``, ``label_smoothing``, ``warmup``). ``lr`` and ``weight_decay``
 may be one entry or a mapping from optimizer to an entry (their scales differ ~100x). A key that
-is absent keeps the search's fixed recipe (:class:`~scaling.search.config.SearchConfig`), so a
-space without ``recipe`` samples exactly what it did before; :data:`RECIPE_SPACE` is the
-recommended one (ranges from ``experiments/recipe_sweep.py``, results/recipe_sweep/README.md).
+is absent keeps the search's fixed recipe (:class:`~scaling.search.config.SearchConfig`);
+:data:`RECIPE_SPACE` is the recommended one (``experiments/recipe_sweep.py``).
 """
 
 from __future__ import annotations
@@ -40,53 +41,53 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from scaling.ir import HeadSpec, NetworkSpec, SESpec, StageSpec, StemSpec, make_divisible
+from scaling.ir import HeadSpec, NetworkSpec, SESpec, StageSpec, StemSpec
 from scaling.ir.base import is_int, is_number
 from scaling.search.fitting import (
+    at_width,
     check_entry,
-    fit_floor,
-    fit_multiplier,
-    ladder_of,
-    validate_shrink,
+    divisors_of,
+    fit_multiplier,  # noqa: F401 (experiments use it)
+    fit_to_budget,
 )
+from scaling.search.strides import auto_pattern, parse_pattern, patterns_for  # noqa: F401
 
 BLOCKS = ("mbconv", "fused_mbconv", "ds")
 #: the keys a space may have at its top level (an unknown one is a typo, refused)
-SPACE_KEYS = ("name", "channel_divisor", "mid_divisor", "fit_budget", "budget_fraction",
-              "width_range", "width_multiplier", "stem", "head", "defaults", "stages",
-              "strides", "recipe", "shrink")
-STAGE_KEYS = ("block", "kernel", "expansion", "se", "activation", "width_factor", "repeats",
-              "width")
+SPACE_KEYS = ("name", "channel_divisor", "mac_tol", "fit_budget", "budget_fraction",
+              "width_range", "width_multiplier", "stem", "net", "defaults", "stages",
+              "strides", "recipe")
+STAGE_KEYS = ("block", "kernel", "expansion", "repeats", "width")
+#: the choices made once per net (trial params of the same names)
+NET_KEYS = ("activation", "se", "mid_divisor", "head", "dropout")
+ACTIVATIONS = ("relu", "relu6", "hswish", "silu", "gelu")
 
 DEFAULT_SPACE: dict[str, Any] = {
-    "name": "mnasnet-factorized",
-    "channel_divisor": 8,
-    "mid_divisor": 8,
+    "name": "mbconv-families",
+    "channel_divisor": [8, 4, 2, 1],
+    "mac_tol": 0.05,
     "fit_budget": True,
     "budget_fraction": {"low": 0.5, "high": 1.0, "step": 0.05},
-    "width_range": [0.05, 4.0],
+    "width_range": [0.02, 8.0],
     "width_multiplier": [0.25, 0.35, 0.5, 0.75, 1.0, 1.25],
     "stem": {"width": 32, "kernel": 3},
-    "head": {"ratio": [0, 2, 4], "dropout": 0.2},
-    "defaults": {
-        "block": list(BLOCKS),
-        "kernel": [3, 5, 7],
-        "expansion": [1, 3, 4, 6],
-        "se": [0, 0.25],
-        "activation": ["relu", "hswish", "silu"],
-        "width_factor": [0.75, 1.0, 1.25],
-        "repeats": [1, 2, 3],
-    },
-    # EfficientNet-B0's base widths; depth choices around its repeats (1, 2, 2, 3, 3, 4, 1); its
-    # first stage is a plain depthwise-separable block (e=1); small kernels where maps are large.
+    # once per net: MobileNetV2 is relu6, no SE, unrounded expansion (divisor 1), a 1280-channel
+    # head; EfficientNet-B0 is SiLU, SE 0.25, expansion rounded to 8, a head of 4x the last stage
+    "net": {"activation": ["relu6", "hswish", "silu"], "se": [0, 0.25], "mid_divisor": [1, 8],
+            "head": ["none", "4x", "1280"], "dropout": 0.2},
+    "defaults": {"block": list(BLOCKS), "kernel": [3, 5], "expansion": [3, 4, 6],
+                 "repeats": [1, 2, 3]},
+    # base widths: MobileNetV2's or EfficientNet-B0's where they differ; repeats around both
+    # (MobileNetV2 1,2,3,4,3,3,1; B0 1,2,2,3,3,4,1); the first stage is a depthwise-separable
+    # block (e=1) in both; the last stage sees a 2x2 map at 28 px, where k=3 already spans it.
     "stages": [
         {"width": 16, "repeats": [1, 2], "block": ["mbconv", "ds"], "expansion": [1]},
-        {"width": 24, "kernel": [3, 5]},
-        {"width": 40},
-        {"width": 80},
-        {"width": 112},
-        {"width": 192, "repeats": [1, 2, 3, 4]},
-        {"width": 320, "repeats": [1, 2]},
+        {"width": 24},
+        {"width": [32, 40]},
+        {"width": [64, 80], "repeats": [1, 2, 3, 4]},
+        {"width": [96, 112]},
+        {"width": [160, 192], "repeats": [1, 2, 3, 4]},
+        {"width": 320, "repeats": [1, 2], "kernel": [3]},
     ],
     "strides": {
         28: ["1:1,2,2,2,1,2,1", "1:1,2,2,1,1,2,1", "2:1,1,2,1,1,2,1"],
@@ -161,6 +162,31 @@ def _choices(value: Any) -> list[Any]:
     return [value]
 
 
+def _check_all(where: str, value: Any, ok: Any, allowed: str) -> None:
+    _check_value(where, value)
+    for v in _choices(value):
+        if not ok(v):
+            raise ValueError(f"space.{where}={v!r} is not allowed; expected {allowed}")
+
+
+def head_conv(label: Any) -> tuple[int | None, float | None]:
+    """A head choice -> (channels, ratio): ``"none"`` (no head conv), ``"4x"`` (4 x the last
+    stage's channels, scaled with the width: EfficientNet) or ``"1280"`` (1280 channels at every
+    width <= 1: MobileNetV2's ``max(1280, 1280 w)``)."""
+    text = str(label)
+    try:
+        if text == "none":
+            return None, None
+        if text.endswith("x") and float(text[:-1]) > 0:
+            return None, float(text[:-1])
+        if int(text) > 0:
+            return int(text), None
+    except ValueError:
+        pass
+    raise ValueError(f"space.net.head={label!r} is not allowed; expected 'none', a ratio such as "
+                     "'4x' or a channel count such as '1280'")
+
+
 def validate_space(space: Any) -> None:
     """Raise ValueError/TypeError naming the key unless ``space`` is a usable space."""
     if not isinstance(space, Mapping):
@@ -170,28 +196,41 @@ def validate_space(space: Any) -> None:
     if not isinstance(stages, list) or not stages:
         raise ValueError("space.stages must be a non-empty list of stage mappings")
     defaults = space.get("defaults", {})
+    check_entry("space.defaults", defaults, STAGE_KEYS)
     for i, stage in enumerate(stages):
         check_entry(f"space.stages[{i}]", stage, STAGE_KEYS)
         merged = {**defaults, **stage}
         for key in STAGE_KEYS:
             if key not in merged:
                 raise ValueError(f"space.stages[{i}].{key} is missing (and not in defaults)")
-            _check_value(f"stages[{i}].{key}", merged[key])
-        for block in _choices(merged["block"]):
-            if block not in BLOCKS:
-                raise ValueError(f"space.stages[{i}].block={block!r} is not allowed; expected "
-                                 f"one of {BLOCKS}")
+        _check_all(f"stages[{i}].block", merged["block"], lambda v: v in BLOCKS,
+                   f"one of {BLOCKS}")
+        for key in ("kernel", "repeats", "width"):
+            _check_all(f"stages[{i}].{key}", merged[key], lambda v: is_int(v) and v >= 1,
+                       "an int >= 1")
+        _check_all(f"stages[{i}].expansion", merged["expansion"],
+                   lambda v: is_number(v) and v >= 1, "a number >= 1")
+    net = space.get("net", {})
+    check_entry("space.net", net, NET_KEYS)
+    _check_all("net.activation", net.get("activation", "relu"), lambda v: v in ACTIVATIONS,
+               f"one of {ACTIVATIONS}")
+    _check_all("net.se", net.get("se", 0), lambda v: is_number(v) and 0 <= v <= 1,
+               "a ratio in [0, 1] (0: no SE)")
+    _check_all("net.mid_divisor", net.get("mid_divisor", 8), lambda v: is_int(v) and v >= 1,
+               "an int >= 1")
+    _check_all("net.dropout", net.get("dropout", 0.0), lambda v: is_number(v) and 0 <= v < 1,
+               "a number in [0, 1)")
+    for label in _choices(net.get("head", "none")):
+        head_conv(label)
     for key in ("budget_fraction", "width_multiplier"):
         if key in space:
             _check_value(key, space[key])
-    for key in ("channel_divisor", "mid_divisor"):
-        v = space.get(key, 8)
-        if not is_int(v) or v < 1:
-            raise ValueError(f"space.{key}={v!r} is not allowed; expected an int >= 1")
+    divisors_of(space)  # raises naming channel_divisor
+    tol = space.get("mac_tol", 0.05)
+    if not is_number(tol) or not 0 <= tol < 1:
+        raise ValueError(f"space.mac_tol={tol!r} is not allowed; expected a fraction in [0, 1)")
     if space.get("recipe") is not None:
         validate_recipe(space["recipe"])
-    if space.get("shrink") is not None:
-        validate_shrink(space["shrink"])
     for res, patterns in (space.get("strides") or {}).items():
         for p in _choices(patterns):
             stem, stage_strides = parse_pattern(p)
@@ -231,42 +270,6 @@ def validate_recipe(recipe: Any) -> None:
                                      f"{bound}")
 
 
-def parse_pattern(pattern: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """``"1:1,2,2"`` -> ((1,), (1, 2, 2)): stem strides, then one stride per stage."""
-    try:
-        stem, stages = str(pattern).split(":")
-        out = (tuple(int(s) for s in stem.split(",")), tuple(int(s) for s in stages.split(",")))
-    except ValueError:
-        raise ValueError(f"stride pattern {pattern!r} is not allowed; expected "
-                         "'stem strides:stage strides', e.g. '1:1,2,2,1'") from None
-    if any(s not in (1, 2) for s in out[0] + out[1]):
-        raise ValueError(f"stride pattern {pattern!r} is not allowed; strides must be 1 or 2")
-    return out
-
-
-def auto_pattern(resolution: int, num_stages: int, final: int = 7) -> str:
-    """A stride pattern for a resolution the space does not list: a stride-2 stem from 64 px,
-    then stride-2 stages (EfficientNet-B0's order of preference) while the map is > final."""
-    stem = 2 if resolution >= 64 else 1
-    size = -(-resolution // stem)
-    strides = [1] * num_stages
-    order = [i for i in (1, 2, 3, 5, 4, 6, 0) if i < num_stages]
-    order += [i for i in range(num_stages) if i not in order]
-    for i in order:
-        if size <= final:
-            break
-        strides[i] = 2
-        size = -(-size // 2)
-    return f"{stem}:" + ",".join(map(str, strides))
-
-
-def patterns_for(space: Mapping[str, Any], resolution: int) -> list[str]:
-    table = {int(k): v for k, v in (space.get("strides") or {}).items()}
-    if resolution in table:
-        return [str(p) for p in _choices(table[resolution])]
-    return [auto_pattern(resolution, len(space["stages"]))]
-
-
 def suggest(trial: Any, name: str, value: Any) -> Any:
     """Sample one space entry: fixed scalar, categorical list, or {low, high, step, log} range."""
     if isinstance(value, list):
@@ -282,54 +285,52 @@ def suggest(trial: Any, name: str, value: Any) -> Any:
     return value
 
 
-def _sample_stages(trial: Any, space: Mapping[str, Any]) -> list[dict[str, Any]]:
-    defaults = space.get("defaults", {})
-    arch = []
-    for i, stage in enumerate(space["stages"]):
-        cfg = {**defaults, **stage}
-        a = {"block": suggest(trial, f"s{i}_block", cfg["block"]),
-             "kernel": suggest(trial, f"s{i}_kernel", cfg["kernel"]),
-             "repeats": suggest(trial, f"s{i}_repeats", cfg["repeats"]),
-             "activation": suggest(trial, f"s{i}_activation", cfg["activation"]),
-             "width_factor": suggest(trial, f"s{i}_width_factor", cfg["width_factor"]),
-             "width": cfg["width"], "expansion": 1, "se": 0}
-        if a["block"] != "ds":  # ds (MobileNetV1) has neither expansion nor SE
-            a["expansion"] = suggest(trial, f"s{i}_expansion", cfg["expansion"])
-            a["se"] = suggest(trial, f"s{i}_se", cfg["se"])
-        arch.append(a)
-    return arch
-
-
-def assemble(space: Mapping[str, Any], arch: list[dict[str, Any]], pattern: str, head_ratio: float,
-             multiplier: float, *, resolution: int, in_channels: int, num_classes: int,
-             name: str = "") -> NetworkSpec:
-    """The spec of sampled stage choices ``arch`` at width ``multiplier``."""
-    div = space.get("channel_divisor", 8)
-    stem_strides, stage_strides = parse_pattern(pattern)
-    stem_cfg = space.get("stem", {})
-
-    def ch(width: float) -> int:
-        return make_divisible(width * multiplier, div)
-
-    first_act = arch[0]["activation"]
-    n_stem = len(stem_strides)
-    stem = StemSpec(channels=(ch(stem_cfg.get("width", 32)),) * n_stem,
-                    kernels=(stem_cfg.get("kernel", 3),) * n_stem, strides=stem_strides,
-                    activation=first_act)
+def sample_choices(trial: Any, space: Mapping[str, Any], resolution: int) -> dict[str, Any]:
+    """Every architecture choice of one sample (params ``strides``, the :data:`NET_KEYS`, then
+    ``s<i>_block``, ``s<i>_kernel``, ``s<i>_repeats``, ``s<i>_width``, ``s<i>_expansion``; an
+    entry with one value is no param). A ``ds`` stage has neither expansion nor SE."""
+    net = space.get("net", {})
+    out: dict[str, Any] = {"strides": suggest(trial, "strides", patterns_for(space, resolution))}
+    defaults = {"activation": "relu", "se": 0, "mid_divisor": 8, "head": "none", "dropout": 0.0}
+    for key in NET_KEYS:
+        out[key] = suggest(trial, key, net.get(key, defaults[key]))
     stages = []
-    for a, stride in zip(arch, stage_strides):
-        se = SESpec(ratio=float(a["se"]), base="in", activation="relu") if a["se"] else None
-        stages.append(StageSpec(
-            block=a["block"], repeats=int(a["repeats"]),
-            out_channels=ch(a["width"] * a["width_factor"]), kernel=int(a["kernel"]),
-            stride=stride, expansion=float(a["expansion"]),
-            mid_divisor=space.get("mid_divisor", 8), se=se, activation=a["activation"]))
-    last = stages[-1].out_channels
-    head_cfg = space.get("head", {})
-    head = HeadSpec(channels=int(round(head_ratio * last)) if head_ratio else None,
-                    channels_ratio=float(head_ratio) if head_ratio else None,
-                    activation=arch[-1]["activation"], dropout=float(head_cfg.get("dropout", 0.0)))
-    return NetworkSpec(stages=tuple(stages), stem=stem, head=head, in_channels=in_channels,
+    for i, stage in enumerate(space["stages"]):
+        cfg = {**space.get("defaults", {}), **stage}
+        a = {key: suggest(trial, f"s{i}_{key}", cfg[key])
+             for key in ("block", "kernel", "repeats", "width")}
+        a["expansion"] = 1 if a["block"] == "ds" else suggest(trial, f"s{i}_expansion",
+                                                               cfg["expansion"])
+        stages.append(a)
+    out["stages"] = stages
+    return out
+
+
+def assemble(choices: Mapping[str, Any], space: Mapping[str, Any], *, resolution: int,
+             in_channels: int, num_classes: int, name: str = "") -> NetworkSpec:
+    """The width-1 root spec of one sample's ``choices`` (:func:`sample_choices`): the layout
+    that the width fitter then scales, as the study scales a zoo family's root."""
+    act = choices["activation"]
+    stem_strides, stage_strides = parse_pattern(choices["strides"])
+    stem_cfg = space.get("stem", {})
+    n_stem = len(stem_strides)
+    stem = StemSpec(channels=(int(stem_cfg.get("width", 32)),) * n_stem,
+                    kernels=(int(stem_cfg.get("kernel", 3)),) * n_stem, strides=stem_strides,
+                    activation=act)
+    se = SESpec(ratio=float(choices["se"]), activation=act) if choices["se"] else None
+    stages = tuple(StageSpec(
+        block=a["block"], repeats=int(a["repeats"]), out_channels=int(a["width"]),
+        kernel=int(a["kernel"]), stride=stride, expansion=float(a["expansion"]),
+        mid_divisor=int(choices["mid_divisor"]), se=None if a["block"] == "ds" else se,
+        activation=act) for a, stride in zip(choices["stages"], stage_strides))
+    channels, ratio = head_conv(choices["head"])
+    if ratio is not None:
+        head = HeadSpec(channels=int(round(ratio * stages[-1].out_channels)),
+                        channels_ratio=ratio, scale="width")
+    else:
+        head = HeadSpec(channels=channels, scale="width_up" if channels else "width")
+    head = head.replace(activation=act, dropout=float(choices["dropout"]))
+    return NetworkSpec(stages=stages, stem=stem, head=head, in_channels=in_channels,
                        resolution=resolution, num_classes=num_classes, name=name,
                        family="search")
 
@@ -338,36 +339,27 @@ def sample_spec(trial: Any, space: Mapping[str, Any] | None = None, resolution: 
                 in_channels: int = 1, num_classes: int = 10, budget: float | None = None
                 ) -> NetworkSpec:
     """Sample a valid spec from ``space`` with ``trial`` (an Optuna Trial or anything with the
-    ``suggest_*`` methods). With ``fit_budget`` and a ``budget`` (MACs), the width multiplier
-    fills the sampled fraction of the budget, after the shrink ladder lowered a floor over the
-    budget; the multiplier and the rungs applied go to user attrs when possible."""
+    ``suggest_*`` methods). With ``fit_budget`` and a ``budget`` (MACs), the width is fitted to
+    the sampled fraction of the budget by the study's fitter (the result may miss it by up to
+    ``mac_tol``, or more where no divisor lands: the budget check then rejects it); the realised
+    multiplier and divisor go to user attrs when possible. The sampled choices are never
+    changed."""
     space = DEFAULT_SPACE if space is None else space
-    patterns = patterns_for(space, resolution)
-    pattern = suggest(trial, "strides", patterns)
-    arch = _sample_stages(trial, space)
-    head_ratio = suggest(trial, "head_ratio", space.get("head", {}).get("ratio", 0))
-
-    def make(arch: list[dict[str, Any]], pattern: str, head_ratio: float, m: float
-             ) -> NetworkSpec:
-        return assemble(space, arch, pattern, head_ratio, m, resolution=resolution,
-                        in_channels=in_channels, num_classes=num_classes,
-                        name=f"search-{getattr(trial, 'number', 0)}")
-
-    choices = (arch, pattern, head_ratio)
+    name = f"search-{getattr(trial, 'number', 0)}"
+    choices = sample_choices(trial, space, resolution)
+    root = assemble(choices, space, resolution=resolution, in_channels=in_channels,
+                    num_classes=num_classes, name=name)
     if space.get("fit_budget", False) and budget:
         frac = suggest(trial, "budget_fraction", space.get("budget_fraction", 1.0))
-        lo, hi = (float(v) for v in space.get("width_range", [0.05, 4.0]))
-        rungs, caps, choices = fit_floor(make, *choices, budget, lo, ladder_of(space))
-        m = fit_multiplier(lambda m: make(*choices, m), frac * budget, lo, hi)
-        if hasattr(trial, "set_user_attr"):
-            trial.set_user_attr("shrink", rungs)
-            if rungs:
-                trial.set_user_attr("shrink_caps", {**caps, "strides": choices[1]})
+        fit = fit_to_budget(root, float(frac) * float(budget), space, name)
+        spec, m, div = fit.spec, fit.knob, fit.divisor
     else:
         m = float(suggest(trial, "width_multiplier", space.get("width_multiplier", 1.0)))
+        spec, div = at_width(root, m, space, name), divisors_of(space)[0]
     if hasattr(trial, "set_user_attr"):
         trial.set_user_attr("width_multiplier", round(m, 6))
-    return make(*choices, m)
+        trial.set_user_attr("channel_divisor", div)
+    return spec
 
 
 def sample_recipe(trial: Any, space: Mapping[str, Any] | None = None) -> dict[str, Any]:

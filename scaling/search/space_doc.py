@@ -11,36 +11,39 @@ from typing import Any
 #: one note per top-level key of a space (a list, when several choices: Optuna samples one)
 NOTES: dict[str, str] = {
     "name": "a label stored with the study; any text",
-    "channel_divisor": "every stage's channels are rounded to a multiple of this "
-                       "(make_divisible; 8 as in MobileNet/EfficientNet)",
-    "mid_divisor": "the expanded (middle) channels of a block are rounded to a multiple of this",
-    "fit_budget": "true: the width multiplier is not sampled; it is the largest in width_range "
-                  "whose analytic MACs are <= budget_fraction x --budget (then width_multiplier "
-                  "is ignored). false: width_multiplier is sampled and an over-budget sample "
-                  "scores the penalty",
+    "channel_divisor": "channels are rounded to a multiple of a divisor (make_divisible); the "
+                       "width fitter tries these in order and keeps the first whose fit lands "
+                       "within mac_tol, as the study fits its hand-designed families (8 as in "
+                       "MobileNet/EfficientNet; 4, 2, 1 where 8 cannot reach a small budget)",
+    "mac_tol": "with fit_budget: how far (relative) the fitted MACs may miss budget_fraction x "
+               "--budget; where no divisor lands within it, the closest fit is taken and the "
+               "budget check rejects it if it is over",
+    "fit_budget": "true: the width multiplier is not sampled; it is fitted to budget_fraction x "
+                  "--budget (a function of the sampled params, recorded as the user attrs "
+                  "width_multiplier and channel_divisor). false: width_multiplier is sampled. "
+                  "Either way a sample over --budget is rejected (never trained) and resampled",
     "budget_fraction": "with fit_budget: the fraction of --budget that the net fills, sampled "
                        "from low to high in steps of step (0.5-1.0: nets from half the budget "
                        "to all of it)",
     "width_range": "with fit_budget: the [smallest, largest] width multiplier the fitter may "
-                   "choose; below the smallest, the 'shrink' ladder caps repeats, kernel, "
-                   "expansion, SE and the head until the net fits",
+                   "choose",
     "width_multiplier": "without fit_budget only (ignored while fit_budget is true): the "
                         "multipliers of every stage's base width to sample from",
     "stem": "the stem conv: base channels (times the multiplier) and kernel size",
-    "head": "ratio: head conv channels = ratio x the last stage's channels (0: no head conv, "
-            "global pooling straight after the last stage); dropout before the classifier",
+    "net": "choices made once per net: activation, se (SE ratio of the block input, 0: none), "
+           "mid_divisor (expanded channels rounded to it: 1 MobileNetV2, 8 EfficientNet), head "
+           "('none'; '4x': 4 x the last stage's channels, scaled with the width; '1280': 1280 "
+           "channels at every width <= 1, MobileNetV2's) and the dropout before the classifier",
     "defaults": "the per-stage choices (each stage samples its own): block (mbconv = inverted "
-                "residual, fused_mbconv, ds = depthwise-separable), kernel, expansion ratio, SE "
-                "ratio (0: no SE), activation, width_factor (MnasNet's per-stage width scale) "
-                "and repeats (blocks in the stage)",
-    "stages": "one entry per stage, in order: its base width (channels at multiplier 1) and any "
-              "choice that replaces the default for that stage",
+                "residual, fused_mbconv, ds = depthwise-separable), kernel, expansion ratio and "
+                "repeats (blocks in the stage)",
+    "stages": "one entry per stage, in order: its base width (channels at multiplier 1; a list: "
+              "a choice, here MobileNetV2's or EfficientNet-B0's) and any choice that replaces "
+              "the default for that stage",
     "strides": "per input resolution, the stride patterns to sample from, written "
                "'stem strides:stage strides': \"1:1,2,2,2,1,2,1\" is a stride-1 stem, then one "
                "stride per stage (seven stages; four stride-2 steps take 28 px to 2 px). A "
                "resolution not listed gets one pattern fitted to it",
-    "shrink": "the caps tried in turn when even the smallest width is over the budget "
-              "([]: none; absent: the default ladder)",
     "recipe": "optional: the training recipe searched with the architecture (absent: the fixed "
               "recipe of the command's options); lr and weight_decay per optimizer",
 }
