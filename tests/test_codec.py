@@ -203,7 +203,6 @@ def test_timm_activation_inherited_and_block_mapping():
     ("ir_r1_k3_s1_c8", r"missing required key\(s\) \['e'\]"),
     ("ir_r1_k3_s1_e1e400_c8", "token 'e1e400'"),
     ("ir_r1_k3_s1_e4_c8_gs8", "token 'gs8'"),
-    ("er_r1_k3_s1_e1_c8", "er at e1"),
     ("cn_r1_k3_s1_c8_se0.25", "takes no SE"),
     ("dsa_r1_k3_s1_c8_se0.25", "stage.se is not allowed for block 'ds'"),
 ])
@@ -243,3 +242,93 @@ def test_timm_arch_strings_load_timm_weights_with_equal_logits(row):
     with torch.no_grad():
         a, b = ref(x), ours(x)
     assert (a - b).abs().max().item() <= 1e-5 * max(1.0, a.abs().max().item())
+
+
+def test_timm_ir_e1_keeps_its_expansion_conv():
+    """timm's ir / er build the 1x1 (kxk) expansion conv also at e1 (fbnetc_100 lost 1,536
+    params without it); ds does not. The pw conv at in = mid = 16: 16*16 weights + 2*16 BN."""
+    ir = decode_timm_stage("ir_r1_k3_s1_e1_c16")
+    assert ir.expand and not decode_timm_stage("ir_r1_k3_s1_e6_c16").expand
+    assert not decode_timm_stage("ds_r1_k3_s1_e1_c16").expand
+    assert decode_timm_stage("er_r1_k3_s1_e1_c16").expand
+    base = get_spec("mnasnet1_0")
+    spec = base.replace(stages=(ir,))
+    plain = base.replace(stages=(ir.replace(expand=False),))
+    assert base.stem.channels[-1] == 32 and complexity(spec).params - complexity(plain).params \
+        == 32 * 32 + 2 * 32
+    assert encode_timm(spec)[0].startswith("ir_r1_k3_s1_e1_c16")
+    assert decode_stage(encode_stage(ir)) == ir and "expand" in encode_stage(ir)
+    with pytest.raises(ValueError, match="stage.expand=True is not allowed for block 'basic'"):
+        StageSpec("basic", 1, 8, expand=True)
+
+
+TIMM_DEPTH = [["ds_r1_k3_s1_e1_c16"], ["ir_r2_k3_s2_e6_c24"],
+              ["ir_r3_k3_s2_e6_c40", "ir_r1_k3_s1_e6_c48"]]
+
+
+@pytest.mark.parametrize("kwargs, repeats", [
+    ({"depth": 1.2}, [2, 3, 4, 1]),  # ceil(1.2)=2, ceil(2.4)=3, ceil(4.8)=5 -> 1 last, 4
+    ({"depth": 1.2, "depth_trunc": "round"}, [1, 2, 4, 1]),  # round: 1, 2, 5 -> 4 + 1
+    ({"depth": 1.2, "fix_first_last": True}, [1, 3, 3, 1]),  # first and last stay
+    ({"depth": (1.0, 2.0, 0.5)}, [1, 4, 1, 1]),  # per stage: ceil(4 * 0.5) = 2 -> 1 + 1
+])
+def test_timm_depth_options(kwargs, repeats):
+    assert [s.repeats for s in decode_timm(TIMM_DEPTH, **kwargs)] == repeats
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"depth_trunc": "floor"}, "depth_trunc='floor' is not allowed"),
+    ({"fix_first_last": 1}, "fix_first_last=1 is not allowed"),
+    ({"depth": (1.0, 2.0)}, r"depth=\(1.0, 2.0\) is not allowed; .* one per stage \(3\)"),
+    ({"depth": -1}, "depth=-1 is not allowed"),
+])
+def test_timm_depth_options_refused(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        decode_timm(TIMM_DEPTH, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["fbnetc_100", "tinynet_a", "tf_efficientnetv2_b3",
+                                  "efficientnetv2_rw_m", "mixnet_s"])
+def test_timm_builder_arch_defs_param_counts(name, monkeypatch):
+    """Compare extra: timm's own arch_def and decoder options, read from its builder, give the
+    parameter count of timm's blocks, or a one-line refusal (mixnet's mixed kernels)."""
+    timm = pytest.importorskip("timm")
+    import functools
+
+    import torch
+    from timm.models import efficientnet as ef
+
+    from scaling.nn import build_model
+
+    seen = {}
+    decode, create = ef.decode_arch_def, ef._create_effnet
+
+    def spy_decode(arch_def, depth_multiplier=1.0, depth_trunc="ceil", *args, **kwargs):
+        seen.update(arch=arch_def, depth=depth_multiplier, depth_trunc=depth_trunc,
+                    fix_first_last=kwargs.get("fix_first_last", False))
+        return decode(arch_def, depth_multiplier, depth_trunc, *args, **kwargs)
+
+    def spy_create(variant, pretrained=False, **kwargs):
+        fn = kwargs.get("round_chs_fn")
+        keywords = fn.keywords if isinstance(fn, functools.partial) else {}
+        seen.update(width=keywords.get("multiplier", 1.0),
+                    round_limit=keywords.get("round_limit", 0.9))
+        return create(variant, pretrained, **kwargs)
+
+    monkeypatch.setattr(ef, "decode_arch_def", spy_decode)
+    monkeypatch.setattr(ef, "_create_effnet", spy_create)
+    with torch.device("meta"):
+        ref = timm.create_model(name)
+    options = {k: seen[k] for k in ("width", "depth", "depth_trunc", "fix_first_last",
+                                    "round_limit")}
+    if name == "mixnet_s":
+        with pytest.raises(ValueError, match="^timm block string .*: token 'a1.1' has no"):
+            decode_timm(seen["arch"], **options)
+        return
+    stages = decode_timm(seen["arch"], **options)
+    spec = get_spec("mnasnet1_0").replace(stages=stages)
+    spec = spec.replace(stem=spec.stem.replace(channels=(ref.conv_stem.out_channels,)))
+    with torch.device("meta"):
+        ours = build_model(spec)
+    assert sum(p.numel() for p in ours.stages.parameters()) == sum(
+        p.numel() for p in ref.blocks.parameters())

@@ -169,6 +169,35 @@ def test_cli_errors(capsys):
     assert main(["resnet5O"]) == 2
     assert "close matches" in capsys.readouterr().err
     assert main(["--family", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'nope'" in err and "'mobilenet_v3'" in err
+    assert main(["resnet", "--family", "mnasnet"]) == 2
+    assert "no model matches ['resnet'] (family=mnasnet" in capsys.readouterr().err
+
+
+def _listed(capsys, argv: list[str]) -> list[str]:
+    assert main([*argv, "--json"]) == 0
+    return [r["name"] for r in json.loads(capsys.readouterr().out)]
+
+
+def test_cli_family_names_tags_and_patterns(capsys):
+    """A bare family name lists its family (it was an error); tagged names and aliases are kept
+    beside patterns (they were dropped), in the order given; --exclude and --family apply to
+    every argument."""
+    resnets = [n for n in list_models() if get_spec(n).family == "resnet"]
+    assert _listed(capsys, ["resnet"]) == resnets
+    assert _listed(capsys, ["resnet1*", "efficientnet_b0.ra_in1k", "mobilenetv2_100"]) == [
+        *list_models("resnet1*"), "efficientnet_b0.ra_in1k", "mobilenetv2_100"]
+    assert _listed(capsys, ["efficientnet_b0.ra_in1k"]) == ["efficientnet_b0.ra_in1k"]
+    assert _listed(capsys, ["resnet18", "resnet*", "--exclude", "*d"]) == list_models(
+        "resnet*", exclude="*d")
+    assert _listed(capsys, ["resnet18", "mobilenet_v2", "--family", "resnet"]) == ["resnet18"]
+
+
+def test_cli_family_help_lists_choices(capsys):
+    assert main(["--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "efficientnet_v2, mnasnet, mobilenet_v1" in out
 
 
 def test_cli_module_table():

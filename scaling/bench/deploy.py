@@ -5,12 +5,13 @@ torchvision's model, ``python -m scaling.bench deploy [--models ...] [--batch 1 
 Per model and batch size the variants run interleaved: each round times one forward pass of
 every variant in turn, alternating the order from round to round (after warm-up passes), so
 drifts in machine load hit all of them alike; the median over rounds is reported, with the speed
-of each variant relative to torchvision's (> 1: faster). Variants: ``eager``, ``deploy``,
-``unpacked`` (``deploy(pack=False)``: BN folded, channels_last, no pre-packed oneDNN weights, so
-the packing's share of the gain can be read off), and, when torchvision is importable,
-torchvision's model as built (``tv``, NCHW) and converted to channels_last (``tv_cl``: deploy's
-layout). All models have random weights (speed does not depend on them). Also printed: the max
-abs logit difference between the deploy and the eager model. A benchmark, not a test.
+of each variant relative to torchvision's, as ``tv/X`` (torchvision's time over the variant's;
+> 1: the variant is faster; a legend line says so). Variants: ``eager``, ``deploy``, ``unpacked``
+(``deploy(pack=False)``: BN folded, channels_last, no pre-packed oneDNN weights, so the packing's
+share of the gain can be read off), and, when torchvision is importable and has a model of that
+name, torchvision's model as built (``tv``, NCHW) and converted to channels_last (``tv_cl``:
+deploy's layout). All models have random weights (speed does not depend on them). Also printed:
+the max abs logit difference between the deploy and the eager model. A benchmark, not a test.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from collections.abc import Callable
 from scaling.cli import Parser, command
 
 PROG = "python -m scaling.bench deploy"
+#: batch size from which the default --rounds drops from 31 to 7 (a round takes longer)
+BIG_BATCH = 16
 MODELS = ("resnet50", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0", "regnet_y_800mf")
 
 
@@ -35,11 +38,13 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="batch sizes (default: 1 32)")
     p.add_argument("--res", type=int, default=224, help="input resolution (default: 224)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
-    p.add_argument("--rounds", nargs="+", type=int, default=[31, 7],
+    p.add_argument("--rounds", nargs="+", type=int, default=None,
                    help="interleaved timing rounds, median reported: one count for every batch "
-                        "size or one per --batch entry (default: 31 7)")
+                        "size or one per --batch entry (default: 31 for batches below "
+                        f"{BIG_BATCH}, 7 from {BIG_BATCH} up)")
     p.add_argument("--warmup", type=int, default=2, help="untimed passes per variant (default: 2)")
-    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--device", default="cpu",
+                   help="torch device, one that is present (default: cpu)")
 
 
 @command(PROG, errors=(ValueError, KeyError))
@@ -50,6 +55,20 @@ def main(argv: list[str]) -> int:
     return run(p.parse_args(argv))
 
 
+def _torchvision_builder(name: str) -> Callable | None:
+    """torchvision's builder of zoo ``name`` (an alias or tagged name resolved), or None where
+    torchvision is missing or has no such model (``resnet50d``, ``mobilenet_v2_x0_5``)."""
+    from scaling.zoo.aliases import resolve
+
+    try:
+        import torchvision.models
+    except ImportError:
+        return None
+    base, replacements = resolve(name)
+    builder = getattr(torchvision.models, base, None) if not replacements else None
+    return builder if callable(builder) and base in torchvision.models.list_models() else None
+
+
 def _variants(name: str, device: str) -> dict[str, Callable]:
     import torch
 
@@ -58,15 +77,29 @@ def _variants(name: str, device: str) -> dict[str, Callable]:
     eager = scaling.create_model(name).eval().to(device)
     out: dict[str, Callable] = {"eager": eager, "deploy": scaling.deploy(eager),
                                 "unpacked": scaling.deploy(eager, pack=False)}
-    try:
-        import torchvision
-    except ImportError:
+    builder = _torchvision_builder(name)
+    if builder is None:
         return out
-    tv = getattr(torchvision.models, name)(weights=None).eval().to(device)
+    tv = builder(weights=None).eval().to(device)
     out["torchvision"] = tv
     # the same model in channels_last, for a fair reading of deploy's NHWC gain
     out["tv_cl"] = copy.deepcopy(tv).to(memory_format=torch.channels_last)
     return out
+
+
+def _check_device(device: str) -> None:
+    """A ValueError naming ``--device`` unless a tensor can be made there."""
+    import torch
+
+    try:
+        if torch.device(device).type == "meta":
+            raise ValueError("a meta tensor has no values to time")
+        torch.empty(1, device=torch.device(device))
+    except (RuntimeError, AssertionError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        cuda = "; CUDA is not available here" if not torch.cuda.is_available() else ""
+        raise ValueError(f"--device={device!r} is not usable ({reason}){cuda}; expected cpu or "
+                         f"a device that is present") from None
 
 
 def _sync(device: str) -> None:
@@ -81,7 +114,10 @@ def run(args: argparse.Namespace) -> int:
     for field in ("res", "threads"):
         if getattr(args, field) < 1:
             raise ValueError(f"--{field}={getattr(args, field)} is not allowed; expected >= 1")
-    rounds = args.rounds * len(args.batch) if len(args.rounds) == 1 else args.rounds
+    if args.rounds is None:
+        rounds = [31 if b < BIG_BATCH else 7 for b in args.batch]
+    else:
+        rounds = args.rounds * len(args.batch) if len(args.rounds) == 1 else args.rounds
     if len(rounds) != len(args.batch) or any(r < 1 for r in rounds):
         raise ValueError(f"--rounds={args.rounds} is not allowed; expected one count >= 1 or one "
                          f"per --batch entry ({len(args.batch)})")
@@ -90,12 +126,19 @@ def run(args: argparse.Namespace) -> int:
                          "expected warmup >= 0 and batch sizes >= 1")
     import torch
 
+    from scaling.zoo import get_spec
+
+    for name in args.models:
+        get_spec(name)  # an unknown name: one line with close matches, before any timing
+    _check_device(args.device)
     torch.set_num_threads(args.threads)
     print(f"inference ms per batch, median of {'/'.join(map(str, rounds))} interleaved rounds "
           f"(batch {'/'.join(map(str, args.batch))}; device {args.device}, threads "
           f"{torch.get_num_threads()}, res {args.res}, torch {torch.__version__})")
+    print("legend: tv/X = torchvision's time / X's time (> 1: X is faster); tv_cl: torchvision's "
+          "model in channels_last; '-': torchvision has no such model")
     print(f"{'model':<20}{'batch':>6}{'eager':>10}{'deploy':>10}{'unpacked':>10}{'tv':>10}"
-          f"{'tv_cl':>10}{'eager/tv':>10}{'unpacked/tv':>13}{'deploy/tv':>11}{'deploy/tv_cl':>14}"
+          f"{'tv_cl':>10}{'tv/eager':>10}{'tv/unpacked':>13}{'tv/deploy':>11}{'tv_cl/deploy':>14}"
           f"{'max|diff|':>11}")
     for name in args.models:
         models = _variants(name, args.device)

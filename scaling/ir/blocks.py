@@ -247,7 +247,7 @@ def _ds_check(b: BlockGeometry, stage: StageSpec, at: str) -> None:
 
 def _mbconv_cost(acc: Layers, g: BlockGeometry, stage: StageSpec) -> None:
     mid = g.mid_channels
-    if mid != g.in_channels:
+    if mid != g.in_channels or stage.expand:
         acc.conv(g.in_channels, mid, 1, g.in_size)
         acc.act(stage.activation)
     acc.conv(mid, mid, g.kernel, g.out_size, mid)
@@ -259,7 +259,7 @@ def _mbconv_cost(acc: Layers, g: BlockGeometry, stage: StageSpec) -> None:
 
 def _fused_mbconv_cost(acc: Layers, g: BlockGeometry, stage: StageSpec) -> None:
     # at mid == in a single kxk conv in -> out, SE on its output (torchvision's FusedMBConv)
-    expand = g.mid_channels != g.in_channels
+    expand = g.mid_channels != g.in_channels or stage.expand
     first_out = g.mid_channels if expand else g.out_channels
     acc.conv(g.in_channels, first_out, g.kernel, g.out_size)
     acc.act(stage.activation)

@@ -15,7 +15,8 @@ shuffle_v2. Tokens (key + value; fields left out take the
                                                           rounding, activation, gate
 ==========  ==============  ===========  ==============  ==========  =================
 
-Flags: ``noskip`` (skip=False), ``avgd`` (shortcut='avgpool_conv'), ``caffe`` (style='caffe').
+Flags: ``noskip`` (skip=False), ``avgd`` (shortcut='avgpool_conv'), ``caffe`` (style='caffe'),
+``expand`` (expand=True: the expansion conv also at mid == in).
 Names are written with ``-`` for ``_`` (``aleaky-relu``); numbers must be finite (``e1e400`` is
 refused). Decoding is strict: an unknown block code or token, a repeated key, SE options without
 ``se``, or a missing ``r``/``c`` is a ValueError naming it. :func:`encode_stage` writes the
@@ -25,7 +26,8 @@ canonical form, so ``decode_stage(encode_stage(s)) == s`` for every stage and
 timm's grammar (``_decode_block_str`` of timm's ``_efficientnet_builder``) is read and written by
 :func:`decode_timm` / :func:`decode_timm_stage` / :func:`encode_timm`: there the activation and
 the SE layout come from the model (``n<act>`` overrides the activation), ``ir``/``er`` round mid
-channels with make_divisible(in * e, 8), and ``ds``/``cn`` are our mbconv/fused_mbconv at e=1.
+channels with make_divisible(in * e, 8) and always keep their expansion conv (``expand=True``
+where mid can equal in), and ``ds``/``cn`` are our mbconv/fused_mbconv at e=1.
 Where our grammar extends or differs from timm's (the one table of our extensions):
 
 ===============  ==========================================  ================================
@@ -117,7 +119,7 @@ SE_KEYS: dict[str, tuple[str, tuple[Callable[[str], Any], _F]]] = {
 }
 #: flag token -> (StageSpec field, value when present)
 FLAGS = {"noskip": ("skip", False), "avgd": ("shortcut", "avgpool_conv"),
-         "caffe": ("style", "caffe")}
+         "caffe": ("style", "caffe"), "expand": ("expand", True)}
 _KEYS = {**STAGE_KEYS, **SE_KEYS}
 
 
@@ -255,13 +257,14 @@ def _timm_tokens(text: str, where: str) -> tuple[str, dict[str, Any], set[str]]:
 
 
 def decode_timm_stage(text: str, activation: str = "relu", se: SESpec | None = None,
-                      width: float = 1.0) -> StageSpec:
+                      width: float = 1.0, round_limit: float = 0.9) -> StageSpec:
     """The :class:`StageSpec` of one of timm's block strings (``_decode_block_str`` grammar).
 
     ``activation`` is the model's (timm's ``act_layer``), used unless the string has ``n<act>``;
     ``se`` the model's SE template (its ratio is replaced by the string's; default: base in,
     the block's activation, sigmoid gate, as timm's EfficientNet); ``width`` timm's channel
-    multiplier (``round_channels``: make_divisible(c * width, 8)). timm's blocks map to ours:
+    multiplier (``round_channels``: make_divisible(c * width, 8, round_limit=round_limit); timm's
+    EfficientNetV2 uses round_limit 0). timm's blocks map to ours:
     ``ir`` mbconv (mid = make_divisible(in * e, 8)), ``ds`` mbconv at e=1 (dw, [SE], pw without
     activation, skip at stride 1 and in == out), ``dsa`` our ds (MobileNetV1), ``er``
     fused_mbconv, ``cn`` fused_mbconv at e=1 (one conv N A, skip only with ``skip``).
@@ -282,16 +285,16 @@ def decode_timm_stage(text: str, activation: str = "relu", se: SESpec | None = N
         raise ValueError(f"{where}: e{v['e']} is not allowed for timm's {code!r}; expected e1")
     if code == "cn" and "se" in v:
         raise ValueError(f"{where}: timm's 'cn' (ConvBnAct) takes no SE; expected no se token")
-    if code == "er" and v["e"] == 1:
-        raise ValueError(f"{where}: timm's er at e1 (kxk conv, then a 1x1 projection) has no "
-                         "counterpart here; expected e > 1 (or 'cn' for a single conv)")
     act = v.get("n", activation)
     fields: dict[str, Any] = {
         "block": block, "repeats": v["r"], "kernel": v["k"], "stride": v["s"], "activation": act,
-        "out_channels": make_divisible(v["c"] * width, 8) if width != 1 else v["c"],
+        "out_channels": (make_divisible(v["c"] * width, 8, round_limit=round_limit)
+                         if width != 1 else v["c"]),
         "skip": "skip" in flags if code == "cn" else "noskip" not in flags}
     if not single:
-        fields.update(expansion=v["e"], mid_divisor=8)
+        # timm's ir / er always build their expansion conv; ours only where mid != in, and
+        # make_divisible(in * e, 8) == in needs |e - 1| < 4 / in, so e in (0.5, 1.5)
+        fields.update(expansion=v["e"], mid_divisor=8, expand=0.5 < v["e"] < 1.5)
     if "se" in v:
         template = se if se is not None else SESpec(activation=act)
         fields["se"] = template.replace(ratio=v["se"])
@@ -301,10 +304,16 @@ def decode_timm_stage(text: str, activation: str = "relu", se: SESpec | None = N
         raise ValueError(f"{where}: {exc}") from None
 
 
-def _scale_depth(repeats: list[int], depth: float) -> list[int]:
-    """timm's per-stage depth rule: ceil(total * depth) spread over the stage's strings in
-    proportion, the last string first."""
-    left, total = sum(repeats), math.ceil(sum(repeats) * depth)
+#: timm's depth truncation modes (``decode_arch_def(depth_trunc=)``)
+DEPTH_TRUNC = ("ceil", "round")
+
+
+def _scale_depth(repeats: list[int], depth: float, trunc: str = "ceil") -> list[int]:
+    """timm's per-stage depth rule: the stage's total ``n`` becomes ``ceil(n * depth)`` (or
+    ``max(1, round(n * depth))``, ``trunc='round'``), spread over its strings in proportion, the
+    last string first."""
+    left = sum(repeats)
+    total = math.ceil(left * depth) if trunc == "ceil" else max(1, round(left * depth))
     out: list[int] = []
     for r in reversed(repeats):
         n = max(1, round(r / left * total))
@@ -315,16 +324,36 @@ def _scale_depth(repeats: list[int], depth: float) -> list[int]:
 
 def decode_timm(arch_def: Iterable[str | Iterable[str]], activation: str = "relu",
                 se: SESpec | None = None, width: float = 1.0,
-                depth: float = 1.0) -> tuple[StageSpec, ...]:
+                depth: float | tuple[float, ...] = 1.0, depth_trunc: str = "ceil",
+                fix_first_last: bool = False, round_limit: float = 0.9,
+                ) -> tuple[StageSpec, ...]:
     """The stages of timm's ``arch_def`` (a list of stages, each a string or a list of strings),
-    with timm's width and depth multipliers (``depth``: per stage, see :func:`_scale_depth`)."""
+    with timm's width and depth multipliers (``depth``: one, or a tuple of one per stage; see
+    :func:`_scale_depth`, with ``depth_trunc`` 'ceil' or 'round'); ``fix_first_last`` keeps the
+    first and last stage's depth; as timm's ``decode_arch_def`` (TinyNet uses 'round', MixNet-M
+    fix_first_last); ``round_limit`` as timm's ``round_channels`` (EfficientNetV2: 0)."""
     if isinstance(arch_def, str):
         raise TypeError("decode_timm takes timm's arch_def, a list of (lists of) block strings")
+    if depth_trunc not in DEPTH_TRUNC:
+        raise ValueError(f"depth_trunc={depth_trunc!r} is not allowed; expected one of "
+                         f"{list(DEPTH_TRUNC)}")
+    if not isinstance(fix_first_last, bool):
+        raise TypeError(f"fix_first_last={fix_first_last!r} is not allowed; expected a bool")
+    entries = list(arch_def)
+    depths = depth if isinstance(depth, tuple) else (depth,) * len(entries)
+    if len(depths) != len(entries) or not all(
+            isinstance(d, (int, float)) and not isinstance(d, bool) and 0 < d < 1e6
+            for d in depths):
+        raise ValueError(f"depth={depth!r} is not allowed; expected a number > 0 or a tuple of "
+                         f"one per stage ({len(entries)})")
     stages: list[StageSpec] = []
-    for entry in arch_def:
-        group = [decode_timm_stage(t, activation, se, width)
+    for i, entry in enumerate(entries):
+        group = [decode_timm_stage(t, activation, se, width, round_limit)
                  for t in ([entry] if isinstance(entry, str) else entry)]
-        reps = _scale_depth([s.repeats for s in group], depth) if depth != 1 else None
+        fixed = fix_first_last and i in (0, len(entries) - 1)
+        multiplier = 1.0 if fixed else depths[i]
+        reps = (_scale_depth([s.repeats for s in group], multiplier, depth_trunc)
+                if multiplier != 1 else None)
         stages += [s.replace(repeats=r) for s, r in zip(group, reps)] if reps else group
     return tuple(stages)
 
@@ -357,7 +386,7 @@ def encode_timm(spec: NetworkSpec, activation: str | None = None) -> list[str]:
         if stage.dilation != 1 or stage.groups != 1:
             raise ValueError(f"{where}: timm's block strings have no dilation or groups")
         mids = geoms[i]
-        single = all(m == c for c, m in mids)
+        single = all(m == c for c, m in mids) and not stage.expand
         codes = _TIMM_WRITE.get(stage.block, (None, None))
         code = codes[0] if single else codes[1]
         if code is None or (code in ("dsa", "cn") and stage.se is not None):

@@ -143,6 +143,8 @@ class StageSpec(_Spec):
     Groups of the kxk conv (bottleneck) or of the 1x1 convs (shuffle_v1): ``mid // group_width``
     when ``group_width`` is set, else ``groups``; ``first_groups`` overrides the groups of the first
     1x1 conv of the stage's first block (ShuffleNetV1 keeps the network's first one dense).
+    ``expand`` keeps the expansion conv of mbconv / fused_mbconv also where mid == in (timm's
+    ``ir`` / ``er`` always build it; torchvision's leave it out at e=1).
     """
 
     block: str
@@ -162,6 +164,7 @@ class StageSpec(_Spec):
     skip: bool = True
     shortcut: str = "conv"
     style: str = "pytorch"
+    expand: bool = False
 
     def __post_init__(self) -> None:
         check_choice("stage.block", self.block, BLOCK_TYPES.names)
@@ -192,6 +195,10 @@ class StageSpec(_Spec):
         check_bool("stage.skip", self.skip)
         check_choice("stage.shortcut", self.shortcut, SHORTCUTS)
         check_choice("stage.style", self.style, STYLES)
+        check_bool("stage.expand", self.expand)
+        if self.expand and self.block not in ("mbconv", "fused_mbconv"):
+            raise ValueError(f"stage.expand=True is not allowed for block {self.block!r}; "
+                             "expected it only with mbconv or fused_mbconv")
         BLOCK_TYPES[self.block].check_stage(self)
 
 

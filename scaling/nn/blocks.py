@@ -250,14 +250,15 @@ class DepthwiseSeparable(_SequentialBlock):
 
 class MBConv(_SequentialBlock):
     """Inverted residual (Sandler et al. 2018; MobileNetV3; EfficientNet): [1x1 N A] (only when
-    mid != in), depthwise kxk/s N A, [SE], 1x1 N, + skip (stride 1 and in == out)."""
+    mid != in or ``stage.expand``), depthwise kxk/s N A, [SE], 1x1 N, + skip (stride 1 and
+    in == out)."""
 
     def __init__(self, geometry: BlockGeometry, stage: StageSpec, norm: NormSpec,
                  padding: str = "symmetric", with_cp: bool = False) -> None:
         super().__init__(geometry, stage, norm, padding, with_cp)
         g = geometry
         layers: dict[str, nn.Module] = {}
-        if g.mid_channels != g.in_channels:
+        if g.mid_channels != g.in_channels or stage.expand:
             layers["pw"] = self._cna(g.in_channels, g.mid_channels, 1)
         layers["dw"] = self._cna(g.mid_channels, g.mid_channels, g.kernel, g.stride,
                                  g.mid_channels, g.dilation)
@@ -269,14 +270,15 @@ class MBConv(_SequentialBlock):
 
 
 class FusedMBConv(_SequentialBlock):
-    """EfficientNetV2 (Tan & Le 2021): kxk/s N A, [SE], 1x1 N; when mid == in a single
-    kxk/s N A (in -> out) [SE on out], as torchvision's FusedMBConv; + skip."""
+    """EfficientNetV2 (Tan & Le 2021): kxk/s N A, [SE], 1x1 N; when mid == in (and not
+    ``stage.expand``) a single kxk/s N A (in -> out) [SE on out], as torchvision's FusedMBConv;
+    + skip."""
 
     def __init__(self, geometry: BlockGeometry, stage: StageSpec, norm: NormSpec,
                  padding: str = "symmetric", with_cp: bool = False) -> None:
         super().__init__(geometry, stage, norm, padding, with_cp)
         g = geometry
-        expand = g.mid_channels != g.in_channels
+        expand = g.mid_channels != g.in_channels or stage.expand
         first_out = g.mid_channels if expand else g.out_channels
         layers: dict[str, nn.Module] = {
             "exp" if expand else "conv": self._cna(g.in_channels, first_out, g.kernel, g.stride,

@@ -1,12 +1,15 @@
-"""An inference form of a built model: :func:`deploy` folds every BatchNorm into the conv before it.
+"""An inference form of a model: :func:`deploy` folds BatchNorms into the conv that feeds them.
 
 A conv ``y = W * x (+ b)`` followed by an eval-mode BatchNorm ``gamma (y - mu) / sqrt(var + eps) +
 beta`` is one conv with ``W' = W * s`` and ``b' = (b - mu) * s + beta``, ``s = gamma / sqrt(var +
-eps)`` per output channel (Jacob et al. 2018, sec. 3.2). The folded norm becomes ``nn.Identity``,
-so module names (``stem.0.0``, ``block.1.0`` ...) stay and hooks / feature extractors still find
-them. Activations compute in place (:func:`scaling.nn.blocks.inplace`), and the weights are in
-``channels_last`` memory format (NHWC): on CPU (oneDNN) depthwise and 1x1 convs run much faster
-that way, and an NCHW input is converted by the first conv; outputs are equal up to rounding.
+eps)`` per output channel (Jacob et al. 2018, sec. 3.2). Which pairs fold, on any module
+(torchvision's, timm's with ``BatchNormAct2d``), is :mod:`scaling.nn.fold`'s rule: only where the
+output provably stays the same; the rest are named in ``deployed_unfolded`` and a warning. A
+folded norm becomes ``nn.Identity`` (or its ``drop`` and ``act``), so module names stay and hooks
+/ feature extractors still find them. The activations of this package's blocks compute in place
+(:func:`scaling.nn.blocks.inplace`), and the weights are in ``channels_last`` memory format
+(NHWC): on CPU (oneDNN) depthwise and 1x1 convs run much faster that way, and an NCHW input is
+converted by the first conv; outputs are equal up to rounding.
 Where torch has oneDNN, every plain conv with a large weight (>= 256K elements) becomes a
 :class:`scaling.nn.packed.PackedConv2d` (a ``nn.Conv2d`` subclass with the same parameters) that
 keeps its weight pre-packed for float32 CPU inference: without it resnet50 at batch 1 on one
@@ -18,80 +21,75 @@ The result is in eval mode and meant for inference only: it has no running stati
 from __future__ import annotations
 
 import copy
+import warnings
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from scaling.nn.blocks import inplace
+from scaling.nn.blocks import INPLACE_TYPES
+from scaling.nn.fold import fold_conv_bn, fold_pairs, module_pairs
 from scaling.nn.packed import mkldnn_packing_available, pack_convs
 
-__all__ = ["deploy", "fold_conv_bn"]
+__all__ = ["DeployWarning", "deploy", "fold_conv_bn"]
 
 
-def fold_conv_bn(conv: nn.Conv2d, bn: _BatchNorm) -> nn.Conv2d:
-    """Fold the eval-mode ``bn`` into ``conv`` (in place; returned): weight scaled, bias added."""
-    if not isinstance(conv, nn.Conv2d) or not isinstance(bn, _BatchNorm):
-        raise TypeError(f"fold_conv_bn takes a Conv2d and a BatchNorm, got "
-                        f"{type(conv).__name__} and {type(bn).__name__}")
-    if bn.running_mean is None or bn.running_var is None:
-        raise ValueError("fold_conv_bn: the BatchNorm tracks no running statistics "
-                         "(track_running_stats=False); it cannot be folded")
-    with torch.no_grad():
-        scale = torch.rsqrt(bn.running_var + bn.eps)
-        if bn.weight is not None:
-            scale = scale * bn.weight
-        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-        bias = (bias - bn.running_mean) * scale
-        if bn.bias is not None:
-            bias = bias + bn.bias
-        conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
-        conv.bias = nn.Parameter(bias.to(conv.weight.dtype))
-    return conv
+class DeployWarning(UserWarning):
+    """:func:`deploy` left BatchNorms unfolded (the model is still exact, only slower)."""
 
 
-def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
-    return (isinstance(conv, nn.Conv2d) and isinstance(bn, _BatchNorm)
-            and bn.running_mean is not None and conv.out_channels == bn.num_features)
+def _own_inplace(module: nn.Module, own: bool = False) -> None:
+    """Activations in place inside this package's modules only (safe there, see
+    :func:`scaling.nn.blocks.inplace`); a foreign module's activation may feed a tensor that is
+    read again, so it is left as it was. Containers inherit their parent's ownership."""
+    if not isinstance(module, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+        own = type(module).__module__.startswith("scaling.")
+    for child in module.children():
+        if own and isinstance(child, INPLACE_TYPES):
+            child.inplace = True
+        _own_inplace(child, own)
 
 
-def _fold_children(module: nn.Module) -> int:
-    """Fold conv -> BN pairs among ``module``'s direct children: consecutive entries of a
-    Sequential, or the ``convN`` / ``norm{N}_name`` pairs of the residual blocks."""
-    folded = 0
-    names = list(module._modules)
-    pairs = list(zip(names, names[1:])) if isinstance(module, nn.Sequential) else []
-    for i in range(1, 4):
-        norm_name = getattr(module, f"norm{i}_name", None)
-        if isinstance(norm_name, str) and f"conv{i}" in module._modules:
-            pairs.append((f"conv{i}", norm_name))
-    for conv_name, bn_name in pairs:
-        conv, bn = module._modules[conv_name], module._modules[bn_name]
-        if _foldable(conv, bn):
-            fold_conv_bn(conv, bn)
-            module._modules[bn_name] = nn.Identity()
-            folded += 1
-    return folded
+def _unfolded_message(names: list[str], total: int) -> str:
+    shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    return (f"deploy: {len(names)} of {total} BatchNorms left unfolded (no conv feeds them "
+            f"alone, or their forward is more than the norm): {shown}")
 
 
 def deploy(model: nn.Module, copy_model: bool = True, channels_last: bool = True,
-           pack: bool = True) -> nn.Module:
-    """The inference form of ``model``: eval mode, every BatchNorm that follows a conv folded into
-    it, activations in place, weights channels_last (unless ``channels_last=False``), plain convs
-    with pre-packed oneDNN weights where torch has oneDNN (unless ``pack=False``; the module type
-    stays, ``model.deployed_packs`` counts them). ``copy_model=False`` changes ``model`` itself.
-    The logits equal the unfused model's up to float rounding (tests/test_deploy.py: max abs
-    difference <= 1e-4)."""
+           pack: bool = True, strict: bool = False) -> nn.Module:
+    """The inference form of ``model``: eval mode, BatchNorms folded into the conv that feeds
+    them (:mod:`scaling.nn.fold`: only where the output provably stays the same), activations of
+    this package's blocks in place, weights channels_last (unless ``channels_last=False``), plain
+    convs with pre-packed oneDNN weights where torch has oneDNN (unless ``pack=False``; the
+    module type stays). ``copy_model=False`` changes ``model`` itself.
+
+    The result records ``deployed_folds`` (how many norms were folded), ``deployed_unfolded``
+    (the names of the BatchNorms left, which still compute as before) and ``deployed_packs``.
+    Norms left unfolded give a :class:`DeployWarning` naming them, or with ``strict=True`` a
+    ValueError (before ``model`` is changed). The outputs equal the model's up to float rounding
+    (tests/test_deploy.py)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"deploy takes an nn.Module, got {type(model).__name__}")
+    if not isinstance(strict, bool):
+        raise TypeError(f"deploy: strict={strict!r} is not allowed; expected True or False")
+    if strict and not copy_model:  # refuse before changing the caller's model
+        deploy(model, copy_model=True, channels_last=False, pack=False, strict=True)
     model = copy.deepcopy(model) if copy_model else model
     model.eval()
-    folded = sum(_fold_children(m) for m in list(model.modules()))
-    inplace(model)
+    total = sum(isinstance(m, _BatchNorm) for m in model.modules())
+    folded = fold_pairs(model, module_pairs(model)[0])
+    unfolded = [n for n, m in model.named_modules() if isinstance(m, _BatchNorm)]
+    if unfolded and strict:
+        raise ValueError(_unfolded_message(unfolded, total) + " (strict=True)")
+    if unfolded:
+        warnings.warn(_unfolded_message(unfolded, total), DeployWarning, stacklevel=2)
+    _own_inplace(model)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     for p in model.parameters():
         p.requires_grad_(False)
-    model.deployed_folds = folded
+    model.deployed_folds = len(folded)
+    model.deployed_unfolded = tuple(unfolded)
     model.deployed_packs = pack_convs(model) if pack and mkldnn_packing_available() else 0
     return model
