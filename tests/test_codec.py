@@ -8,15 +8,8 @@ from hypothesis import strategies as st
 
 from scaling.cost import complexity
 from scaling.ir import SESpec, StageSpec
-from scaling.ir.codec import (
-    decode_stage,
-    decode_stages,
-    decode_timm,
-    decode_timm_stage,
-    encode_stage,
-    encode_stages,
-    encode_timm,
-)
+from scaling.ir.codec import decode_stage, decode_stages, encode_stage, encode_stages
+from scaling.ir.codec_timm import decode_timm, decode_timm_stage, encode_timm
 from scaling.zoo.models import get_spec
 
 

@@ -86,6 +86,7 @@ class BlockType:
     groups: bool = True  #: groups / group_width allowed
     out_multiple: int = 1  #: out_channels must be a multiple of it (a split block: 2)
     concat_input: bool = False  #: at stride 2, the output concatenates the (pooled) input
+    expansion_conv: bool = False  #: a 1x1 expansion conv, kept at mid == in by stage.expand
     check: Callable[[BlockGeometry, StageSpec, str], None] = _no_check  #: network checks
     mid_groups: Callable[[StageSpec], int] = _one  #: what must divide the mid channels
     quanta: Callable[[StageSpec], tuple[int, int]] = _no_quanta  #: (in, out) channel quanta
@@ -327,9 +328,11 @@ DS = BLOCK_TYPES.register(BlockType(
     "ds", "ds", _NN + "DepthwiseSeparable", "in", "none", _ds_cost, check=_ds_check,
     quanta=_ds_quanta))
 MBCONV = BLOCK_TYPES.register(BlockType(
-    "mbconv", "ir", _NN + "MBConv", "in", "identity", _mbconv_cost, se=True))
+    "mbconv", "ir", _NN + "MBConv", "in", "identity", _mbconv_cost, se=True,
+    expansion_conv=True))
 FUSED_MBCONV = BLOCK_TYPES.register(BlockType(
-    "fused_mbconv", "er", _NN + "FusedMBConv", "in", "identity", _fused_mbconv_cost, se=True))
+    "fused_mbconv", "er", _NN + "FusedMBConv", "in", "identity", _fused_mbconv_cost, se=True,
+    expansion_conv=True))
 SHUFFLE_V1 = BLOCK_TYPES.register(BlockType(
     "shuffle_v1", "sv1", _NN + "ShuffleV1Block", "out", "stride1", _shuffle_v1_cost,
     concat_input=True, check=_shuffle_v1_check, quanta=_shuffle_v1_quanta,

@@ -196,9 +196,10 @@ class StageSpec(_Spec):
         check_choice("stage.shortcut", self.shortcut, SHORTCUTS)
         check_choice("stage.style", self.style, STYLES)
         check_bool("stage.expand", self.expand)
-        if self.expand and self.block not in ("mbconv", "fused_mbconv"):
+        if self.expand and not BLOCK_TYPES[self.block].expansion_conv:
+            allowed = tuple(r.name for r in BLOCK_TYPES if r.expansion_conv)
             raise ValueError(f"stage.expand=True is not allowed for block {self.block!r}; "
-                             "expected it only with mbconv or fused_mbconv")
+                             f"expected it only with {allowed}")
         BLOCK_TYPES[self.block].check_stage(self)
 
 

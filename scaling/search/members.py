@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from scaling.ir import NetworkSpec
+from scaling.ir.registry import BLOCK_TYPES
 from scaling.search.space import (
     DEFAULT_SPACE,
     NET_KEYS,
@@ -78,8 +79,9 @@ def _layout_params(spec: NetworkSpec, space: Mapping[str, Any]) -> dict[str, Any
                + ",".join(str(s.stride) for s in spec.stages))
     _put(params, "strides", pattern, patterns_for(space, spec.resolution))
     acts = {spec.stem.activation, spec.head.activation, *(s.activation for s in spec.stages)}
-    ses = {s.se.ratio if s.se else 0 for s in spec.stages if s.block != "ds"} or {0}
-    mids = {s.mid_divisor for s in spec.stages if s.block != "ds"} or {8}
+    expanding = [s for s in spec.stages if BLOCK_TYPES[s.block].expansion_conv]  # not 'ds'
+    ses = {s.se.ratio if s.se else 0 for s in expanding} or {0}
+    mids = {s.mid_divisor for s in expanding} or {8}
     for key, values in (("activation", acts), ("se", ses), ("mid_divisor", mids)):
         if len(values) != 1:
             raise ValueError(f"the space cannot express a net with {key} {sorted(values)}: it "
@@ -102,7 +104,7 @@ def _layout_params(spec: NetworkSpec, space: Mapping[str, Any]) -> dict[str, Any
         cfg = {**space.get("defaults", {}), **cfg}
         for key in ("block", "kernel", "repeats"):
             _put(params, f"s{i}_{key}", getattr(s, key), cfg[key])
-        if s.block != "ds":
+        if BLOCK_TYPES[s.block].expansion_conv:
             _put(params, f"s{i}_expansion", s.expansion, cfg["expansion"])
     return params
 
