@@ -49,7 +49,9 @@ def _trials(url, study):
 
 
 def _done(trials):
-    return [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    """The trials that were evaluated (an over-budget sample is never built and not counted)."""
+    return [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+            and t.user_attrs.get("status") != "over_budget"]
 
 
 def _duplicates(trials):
