@@ -129,6 +129,10 @@ def enqueue_families(study: Any, cfg: Any, in_channels: int, num_classes: int,
         emit(f"enqueued {name}: width x{fit.knob:g} (divisor {fit.divisor}, {fit.rounding} "
              f"rounding), {format_macs(fit.macs)} MACs, as "
              f"{'the space parameters' if params is not None else 'a fixed spec'}")
+        if params is None and cfg.sampler == "nsga2":
+            emit(f"warning: NSGA-II learns nothing from the fixed-spec trial of {name}, and its "
+                 "shared search space becomes empty (every parameter sampled independently); "
+                 "prefer --sampler tpe")
         done.append({"name": name, "width": fit.knob, "divisor": fit.divisor, "macs": fit.macs,
                      "how": how})
     return done
