@@ -116,6 +116,26 @@ def test_space_params_are_used_only_when_they_rebuild_the_spec(monkeypatch):
     assert space_params(other, cfg, 1, 10) is None  # its parameters build another net
 
 
+def test_an_expressible_family_is_enqueued_as_its_parameters(monkeypatch, tmp_path):
+    """Where the space expresses the fitted net, the trial is an ordinary sampled one: its
+    parameters rebuild the spec that was evaluated, and no fixed spec is stored."""
+    from scaling.compound.match import Fit
+    from scaling.search import enqueue, space
+
+    cfg = SearchConfig(budget=3_000_000).validate()
+    spec, params = _sampled_spec_and_params(cfg)
+    monkeypatch.setattr(space, "params_for", lambda s, sp: params, raising=False)
+    monkeypatch.setattr(enqueue, "fit_family",
+                        lambda *a: Fit(spec, 1.0, 1, 1.0))
+    assert cli.main([*ZC, "--budget", "3M", "--enqueue", "mobilenet_v2", "--trials", "1",
+                     "--out", str(tmp_path), "--study", "x"]) == 0
+    first = optuna.load_study(study_name="x", storage=f"sqlite:///{tmp_path}/x.db").trials[0]
+    assert first.user_attrs["enqueued"] == "mobilenet_v2" and "fixed_spec" not in first.user_attrs
+    assert first.params == params
+    evaluated = json.loads(first.user_attrs["spec"])
+    assert {**evaluated, "name": ""} == {**spec.to_dict(), "name": ""}
+
+
 def _fake_train(acc_of):
     """A stand-in for scaling.train.train: validation accuracy ``acc_of(spec, seed)`` at every
     epoch (pruned when the callback says so); counts its calls."""
