@@ -67,7 +67,8 @@ NUMBERS = (("seed", 0, 2**32 - 1), ("timeout", 1e-9, None), ("epochs", 1e-9, Non
            ("trial_seconds", 1e-9, None), ("lr", 1e-12, None), ("reward_w", None, None),
            ("in_channels", 1, MAX_CHANNELS), ("resolution", 1, MAX_RESOLUTION),
            ("val_size", 0, None), ("max_retry", 0, None), ("startup_trials", 0, None),
-           ("hybrid_samples", 1, None), ("top", 0, None))
+           ("hybrid_samples", 1, None), ("top", 0, None), ("reevaluate", 0, None),
+           ("reevaluate_seeds", 1, None), ("prune_factor", 2, None))
 
 
 def config_from(args: argparse.Namespace) -> SearchConfig:
@@ -165,6 +166,14 @@ def _print_report(info: Any, args: argparse.Namespace) -> int:
             print(f"  recipe: {format_recipe(rec['recipe'])}")
     if not rep["best"]:
         print("(no feasible trial finished)")
+    if rep.get("reevaluation"):
+        from scaling.search.reevaluate import format_reevaluation
+
+        table = rep["reevaluation"]
+        print(f"\nre-evaluation (the best {len(table['rows'])} trials retrained with seeds "
+              f"{', '.join(map(str, table['seeds']))}; winner * by mean val_acc"
+              f"{', as the reward' if cfg.objective == 'reward' else ''}):")
+        print(format_reevaluation(table))
     print("\nsummary (top trials; * = best):")
     print(summary_table(study, args.top, score_name(cfg)) or "(no evaluated trials)")
     print(f"\ntrials: {format_counts(rep['counts'], cfg.evaluator)}; "

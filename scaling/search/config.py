@@ -13,20 +13,28 @@ from scaling.cli import MAX_THREADS
 from scaling.ir.base import is_int, is_number
 from scaling.search.evaluators import EVALUATORS, check_evaluator
 from scaling.search.names import PROXIES, check_proxies, parse_proxies
-from scaling.search.objectives import OBJECTIVES, format_macs, get_objective, parse_budget
+from scaling.search.objectives import (
+    OBJECTIVES,
+    WINDOW,
+    check_window,
+    format_macs,
+    get_objective,
+    parse_budget,
+    parse_window,
+)
 from scaling.search.space import load_space
 
 #: longest study name in UTF-8 bytes: its files (``NAME.best.json``, the atomic writer's
 #: ``.NAME.best.json.XXXXXXXX.tmp``) must stay within the 255-byte file names of common file systems
 MAX_STUDY_NAME = 200
 SAMPLERS = ("tpe", "nsga2", "random")
-PRUNERS = ("median", "hyperband", "none")
+PRUNERS = ("median", "sha", "hyperband", "none")
 # Keys that define what a study searches; a resumed run must agree on them.
 IDENTITY = ("budget", "objective", "evaluator", "data", "resolution", "in_channels", "seed",
             "epochs", "subset", "val_size", "batch_size", "optimizer", "lr", "augment", "space",
-            "reward_w", "zero_init_last")
+            "reward_w", "zero_init_last", "window")
 #: identity keys added after studies were stored without them: a missing one means this value
-IDENTITY_DEFAULTS = {"zero_init_last": False}
+IDENTITY_DEFAULTS = {"zero_init_last": False, "window": list(WINDOW)}
 
 
 class ConfigError(ValueError):
@@ -45,8 +53,30 @@ def _count_or_all(text: str) -> int | None:
     return n or None
 
 
+def _names(text: str) -> tuple[str, ...]:
+    """CLI text of ``enqueue``: comma-separated zoo names (checked in :meth:`validate`)."""
+    return tuple(n.strip() for n in str(text).split(",") if n.strip())
+
+
 def _opt(default: Any, help_text: str, **more: Any) -> Any:
     return field(default=default, metadata={"help": help_text, **more})
+
+
+def check_enqueue(names: Any) -> tuple[str, ...]:
+    """``names`` as a tuple of known zoo model names (:func:`scaling.zoo.list_models`), each
+    once; a ValueError naming the first unknown one."""
+    from scaling.zoo import list_models
+
+    if isinstance(names, str):
+        names = _names(names)
+    known = set(list_models())
+    for name in names:
+        if not isinstance(name, str) or name not in known:
+            raise ValueError(f"enqueue={name!r} is not allowed; expected zoo model names "
+                             "(python -m scaling.zoo lists them), comma-separated")
+    if len(set(names)) != len(names):
+        raise ValueError(f"enqueue={','.join(names)!r} is not allowed: a name is repeated")
+    return tuple(names)
 
 
 def check_study_name(name: Any) -> None:
@@ -74,7 +104,14 @@ class SearchConfig:
     resume: bool = _opt(False, "continue an existing study (load_if_exists)")
     budget: int = _opt(10_000_000, "MAC budget: 10M, 1.5G or 400000000", type=parse_budget,
                        metavar="MACS")
-    objective: str = _opt("reward", f"what the search optimises: {', '.join(OBJECTIVES)}")
+    objective: str = _opt("reward", f"what the search optimises: {', '.join(OBJECTIVES)} "
+                          "(window: val accuracy with MACs in --window x budget)")
+    window: tuple[float, float] = _opt(WINDOW, "the window objective's MAC window, fractions of "
+                                       "the budget: LO,HI (0 < LO < HI <= 1)", type=parse_window,
+                                       metavar="LO,HI")
+    enqueue: tuple[str, ...] = _opt((), "zoo families fitted to the budget (by width) and "
+                                    "evaluated as the first trials, e.g. mobilenet_v2,"
+                                    "efficientnet_b0", type=_names, metavar="NAMES")
     evaluator: str = _opt("train", f"how a trial is scored: {', '.join(EVALUATORS)}")
     data: str = _opt("fashion-mnist", "dataset (scaling.data)")
     data_root: str | None = _opt(None, "dataset folder (default: $SCALING_DATA, Debian path)")
@@ -86,7 +123,11 @@ class SearchConfig:
     seed: int = _opt(0, "seed of sampler, initialisation, training")
     device: str = _opt("auto", "auto (CUDA when available), cpu, cuda or cuda:N")
     sampler: str = _opt("tpe", f"Optuna sampler: {', '.join(SAMPLERS)}")
-    pruner: str = _opt("median", f"pruner of trained trials: {', '.join(PRUNERS)}")
+    pruner: str = _opt("median", f"pruner of trained trials: {', '.join(PRUNERS)} (sha: "
+                       "successive halving, hyperband: Hyperband, both over epochs with the "
+                       "protocol's --epochs as the top rung)")
+    prune_factor: int = _opt(3, "reduction factor of sha/hyperband: 1 in N trials goes on to "
+                             "the next rung")
     startup_trials: int = _opt(10, "random trials before TPE")
     prune_warmup: float = _opt(0.5, "fraction of the epochs a trial trains before the pruner may "
                                "stop it (slow starters are not cut blindly)")
@@ -112,7 +153,12 @@ class SearchConfig:
     zc_batch: int = _opt(64, "minibatch size of the proxies")
     hybrid_samples: int | None = _opt(None, "hybrid: samples scored zero-cost (default: 5 x "
                                       "trials)")
-    reward_w: float = _opt(-0.07, "MnasNet reward exponent w (Tan et al. 2019)")
+    reward_w: float = _opt(-0.07, "MnasNet reward exponent w (Tan et al. 2019): halving the "
+                           "MACs pays 2^-w - 1 relative accuracy (-0.07: 4.97%%; -0.014: 1%%)")
+    reevaluate: int = _opt(3, "after the search, retrain the best K trials with more seeds and "
+                           "pick the best mean (0: off; not for zero-cost)", metavar="K")
+    reevaluate_seeds: int = _opt(3, "seeds of each re-evaluated trial (seed+1 .. seed+S)",
+                                 metavar="S")
     space: Any = _opt(None, "search space YAML/JSON file (default: the built-in space)",
                       type=str, metavar="FILE")
     heartbeat: int = _opt(10, "heartbeat interval in seconds")
@@ -145,18 +191,20 @@ class SearchConfig:
                                           ("auto", "on", "off"))):
                 if value not in allowed:
                     raise ValueError(f"{name}={value!r} is not allowed; expected one of {allowed}")
+            self.window = check_window(self.window)
+            self.enqueue = check_enqueue(self.enqueue)
             for name in ("trials", "workers", "resolution", "batch_size", "zc_batch",
-                         "heartbeat", "grace"):
+                         "heartbeat", "grace", "reevaluate_seeds"):
                 value = getattr(self, name)
                 if not is_int(value) or value < 1:
                     raise ValueError(f"{name}={value!r} is not allowed; expected an int >= 1")
             if not is_number(self.prune_warmup) or not 0 <= self.prune_warmup <= 1:
                 raise ValueError(f"prune_warmup={self.prune_warmup!r} is not allowed; expected a "
                                  "fraction of the epochs in [0, 1]")
-            if not is_int(self.prune_startup) \
-                    or self.prune_startup < 0:
-                raise ValueError(f"prune_startup={self.prune_startup!r} is not allowed; expected "
-                                 "an int >= 0")
+            for name, low in (("prune_startup", 0), ("reevaluate", 0), ("prune_factor", 2)):
+                value = getattr(self, name)
+                if not is_int(value) or value < low:
+                    raise ValueError(f"{name}={value!r} is not allowed; expected an int >= {low}")
             if self.threads is not None and (isinstance(self.threads, bool)
                                              or not isinstance(self.threads, int)
                                              or not 1 <= self.threads <= MAX_THREADS):
@@ -175,15 +223,17 @@ class SearchConfig:
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        out["proxies"] = list(self.proxies)
+        for key in ("proxies", "window", "enqueue"):
+            out[key] = list(getattr(self, key))
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
-        if "proxies" in kwargs:
-            kwargs["proxies"] = tuple(kwargs["proxies"])
+        for key in ("proxies", "window", "enqueue"):
+            if key in kwargs:
+                kwargs[key] = tuple(kwargs[key])
         return cls(**kwargs)
 
     @property

@@ -206,7 +206,7 @@ def train_eval(ctx: SearchContext, trial: Any, spec: Any, cost: Any) -> Evaluati
              "val_history": history, "train_time": round(result.train_time, 3),
              "images_per_s": round(result.images_per_s, 1), "train_samples": result.samples,
              "steady_images_per_s": round(steady, 1), "wall_time": round(result.wall_time, 3),
-             "device": result.device}
+             "device": result.device, "epochs_trained": len(history)}
     if result.status == "pruned":
         for key, value in {**attrs, **_proxy_attrs(proxies), "status": "pruned"}.items():
             trial.set_user_attr(key, value)
@@ -232,31 +232,64 @@ def _proxy_attrs(proxies: dict[str, float | None]) -> dict[str, float | None]:
     return {f"proxy_{k}": v for k, v in proxies.items()}
 
 
+def window_space(space: Any, cfg: SearchConfig) -> Any:
+    """``space`` for the window objective: a sampled ``budget_fraction`` range clipped to the
+    window (a fraction below it only yields samples that are rejected unbuilt); its step is
+    dropped where the clipped range is no multiple of it. Other objectives, and spaces without
+    such a range, unchanged."""
+    frac = space.get("budget_fraction") if isinstance(space, dict) else None
+    if cfg.objective != "window" or not isinstance(frac, dict) or "low" not in frac:
+        return space
+    low, high = max(float(frac["low"]), cfg.window[0]), min(float(frac["high"]), cfg.window[1])
+    if low >= high:
+        return space
+    clipped = {**frac, "low": low, "high": high}
+    step = frac.get("step")
+    if step and abs((high - low) / step - round((high - low) / step)) > 1e-9:
+        clipped.pop("step")
+    return {**space, "budget_fraction": clipped}
+
+
+def trial_spec(trial: Any, ctx: SearchContext, space: Any) -> Any:
+    """The trial's net: the enqueued spec of a fixed-spec trial (user attr ``fixed_spec``,
+    :mod:`scaling.search.enqueue`), else the one its parameters sample from ``space``."""
+    from scaling.ir import NetworkSpec
+
+    cfg = ctx.cfg
+    fixed = trial.user_attrs.get("fixed_spec")
+    if fixed:
+        return NetworkSpec.from_json(fixed)
+    return sample_spec(trial, space, cfg.resolution, ctx.in_channels, ctx.num_classes,
+                       budget=cfg.budget)
+
+
 def make_objective(ctx: SearchContext, evaluator: str | None = None
                    ) -> Callable[[Any], float | tuple[float, float]]:
-    """The Optuna objective: sample a spec, count it, evaluate it only if within budget."""
+    """The Optuna objective: sample a spec (or take an enqueued one), count it, evaluate it only
+    if its MACs are feasible (within the budget; for ``window`` within the window)."""
     from scaling.cost import complexity
+    from scaling.search.objectives import macs_status
 
     cfg = ctx.cfg
     objective = get_objective(cfg.objective)
     name = evaluator or cfg.evaluator
     check_evaluator(name)
     evaluate = EVALUATORS[name]
+    space = window_space(cfg.space, cfg)
 
     def run(trial: Any) -> float | tuple[float, float]:
-        spec = sample_spec(trial, cfg.space, cfg.resolution, ctx.in_channels, ctx.num_classes,
-                           budget=cfg.budget)
-        sample_recipe(trial, cfg.space)  # after the architecture: an old space's params stay
+        spec = trial_spec(trial, ctx, space)
+        sample_recipe(trial, space)  # after the architecture: an old space's params stay
         cost = complexity(spec)
-        feasible = cost.macs <= cfg.budget
+        status, constraint = macs_status(objective.name, cost.macs, cfg.budget, cfg.window)
         for key, value in {"spec": spec.to_json(indent=None), "macs": cost.macs,
                            "params": cost.params, "activations": cost.activations,
-                           "budget": cfg.budget, "feasible": feasible, "worker": ctx.rank,
-                           "evaluator": name}.items():
+                           "budget": cfg.budget, "feasible": status is None,
+                           "worker": ctx.rank, "evaluator": name}.items():
             trial.set_user_attr(key, value)
-        set_budget_constraint(trial, cost.macs, cfg.budget)
-        if not feasible:
-            trial.set_user_attr("status", "over_budget")
+        set_budget_constraint(trial, cost.macs, cfg.budget, constraint)
+        if status is not None:
+            trial.set_user_attr("status", status)
             return objective.penalty(cost.macs)
         result = evaluate(ctx, trial, spec, cost)
         for key, value in {**result.attrs, **_proxy_attrs(result.proxies),

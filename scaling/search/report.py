@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from scaling.cli import format_table
-from scaling.search.objectives import format_macs, get_objective
+from scaling.search.objectives import INFEASIBLE, format_macs, get_objective
 from scaling.search.workers import ATTEMPTS_PER_TRIAL, Census, max_attempts
 
 PROXY_PREFIX = "proxy_"
@@ -23,8 +23,9 @@ def counts(study: Any) -> dict[str, int]:
     for t in study.get_trials(deepcopy=False):
         key = "surplus" if t.user_attrs.get("surplus") else t.state.name.lower()
         out[key] = out.get(key, 0) + 1
-        if t.user_attrs.get("status") == "over_budget":
-            out["over_budget"] = out.get("over_budget", 0) + 1
+        status = t.user_attrs.get("status")
+        if status in INFEASIBLE:
+            out[status] = out.get(status, 0) + 1
     out["trained"] = Census.of(study).trained
     return out
 
@@ -38,16 +39,23 @@ def target_status(study: Any, target: int) -> dict[str, Any]:
     if census.trained < target and census.attempts >= cap:
         stopped = (f"study {study.study_name!r}: {census.trained} of {target} trials trained; "
                    f"sampling stopped at the cap of {cap} attempts ({ATTEMPTS_PER_TRIAL} x "
-                   f"the target), {census.over} samples over budget -- raise the budget or "
-                   "narrow the space's floor (fewer repeats, smaller kernels)")
+                   f"the target), {census.over} samples outside the budget (or window) -- raise "
+                   "the budget, widen --window or narrow the space's floor (fewer repeats, "
+                   "smaller kernels)")
     return {"trained": census.trained, "target": target, "attempts": census.attempts,
             "max_attempts": cap, "stopped": stopped}
 
 
 def best_trials(study: Any) -> list[Any]:
-    """The best feasible trial (reward), or the Pareto front by MACs (pareto)."""
+    """The best feasible trial (single objective: the re-evaluation's winner where the study
+    holds one, :mod:`scaling.search.reevaluate`), or the Pareto front by MACs (pareto)."""
+    from scaling.search.reevaluate import winner_trial
+
     if len(study.directions) > 1:
         return sorted(study.best_trials, key=lambda t: t.values[1])
+    winner = winner_trial(study)
+    if winner is not None:
+        return [winner]
     try:
         return [study.best_trial]
     except ValueError:  # nothing feasible completed
@@ -66,9 +74,33 @@ def trial_record(trial: Any, with_spec: bool = True) -> dict[str, Any]:
     }
     if a.get("recipe"):  # the trial's sampled training recipe (a space with ``recipe``)
         rec["recipe"] = a["recipe"]
+    for key in ("enqueued", "epochs_trained"):
+        if a.get(key) is not None:
+            rec[key] = a[key]
+    if rungs(trial):
+        rec["rung"] = rungs(trial)
     if with_spec and a.get("spec"):
         rec["spec"] = json.loads(a["spec"])
     return rec
+
+
+def rungs(trial: Any) -> int:
+    """The successive-halving rungs ``trial`` completed (Optuna's ``completed_rung_<k>`` system
+    attributes; 0 without such a pruner)."""
+    return sum(k.startswith("completed_rung_") for k in getattr(trial, "system_attrs", {}))
+
+
+def best_records(study: Any) -> list[dict[str, Any]]:
+    """The records of :func:`best_trials` (``best.json``); the re-evaluation's winner carries
+    its row of the re-evaluation table under ``reevaluation``."""
+    from scaling.search.reevaluate import stored
+
+    rows = {r["trial"]: r for r in (stored(study) or {"rows": []})["rows"]}
+    records = [trial_record(t) for t in best_trials(study)]
+    for rec in records:
+        if rec["number"] in rows:
+            rec["reevaluation"] = rows[rec["number"]]
+    return records
 
 
 def format_recipe(recipe: dict[str, Any] | None) -> str:
@@ -101,6 +133,7 @@ def summary_table(study: Any, top: int = 10, score: str = "score") -> str:
     proxies = sorted({k for t in trials[:top] for k in t.user_attrs if k.startswith(PROXY_PREFIX)
                       and k[len(PROXY_PREFIX):] not in ("params", score)})
     value = (study.metric_names or ["value"])[0]
+    single = single and value != score  # window: the value is the score
     header = ["trial", "best", "MACs", "params", score, *([value] if single else []),
               *(f"proxy {k[len(PROXY_PREFIX):]}" for k in proxies)]
     rows = []
@@ -117,7 +150,8 @@ def tidy_trials(study: Any) -> Any:
     """One row per trial, the columns a reader needs (``<study>.trials.csv``), in this order:
 
     - ``trial``: Optuna's trial number; ``state``: COMPLETE, PRUNED, FAIL or RUNNING;
-      ``status``: ok, over_budget (never built: scored the penalty, not counted in --trials),
+      ``status``: ok, over_budget or below_window (never built: scored the penalty, not counted
+      in --trials),
       pruned or diverged;
     - ``macs``, ``params``: the analytic count of the trial's net (MACs at the search's
       resolution); ``budget``: the MAC budget;
@@ -126,6 +160,9 @@ def tidy_trials(study: Any) -> Any:
     - the objective's values under the study's metric names (``reward`` = score x
       (MACs/budget)^w, MnasNet's; pareto: the two values it ranks);
     - ``proxy_<name>``: each zero-cost proxy recorded; ``recipe_<key>``: a sampled training recipe;
+    - ``enqueued``: the zoo family an enqueued trial evaluates; ``epochs_trained``: the epochs a
+      trained trial ran (the resource its pruner saw); ``rung``: the successive-halving rungs it
+      completed (``--pruner sha|hyperband``);
     - ``seconds``: the trial's wall time; ``worker``; ``started``; ``blocks``: the net as block
       strings (:func:`scaling.ir.encode_stages`; ``best.json`` holds the full spec).
 
@@ -146,6 +183,8 @@ def tidy_trials(study: Any) -> Any:
                     if n not in row})  # pareto's val_acc and macs are columns already
         row.update({k: v for k, v in sorted(a.items()) if k.startswith(PROXY_PREFIX)})
         row.update({f"recipe_{k}": v for k, v in (a.get("recipe") or {}).items()})
+        row.update(enqueued=a.get("enqueued"), epochs_trained=a.get("epochs_trained"),
+                   rung=rungs(t) if rungs(t) else None)
         row["seconds"] = round(t.duration.total_seconds(), 3) if t.duration else None
         row.update(worker=a.get("worker"), started=t.datetime_start, blocks=a.get("blocks"))
         rows.append(row)
@@ -175,7 +214,7 @@ def write_outputs(study: Any, out_dir: str, name: str | None = None) -> dict[str
     tidy_path = os.path.join(out_dir, f"{name}.trials.csv")
     atomic_write_text(tidy_path, tidy_trials(study).to_csv(index=False))
     best_path = os.path.join(out_dir, f"{name}.best.json")
-    atomic_write_json(best_path, [trial_record(t) for t in best_trials(study)])
+    atomic_write_json(best_path, best_records(study))
     return {"trials_csv": tidy_path, "csv": csv_path, "best_json": best_path}
 
 
@@ -193,6 +232,8 @@ def in_repo(path: str) -> str:
 def report(study: Any, cfg: Any, wall_time: float, paths: dict[str, str]) -> dict[str, Any]:
     """The whole report as one JSON-able dict (what ``--json`` prints); paths inside the
     repository are given relative to it (:func:`in_repo`)."""
+    from scaling.search.reevaluate import stored
+
     objective = get_objective(cfg.objective)
     return {
         "study": study.study_name, "storage": in_repo(cfg.storage_url),
@@ -201,6 +242,7 @@ def report(study: Any, cfg: Any, wall_time: float, paths: dict[str, str]) -> dic
         "budget": cfg.budget, "unit": "MACs", "resolution": cfg.resolution, "data": cfg.data,
         "counts": counts(study), "target": target_status(study, cfg.trials),
         "wall_time_s": round(wall_time, 2),
-        "best": [trial_record(t) for t in best_trials(study)],
+        "best": best_records(study),
+        "reevaluation": stored(study),
         **{k: in_repo(v) for k, v in paths.items()},
     }

@@ -175,10 +175,13 @@ def _shown(value: Any, limit: int = 60) -> str:
 
 
 def metric_names(cfg: SearchConfig) -> list[str]:
-    """The study's objective names: ``reward``, or (val_acc | the rank proxy, macs)."""
-    if not get_objective(cfg.objective).multi:
-        return ["reward"]
-    return ["val_acc" if cfg.evaluator in ("train", "hybrid") else cfg.rank_proxy, "macs"]
+    """The study's objective names: ``reward``; for ``window`` the score (val_acc | the rank
+    proxy); for ``pareto`` (the score, macs)."""
+    score = "val_acc" if cfg.evaluator in ("train", "hybrid") else cfg.rank_proxy
+    objective = get_objective(cfg.objective)
+    if not objective.multi:
+        return ["reward"] if objective.name == "reward" else [score]
+    return [score, "macs"]
 
 
 def summary(cfg: SearchConfig) -> str:

@@ -33,6 +33,7 @@ from typing import Any
 from scaling.search.config import ConfigError, SearchConfig, StorageError
 from scaling.search.evaluators import EVALUATORS, SearchContext, make_objective
 from scaling.search.objectives import (
+    INFEASIBLE,
     constraints_func,
     format_macs,
     get_objective,
@@ -72,6 +73,11 @@ def make_sampler(cfg: SearchConfig, kind: str | None = None) -> Any:
 
 
 def make_pruner(cfg: SearchConfig) -> Any:
+    """The study's pruner. ``sha`` (successive halving, Jamieson & Talwalkar 2016; asynchronous
+    as in ASHA, Li et al. 2020) and ``hyperband`` (Li et al. 2018) use epochs as the resource:
+    the lowest rung at ``prune_warmup_steps`` epochs, each next rung ``prune_factor`` times
+    longer, and the top rung the protocol itself (``epochs``: a trial that is never pruned
+    trains exactly what the study trains)."""
     import math
 
     import optuna
@@ -79,9 +85,13 @@ def make_pruner(cfg: SearchConfig) -> Any:
     if cfg.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=cfg.prune_startup,
                                            n_warmup_steps=cfg.prune_warmup_steps)
+    if cfg.pruner == "sha":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=cfg.prune_warmup_steps,
+                                                      reduction_factor=cfg.prune_factor)
     if cfg.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=cfg.prune_warmup_steps,
-                                              max_resource=max(1, math.ceil(cfg.epochs)))
+                                              max_resource=max(1, math.ceil(cfg.epochs)),
+                                              reduction_factor=cfg.prune_factor)
     return optuna.pruners.NopPruner()
 
 
@@ -116,7 +126,7 @@ def progress_callback(cfg: SearchConfig, rank: int, emit: Callable[[str], None],
         names = study.metric_names or ["value"] * len(study.directions)
         status = attrs.get("status", "-")
         head = f"[w{rank}] trial"
-        if status == "over_budget" or attrs.get("surplus"):
+        if status in INFEASIBLE or attrs.get("surplus"):
             emit(f"{head} #{trial.number} {status.replace('_', ' ')}: "
                  f"{format_macs(macs) if macs is not None else '-'} MACs, not counted")
             return
@@ -131,11 +141,14 @@ def progress_callback(cfg: SearchConfig, rank: int, emit: Callable[[str], None],
                 best = f"best {names[0]} {bt.value:.4f} (#{bt.number})"
             except ValueError:
                 best = f"best {names[0]} -"
-            value = "" if trial.value is None else f", {names[0]} {trial.value:.4f}"
+            value = "" if trial.value is None or names[0] == label \
+                else f", {names[0]} {trial.value:.4f}"
         dur = trial.duration.total_seconds() if trial.duration else 0.0
         left = max(0, cfg.trials - trained)
         eta = (clock() - start) / counted[0] * left / max(1, cfg.workers)
-        emit(f"{head} {trained} of {cfg.trials} (#{trial.number}) {trial.state.name.lower()}, "
+        tag = f", enqueued {attrs['enqueued']}" if attrs.get("enqueued") else ""
+        emit(f"{head} {trained} of {cfg.trials} (#{trial.number}{tag}) "
+             f"{trial.state.name.lower()}, "
              f"status {status}: {format_macs(macs) if macs is not None else '-'} MACs, "
              f"{label} {'-' if score is None else f'{score:.4f}'}{value} | {best} | "
              f"{dur:.1f} s, ETA {tqdm.format_interval(eta)}")
@@ -319,6 +332,17 @@ def run_search(cfg: SearchConfig, to_stderr: bool = False) -> RunInfo:
     storage = open_storage(cfg)
     study = open_study(cfg, storage, create=True)
     fail_stale(study, cfg.grace)
+    stream = sys.stderr if to_stderr else sys.stdout
+
+    def emit(line: str) -> None:
+        if not cfg.quiet:
+            print(line, file=stream, flush=True)
+
+    if cfg.enqueue:
+        from scaling.search.enqueue import enqueue_families
+
+        ctx = SearchContext(cfg, data=data)
+        enqueue_families(study, cfg, ctx.in_channels, ctx.num_classes, emit)
     if cfg.evaluator == "hybrid":
         screen(cfg, storage, study, to_stderr, data)
     census = Census.of(study)
@@ -326,6 +350,9 @@ def run_search(cfg: SearchConfig, to_stderr: bool = False) -> RunInfo:
     if not census.done(cfg.trials, max_attempts(cfg.trials)):
         _run_pool(cfg, to_stderr, data)
     fail_stale(study, cfg.grace)
+    from scaling.search.reevaluate import reevaluate
+
+    reevaluate(study, cfg, data, emit)
     info = RunInfo(study, cfg, time.time() - t0, max(0, remaining))
     status = target_status(study, cfg.trials)
     if status["stopped"]:

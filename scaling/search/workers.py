@@ -36,6 +36,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from scaling.search.objectives import INFEASIBLE
+
 POLL_S = 0.5  # how often a waiting process looks at other processes' running trials
 
 
@@ -156,7 +158,7 @@ def is_trained(trial: Any) -> bool:
     """Whether ``trial`` counts toward the target: finished (complete or pruned) and evaluated,
     not an over-budget sample."""
     return (trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
-            and trial.user_attrs.get("status") != "over_budget")
+            and trial.user_attrs.get("status") not in INFEASIBLE)
 
 
 def max_attempts(target: int) -> int:
@@ -185,7 +187,7 @@ class Census:
                    running=sum(t.state == TrialState.RUNNING for t in trials),
                    attempts=sum(t.state in done and not t.user_attrs.get("surplus")
                                 for t in trials),
-                   over=sum(t.user_attrs.get("status") == "over_budget" for t in trials))
+                   over=sum(t.user_attrs.get("status") in INFEASIBLE for t in trials))
 
     def done(self, target: int, cap: int) -> bool:
         """Whether no trial should start any more: the target is trained or the cap reached."""

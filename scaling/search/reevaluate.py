@@ -1,0 +1,136 @@
+"""A sound pick: the best few trials retrained with more seeds, the winner by the mean.
+
+The trials of a search are scored once, with one seed, on a few thousand validation images
+(2,000 carry about 0.75 points of standard error), and the best of many noisy scores is biased
+upward (the winner's curse). So after the search the best ``reevaluate`` (K) trained trials of a
+single-objective study are retrained under the same protocol
+(:func:`scaling.search.evaluators.train_spec`: the same data split, subset, epochs, fixed recipe
+and the trial's own sampled recipe, no pruning) with the seeds ``seed + 1 .. seed + S``
+(``reevaluate_seeds``). The search's own run is left out of the mean, since it is what selected
+the trial. The winner is the trial whose objective value at its mean validation accuracy is
+best (``window``: the mean itself; ``reward``: the reward of the mean).
+
+Each retraining is stored in the study (user attr ``reeval:<trial>:<seed>``), so a resumed or
+repeated run retrains only what is missing; the table and the winner are stored as the study's
+user attr ``reevaluation``, which :func:`scaling.search.report.best_trials` reads: ``best.json``'s
+record is the winner. Not done for the zero-cost evaluator (nothing was trained: its score is a
+deterministic proxy) nor for ``pareto`` (the front is the answer, not one winner); the stored
+table is then cleared.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+from scaling.search.objectives import get_objective
+
+ATTR = "reevaluation"
+
+
+def skip_reason(cfg: Any) -> str | None:
+    """Why ``cfg``'s search is not re-evaluated (None: it is)."""
+    if not cfg.reevaluate:
+        return "--reevaluate 0"
+    if cfg.evaluator == "zero-cost":
+        return "the zero-cost evaluator trains nothing"
+    if get_objective(cfg.objective).multi:
+        return "a Pareto front has no single winner"
+    return None
+
+
+def candidates(study: Any, k: int) -> list[Any]:
+    """The ``k`` best trained trials of a single-objective study: complete, feasible, scored
+    (not pruned: a pruned trial never reached the protocol's top rung), by value."""
+    from optuna.trial import TrialState
+
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.user_attrs.get("feasible") and t.user_attrs.get("score") is not None
+            and t.user_attrs.get("status") == "ok"]
+    return sorted(done, key=lambda t: (-t.value, t.number))[:k]
+
+
+def _seed_key(number: int, seed: int) -> str:
+    return f"reeval:{number}:{seed}"
+
+
+def _row(study: Any, trial: Any, seeds: list[int], cfg: Any) -> dict[str, Any]:
+    """The re-evaluation row of ``trial`` from the stored retrainings."""
+    accs = [study.user_attrs[_seed_key(trial.number, s)]["val_acc"] for s in seeds]
+    ok = [a for a in accs if a is not None]
+    mean = statistics.fmean(ok) if ok else None
+    objective = get_objective(cfg.objective)
+    macs = trial.user_attrs["macs"]
+    value = None if mean is None else objective.values(mean, macs, cfg.budget, cfg.reward_w)
+    return {"trial": trial.number, "macs": macs, "search_val_acc": trial.user_attrs["score"],
+            "mean": mean, "std": statistics.stdev(ok) if len(ok) > 1 else None, "n": len(ok),
+            "value": value, "seeds": seeds, "val_accs": accs,
+            "enqueued": trial.user_attrs.get("enqueued")}
+
+
+def reevaluate(study: Any, cfg: Any, data: Any = None,
+               emit: Callable[[str], None] = lambda line: None) -> dict[str, Any] | None:
+    """Re-evaluate ``study``'s best trials (module docstring); returns the table ``{"k",
+    "seeds", "rows", "winner"}`` (also stored in the study), or None when skipped or nothing
+    was trained."""
+    from scaling.ir import NetworkSpec
+    from scaling.search.evaluators import SearchContext, train_spec
+
+    if skip_reason(cfg) is not None:
+        if study.user_attrs.get(ATTR) is not None:
+            study.set_user_attr(ATTR, None)
+        return None
+    top = candidates(study, cfg.reevaluate)
+    if not top:
+        return None
+    seeds = [cfg.seed + i for i in range(1, cfg.reevaluate_seeds + 1)]
+    ctx = SearchContext(cfg, data=data)
+    stored = study.user_attrs
+    for trial in top:
+        spec = NetworkSpec.from_json(trial.user_attrs["spec"])
+        for seed in seeds:
+            key = _seed_key(trial.number, seed)
+            if key in stored:
+                continue
+            t0 = time.monotonic()
+            result = train_spec(ctx, spec, seed=seed, recipe=trial.user_attrs.get("recipe"))
+            acc = result.final_val_top1 if result.status == "ok" else None
+            study.set_user_attr(key, {"val_acc": acc, "status": result.status})
+            shown = "-" if acc is None else f"{acc:.4f}"
+            emit(f"re-evaluation: trial #{trial.number} seed {seed}: val_acc {shown}, "
+                 f"status {result.status}, {time.monotonic() - t0:.1f} s")
+        stored = study.user_attrs
+    rows = [_row(study, t, seeds, cfg) for t in top]
+    scored = [r for r in rows if r["value"] is not None]
+    winner = max(scored, key=lambda r: r["value"])["trial"] if scored else None
+    table = {"k": cfg.reevaluate, "seeds": seeds, "rows": rows, "winner": winner}
+    study.set_user_attr(ATTR, table)
+    return table
+
+
+def stored(study: Any) -> dict[str, Any] | None:
+    """The study's stored re-evaluation table (None: none, or cleared)."""
+    return study.user_attrs.get(ATTR)
+
+
+def winner_trial(study: Any) -> Any | None:
+    """The re-evaluation's winning trial, or None (no re-evaluation, no winner)."""
+    table = stored(study)
+    if not table or table.get("winner") is None:
+        return None
+    return study.get_trials(deepcopy=False)[table["winner"]]
+
+
+def format_reevaluation(table: dict[str, Any]) -> str:
+    """The table as aligned text, the winner marked ``*``: trial, MACs, the search's val_acc,
+    the mean, std and number of the new seeds' val_acc."""
+    from scaling.cli import format_table
+    from scaling.cost.units import format_macs
+
+    rows = [[r["trial"], "*" if r["trial"] == table["winner"] else "", format_macs(r["macs"]),
+             r["search_val_acc"], r["mean"], r["std"], r["n"], r.get("enqueued") or ""]
+            for r in table["rows"]]
+    return format_table(["trial", "winner", "MACs", "search val_acc", "mean val_acc", "std",
+                         "n", "enqueued"], rows, left=0)
