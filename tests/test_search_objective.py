@@ -7,9 +7,11 @@ import optuna
 import pandas as pd
 import pytest
 
+from scaling.ir import NetworkSpec
 from scaling.search import cli
 from scaling.search import evaluators as ev
 from scaling.search.enqueue import fit_family, space_params
+from scaling.search.members import same_spec
 from scaling.search.objectives import macs_status
 from scaling.search.study import SearchConfig, make_pruner
 
@@ -62,9 +64,10 @@ def test_window_search_enqueues_the_families_first_and_trains_only_the_window(ca
     assert [t.user_attrs.get("enqueued") for t in trials[:2]] == ["mobilenet_v2",
                                                                  "efficientnet_b0"]
     cfg = SearchConfig(budget=900_000, objective="window").validate()
-    for t in trials[:2]:  # the space cannot express them yet: fixed specs, no parameters
+    for t in trials[:2]:  # the space expresses them: ordinary trials, their parameters
         fit = fit_family(t.user_attrs["enqueued"], cfg, 1, 10)
-        assert t.params == {} and json.loads(t.user_attrs["spec"]) == fit.spec.to_dict()
+        assert t.params and "fixed_spec" not in t.user_attrs
+        assert same_spec(NetworkSpec.from_dict(json.loads(t.user_attrs["spec"])), fit.spec)
         assert 810_000 <= t.user_attrs["macs"] <= 900_000 and t.user_attrs["status"] == "ok"
     for t in trials:
         inside = 810_000 <= t.user_attrs["macs"] <= 900_000
@@ -105,26 +108,25 @@ def _sampled_spec_and_params(cfg):
 
 
 def test_space_params_are_used_only_when_they_rebuild_the_spec(monkeypatch):
-    from scaling.search import space
+    from scaling.search import members
 
     cfg = SearchConfig(budget=3_000_000).validate()
     spec, params = _sampled_spec_and_params(cfg)
-    assert space_params(spec, cfg, 1, 10) is None or hasattr(space, "params_for")
-    monkeypatch.setattr(space, "params_for", lambda s, sp: params, raising=False)
-    assert space_params(spec, cfg, 1, 10) == params
+    assert space_params(spec, cfg, 1, 10) is not None  # a sampled net: parameters that rebuild it
+    monkeypatch.setattr(members, "params_for", lambda s, sp, budget=None: params)
     other = fit_family("mobilenet_v2", cfg, 1, 10).spec
-    assert space_params(other, cfg, 1, 10) is None  # its parameters build another net
+    assert space_params(other, cfg, 1, 10) is None  # these parameters build another net
 
 
 def test_an_expressible_family_is_enqueued_as_its_parameters(monkeypatch, tmp_path):
     """Where the space expresses the fitted net, the trial is an ordinary sampled one: its
     parameters rebuild the spec that was evaluated, and no fixed spec is stored."""
     from scaling.compound.match import Fit
-    from scaling.search import enqueue, space
+    from scaling.search import enqueue, members
 
     cfg = SearchConfig(budget=3_000_000).validate()
     spec, params = _sampled_spec_and_params(cfg)
-    monkeypatch.setattr(space, "params_for", lambda s, sp: params, raising=False)
+    monkeypatch.setattr(members, "params_for", lambda s, sp, budget=None: params)
     monkeypatch.setattr(enqueue, "fit_family",
                         lambda *a: Fit(spec, 1.0, 1, 1.0))
     assert cli.main([*ZC, "--budget", "3M", "--enqueue", "mobilenet_v2", "--trials", "1",
@@ -219,6 +221,12 @@ def test_reevaluation_off_keeps_the_searchs_best(monkeypatch, tmp_path):
 def test_an_enqueued_fixed_spec_can_win(monkeypatch, tmp_path):
     """A fixed-spec trial is a trial like any other for the pick (best_trial, re-evaluation)."""
     import scaling.train
+    from scaling.search import members
+
+    def inexpressible(spec, space, budget=None):
+        raise ValueError("the space cannot express it")
+
+    monkeypatch.setattr(members, "params_for", inexpressible)  # so it is a fixed spec
 
     monkeypatch.setattr(scaling.train, "train", _fake_train(
         lambda spec, seed: 0.95 if "enqueued" in spec.name else 0.6))
