@@ -98,7 +98,7 @@ def run_one(arm: str, subset: int, epochs: float, seed: int, args: dict[str, Any
                        budget=parse_budget(args["budget"]), reward_w=0.0, trials=10_000,
                        timeout=args["seconds"], seed=seed, device=args["device"], epochs=epochs,
                        subset=subset, val_size=args["val_size"], threads=1, proxies=(),
-                       space=space, quiet=True)
+                       space=space, quiet=True, reevaluate=0)  # equal wall time per arm
     info = run_search(cfg)
     done = [t for t in info.study.get_trials(deepcopy=False,
                                              states=(optuna.trial.TrialState.COMPLETE,))

@@ -192,7 +192,8 @@ def search_stage(preset: StudyPreset, out: Path, device: str, log: Callable[[str
         folder = folder.resolve().relative_to(ROOT)  # the study stores it: no machine paths
     cfg = SearchConfig(budget=preset.base_macs, resolution=28, study="search",
                        storage=f"sqlite:///{folder / 'search.db'}", resume=True, seed=0,
-                       device=device, out_dir=str(folder), quiet=True, **preset.search)
+                       device=device, out_dir=str(folder), quiet=True,
+                       **{"reevaluate": 0, **preset.search})  # as the committed studies ran
     t0 = time.perf_counter()
     info = run_search(cfg)
     write_outputs(info.study, str(folder))

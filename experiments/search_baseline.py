@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         data="fashion-mnist", resolution=28, trials=args.trials, timeout=args.timeout,
         workers=args.workers, seed=args.seed, device=args.device, epochs=args.epochs,
         subset=args.subset, val_size=args.val_size, batch_size=args.batch_size, lr=args.lr,
-        threads=args.threads, out_dir=args.out, resume=args.resume, space=args.space)
+        threads=args.threads, out_dir=args.out, resume=args.resume, space=args.space,
+        reevaluate=0)  # --retrain-seeds retrains the pick
     print(f"search {cfg.study}: budget {format_macs(budget)} MACs at 28x28, {cfg.trials} trials, "
           f"protocol subset {cfg.subset}, val {cfg.val_size}, {count_of(cfg.epochs, 'epoch')}",
           flush=True)

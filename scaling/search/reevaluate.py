@@ -28,6 +28,8 @@ from typing import Any
 from scaling.search.objectives import get_objective
 
 ATTR = "reevaluation"
+#: the evaluators whose score is a training run by :func:`scaling.search.evaluators.train_spec`
+TRAINING_EVALUATORS = ("train", "hybrid")
 
 
 def skip_reason(cfg: Any) -> str | None:
@@ -36,6 +38,8 @@ def skip_reason(cfg: Any) -> str | None:
         return "--reevaluate 0"
     if cfg.evaluator == "zero-cost":
         return "the zero-cost evaluator trains nothing"
+    if cfg.evaluator not in TRAINING_EVALUATORS:  # a user's own: its protocol is not train_spec
+        return f"evaluator {cfg.evaluator!r} is not one that trains by the search's protocol"
     if get_objective(cfg.objective).multi:
         return "a Pareto front has no single winner"
     return None
