@@ -15,6 +15,7 @@ NAMES = {"plain", "trainer", "search_trials", "search_evaluator", "zero_cost_tri
          "concurrent_workers"}
 
 
+@pytest.mark.slow
 def test_gpu_bench_tiny_on_cpu_prints_every_field(tmp_path, capsys):
     out = tmp_path / "bench"
     assert main(["gpu", "--tiny", "--data", "synthetic", "--device", "cpu", "--threads", "1",

@@ -138,6 +138,7 @@ def test_a_failure_mid_search_keeps_the_completed_trial(failure, tmp_path, data_
     assert _trials(tmp_path, "m")[0] == "COMPLETE"
 
 
+@pytest.mark.slow
 def test_ctrl_c_with_workers_is_one_line_exit_130(tmp_path, data_root):
     """A real SIGINT to the process group (as a terminal sends it): the parent and both workers
     get it; no "Process search-worker-N: Traceback", no Optuna traceback."""

@@ -194,6 +194,7 @@ def test_recipe_sweep_tiny(fake_fashion, tmp_path):
     assert "adamw-3e-3" in (tmp_path / "tiny.md").read_text()
 
 
+@pytest.mark.slow
 def test_recipe_vs_fixed_tiny(fake_fashion, tmp_path):
     import pandas as pd
 

@@ -94,6 +94,7 @@ def test_resume_draws_new_samples_and_a_fresh_run_repeats_itself(tmp_path):
     assert [t.params for t in again] == [t.params for t in trials[:4]]  # same seed, same draws
 
 
+@pytest.mark.slow
 def test_separate_processes_share_the_target_and_create_the_study_at_once(tmp_path, url):
     """Processes started together on a new storage/study: none fails, the target is global."""
     study, target, n = f"p-{uuid.uuid4().hex[:8]}", 12, 2
@@ -108,6 +109,7 @@ def test_separate_processes_share_the_target_and_create_the_study_at_once(tmp_pa
     assert all(t.state == TrialState.FAIL and t.user_attrs.get("surplus") for t in extra)
 
 
+@pytest.mark.slow
 def test_killing_the_parent_stops_its_workers_and_resume_loses_nothing(tmp_path, url):
     study, target = f"k-{uuid.uuid4().hex[:8]}", 16
     args = _search(tmp_path, url, study, target, "--workers", "2", "--proxies", "synflow,params",

@@ -114,6 +114,7 @@ def test_family_plan_points_are_within_their_tolerance():
                                            "ShuffleNetV2", "MobileNetV3-S", "MobileNetV3-L"}
 
 
+@pytest.mark.slow
 @pytest.mark.data
 @pytest.mark.skipif(not os.path.isdir(FASHION_DIR), reason=f"Fashion-MNIST absent from "
                     f"{FASHION_DIR} (apt-get install dataset-fashion-mnist)")
