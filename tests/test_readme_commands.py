@@ -24,7 +24,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "results/README.md")
 PLACEHOLDER = re.compile(r"NAME|\[|\||\.\.\.|^python -m$")
-TINY_TRAIN = "--subset 512 --val-size 128 --test-size 128 --threads 1"
+TINY_TRAIN = "--subset 256 --val-size 64 --test-size 64 --threads 1"
 TINY_STUDY = "python experiments/run_study.py --preset tiny --out tiny-study --jobs 1"
 TINY_SCALE = ("python experiments/scale_family.py --tiny --jobs 1 --out-dir scale-out --phis 1 "
               "--subset 256 --grid-tol 0.05")
@@ -35,7 +35,7 @@ TINY_SCALE = ("python experiments/scale_family.py --tiny --jobs 1 --out-dir scal
 RUNS: dict[str, str] = {
     "python -m scaling.compound --phi 3": "python -m scaling.compound --phi 3",
     "python -m scaling.train mobilenet_v2_x0_5 --data fashion-mnist --seconds 1080 --threads 1":
-        "python -m scaling.train mobilenet_v2_x0_5 --data fashion-mnist --samples 256 "
+        "python -m scaling.train mobilenet_v2_x0_5 --data fashion-mnist --samples 64 "
         f"{TINY_TRAIN}",
     "python -m scaling.search --budget 6M --trials 40 --data fashion-mnist --resolution 28 "
     "--threads 1":
@@ -99,9 +99,6 @@ RUNS: dict[str, str] = {
     "python -m scaling.bench train":
         "python -m scaling.bench train --models mobilenet_v2_x0_5 --steps 1 --repeats 1 "
         "--threads 1 --batch-size 32",
-    "python -m scaling.bench gpu":
-        "python -m scaling.bench gpu --device cpu --data synthetic --tiny --workers 0 "
-        "--zc-trials 1 --trials 1 --epochs 1 --threads 1",
     "python experiments/run_study.py --preset tiny": TINY_STUDY,
     "python experiments/run_study.py --preset medium": TINY_STUDY,
     "python experiments/run_study.py --preset full": TINY_STUDY,
@@ -137,6 +134,8 @@ NOT_RUN: dict[str, str] = {
     "python -m pytest -q": "the test command itself: .ci/run runs it",
     'pip install -e ".[postgres]"': "an install: .ci/run runs it before the PostgreSQL tests",
     "pip install optuna-dashboard": "an install from PyPI, not a dependency",
+    "python -m scaling.bench gpu": "run in-process at --tiny size on the CPU by "
+                                   "tests/test_bench.py::test_gpu_bench_tiny_on_cpu_prints_every_field",
     "optuna-dashboard sqlite:///runs/search/STUDY.db": "a web server that runs until stopped",
     "STORE=postgresql://user:password@dbhost/scaling": "the server's URL: {postgres} here",
 }

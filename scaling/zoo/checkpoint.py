@@ -48,17 +48,10 @@ def load_checkpoint(model: Any, path: str | os.PathLike) -> Any:
     """Load a checkpoint in ``model``'s own layout into it, strictly (timm's
     ``load_checkpoint``): a state dict, or one under ``'state_dict'`` / ``'model'``; a key or
     shape that differs is a ValueError naming the file and the first differences."""
-    import torch
+    from scaling.zoo.state_files import unwrap
 
     name = os.fspath(path)
-    state = _read(name)
-    for key in ("state_dict", "model"):
-        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
-            state = state[key]
-            break
-    if not isinstance(state, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-        raise ValueError(f"checkpoint {name!r} does not hold a state dict (str -> tensor)")
+    state = unwrap(_read(name), f"checkpoint {name!r}")
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     extra = [k for k in state if k not in own]

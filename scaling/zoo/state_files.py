@@ -10,21 +10,26 @@ import torch
 
 from scaling.files import atomic_write
 
-__all__ = ["load_file", "save_file"]
+__all__ = ["load_file", "save_file", "unwrap"]
 
 
-def load_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """A state dict from a file (``torch.load(..., weights_only=True)``); a checkpoint holding it
-    under 'state_dict' or 'model' is unwrapped."""
-    obj = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+def unwrap(obj: object, where: str) -> dict[str, torch.Tensor]:
+    """The state dict in a loaded object: itself, or the one under 'state_dict' or 'model'; a
+    ValueError naming ``where`` when it holds none."""
     for key in ("state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]
             break
     if not isinstance(obj, Mapping) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
-        raise ValueError(f"{os.fspath(path)!r} does not hold a state dict (str -> tensor)")
+        raise ValueError(f"{where} does not hold a state dict (str -> tensor)")
     return dict(obj)
+
+
+def load_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A state dict from a file (``torch.load(..., weights_only=True)``; :func:`unwrap`)."""
+    obj = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    return unwrap(obj, repr(os.fspath(path)))
 
 
 def save_file(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
