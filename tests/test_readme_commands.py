@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import uuid
@@ -20,12 +19,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from conftest import copy_of_repository
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "results/README.md")
 PLACEHOLDER = re.compile(r"NAME|\[|\||\.\.\.|^python -m$")
 TINY_TRAIN = "--subset 256 --val-size 64 --test-size 64 --threads 1"
-TINY_STUDY = "python experiments/run_study.py --preset tiny --out tiny-study --jobs 1"
 TINY_SCALE = ("python experiments/scale_family.py --tiny --jobs 1 --out-dir scale-out --phis 1 "
               "--subset 256 --grid-tol 0.05")
 
@@ -43,11 +42,11 @@ RUNS: dict[str, str] = {
         "--threads 1 --epochs 0.05 --subset 1024 --val-size 256",
     "python -m scaling.search --budget 6M --trials 40":
         "python -m scaling.search --budget 6M --trials 1 --epochs 0.05 --subset 1024 "
-        "--val-size 256 --threads 1 --study inline",
+        "--val-size 256 --threads 1 --study inline --reevaluate 0",
     "python -m scaling.search --budget 2M --trials 20 --subset 4000 --val-size 2000 --epochs 2 "
     "--batch-size 64 --lr 0.05 --zero-init-last --threads 1":
-        "python -m scaling.search --budget 2M --trials 1 --subset 512 --val-size 128 --epochs 1 "
-        "--batch-size 64 --lr 0.05 --zero-init-last --threads 1",
+        "python -m scaling.search --budget 2M --trials 1 --subset 256 --val-size 64 --epochs 1 "
+        "--batch-size 64 --lr 0.05 --zero-init-last --threads 1 --reevaluate 0",
     "python -m scaling.search --budget 900k --objective window --enqueue "
     "mobilenet_v2,efficientnet_b0 --pruner sha --subset 4000 --val-size 2000 --epochs 2 "
     "--batch-size 64 --lr 0.05 --zero-init-last --trials 20 --reevaluate 3 --reevaluate-seeds 3 "
@@ -99,9 +98,6 @@ RUNS: dict[str, str] = {
     "python -m scaling.bench train":
         "python -m scaling.bench train --models mobilenet_v2_x0_5 --steps 1 --repeats 1 "
         "--threads 1 --batch-size 32",
-    "python experiments/run_study.py --preset tiny": TINY_STUDY,
-    "python experiments/run_study.py --preset medium": TINY_STUDY,
-    "python experiments/run_study.py --preset full": TINY_STUDY,
     "python experiments/run_study.py --preset full --plan-only":
         "python experiments/run_study.py --preset full --plan-only",
     "python experiments/search_baseline.py":
@@ -139,6 +135,10 @@ NOT_RUN: dict[str, str] = {
     "optuna-dashboard sqlite:///runs/search/STUDY.db": "a web server that runs until stopped",
     "STORE=postgresql://user:password@dbhost/scaling": "the server's URL: {postgres} here",
 }
+TINY_STUDY_TEST = ("tests/test_study.py::test_tiny_study_reproduces_its_csvs_and_resumes_without_"
+                   "retraining runs it in a fresh copy of the repository")
+for _preset in ("tiny", "medium", "full"):  # medium and full at tiny size: the same run
+    NOT_RUN[f"python experiments/run_study.py --preset {_preset}"] = TINY_STUDY_TEST
 NOT_RUN_PREFIXES = {
     "python -m venv ../venv-compare": "the compare venv downloads torchvision and timm",
     "../venv-compare/": "runs in the compare venv (torchvision and timm)",
@@ -189,19 +189,8 @@ def test_every_readme_command_is_run_or_said_why_not():
 
 @pytest.fixture(scope="module")
 def fresh_copy(tmp_path_factory) -> Path:
-    """The repository's tracked files (git ls-files; every file where git is absent)."""
-    dest = tmp_path_factory.mktemp("fresh") / "repo"
-    try:
-        files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,
-                               check=True).stdout.decode().split("\0")
-    except (OSError, subprocess.CalledProcessError):
-        shutil.copytree(ROOT, dest, ignore=shutil.ignore_patterns(".git", "__pycache__"))
-        return dest
-    for name in filter(None, files):
-        if (ROOT / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, dest / name)
-    return dest
+    """The repository's tracked files, as a fresh clone has them."""
+    return copy_of_repository(tmp_path_factory.mktemp("fresh") / "repo")
 
 
 def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> str | None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import copy_of_repository
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -119,11 +121,18 @@ def test_family_plan_points_are_within_their_tolerance():
 @pytest.mark.skipif(not os.path.isdir(FASHION_DIR), reason=f"Fashion-MNIST absent from "
                     f"{FASHION_DIR} (apt-get install dataset-fashion-mnist)")
 def test_tiny_study_reproduces_its_csvs_and_resumes_without_retraining(tmp_path):
-    tables, said = {}, []
-    for name in ("a", "b"):
-        run_study.run("tiny", tmp_path / name, device="cpu", threads=1, log=said.append)
-        tables[name] = {t: pd.read_csv(tmp_path / name / f"{t}.csv")
-                        for t in ("grid", "family", "single")}
+    """The README's command on a fresh copy of the repository (the README test leaves it to
+    this one), then the same study in this process: equal tables, and a resume trains nothing."""
+    repo = copy_of_repository(tmp_path / "repo")
+    env = {**os.environ, "PYTHONPATH": str(repo), "CUDA_VISIBLE_DEVICES": "", "MPLBACKEND": "Agg"}
+    done = subprocess.run([sys.executable, "experiments/run_study.py", "--preset", "tiny",
+                           "--out", str(tmp_path / "a"), "--jobs", "1"], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    said = done.stdout.splitlines()
+    run_study.run("tiny", tmp_path / "b", device="cpu", threads=1, log=lambda line: None)
+    tables = {name: {t: pd.read_csv(tmp_path / name / f"{t}.csv")
+                     for t in ("grid", "family", "single")} for name in ("a", "b")}
     for t, df in tables["a"].items():
         cols = [c for c in df.columns if c not in TIMING]
         pd.testing.assert_frame_equal(df[cols], tables["b"][t][cols])
