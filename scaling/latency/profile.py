@@ -22,10 +22,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from scaling.ir import NetworkSpec
-from scaling.latency.predict import Part, parts
+from scaling.latency.parts import Part, parts
 from scaling.latency.table import LatencyTable
 
-__all__ = ["DTYPES", "calibrate", "environment", "measure_models", "measure_parts", "profile",
+__all__ = ["DTYPES", "environment", "measure_models", "measure_parts", "profile",
            "time_modules"]
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -174,20 +174,6 @@ def measure_models(specs: Sequence[NetworkSpec], device: str = "cpu", threads: i
              _input((s.in_channels, s.resolution, s.resolution), batch, device, dtype, False))
             for s in specs]
     return time_modules(runs, device, threads, **timing)
-
-
-def calibrate(table: LatencyTable, specs: Sequence[NetworkSpec], **timing: Any
-              ) -> LatencyTable:
-    """``table`` with ``overhead_ms`` fitted: the median over ``specs`` of measured whole-model
-    time minus the sum of its entries (all must be in the table)."""
-    from scaling.latency.predict import predict
-
-    env = table.environment
-    kind = env.get("device_kind", "cpu")
-    measured = measure_models(specs, kind, env["threads"], env["batch"], env["dtype"], **timing)
-    bare = LatencyTable(env, table.entries)
-    gaps = [m - predict(s, bare) for s, m in zip(specs, measured)]
-    return LatencyTable(env, table.entries, statistics.median(gaps))
 
 
 def profile(specs: Sequence[NetworkSpec], device: str = "cpu", threads: int = 1, batch: int = 1,
