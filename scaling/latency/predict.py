@@ -57,22 +57,23 @@ def predict(spec: NetworkSpec, table: LatencyTable, *,
     if missing and measure is False:
         first = next(iter(missing.values()))
         raise MissingEntryError(
-            f"latency table ({table.describe()}) has no entry for {len(missing)} of "
-            f"{len(items)} parts of {spec.name or 'the spec'}, e.g. {first.describe()}; profile "
-            "them (python -m scaling.latency profile) or predict(..., measure=True)")
+            f"latency table ({table.describe()}) has no entry for {len(missing)} distinct "
+            f"part(s) of the {len(items)} of {spec.name or 'the spec'}, e.g. {first.describe()}; "
+            "profile them (python -m scaling.latency profile) or predict(..., measure=True)")
     if missing:
         if measure is True:
             from scaling.latency.profile import measure_parts
 
-            found = measure_parts(list(missing.values()), **_measure_options(table))
+            found = measure_parts(list(missing.values()), **measure_options(table))
         else:
             found = measure(list(missing.values()))
     times = {**table.entries, **found}
     return sum(times[p.key] for p in items) + (table.overhead_ms or 0.0)
 
 
-def _measure_options(table: LatencyTable) -> dict[str, Any]:
-    """The environment a missing entry is measured in, checked against this machine's."""
+def measure_options(table: LatencyTable) -> dict[str, Any]:
+    """The options of :func:`scaling.latency.profile.measure_parts` for ``table``'s environment
+    (ValueError unless it is this machine's)."""
     from scaling.latency.profile import environment
 
     env = table.environment

@@ -22,11 +22,33 @@ from typing import Any
 
 from scaling.files import atomic_write_json
 
-__all__ = ["ENVIRONMENT", "FORMAT", "LatencyTable", "load_table"]
+__all__ = ["ENVIRONMENT", "FORMAT", "LatencyTable", "load_table", "parse_latency"]
 
 FORMAT = "scaling.latency/1"
 #: the fields a table's environment names, all required
 ENVIRONMENT = ("device", "torch", "threads", "batch", "dtype")
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def parse_latency(text: str | float) -> float:
+    """A latency in ms from ``'5ms'``, ``'800us'``, ``'0.2s'`` or a bare number (ms); a
+    ValueError naming the value unless it is finite and > 0."""
+    value = str(text).strip().lower()
+    scale = 1.0
+    for unit in ("us", "ms", "s"):  # "ms" and "us" before "s"
+        if value.endswith(unit):
+            value, scale = value[:-len(unit)].strip(), _UNITS[unit]
+            break
+    try:
+        ms = float(value) * scale
+    except ValueError:
+        ms = float("nan")
+    if not math.isfinite(ms) or ms <= 0:
+        raise ValueError(f"latency budget {text!r} is not allowed; expected a time > 0 such as "
+                         "5ms, 800us or 0.2s (a bare number: ms)")
+    return ms
 
 
 def _check_environment(env: Any) -> dict[str, Any]:
