@@ -137,3 +137,13 @@ def test_search_refuses_a_budget_without_a_table(tmp_path):
     rc = cli.main(["--latency-budget", "5ms", "--evaluator", "zero-cost", "--out",
                    str(tmp_path)])
     assert rc == 2
+
+
+def test_bench_error_figures_by_hand():
+    from scaling.bench.latency import errors
+
+    out = errors([1.1, 2.0, 2.7, 5.0], [1.0, 2.0, 3.0, 4.0])  # errors 10, 0, 10, 25 %
+    assert out["median_abs_pct"] == 10.0 and out["spearman"] == 1.0
+    assert out["p90_abs_pct"] == pytest.approx(20.5)  # pandas' linear quantile of 0,10,10,25
+    assert errors([3.0, 2.0, 1.0], [1.0, 2.0, 3.0])["spearman"] == -1.0
+    assert errors([1.0], [2.0])["spearman"] is None
