@@ -14,7 +14,8 @@ Stages, each skipped where its output exists (``--fresh`` starts over):
    validation top-1.
 3. **families** and **single-dimension scaling** (:mod:`experiments.study_plan`): every model at its
    matched MAC point, every seed.
-4. **report**: ``grid.csv``, ``family.csv``, ``single.csv`` (one row per model and seed: the
+4. **report** (alone with ``--report-only``, from the runs already in ``OUT/runs.csv``):
+   ``grid.csv``, ``family.csv``, ``single.csv`` (one row per model and seed: the
    realised MACs and their error against the target), ``plan.json`` (every spec), the figures and
    ``README.md`` with the findings (:mod:`experiments.study_report`).
 
@@ -214,10 +215,12 @@ def search_stage(preset: StudyPreset, out: Path, device: str, log: Callable[[str
 
 def run(preset_name: str, out: Path, device: str = "auto", threads: int | None = 1,
         jobs: int | None = None, log: Callable[[str], None] = print,
-        plan_only: bool = False) -> dict[str, Any]:
+        plan_only: bool = False, report_only: bool = False) -> dict[str, Any]:
     """All stages of the study at ``preset_name`` into ``out``; returns the report's summary.
     ``plan_only``: train nothing; write ``plan.json`` (every model the study would train) from
-    the search and the grid's runs already in ``out`` and return ``{"plan": path}``."""
+    the search and the grid's runs already in ``out`` and return ``{"plan": path}``.
+    ``report_only``: train nothing and leave ``runs.csv`` and its log as they are; rewrite the
+    plan, tables, figures and README from the runs there (a missing run is a ValueError)."""
     from scaling.compound.match import macs_of
     from scaling.ir import NetworkSpec
     from scaling.study.provenance import Provenance, atomic_write_json
@@ -227,11 +230,13 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
     jobs = preset.jobs if jobs is None else jobs
     proto = preset.protocol
     prov = Provenance(seeds=proto.seeds, device=device, preset=preset_name,
-                      protocol={**dataclasses.asdict(proto), "key": proto.key()})
+                      protocol={**dataclasses.asdict(proto), "key": proto.key()},
+                      **({"report_only": "runs from runs.csv"} if report_only else {}))
     out.mkdir(parents=True, exist_ok=True)
     search_reused = (out / "search" / "baseline.json").is_file()
-    if plan_only and not search_reused:
-        raise ValueError(f"plan_only needs the search's result, {out / 'search/baseline.json'}, "
+    if (plan_only or report_only) and not search_reused:
+        mode = "plan_only" if plan_only else "report_only"
+        raise ValueError(f"{mode} needs the search's result, {out / 'search/baseline.json'}, "
                          "which is missing: run the study (or its search) first")
     searched = search_stage(preset, out, device, log, prov)
     searched_root = adapt(NetworkSpec.from_dict(searched["spec"])).replace(name="searched")
@@ -242,7 +247,7 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
     base = renamed(base_point(searched_root, preset), "searched phi0")
     store = RunStore(out / "runs.csv")
     search_state = "reused" if search_reused else "ran"
-    started = None if plan_only else log_invocation(out, prov, None, len(store.rows),
+    started = None if plan_only or report_only else log_invocation(out, prov, None, len(store.rows),
                                                     search=search_state)
 
     grid = grid_plan(base, preset)
@@ -250,7 +255,9 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
         f"(base: {base.spec.num_blocks} blocks, {base.macs / 1e6:.2f}M MACs)")
     before = len(store.rows)
     group = resolve_device(device).type == "cuda"  # a spec's seeds share its cuDNN plans
-    if not plan_only:
+    if report_only:
+        refuse_missing(grid, proto.seeds[:1], store, proto.key())
+    elif not plan_only:
         train_all(grid, proto.seeds[:1], preset, store, device, threads, jobs, log, group)
     else:
         missing = [e for e in grid
@@ -274,12 +281,17 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
     prov.write(plan_path)
     if plan_only:
         return {"plan": str(plan_path)}
-    train_all(family + single, proto.seeds, preset, store, device, threads, jobs, log, group)
+    if report_only:
+        refuse_missing(family + single, proto.seeds, store, proto.key())
+    else:
+        train_all(family + single, proto.seeds, preset, store, device, threads, jobs, log, group)
 
     from experiments.study_report import write_report
 
     tables = {"grid": grid_rows, "family": joined(family, proto.seeds, store, proto.key()),
               "single": joined(single, proto.seeds, store, proto.key())}
+    if report_only:
+        return write_report(out, preset_name, preset, tables, plan, prov)
     dropped = store.keep_read()  # every run the tables read is kept
     if dropped:
         log(f"runs.csv: dropped {dropped} runs that the plan no longer has")
@@ -288,11 +300,21 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
     return write_report(out, preset_name, preset, tables, plan, prov)
 
 
+def refuse_missing(entries: list[dict[str, Any]], seeds: tuple[int, ...], store: RunStore,
+                   protocol: str) -> None:
+    """``--report-only`` trains nothing: a run missing from ``runs.csv`` is a ValueError."""
+    missing = [f"{e['spec'].name} seed {s}" for e in entries for s in seeds
+               if RunStore.key(e["spec"], s, protocol) not in store.rows]
+    if missing:
+        raise ValueError(f"report_only: {len(missing)} runs the report needs are not in "
+                         f"{store.path} under protocol {protocol} (first: {missing[0]}); run "
+                         "the study without --report-only to train them")
+
+
 def pending_plan(preset_name: str, grid: list[dict[str, Any]], missing: list[dict[str, Any]],
                  base: Any, key: str, runs: Path, log: Callable[[str], None]) -> dict[str, Any]:
-    """What ``--plan-only`` can say before the grid is trained (a fresh clone, or a protocol
-    changed since the committed runs): the base point and the grid's candidates, and that the
-    winner, the family and single-dimension plans wait for the grid's runs. Writes nothing."""
+    """What ``--plan-only`` says before the grid is trained (a fresh clone, a changed protocol):
+    the base point, the grid's candidates, and that the rest waits for them. Writes nothing."""
     log(f"base point: the searched net's width x{base.knob:.4g}, {base.macs:,} MACs")
     log(f"grid ({len(grid)} candidates; * = not yet trained under protocol {key}):")
     for e in grid:
@@ -349,8 +371,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fresh", action="store_true", help="delete OUT's runs and search first")
     p.add_argument("--plan-only", action="store_true", help="train nothing: write OUT/plan.json "
                    "from the search and grid runs already in OUT")
+    p.add_argument("--report-only", action="store_true", help="train nothing: rewrite the "
+                   "tables, figures and README from the runs in OUT/runs.csv")
     args = p.parse_args(argv)
     out = args.out or ROOT / "results" / args.preset
+    if args.fresh and (args.plan_only or args.report_only):
+        p.error("--fresh deletes the runs that --plan-only and --report-only read")
     if args.fresh and out.exists():
         import shutil
 
@@ -358,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         summary = run(args.preset, out, args.device, args.threads, args.jobs,
-                      plan_only=args.plan_only)
+                      plan_only=args.plan_only, report_only=args.report_only)
     except ValueError as exc:  # a missing input of --plan-only, a bad option: one line
         print(f"run_study.py: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

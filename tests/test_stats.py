@@ -68,7 +68,8 @@ def test_difference_pooled_and_welch():
     assert d.se == pytest.approx(0.004 * math.sqrt(2 / 3)) and d.df == 64
     assert d.critical == pytest.approx(1.998, abs=5e-4)
     assert d.significant == (abs(d.t) > d.critical)
-    assert "pooled" in d.verdict() and d.verdict().endswith("a difference")
+    assert d.method == "pooled" and welch.method == "Welch"
+    assert d.verdict() == f"{abs(d.t):.1f} SE (t crit 2.00, 64 df): a difference"
     # 2 SE passes the old rule but not t_{0.975, 2} = 4.303
     small = stats.difference_of_means(0.02, 1e-4, 2, 0.0, 1e-4, 2)
     assert small.t == pytest.approx(2.0) and not small.significant

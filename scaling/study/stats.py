@@ -158,8 +158,7 @@ class Difference:
     def verdict(self) -> str:
         """One line: |t| against the critical value, and whether that is a difference."""
         word = "a difference" if self.significant else "within seed noise"
-        return (f"{abs(self.t):.1f} SE (t crit {self.critical:.2f}, {self.method}, "
-                f"{self.df:.3g} df): {word}")
+        return f"{abs(self.t):.1f} SE (t crit {self.critical:.2f}, {self.df:.3g} df): {word}"
 
 
 def difference_of_means(mean_a: float, var_a: float, n_a: int, mean_b: float, var_b: float,
