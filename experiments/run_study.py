@@ -14,7 +14,7 @@ Stages, each skipped where its output exists (``--fresh`` starts over):
    validation top-1.
 3. **families** and **single-dimension scaling** (:mod:`experiments.study_plan`): every model at its
    matched MAC point, every seed.
-4. **report** (alone with ``--report-only``, from the runs already in ``OUT/runs.csv``):
+4. **report** (alone with ``--report-only``: from ``OUT/plan.json`` and ``OUT/runs.csv``):
    ``grid.csv``, ``family.csv``, ``single.csv`` (one row per model and seed: the
    realised MACs and their error against the target), ``plan.json`` (every spec), the figures and
    ``README.md`` with the findings (:mod:`experiments.study_report`).
@@ -215,12 +215,10 @@ def search_stage(preset: StudyPreset, out: Path, device: str, log: Callable[[str
 
 def run(preset_name: str, out: Path, device: str = "auto", threads: int | None = 1,
         jobs: int | None = None, log: Callable[[str], None] = print,
-        plan_only: bool = False, report_only: bool = False) -> dict[str, Any]:
+        plan_only: bool = False) -> dict[str, Any]:
     """All stages of the study at ``preset_name`` into ``out``; returns the report's summary.
     ``plan_only``: train nothing; write ``plan.json`` (every model the study would train) from
-    the search and the grid's runs already in ``out`` and return ``{"plan": path}``.
-    ``report_only``: train nothing and leave ``runs.csv`` and its log as they are; rewrite the
-    plan, tables, figures and README from the runs there (a missing run is a ValueError)."""
+    the search and the grid's runs already in ``out`` and return ``{"plan": path}``."""
     from scaling.compound.match import macs_of
     from scaling.ir import NetworkSpec
     from scaling.study.provenance import Provenance, atomic_write_json
@@ -230,13 +228,11 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
     jobs = preset.jobs if jobs is None else jobs
     proto = preset.protocol
     prov = Provenance(seeds=proto.seeds, device=device, preset=preset_name,
-                      protocol={**dataclasses.asdict(proto), "key": proto.key()},
-                      **({"report_only": "runs from runs.csv"} if report_only else {}))
+                      protocol={**dataclasses.asdict(proto), "key": proto.key()})
     out.mkdir(parents=True, exist_ok=True)
     search_reused = (out / "search" / "baseline.json").is_file()
-    if (plan_only or report_only) and not search_reused:
-        mode = "plan_only" if plan_only else "report_only"
-        raise ValueError(f"{mode} needs the search's result, {out / 'search/baseline.json'}, "
+    if plan_only and not search_reused:
+        raise ValueError(f"plan_only needs the search's result, {out / 'search/baseline.json'}, "
                          "which is missing: run the study (or its search) first")
     searched = search_stage(preset, out, device, log, prov)
     searched_root = adapt(NetworkSpec.from_dict(searched["spec"])).replace(name="searched")
@@ -247,7 +243,7 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
     base = renamed(base_point(searched_root, preset), "searched phi0")
     store = RunStore(out / "runs.csv")
     search_state = "reused" if search_reused else "ran"
-    started = None if plan_only or report_only else log_invocation(out, prov, None, len(store.rows),
+    started = None if plan_only else log_invocation(out, prov, None, len(store.rows),
                                                     search=search_state)
 
     grid = grid_plan(base, preset)
@@ -255,9 +251,7 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
         f"(base: {base.spec.num_blocks} blocks, {base.macs / 1e6:.2f}M MACs)")
     before = len(store.rows)
     group = resolve_device(device).type == "cuda"  # a spec's seeds share its cuDNN plans
-    if report_only:
-        refuse_missing(grid, proto.seeds[:1], store, proto.key())
-    elif not plan_only:
+    if not plan_only:
         train_all(grid, proto.seeds[:1], preset, store, device, threads, jobs, log, group)
     else:
         missing = [e for e in grid
@@ -281,17 +275,12 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
     prov.write(plan_path)
     if plan_only:
         return {"plan": str(plan_path)}
-    if report_only:
-        refuse_missing(family + single, proto.seeds, store, proto.key())
-    else:
-        train_all(family + single, proto.seeds, preset, store, device, threads, jobs, log, group)
+    train_all(family + single, proto.seeds, preset, store, device, threads, jobs, log, group)
 
     from experiments.study_report import write_report
 
     tables = {"grid": grid_rows, "family": joined(family, proto.seeds, store, proto.key()),
               "single": joined(single, proto.seeds, store, proto.key())}
-    if report_only:
-        return write_report(out, preset_name, preset, tables, plan, prov)
     dropped = store.keep_read()  # every run the tables read is kept
     if dropped:
         log(f"runs.csv: dropped {dropped} runs that the plan no longer has")
@@ -300,15 +289,39 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
     return write_report(out, preset_name, preset, tables, plan, prov)
 
 
-def refuse_missing(entries: list[dict[str, Any]], seeds: tuple[int, ...], store: RunStore,
-                   protocol: str) -> None:
-    """``--report-only`` trains nothing: a run missing from ``runs.csv`` is a ValueError."""
-    missing = [f"{e['spec'].name} seed {s}" for e in entries for s in seeds
-               if RunStore.key(e["spec"], s, protocol) not in store.rows]
-    if missing:
-        raise ValueError(f"report_only: {len(missing)} runs the report needs are not in "
-                         f"{store.path} under protocol {protocol} (first: {missing[0]}); run "
-                         "the study without --report-only to train them")
+def report_only(preset_name: str, out: Path, device: str = "auto") -> dict[str, Any]:
+    """Rewrite the tables, figures and README in ``out`` from the models of its ``plan.json``,
+    their runs in ``runs.csv`` (both left as they are) and the search's recorded settings;
+    trains nothing: a missing run, or a protocol other than the preset's, is a ValueError."""
+    from experiments.study_report import write_report
+    from scaling.ir import NetworkSpec
+    from scaling.study.provenance import Provenance
+
+    preset, path = PRESETS[preset_name], out / "plan.json"
+    if not path.is_file():
+        raise ValueError(f"report_only needs the study's plan, {path}, which is missing")
+    plan = json.loads(path.read_text())
+    proto, key = preset.protocol, plan["protocol"]["key"]
+    if key != proto.key():
+        raise ValueError(f"report_only: {path} is protocol {key}, preset {preset_name!r} is "
+                         f"{proto.key()}")
+    searched = out / "search" / "baseline.provenance.json"  # the settings it ran with
+    search = json.loads(searched.read_text()).get("search") if searched.is_file() else None
+    preset = dataclasses.replace(preset, base_macs=plan["base_macs"],
+                                 search=search or preset.search)
+    store = RunStore(out / "runs.csv")
+    tables: dict[str, list[dict[str, Any]]] = {"grid": [], "family": [], "single": []}
+    for m in plan["models"]:
+        entry = {**m, "spec": NetworkSpec.from_dict(m["spec"])}
+        seeds = proto.seeds[:1] if m["experiment"] == "grid" else proto.seeds
+        if lost := [s for s in seeds if RunStore.key(entry["spec"], s, key) not in store.rows]:
+            raise ValueError(f"report_only: {entry['spec'].name} seeds {lost} are not in "
+                             f"{store.path} under protocol {key}: run the study to train them")
+        tables[m["experiment"]] += joined([entry], seeds, store, key)
+    tables["grid"].sort(key=lambda r: (-r["val_acc"], r["macs"]))
+    prov = Provenance(seeds=proto.seeds, device=device, preset=preset_name,
+                      protocol=plan["protocol"], report_only="runs from runs.csv, plan.json")
+    return write_report(out, preset_name, preset, tables, plan, prov)
 
 
 def pending_plan(preset_name: str, grid: list[dict[str, Any]], missing: list[dict[str, Any]],
@@ -331,11 +344,10 @@ def log_invocation(out: Path, prov: Any, trained: int | None, reused: int, dropp
                    search: str = "ran", index: int | None = None) -> int:
     """``runs.provenance.json``: every invocation that wrote ``runs.csv`` (command, commit, date,
     wall time, runs trained and reused), so a resumed study keeps who trained which rows; a
-    folder written before this log existed starts it from the record in ``family.provenance.json``
-    (the previous invocation's, written by this script). ``search``: whether this invocation ran
-    the baseline search or found ``search/baseline.json`` already there. An invocation is logged
-    when it starts training (``trained=None``: ``finished`` false, which a stopped invocation
-    keeps) and again, at the same ``index``, when it ends; returns the entry's index."""
+    folder written before this log existed starts it from ``family.provenance.json``.
+    ``search``: whether this invocation ran the baseline search or found it there. An
+    invocation is logged when it starts training (``trained=None``: ``finished`` false, which a
+    stopped invocation keeps) and again, at the same ``index``, when it ends."""
     from scaling.study.provenance import atomic_write_json
 
     path = out / "runs.provenance.json"
@@ -372,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plan-only", action="store_true", help="train nothing: write OUT/plan.json "
                    "from the search and grid runs already in OUT")
     p.add_argument("--report-only", action="store_true", help="train nothing: rewrite the "
-                   "tables, figures and README from the runs in OUT/runs.csv")
+                   "tables, figures and README from OUT/plan.json and OUT/runs.csv")
     args = p.parse_args(argv)
     out = args.out or ROOT / "results" / args.preset
     if args.fresh and (args.plan_only or args.report_only):
@@ -383,8 +395,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(out)
     t0 = time.perf_counter()
     try:
-        summary = run(args.preset, out, args.device, args.threads, args.jobs,
-                      plan_only=args.plan_only, report_only=args.report_only)
+        summary = report_only(args.preset, out, args.device) if args.report_only else \
+            run(args.preset, out, args.device, args.threads, args.jobs, plan_only=args.plan_only)
     except ValueError as exc:  # a missing input of --plan-only, a bad option: one line
         print(f"run_study.py: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

@@ -149,23 +149,24 @@ def test_tiny_study_reproduces_its_csvs_and_resumes_without_retraining(tmp_path)
     log = json.loads((tmp_path / "a" / "runs.provenance.json").read_text())["invocations"]
     assert log[0]["search"] == "ran" and log[0]["trained_runs"] > 0
     assert (log[-1]["trained_runs"], log[-1]["dropped_runs"], log[-1]["search"]) == (0, 1, "reused")
-    # --report-only rewrites the report from runs.csv and touches neither it nor its log
+    # --report-only rewrites the report from plan.json and runs.csv, touching neither
     (tmp_path / "a" / "README.md").unlink()
-    before = {f: (tmp_path / "a" / f).read_text() for f in ("runs.csv", "runs.provenance.json")}
+    before = {f: (tmp_path / "a" / f).read_text()
+              for f in ("runs.csv", "runs.provenance.json", "plan.json", "family.csv")}
     assert run_study.main(["--preset", "tiny", "--out", str(tmp_path / "a"), "--device", "cpu",
                            "--report-only"]) == 0
     assert (tmp_path / "a" / "README.md").read_text() == readme
     assert before == {f: (tmp_path / "a" / f).read_text() for f in before}
     assert json.loads((tmp_path / "a" / "family.provenance.json").read_text())["report_only"]
-    with pytest.raises(ValueError, match="report_only needs the search's result"):
-        run_study.run("tiny", tmp_path / "empty", device="cpu", report_only=True)
+    with pytest.raises(ValueError, match="report_only needs the study's plan"):
+        run_study.report_only("tiny", tmp_path / "empty")
     import shutil
 
     shutil.copytree(tmp_path / "a", tmp_path / "c")
     runs_c = pd.read_csv(tmp_path / "c" / "runs.csv")
     runs_c.iloc[:-1].to_csv(tmp_path / "c" / "runs.csv", index=False)
-    with pytest.raises(ValueError, match="report_only: 1 runs the report needs are not in"):
-        run_study.run("tiny", tmp_path / "c", device="cpu", report_only=True)
+    with pytest.raises(ValueError, match=r"seeds \[0\] are not in .* run the study to train"):
+        run_study.report_only("tiny", tmp_path / "c")
     # the protocol-length check trains the plan's end points of a family per epoch count
     assert protocol_length.main(["--preset", "tiny", "--plan", str(tmp_path / "a" / "plan.json"),
                                  "--families", "ResNet-18", "--epochs", "1", "--seeds", "0",
