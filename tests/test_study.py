@@ -317,3 +317,21 @@ def test_plan_only_says_what_it_needs(tmp_path, capsys):
     assert "python experiments/run_study.py --preset tiny" in lines[-1]
     assert not (tmp_path / "plan.json").exists()
     assert not (tmp_path / "runs.provenance.json").exists()  # a plan-only call logs no training
+
+
+@pytest.mark.parametrize("preset", ["medium", "full"])
+def test_every_committed_plan_model_finds_its_runs(preset):
+    """The committed runs stay reachable: a field added to the IR later must not change a
+    spec's key (StageSpec.expand once did, and a rerun would have retrained the whole study)."""
+    from scaling.ir import NetworkSpec
+
+    folder = ROOT / "results" / preset
+    plan = json.loads((folder / "plan.json").read_text())
+    runs = pd.read_csv(folder / "runs.csv", dtype={"spec_key": str})
+    stored = set(zip(runs.spec_key, runs.seed, runs.protocol))
+    seeds = plan["protocol"]["seeds"]
+    lost = [(m["spec"]["name"], seed) for m in plan["models"]
+            for seed in (seeds[:1] if m["experiment"] == "grid" else seeds)
+            if (study_plan.spec_key(NetworkSpec.from_dict(m["spec"])), seed,
+                plan["protocol"]["key"]) not in stored]
+    assert lost == []
