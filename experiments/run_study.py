@@ -14,7 +14,8 @@ Stages, each skipped where its output exists (``--fresh`` starts over):
    validation top-1.
 3. **families** and **single-dimension scaling** (:mod:`experiments.study_plan`): every model at its
    matched MAC point, every seed.
-4. **report**: ``grid.csv``, ``family.csv``, ``single.csv`` (one row per model and seed: the
+4. **report** (alone with ``--report-only``: from ``OUT/plan.json`` and ``OUT/runs.csv``):
+   ``grid.csv``, ``family.csv``, ``single.csv`` (one row per model and seed: the
    realised MACs and their error against the target), ``plan.json`` (every spec), the figures and
    ``README.md`` with the findings (:mod:`experiments.study_report`).
 
@@ -288,11 +289,45 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
     return write_report(out, preset_name, preset, tables, plan, prov)
 
 
+def report_only(preset_name: str, out: Path, device: str = "auto") -> dict[str, Any]:
+    """Rewrite the tables, figures and README in ``out`` from the models of its ``plan.json``,
+    their runs in ``runs.csv`` (both left as they are) and the search's recorded settings;
+    trains nothing: a missing run, or a protocol other than the preset's, is a ValueError."""
+    from experiments.study_report import write_report
+    from scaling.ir import NetworkSpec
+    from scaling.study.provenance import Provenance
+
+    preset, path = PRESETS[preset_name], out / "plan.json"
+    if not path.is_file():
+        raise ValueError(f"report_only needs the study's plan, {path}, which is missing")
+    plan = json.loads(path.read_text())
+    proto, key = preset.protocol, plan["protocol"]["key"]
+    if key != proto.key():
+        raise ValueError(f"report_only: {path} is protocol {key}, preset {preset_name!r} is "
+                         f"{proto.key()}")
+    searched = out / "search" / "baseline.provenance.json"  # the settings it ran with
+    search = json.loads(searched.read_text()).get("search") if searched.is_file() else None
+    preset = dataclasses.replace(preset, base_macs=plan["base_macs"],
+                                 search=search or preset.search)
+    store = RunStore(out / "runs.csv")
+    tables: dict[str, list[dict[str, Any]]] = {"grid": [], "family": [], "single": []}
+    for m in plan["models"]:
+        entry = {**m, "spec": NetworkSpec.from_dict(m["spec"])}
+        seeds = proto.seeds[:1] if m["experiment"] == "grid" else proto.seeds
+        if lost := [s for s in seeds if RunStore.key(entry["spec"], s, key) not in store.rows]:
+            raise ValueError(f"report_only: {entry['spec'].name} seeds {lost} are not in "
+                             f"{store.path} under protocol {key}: run the study to train them")
+        tables[m["experiment"]] += joined([entry], seeds, store, key)
+    tables["grid"].sort(key=lambda r: (-r["val_acc"], r["macs"]))
+    prov = Provenance(seeds=proto.seeds, device=device, preset=preset_name,
+                      protocol=plan["protocol"], report_only="runs from runs.csv, plan.json")
+    return write_report(out, preset_name, preset, tables, plan, prov)
+
+
 def pending_plan(preset_name: str, grid: list[dict[str, Any]], missing: list[dict[str, Any]],
                  base: Any, key: str, runs: Path, log: Callable[[str], None]) -> dict[str, Any]:
-    """What ``--plan-only`` can say before the grid is trained (a fresh clone, or a protocol
-    changed since the committed runs): the base point and the grid's candidates, and that the
-    winner, the family and single-dimension plans wait for the grid's runs. Writes nothing."""
+    """What ``--plan-only`` says before the grid is trained (a fresh clone, a changed protocol):
+    the base point, the grid's candidates, and that the rest waits for them. Writes nothing."""
     log(f"base point: the searched net's width x{base.knob:.4g}, {base.macs:,} MACs")
     log(f"grid ({len(grid)} candidates; * = not yet trained under protocol {key}):")
     for e in grid:
@@ -309,11 +344,10 @@ def log_invocation(out: Path, prov: Any, trained: int | None, reused: int, dropp
                    search: str = "ran", index: int | None = None) -> int:
     """``runs.provenance.json``: every invocation that wrote ``runs.csv`` (command, commit, date,
     wall time, runs trained and reused), so a resumed study keeps who trained which rows; a
-    folder written before this log existed starts it from the record in ``family.provenance.json``
-    (the previous invocation's, written by this script). ``search``: whether this invocation ran
-    the baseline search or found ``search/baseline.json`` already there. An invocation is logged
-    when it starts training (``trained=None``: ``finished`` false, which a stopped invocation
-    keeps) and again, at the same ``index``, when it ends; returns the entry's index."""
+    folder written before this log existed starts it from ``family.provenance.json``.
+    ``search``: whether this invocation ran the baseline search or found it there. An
+    invocation is logged when it starts training (``trained=None``: ``finished`` false, which a
+    stopped invocation keeps) and again, at the same ``index``, when it ends."""
     from scaling.study.provenance import atomic_write_json
 
     path = out / "runs.provenance.json"
@@ -349,16 +383,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fresh", action="store_true", help="delete OUT's runs and search first")
     p.add_argument("--plan-only", action="store_true", help="train nothing: write OUT/plan.json "
                    "from the search and grid runs already in OUT")
+    p.add_argument("--report-only", action="store_true", help="train nothing: rewrite the "
+                   "tables, figures and README from OUT/plan.json and OUT/runs.csv")
     args = p.parse_args(argv)
     out = args.out or ROOT / "results" / args.preset
+    if args.fresh and (args.plan_only or args.report_only):
+        p.error("--fresh deletes the runs that --plan-only and --report-only read")
     if args.fresh and out.exists():
         import shutil
 
         shutil.rmtree(out)
     t0 = time.perf_counter()
     try:
-        summary = run(args.preset, out, args.device, args.threads, args.jobs,
-                      plan_only=args.plan_only)
+        summary = report_only(args.preset, out, args.device) if args.report_only else \
+            run(args.preset, out, args.device, args.threads, args.jobs, plan_only=args.plan_only)
     except ValueError as exc:  # a missing input of --plan-only, a bad option: one line
         print(f"run_study.py: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

@@ -155,10 +155,19 @@ PRESETS: dict[str, StudyPreset] = {
 }
 
 
+#: stage fields added after runs were stored: at these defaults a spec keeps its earlier key
+LATER_STAGE_DEFAULTS = {"expand": False}
+
+
 def spec_key(spec) -> str:
-    """A hash of everything that builds the model (not its name)."""
-    blob = json.dumps(spec.replace(name="").to_dict(), sort_keys=True)
-    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+    """A hash of everything that builds the model (not its name); a stage field newer than the
+    stored runs is left out at its default (as :meth:`Protocol.key` does), so they still match."""
+    d = spec.replace(name="").to_dict()
+    for stage in d.get("stages", []):
+        for name, default in LATER_STAGE_DEFAULTS.items():
+            if name in stage and stage[name] == default:
+                del stage[name]
+    return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def root_spec(family: str):
