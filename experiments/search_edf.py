@@ -35,7 +35,7 @@ from scaling.study.edf_figure import plot_edf  # noqa: E402
 from scaling.study.provenance import Provenance, atomic_write_text, repo_relative  # noqa: E402
 
 PROG = "search_edf.py"
-#: the hand families at the base point, by their model names in the medium study's runs.csv
+#: the hand families at the base point, named as the medium study's family plan names them
 REFERENCES = {"MobileNetV2": "mobilenet_v2 width x1",
               "EfficientNet-B0 (width)": "efficientnet_b0 width x1"}
 RUN_COLUMNS = ["key", "spec_key", "seed", "protocol", "model", "macs", "params", "val_acc",
@@ -64,8 +64,8 @@ class Runs:
 
 def train_missing(tasks: list[tuple[Any, int]], proto: Any, runs: Runs, args: Any) -> int:
     """Train every (spec, seed) of ``tasks`` not yet in ``runs``; returns how many ran."""
-    todo = [(s, seed) for s, seed in tasks if Runs.key(s, seed, proto.key()) not in runs.rows]
-    todo = list({Runs.key(s, seed, proto.key()): (s, seed) for s, seed in todo}.values())
+    todo = list({Runs.key(s, seed, proto.key()): (s, seed) for s, seed in tasks
+                 if Runs.key(s, seed, proto.key()) not in runs.rows}.values())
 
     def record(spec: Any, seed: int, out: dict[str, Any]) -> None:
         c = complexity(spec)
@@ -75,7 +75,7 @@ def train_missing(tasks: list[tuple[Any, int]], proto: Any, runs: Runs, args: An
         print(f"[{len(runs.rows)}] {spec.name} seed {seed}: val {out['val_acc']:.4f} "
               f"({out['train_seconds']:.0f} s)", flush=True)
 
-    if args.jobs > 1 and len(todo) > 1:
+    if len(todo) > 1 and args.jobs > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -91,9 +91,9 @@ def train_missing(tasks: list[tuple[Any, int]], proto: Any, runs: Runs, args: An
 
 
 def reference_runs(preset: Any, proto: Any, runs: Runs, medium: Path, args: Any) -> Any:
-    """One row per (hand family, seed) at the base point: from the medium study's runs when they
-    were trained by this protocol (matched by model name, MACs and parameter count: the spec hash
-    moves when the IR gains a field), else trained here."""
+    """One row per (hand family, seed) at the base point: the medium study's runs of this protocol
+    matched by zoo name, MACs and parameter count (the spec hash moves when the IR gains a field;
+    B0's base point is named by its compound plan there), else trained here."""
     done = pd.read_csv(medium, dtype={"protocol": str}) if medium.is_file() else None
     specs, tasks, rows = {}, [], []
     for family, name in REFERENCES.items():
@@ -101,8 +101,9 @@ def reference_runs(preset: Any, proto: Any, runs: Runs, medium: Path, args: Any)
                      diffuse=True)  # as the study's family plan fits its base point
         spec, c = fit.spec.replace(name=name), complexity(fit.spec)
         found = pd.DataFrame() if done is None else done[
-            (done["model"] == name) & (done["protocol"] == proto.key()) & (done["macs"] == c.macs)
-            & (done["params"] == c.params) & done["seed"].isin(proto.seeds)].drop_duplicates("seed")
+            done["model"].str.startswith(name.split()[0] + " ") & (done["macs"] == c.macs)
+            & (done["params"] == c.params) & (done["protocol"] == proto.key())
+            & done["seed"].isin(proto.seeds)].drop_duplicates("seed")
         if len(found) == len(proto.seeds):
             rows += [{"family": family, **r, "source": repo_relative(medium)}
                      for r in found.to_dict("records")]
@@ -208,7 +209,8 @@ def main(argv: list[str]) -> int:
     proto = dataclasses.replace(preset.protocol, **over, **(
         {"seeds": tuple(args.seeds)} if args.seeds else {}))
     window = check_members_window((1 - preset.mac_tol, 1 + preset.mac_tol))
-    prov = Provenance(seeds=[proto.seeds[0]], device=args.device, sampler_seed=args.seed,
+    prov = Provenance(seeds=[proto.seeds[0]], device=args.device, argv=[__file__, *argv],
+                      sampler_seed=args.seed, threads_per_run=args.threads,
                       n=args.n, budget=preset.base_macs, window=list(window),
                       protocol={**dataclasses.asdict(proto), "key": proto.key()})
     out = args.out
