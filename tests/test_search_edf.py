@@ -114,3 +114,20 @@ def test_script_bad_option_is_one_line(tmp_path, capsys):
     assert search_edf.main(["--n", "0", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("search_edf.py: error: --n=0") and "\n" not in err
+
+
+def test_figure_draws_the_edf_and_each_family_with_its_seed_span():
+    from scaling.study.edf_figure import figure_edf
+
+    table = edf([0.14, 0.12, 0.2])
+    refs = pd.DataFrame({"family": ["A"] * 3 + ["B"] * 2,
+                         "val_acc": [0.86, 0.87, 0.88, 0.85, 0.9]})
+    ax = figure_edf(table, refs, 3, "0.9M MACs").axes[0]
+    step = ax.lines[0]
+    assert list(step.get_ydata()) == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    assert [line.get_xdata()[0] for line in ax.lines[1:]] == pytest.approx([0.13, 0.125])
+    assert len(ax.patches) == 2  # the seed spans
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["3 random members (1 seed each)", "A: mean of 3 seeds",
+                      "B: mean of 2 seeds"]
+    assert "0.9M MACs" in ax.get_title()
