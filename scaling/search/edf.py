@@ -35,9 +35,11 @@ class Members(list):
     which lay outside the MAC window; ``attrs[i]`` holds member i's trial user attrs (the
     realised ``width_multiplier`` and ``channel_divisor``)."""
 
-    drawn: int = 0
-    rejected: int = 0
-    attrs: list[dict[str, Any]]
+    def __init__(self, members: Iterable[tuple[dict[str, Any], Any]] = ()) -> None:
+        super().__init__(members)
+        self.drawn = 0
+        self.rejected = 0
+        self.attrs: list[dict[str, Any]] = []
 
 
 def check_members_window(window: Any) -> tuple[float, float]:
@@ -79,7 +81,6 @@ def random_members(n: int, budget: float, window: Any = (0.95, 1.05),
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     members = Members()
-    members.attrs = []
     while len(members) < n:
         if members.drawn >= MAX_DRAWS_PER_MEMBER * n:
             raise ValueError(f"window=({lo:g}, {hi:g}) x budget {budget:,.0f} MACs: only "
