@@ -58,7 +58,8 @@ def url(request, tmp_path):
 
 @pytest.fixture(scope="module")
 def shared_url(tmp_path_factory):
-    """One SQLite storage for the bad-input table (creating the schema takes a second)."""
+    """One SQLite storage for the tests that need no fresh one (creating the schema takes a
+    second); each uses its own study names."""
     return f"sqlite:///{tmp_path_factory.mktemp('bad')}/runs.db"
 
 
@@ -76,7 +77,7 @@ def test_two_workers_train_each_run_once_and_retrain_a_killed_workers_run(tmp_pa
     """Both workers enqueue the same plan at once and share it; the one that takes run-0 hangs
     and is SIGKILLed; the other finishes the rest, waits, and retrains run-0 once its heartbeat
     is stale."""
-    study, plan = f"d-{uuid.uuid4().hex[:8]}", _plan(8, sleep=0.2, hang=True)
+    study, plan = f"d-{uuid.uuid4().hex[:8]}", _plan(6, sleep=0.1, hang=True)
     (tmp_path / "plan.json").write_text(json.dumps(plan))
     assert enqueue_runs(url, study, plan[:1]) == 1  # the schema exists before workers race
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -130,8 +131,8 @@ def test_enqueue_is_idempotent_and_a_duplicate_or_retried_copy_is_never_trained(
     assert enqueue_runs(url, study, plan) == 0  # completed keys are not enqueued again
 
 
-def test_a_failed_run_fails_its_worker_and_is_enqueued_again(tmp_path):
-    url, study = f"sqlite:///{tmp_path}/runs.db", "f"
+def test_a_failed_run_fails_its_worker_and_is_enqueued_again(shared_url):
+    url, study = shared_url, "f"
     enqueue_runs(url, study, _plan(2))
 
     def broken(payload):
@@ -168,8 +169,8 @@ def test_bad_input_is_one_clear_error(shared_url, call, error):
         call(url)
 
 
-def test_a_search_study_is_not_taken_for_a_run_queue(tmp_path):
-    url = f"sqlite:///{tmp_path}/runs.db"
+def test_a_search_study_is_not_taken_for_a_run_queue(shared_url):
+    url = shared_url
     search = optuna.create_study(study_name="search", storage=url)
     search.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
     with pytest.raises(ValueError, match="study_name='search' holds trials that are not"):
