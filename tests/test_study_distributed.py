@@ -175,3 +175,6 @@ def test_a_search_study_is_not_taken_for_a_run_queue(shared_url):
     search.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
     with pytest.raises(ValueError, match="study_name='search' holds trials that are not"):
         enqueue_runs(url, "search", _plan(1))
+    optuna.create_study(study_name="made-empty", storage=url)  # e.g. by `optuna create-study`
+    assert enqueue_runs(url, "made-empty", _plan(1)) == 1
+    assert optuna.load_study(study_name="made-empty", storage=url).metric_names == ["seconds"]

@@ -32,13 +32,15 @@ import socket
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
-import pandas as pd
 from optuna.trial import TrialState
 
 from scaling.search.storage import create_or_load, fail_stale, open_rdb
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 KEY, PAYLOAD, RESULT = "key", "payload", "result"  # trial user attrs
 KIND_ATTR, KIND = "scaling:kind", "study-runs"  # study system attr marking a run queue
@@ -66,27 +68,29 @@ def _storage(storage: Any, *, heartbeat: int = 10, grace: int = 30,
 
 
 def _study(storage: Any, study_name: str, create: bool) -> optuna.Study:
-    """The run queue ``study_name``: created if ``create``, else it must exist; a study made by
-    something else (a search) is refused."""
+    """The run queue ``study_name``: created if ``create``, else it must exist. A study holding
+    trials that are not runs (a search's) is refused."""
     try:
         study_id = storage.get_study_id_from_name(study_name)
     except KeyError:
         if not create:
             raise ValueError(f"study_name={study_name!r} is not in the storage; expected a "
                              "study whose runs were enqueued (enqueue_runs)") from None
-        study = create_or_load(storage, study_name, directions=["minimize"])
+        create_or_load(storage, study_name, directions=["minimize"])
         study_id = storage.get_study_id_from_name(study_name)
+    marked = storage.get_study_system_attrs(study_id).get(KIND_ATTR) == KIND
+    if not marked:
+        trials = storage.get_all_trials(study_id, deepcopy=False)
+        if any(KEY not in t.user_attrs and "empty" not in t.user_attrs for t in trials):
+            raise ValueError(f"study_name={study_name!r} holds trials that are not study runs "
+                             "(a search?); expected a study made by enqueue_runs")
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    if create and not marked:
         storage.set_study_system_attr(study_id, KIND_ATTR, KIND)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(["seconds"])
-        return study
-    kind = storage.get_study_system_attrs(study_id).get(KIND_ATTR)
-    trials = storage.get_all_trials(study_id, deepcopy=False)
-    if kind != KIND and trials:
-        raise ValueError(f"study_name={study_name!r} holds trials that are not study runs (a "
-                         "search?); expected a study made by enqueue_runs")
-    return optuna.load_study(study_name=study_name, storage=storage)
+    return study
 
 
 def _check_runs(runs: Iterable[Mapping[str, Any]]) -> list[tuple[str, Any]]:
@@ -221,6 +225,8 @@ def results(storage: Any, study_name: str) -> pd.DataFrame:
     """The completed runs, one row per key: ``key``, the result's fields, ``trial`` (its Optuna
     number), ``attempts`` (trials that trained it, failed ones included), ``worker``
     (host:pid) and ``seconds``."""
+    import pandas as pd  # here: a worker does not need it (a second less at its start)
+
     study = _study(_storage(storage), _check_name(study_name), create=False)
     trials = study.get_trials(deepcopy=False)
     attempts: dict[str, int] = {}
