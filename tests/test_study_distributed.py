@@ -46,21 +46,21 @@ work(url, study, train, heartbeat_interval=1, grace=2)
 """
 
 
+@pytest.fixture(scope="module")
+def shared_url(tmp_path_factory):
+    """One SQLite storage for the module (creating the schema takes a second)."""
+    return f"sqlite:///{tmp_path_factory.mktemp('runs')}/runs.db"
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
-def url(request, tmp_path):
-    """A storage URL: a new SQLite file, or the PostgreSQL test database (unique study names)."""
+def url(request, shared_url):
+    """A storage URL: this module's SQLite file, or the PostgreSQL test database; every test
+    uses study names of its own."""
     if request.param == "postgres":
         if not POSTGRES:
             pytest.skip("SCALING_TEST_POSTGRES is not set")
         return POSTGRES
-    return f"sqlite:///{tmp_path}/runs.db"
-
-
-@pytest.fixture(scope="module")
-def shared_url(tmp_path_factory):
-    """One SQLite storage for the tests that need no fresh one (creating the schema takes a
-    second); each uses its own study names."""
-    return f"sqlite:///{tmp_path_factory.mktemp('bad')}/runs.db"
+    return shared_url
 
 
 def _plan(n, sleep=0.0, **first):
