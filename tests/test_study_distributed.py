@@ -156,12 +156,14 @@ def test_a_failed_run_fails_its_worker_and_is_enqueued_again(shared_url):
     (lambda u: work(u, "absent", dict), "study_name='absent' is not in the storage"),
     (lambda u: work(u, "s", dict, heartbeat_interval=2, grace=2), "grace=2.*heartbeat_interval=2"),
     (lambda u: work(u, "s", dict, heartbeat_interval=0), "heartbeat_interval=0"),
+    (lambda u: work(u, "s", dict, max_retry=-1), "max_retry=-1"),
     (lambda u: work(u, "s", "train"), "train_fn='train'"),
     (lambda u: work(u, "s", lambda p: [1], grace=2, heartbeat_interval=1), "returned list"),
     (lambda u: work(u, "s", lambda p: {"key": 1}, grace=2, heartbeat_interval=1),
      "field\\(s\\) \\['key'\\]"),
 ], ids=["no-key", "duplicate-key", "payload-not-json", "empty-name", "storage-type",
-        "absent-study", "grace", "heartbeat", "train-fn", "result-type", "result-reserved"])
+        "absent-study", "grace", "heartbeat", "max-retry", "train-fn", "result-type",
+        "result-reserved"])
 def test_bad_input_is_one_clear_error(shared_url, call, error):
     url = shared_url
     enqueue_runs(url, "s", _plan(1))  # run-0 waiting again after a case that failed it

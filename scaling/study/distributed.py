@@ -183,6 +183,10 @@ def work(storage: Any, study_name: str, train_fn: Callable[[Any], dict[str, Any]
     for name, value in (("heartbeat_interval", heartbeat_interval), ("grace", grace)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}={value!r} is not allowed; expected an integer >= 1 seconds")
+    if max_retry is not None and (isinstance(max_retry, bool) or not isinstance(max_retry, int)
+                                  or max_retry < 0):
+        raise ValueError(f"max_retry={max_retry!r} is not allowed; expected an integer >= 0 "
+                         "or None (retry always)")
     if grace <= heartbeat_interval:
         raise ValueError(f"grace={grace} is not allowed; expected more than "
                          f"heartbeat_interval={heartbeat_interval} seconds")
