@@ -139,6 +139,9 @@ NOT_RUN: dict[str, str] = {
                                    "tests/test_bench.py::test_gpu_bench_tiny_on_cpu_prints_every_field",
     "optuna-dashboard sqlite:///runs/search/STUDY.db": "a web server that runs until stopped",
     "STORE=postgresql://user:password@dbhost/scaling": "the server's URL: {postgres} here",
+    "CUDA_VISIBLE_DEVICES=0 python -m scaling.study run study.yaml --storage $STORE --worker":
+        "not wired yet (scaling.study run --worker is coming); scaling.study.distributed, which it "
+        "will call, is tested by tests/test_study_distributed.py",
 }
 TINY_STUDY_TEST = ("tests/test_study.py::test_tiny_study_reproduces_its_csvs_and_resumes_without_"
                    "retraining runs it in a fresh copy of the repository")
