@@ -33,9 +33,9 @@ PRUNERS = ("median", "sha", "hyperband", "none")
 # Keys that define what a study searches; a resumed run must agree on them.
 IDENTITY = ("budget", "objective", "evaluator", "data", "resolution", "in_channels", "seed",
             "epochs", "subset", "val_size", "batch_size", "optimizer", "lr", "augment", "space",
-            "reward_w", "zero_init_last", "window")
+            "reward_w", "zero_init_last", "window", "latency_budget")
 #: identity keys added after studies were stored without them: a missing one means this value
-IDENTITY_DEFAULTS = {"zero_init_last": False, "window": list(WINDOW)}
+IDENTITY_DEFAULTS = {"zero_init_last": False, "window": list(WINDOW), "latency_budget": None}
 
 
 class ConfigError(ValueError):
