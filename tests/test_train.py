@@ -173,13 +173,14 @@ def test_optuna_pruning():
 
 
 def test_evaluation_points_are_looks_at_the_same_run():
-    """Three points an epoch look at the run of one point an epoch: the same schedule and
-    weights, and every third look is the per-epoch one (precise BN off: a look changes
-    nothing). Points are evenly spaced (fractional K too), at most one per step."""
+    """Three points an epoch look at the run of one point an epoch: the same schedule, weights
+    and BN statistics at the epoch ends (precise BN on: looks inside an epoch draw their own
+    batches), so every third look is the per-epoch one. Points are evenly spaced (fractional K
+    too: the end is the same run), at most one per step."""
     data = synthetic()  # 12 steps an epoch
     looks = []
-    one = train(tiny_spec(), data, epochs=2, precise_bn=0, **FAST)
-    three = train(tiny_spec(), data, epochs=2, precise_bn=0, evals_per_epoch=3,
+    one = train(tiny_spec(), data, epochs=2, **FAST)
+    three = train(tiny_spec(), data, epochs=2, evals_per_epoch=3,
                   callback=lambda report, m: looks.append((report, m["step"])), **FAST)
     assert looks == [(1, 4), (2, 8), (3, 12), (4, 16), (5, 20), (6, 24)]
     for a, b in zip(one.model.state_dict().values(), three.model.state_dict().values()):
@@ -188,8 +189,9 @@ def test_evaluation_points_are_looks_at_the_same_run():
     assert ([{k: h[k] for k in keys} for h in three.history[2::3]]
             == [{k: h[k] for k in keys} for h in one.history])
     assert three.history[1]["epoch"] == 1 and three.history[1]["epochs"] == 8 / 12
-    frac = train(tiny_net(), data, epochs=2, evals_per_epoch=4.5, **FAST)
+    frac = train(tiny_spec(), data, epochs=2, evals_per_epoch=4.5, **FAST)
     assert [h["step"] for h in frac.history] == [3, 6, 8, 11, 14, 16, 19, 22, 24]
+    assert frac.history[-1]["val_loss"] == one.history[-1]["val_loss"]
     many = train(tiny_net(), synthetic(100, 50), epochs=1, evals_per_epoch=5, **FAST)
     assert [h["step"] for h in many.history] == [1, 2]
 

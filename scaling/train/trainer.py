@@ -205,6 +205,9 @@ class _Run:
         self.calib_loader = make_loader(train_split, cfg.batch_size, shuffle=True, drop_last=True,
                                         seed=cfg.seed + 2, num_workers=cfg.num_workers,
                                         device=dev)
+        # looks inside an epoch draw their own order: the main one's fall as with K=1
+        self.look_loader = make_loader(train_split, cfg.batch_size, shuffle=True, drop_last=True,
+                                       seed=cfg.seed + 3, num_workers=cfg.num_workers, device=dev)
         self.calibrated_at = -1
         # one batch shape: training and precise BN already drop the short last batch
         self.one_shape = uses_one_shape(cfg.one_shape, dev)
@@ -268,6 +271,7 @@ class _Run:
         while self.step < until:
             batch = next(self.batches, None) if self.batches is not None else None
             if batch is None:  # a new epoch: a new order
+                self._crossed_epoch_end()
                 self.batches, self.epoch = iter(self.loader), self.epoch + 1
                 continue
             x, y = batch
@@ -307,13 +311,21 @@ class _Run:
             torch.cuda.synchronize(self.dev)
         return time.perf_counter() - t0
 
-    def _calibrate(self) -> None:
-        """Precise BN over ``cfg.precise_bn`` un-augmented training batches (once per step)."""
+    def _crossed_epoch_end(self) -> None:
+        """An epoch end that no look calibrated at takes its draw of the main order (K=1 did)."""
+        if (self.epoch > 0 and self.cfg.evals_per_epoch != 1 and self.cfg.precise_bn > 0
+                and self.val_loader is not None and self.calibrated_at != self.step):
+            next(iter(self.calib_loader), None)
+
+    def _calibrate(self, main: bool = True) -> None:
+        """Precise BN over ``cfg.precise_bn`` un-augmented training batches (once per step), from
+        the main order at epoch ends and the final point, else from the looks' order."""
         if self.cfg.precise_bn == 0 or self.calibrated_at == self.step:
             return
+        loader = self.calib_loader if main else self.look_loader
 
         def batches():
-            for i, (x, _) in enumerate(self.calib_loader):
+            for i, (x, _) in enumerate(loader):
                 if i == self.cfg.precise_bn:
                     return
                 x = self.tf_eval(x.to(self.dev, non_blocking=True))
@@ -350,7 +362,7 @@ class _Run:
                         notice(f"budget spent after {self.train_time:.1f} s of training; "
                                f"evaluating on {self.val_images:,} validation "
                                "images")
-                    self._calibrate()
+                    self._calibrate(stop or self.step % self.steps_per_epoch == 0)
                     acc, vloss = evaluate_loader(
                         self.forward, self.val_loader, self.tf_eval, self.dev, self.amp_dtype,
                         self.cl, pad_to=self.cfg.batch_size if self.one_shape else None)
