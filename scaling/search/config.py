@@ -128,7 +128,8 @@ class SearchConfig:
     objective: str = _opt("reward", f"what the search optimises: {', '.join(OBJECTIVES)} "
                           "(window: val accuracy with MACs in --window x budget)")
     window: tuple[float, float] = _opt(WINDOW, "the window objective's MAC window, fractions of "
-                                       "the budget: LO,HI (0 < LO < HI <= 1)", type=parse_window,
+                                       "the budget: LO,HI (0 < LO < HI <= 2; default: the 5%% "
+                                       "band the study's fitter accepts)", type=parse_window,
                                        metavar="LO,HI")
     enqueue: tuple[str, ...] = _opt((), "zoo families fitted to the budget (by width) and "
                                     "evaluated as the first trials, e.g. mobilenet_v2,"
