@@ -74,7 +74,7 @@ def trial_record(trial: Any, with_spec: bool = True) -> dict[str, Any]:
     }
     if a.get("recipe"):  # the trial's sampled training recipe (a space with ``recipe``)
         rec["recipe"] = a["recipe"]
-    for key in ("enqueued", "epochs_trained"):
+    for key in ("enqueued", "epochs_trained", "train_samples", "reports"):
         if a.get(key) is not None:
             rec[key] = a[key]
     if rungs(trial):
