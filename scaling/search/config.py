@@ -64,10 +64,11 @@ def _names(text: str) -> tuple[str, ...]:
 def _evals(text: str) -> float | str:
     """CLI text of ``evals_per_epoch``: 'auto' or a number (checked in :meth:`validate`)."""
     try:
-        return "auto" if text == "auto" else float(text)
+        value = "auto" if text == "auto" else float(text)
     except ValueError:
         raise ValueError(f"evals_per_epoch={text!r} is not allowed; expected auto or a number "
                          ">= 1") from None
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def auto_evals_per_epoch(pruner: str, factor: int, epochs: float) -> float:

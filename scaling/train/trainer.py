@@ -46,15 +46,14 @@ compile time per architecture is repaid only by long runs; ``python -m scaling.b
 
 Memory layout: channels_last whenever the model has a Conv2d, on CUDA *and* CPU: on this 2-core
 CPU the plain loop trained MobileNetV2 x0.5, ShuffleNetV2 x0.5 and a narrow ResNet-18 at 28x28
-1.2-1.7x faster in channels_last than in NCHW
-(``python -m scaling.bench train`` prints both per model); ``channels_last=False`` opts out.
+1.2-1.7x faster in channels_last than in NCHW (``python -m scaling.bench train`` prints both per
+model); ``channels_last=False`` opts out.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -74,6 +73,7 @@ from scaling.train.common import (
     evaluate,
     evaluate_loader,
     has_conv,
+    is_trial_pruned,
     lr_at,
     param_groups,
     progress_bar,
@@ -166,13 +166,6 @@ def train(spec_or_model: Any, data: ImageData, config: TrainConfig | None = None
     finally:
         torch.set_num_threads(threads)
         torch.backends.cudnn.benchmark = benchmark
-
-
-def _is_trial_pruned(exc: BaseException) -> bool:
-    """Whether ``exc`` is Optuna's TrialPruned; optuna is looked up, never imported (a raised
-    TrialPruned means it is already loaded)."""
-    optuna = sys.modules.get("optuna")
-    return optuna is not None and isinstance(exc, optuna.TrialPruned)
 
 
 def _resident(split: Any, dev: torch.device) -> Any:
@@ -379,7 +372,7 @@ class _Run:
                     try:
                         keep = callback(report, dict(metrics))
                     except Exception as exc:
-                        if _is_trial_pruned(exc):
+                        if is_trial_pruned(exc):
                             self.status = "pruned"
                             self.message = f"pruned after {where}: {exc}"
                         exc.result = self.result()  # type: ignore[attr-defined]
