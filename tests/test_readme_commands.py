@@ -60,6 +60,14 @@ RUNS: dict[str, str] = {
         "mobilenet_v2,efficientnet_b0 --pruner sha --subset 256 --val-size 64 --epochs 1 "
         "--batch-size 64 --lr 0.05 --zero-init-last --trials 2 --reevaluate 1 "
         "--reevaluate-seeds 1 --threads 1 --study window",
+    "python -m scaling.search --budget 900k --objective window --window 0.95,1.05 --enqueue "
+    "mobilenet_v2,efficientnet_b0 --pruner sha --subset 20000 --val-size 2000 --epochs 2 "
+    "--batch-size 64 --lr 0.05 --zero-init-last --trials 100 --reevaluate 3 --reevaluate-seeds 3 "
+    "--threads 1":
+        "python -m scaling.search --budget 900k --objective window --window 0.95,1.05 --enqueue "
+        "mobilenet_v2,efficientnet_b0 --pruner sha --subset 256 --val-size 64 --epochs 1 "
+        "--batch-size 64 --lr 0.05 --zero-init-last --trials 2 --reevaluate 0 --threads 1 "
+        "--study medium",
     "python -m scaling.search --budget 3M --trials 20 --evaluator zero-cost --study found "
     "--threads 1":
         "python -m scaling.search --budget 3M --trials 4 --evaluator zero-cost --study found "

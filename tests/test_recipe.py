@@ -141,9 +141,10 @@ def test_pruner_warmup_is_respected(epochs, warmup, steps):
     for step in range(1, epochs + 1):
         slow.report(0.1, step)
         assert slow.should_prune() == (step >= steps)
-    hyperband = make_pruner(SearchConfig(epochs=epochs, prune_warmup=warmup,
-                                         pruner="hyperband").validate())
-    assert hyperband._min_resource == steps <= hyperband._max_resource == math.ceil(epochs)
+    hb = SearchConfig(epochs=epochs, prune_warmup=warmup, pruner="hyperband").validate()
+    hyperband = make_pruner(hb)  # over evaluation points: 9 or more looks, the lowest rung 1/9
+    assert hyperband._max_resource == hb.reports == max(9, math.ceil(epochs))
+    assert hyperband._min_resource == hb.min_resource == round(hb.reports / 9)
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, True, "half"])

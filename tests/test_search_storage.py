@@ -229,3 +229,28 @@ def test_plain_postgresql_url_works_with_the_installed_driver(tmp_path):
                        proxies=("params",), rank_proxy="params", budget=30_000_000, trials=2,
                        storage=plain, out_dir=str(tmp_path), quiet=True)
     assert len(_done(run_search(cfg).study.trials)) == 2
+
+
+def test_a_study_stored_before_the_new_window_and_evaluation_points_resumes(tmp_path):
+    """A reward study stored with the old default window and no evals_per_epoch resumes: the
+    window decides nothing outside the window objective, one look an epoch is what it did; a
+    window study stored with the old window is refused under the new default."""
+    for objective, ok in (("reward", True), ("window", False)):
+        cfg = SearchConfig(study=objective, evaluator="zero-cost", proxies=("params",),
+                           rank_proxy="params", budget=30_000_000, objective=objective,
+                           out_dir=str(tmp_path)).validate()
+        storage = open_storage(cfg)
+        open_study(cfg, storage, create=True)
+        older = {k: v for k, v in cfg.to_dict().items() if k != "evals_per_epoch"}
+        older["window"] = [0.9, 1.0]
+        storage.set_study_system_attr(storage.get_study_id_from_name(objective), st.CONFIG_ATTR,
+                                      older)
+        cfg.resume = True
+        if ok:
+            assert open_study(cfg, storage, create=True).study_name == objective
+            cfg.evals_per_epoch = 3.0  # other looks: another search
+            with pytest.raises(ConfigError, match=r"evals_per_epoch \(stored 1, given 3.0\)"):
+                open_study(cfg, storage, create=True)
+        else:
+            with pytest.raises(ConfigError, match=r"window \(stored \[0.9, 1.0\], given"):
+                open_study(cfg, storage, create=True)

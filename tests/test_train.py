@@ -172,6 +172,30 @@ def test_optuna_pruning():
     assert trial.state == optuna.trial.TrialState.PRUNED and list(trial.intermediate_values) == [1]
 
 
+def test_evaluation_points_are_looks_at_the_same_run():
+    """Three points an epoch look at the run of one point an epoch: the same schedule, weights
+    and BN statistics at the epoch ends (precise BN on: looks inside an epoch draw their own
+    batches), so every third look is the per-epoch one. Points are evenly spaced (fractional K
+    too: the end is the same run), at most one per step."""
+    data = synthetic()  # 12 steps an epoch
+    looks = []
+    one = train(tiny_spec(), data, epochs=2, **FAST)
+    three = train(tiny_spec(), data, epochs=2, evals_per_epoch=3,
+                  callback=lambda report, m: looks.append((report, m["step"])), **FAST)
+    assert looks == [(1, 4), (2, 8), (3, 12), (4, 16), (5, 20), (6, 24)]
+    for a, b in zip(one.model.state_dict().values(), three.model.state_dict().values()):
+        assert torch.equal(a, b)
+    keys = ("epoch", "val_top1", "val_loss", "lr", "samples", "step")
+    assert ([{k: h[k] for k in keys} for h in three.history[2::3]]
+            == [{k: h[k] for k in keys} for h in one.history])
+    assert three.history[1]["epoch"] == 1 and three.history[1]["epochs"] == 8 / 12
+    frac = train(tiny_spec(), data, epochs=2, evals_per_epoch=4.5, **FAST)
+    assert [h["step"] for h in frac.history] == [3, 6, 8, 11, 14, 16, 19, 22, 24]
+    assert frac.history[-1]["val_loss"] == one.history[-1]["val_loss"]
+    many = train(tiny_net(), synthetic(100, 50), epochs=1, evals_per_epoch=5, **FAST)
+    assert [h["step"] for h in many.history] == [1, 2]
+
+
 def test_only_optunas_trial_pruned_marks_a_run_pruned():
     optuna = pytest.importorskip("optuna")
     data = synthetic(n_train=100, n_val=50)
@@ -213,6 +237,8 @@ def test_evaluate_tensors_and_errors():
     ({"epochs": 1, "batch_size": 0}, "batch_size=0"), ({"epochs": 1, "warmup": 1.0}, "warmup"),
     ({"epochs": 1, "amp": "fp8"}, "amp='fp8'"), ({"epochs": 1, "device": "tpu9"}, "device"),
     ({"epochs": 1, "threads": 0}, "threads=0"),
+    ({"epochs": 1, "evals_per_epoch": 0.5}, "evals_per_epoch=0.5"),
+    ({"epochs": 1, "evals_per_epoch": True}, "evals_per_epoch=True"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -5,6 +5,7 @@ with others)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from scaling.search.objectives import (
     parse_window,
 )
 from scaling.search.space import load_space
+from scaling.train.config import TrainConfig
 
 #: longest study name in UTF-8 bytes: its files (``NAME.best.json``, the atomic writer's
 #: ``.NAME.best.json.XXXXXXXX.tmp``) must stay within the 255-byte file names of common file systems
@@ -33,9 +35,11 @@ PRUNERS = ("median", "sha", "hyperband", "none")
 # Keys that define what a study searches; a resumed run must agree on them.
 IDENTITY = ("budget", "objective", "evaluator", "data", "resolution", "in_channels", "seed",
             "epochs", "subset", "val_size", "batch_size", "optimizer", "lr", "augment", "space",
-            "reward_w", "zero_init_last", "window", "latency_budget")
+            "reward_w", "zero_init_last", "window", "evals_per_epoch", "latency_budget")
 #: identity keys added after studies were stored without them: a missing one means this value
-IDENTITY_DEFAULTS = {"zero_init_last": False, "window": list(WINDOW), "latency_budget": None}
+#: (the window's default before it became a band around the budget; one look an epoch)
+IDENTITY_DEFAULTS = {"zero_init_last": False, "window": [0.9, 1.0], "evals_per_epoch": 1,
+                     "latency_budget": None}
 
 
 class ConfigError(ValueError):
@@ -57,6 +61,25 @@ def _count_or_all(text: str) -> int | None:
 def _names(text: str) -> tuple[str, ...]:
     """CLI text of ``enqueue``: comma-separated zoo names (checked in :meth:`validate`)."""
     return tuple(n.strip() for n in str(text).split(",") if n.strip())
+
+
+def _evals(text: str) -> float | str:
+    """CLI text of ``evals_per_epoch``: 'auto' or a number (checked in :meth:`validate`)."""
+    try:
+        value = "auto" if text == "auto" else float(text)
+    except ValueError:
+        raise ValueError(f"evals_per_epoch={text!r} is not allowed; expected auto or a number "
+                         ">= 1") from None
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def auto_evals_per_epoch(pruner: str, factor: int, epochs: float) -> float:
+    """Evaluation points an epoch for ``evals_per_epoch='auto'``: with sha/hyperband enough for
+    ``factor**2`` reports over the run (rungs at 1/factor**2, 1/factor and all of it: three
+    rungs, the top one the protocol), at least one an epoch; other pruners one an epoch."""
+    if pruner not in ("sha", "hyperband"):
+        return 1.0
+    return max(1.0, factor ** 2 / epochs)
 
 
 def _opt(default: Any, help_text: str, **more: Any) -> Any:
@@ -114,7 +137,8 @@ class SearchConfig:
     objective: str = _opt("reward", f"what the search optimises: {', '.join(OBJECTIVES)} "
                           "(window: val accuracy with MACs in --window x budget)")
     window: tuple[float, float] = _opt(WINDOW, "the window objective's MAC window, fractions of "
-                                       "the budget: LO,HI (0 < LO < HI <= 1)", type=parse_window,
+                                       "the budget: LO,HI (0 < LO < HI <= 2; default: the 5%% "
+                                       "band the study's fitter accepts)", type=parse_window,
                                        metavar="LO,HI")
     enqueue: tuple[str, ...] = _opt((), "zoo families fitted to the budget (by width) and "
                                     "evaluated as the first trials, e.g. mobilenet_v2,"
@@ -131,15 +155,20 @@ class SearchConfig:
     device: str = _opt("auto", "auto (CUDA when available), cpu, cuda or cuda:N")
     sampler: str = _opt("tpe", f"Optuna sampler: {', '.join(SAMPLERS)}")
     pruner: str = _opt("median", f"pruner of trained trials: {', '.join(PRUNERS)} (sha: "
-                       "successive halving, hyperband: Hyperband, both over epochs with the "
-                       "protocol's --epochs as the top rung)")
+                       "successive halving, hyperband: Hyperband, both over the evaluation points "
+                       "with the whole protocol as the top rung)")
     prune_factor: int = _opt(3, "reduction factor of sha/hyperband: 1 in N trials goes on to "
                              "the next rung")
     startup_trials: int = _opt(10, "random trials before TPE")
-    prune_warmup: float = _opt(0.5, "fraction of the epochs a trial trains before the pruner may "
-                               "stop it (slow starters are not cut blindly)")
+    prune_warmup: float = _opt(0.5, "fraction of the run a trial trains before the median pruner "
+                               "may stop it (slow starters are not cut blindly)")
     prune_startup: int = _opt(5, "finished trials before the median pruner acts")
     epochs: float = _opt(3.0, "training epochs per trial")
+    evals_per_epoch: Any = _opt("auto", "evaluation points an epoch, the looks a pruner gets at "
+                                "evenly spaced steps of the same schedule (auto: enough for "
+                                "rungs at 1/F^2, 1/F and all of the run with sha/hyperband and "
+                                "--prune-factor F; else one an epoch)", type=_evals,
+                                metavar="K|auto")
     trial_seconds: float | None = _opt(None, "training-time cap per trial (default: none)")
     subset: int | None = _opt(10_000, "training images per trial (0: all)", type=_count_or_all)
     val_size: int = _opt(5_000, "validation images held out of train")
@@ -222,6 +251,10 @@ class SearchConfig:
             if self.grace <= self.heartbeat:
                 raise ValueError(f"grace={self.grace} is not allowed; expected more than "
                                  f"heartbeat={self.heartbeat} seconds")
+            if self.evals_per_epoch == "auto":
+                self.evals_per_epoch = auto_evals_per_epoch(self.pruner, self.prune_factor,
+                                                            self.epochs)
+            TrainConfig(epochs=self.epochs, evals_per_epoch=self.evals_per_epoch)  # checks it
             check_study_name(self.study)
             self.space = load_space(self.space)
             self._check_latency()
@@ -257,12 +290,22 @@ class SearchConfig:
         return cls(**kwargs)
 
     @property
-    def prune_warmup_steps(self) -> int:
-        """Epochs before the pruner may act (Optuna's ``n_warmup_steps``; epochs count from 1):
-        ``ceil(prune_warmup * epochs)``, at least 1."""
-        import math
+    def reports(self) -> int:
+        """Evaluation points of a full trial (the pruner's steps count them from 1):
+        ``ceil(epochs * evals_per_epoch)``, fewer where an epoch has fewer steps than points."""
+        return max(1, math.ceil(self.epochs * float(self.evals_per_epoch) - 1e-9))
 
-        return max(1, math.ceil(self.prune_warmup * self.epochs - 1e-9))
+    @property
+    def prune_warmup_steps(self) -> int:
+        """Reports before the median pruner may act (Optuna's ``n_warmup_steps``):
+        ``ceil(prune_warmup * reports)``, at least 1."""
+        return max(1, math.ceil(self.prune_warmup * self.reports - 1e-9))
+
+    @property
+    def min_resource(self) -> int:
+        """The lowest rung of sha/hyperband, in reports: ``reports / prune_factor**2``
+        (rounded, at least 1), so the rungs sit at about 1/F^2, 1/F and all of the run."""
+        return max(1, round(self.reports / self.prune_factor ** 2))
 
     @property
     def storage_url(self) -> str:

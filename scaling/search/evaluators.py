@@ -169,16 +169,17 @@ def zero_cost(ctx: SearchContext, trial: Any, spec: Any, cost: Any) -> Evaluatio
 def train_spec(ctx: SearchContext, spec: Any, seed: int | None = None,
                callback: Callable[[int, dict], Any] | None = None,
                before_train: Callable[[Any], Any] | None = None,
-               recipe: dict[str, Any] | None = None) -> Any:
+               recipe: dict[str, Any] | None = None, evals_per_epoch: float = 1) -> Any:
     """Train ``spec`` by the search's protocol (data split, subset, epochs, optimizer, seed):
     what every trial gets, and what baselines must get to be comparable; ``recipe``: a trial's
     sampled recipe (user attr ``recipe``) over the fixed one. ``before_train(model)``
-    sees the freshly built net (:func:`scaling.train.trainer.train`)."""
+    sees the freshly built net (:func:`scaling.train.trainer.train`); ``evals_per_epoch``: the
+    looks of a pruned trial (the weights do not depend on it)."""
     from scaling.train import train
 
     cfg = ctx.cfg
     return train(spec, ctx.data(), epochs=cfg.epochs, seconds=cfg.trial_seconds,
-                 **recipe_kwargs(cfg, recipe),
+                 evals_per_epoch=evals_per_epoch, **recipe_kwargs(cfg, recipe),
                  seed=cfg.seed if seed is None else seed, device=cfg.device,
                  channels_last=channels_last(cfg), one_shape=one_shape(ctx),
                  augment=cfg.augment, zero_init_last=cfg.zero_init_last, threads=cfg.threads,
@@ -204,12 +205,15 @@ def train_eval(ctx: SearchContext, trial: Any, spec: Any, cost: Any) -> Evaluati
     objective = get_objective(cfg.objective)
     proxies: dict[str, float | None] = {}
     callback: Callable[[int, dict], Any] | None = None
+    looks = 1.0
     if not objective.multi and cfg.pruner != "none":
-        def callback(epoch: int, metrics: dict) -> bool:
+        looks = float(cfg.evals_per_epoch)
+
+        def callback(report: int, metrics: dict) -> bool:
             if metrics.get("val_top1") is None:
                 return True
             trial.report(objective.intermediate(metrics["val_top1"], cost.macs, cfg.budget,
-                                                cfg.reward_w), epoch)
+                                                cfg.reward_w), report)
             return not trial.should_prune()
 
     recipe = trial.user_attrs.get("recipe")
@@ -218,7 +222,8 @@ def train_eval(ctx: SearchContext, trial: Any, spec: Any, cost: Any) -> Evaluati
     def before_train(model: Any) -> None:  # the proxies of the very net the trial trains
         proxies.update(compute_trial_proxies(ctx, spec, model, train_batch))
 
-    result = train_spec(ctx, spec, callback=callback, before_train=before_train, recipe=recipe)
+    result = train_spec(ctx, spec, callback=callback, before_train=before_train, recipe=recipe,
+                        evals_per_epoch=looks)
     if cfg.proxies and not proxies:  # a train() that did not call before_train (a stand-in)
         proxies.update(compute_trial_proxies(ctx, spec))
     history = [h["val_top1"] for h in result.history]
@@ -227,13 +232,22 @@ def train_eval(ctx: SearchContext, trial: Any, spec: Any, cost: Any) -> Evaluati
              "val_history": history, "train_time": round(result.train_time, 3),
              "images_per_s": round(result.images_per_s, 1), "train_samples": result.samples,
              "steady_images_per_s": round(steady, 1), "wall_time": round(result.wall_time, 3),
-             "device": result.device, "epochs_trained": len(history)}
+             "device": result.device, "reports": len(history),
+             "epochs_trained": _epochs_trained(result)}
     if result.status == "pruned":
         for key, value in {**attrs, **_proxy_attrs(proxies), "status": "pruned"}.items():
             trial.set_user_attr(key, value)
-        raise optuna.TrialPruned(f"pruned after epoch {len(history)}")
+        raise optuna.TrialPruned(f"pruned after {attrs['epochs_trained']:g} epochs "
+                                 f"({len(history)} evaluation points)")
     score = result.final_val_top1 if result.status == "ok" else None
     return Evaluation(score, status=result.status, proxies=proxies, attrs=attrs)
+
+
+def _epochs_trained(result: Any) -> float:
+    """The epochs a trial trained: its steps over the steps of an epoch (history's ``epochs``);
+    one per history entry for a trainer that does not say."""
+    last = result.history[-1] if result.history else {}
+    return round(float(last["epochs"]), 4) if "epochs" in last else len(result.history)
 
 
 EVALUATORS: dict[str, Callable[[SearchContext, Any, Any, Any], Evaluation]] = {

@@ -1,8 +1,10 @@
 """Search objectives and the MAC budget.
 
 - ``window`` (single objective, maximise): plain validation accuracy among nets whose MACs lie in
-  ``[lo, hi] x budget`` (``--window``, default 0.9,1.0), a hard window: the honest objective for a
-  fixed MAC point, where any exchange rate between accuracy and MACs would be a guess.
+  ``[lo, hi] x budget`` (``--window``, default 0.95,1.05), a hard window: the honest objective for
+  a fixed MAC point, where any exchange rate between accuracy and MACs would be a guess. The
+  default is the band the study's fitter accepts around its MAC point (``mac_tol`` 5%: a family
+  fitted at 1.07M may land at 1.102M), so a family fitted as the study fits it is feasible.
 - ``reward`` (single objective, maximise): the MnasNet reward (Tan et al. 2019, eq. 2)
   ``ACC * (MACs / T) ** w`` with the target T = the budget and ``w`` (``--reward-w``, default
   -0.07). Halving the MACs multiplies the reward by ``2 ** -w``: w = -0.07 pays 4.97% relative
@@ -34,30 +36,34 @@ from scaling.cost.units import format_macs, parse_budget  # noqa: F401 (the sear
 
 MNAS_W = -0.07
 CONSTRAINT = "macs_over_budget"
-#: the default MAC window of the ``window`` objective, as fractions of the budget
-WINDOW = (0.9, 1.0)
+#: the default MAC window of the ``window`` objective, as fractions of the budget: the band
+#: within the study's fitter tolerance (5%) around its MAC point
+WINDOW = (0.95, 1.05)
+#: the largest upper end of a window, as a fraction of the budget
+MAX_WINDOW = 2.0
 #: statuses of samples that were never evaluated (outside the budget or the window)
 INFEASIBLE = ("over_budget", "below_window", "over_latency")
 
 
 def check_window(window: Any) -> tuple[float, float]:
-    """``window`` as ``(lo, hi)`` floats with ``0 < lo < hi <= 1`` (fractions of the budget: the
-    budget stays the hard cap); a ValueError naming the value otherwise."""
+    """``window`` as ``(lo, hi)`` floats with ``0 < lo < hi <=`` :data:`MAX_WINDOW` (fractions
+    of the budget, the window's reference point); a ValueError naming the value otherwise."""
     import math
 
     try:
         lo, hi = (float(v) for v in window)
     except (TypeError, ValueError):
         raise ValueError(f"window={window!r} is not allowed; expected two fractions of the "
-                         "budget, LO,HI with 0 < LO < HI <= 1 (e.g. 0.9,1.0)") from None
-    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo < hi <= 1):
-        raise ValueError(f"window={lo:g},{hi:g} is not allowed; expected 0 < LO < HI <= 1 "
-                         "(fractions of the budget)")
+                         f"budget, LO,HI with 0 < LO < HI <= {MAX_WINDOW:g} (e.g. 0.95,1.05)"
+                         ) from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo < hi <= MAX_WINDOW):
+        raise ValueError(f"window={lo:g},{hi:g} is not allowed; expected 0 < LO < HI <= "
+                         f"{MAX_WINDOW:g} (fractions of the budget)")
     return lo, hi
 
 
 def parse_window(text: str) -> tuple[float, float]:
-    """CLI text ``'0.9,1.0'`` -> ``(0.9, 1.0)`` (:func:`check_window`)."""
+    """CLI text ``'0.95,1.05'`` -> ``(0.95, 1.05)`` (:func:`check_window`)."""
     return check_window([part.strip() for part in str(text).split(",")] if "," in str(text)
                         else text)
 

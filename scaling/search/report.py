@@ -74,7 +74,7 @@ def trial_record(trial: Any, with_spec: bool = True) -> dict[str, Any]:
     }
     if a.get("recipe"):  # the trial's sampled training recipe (a space with ``recipe``)
         rec["recipe"] = a["recipe"]
-    for key in ("enqueued", "epochs_trained"):
+    for key in ("enqueued", "epochs_trained", "train_samples", "reports"):
         if a.get(key) is not None:
             rec[key] = a[key]
     if rungs(trial):
@@ -161,8 +161,9 @@ def tidy_trials(study: Any) -> Any:
       (MACs/budget)^w, MnasNet's; pareto: the two values it ranks);
     - ``proxy_<name>``: each zero-cost proxy recorded; ``recipe_<key>``: a sampled training recipe;
     - ``enqueued``: the zoo family an enqueued trial evaluates; ``epochs_trained``: the epochs a
-      trained trial ran (the resource its pruner saw); ``rung``: the successive-halving rungs it
-      completed (``--pruner sha|hyperband``);
+      trained trial ran (its steps over the steps of an epoch), ``train_samples`` the images it
+      trained on (its cost), ``reports`` the evaluation points its pruner saw; ``rung``: the
+      successive-halving rungs it completed (``--pruner sha|hyperband``);
     - ``seconds``: the trial's wall time; ``worker``; ``started``; ``blocks``: the net as block
       strings (:func:`scaling.ir.encode_stages`; ``best.json`` holds the full spec).
 
@@ -184,6 +185,7 @@ def tidy_trials(study: Any) -> Any:
         row.update({k: v for k, v in sorted(a.items()) if k.startswith(PROXY_PREFIX)})
         row.update({f"recipe_{k}": v for k, v in (a.get("recipe") or {}).items()})
         row.update(enqueued=a.get("enqueued"), epochs_trained=a.get("epochs_trained"),
+                   train_samples=a.get("train_samples"), reports=a.get("reports"),
                    rung=rungs(t) if rungs(t) else None)
         row["seconds"] = round(t.duration.total_seconds(), 3) if t.duration else None
         row.update(worker=a.get("worker"), started=t.datetime_start, blocks=a.get("blocks"))

@@ -171,8 +171,12 @@ def _sqlite_wal(storage: Any) -> None:
 
 
 def _identity(config: dict[str, Any]) -> dict[str, Any]:
-    """The settings that define the search, as stored (JSON: int keys become strings)."""
-    return json.loads(json.dumps({k: config.get(k, IDENTITY_DEFAULTS.get(k)) for k in IDENTITY}))
+    """The settings that define the search, as stored (JSON: int keys become strings); the
+    window only where the objective is ``window`` (elsewhere it decides nothing)."""
+    out = {k: config.get(k, IDENTITY_DEFAULTS.get(k)) for k in IDENTITY}
+    if out["objective"] != "window":
+        out["window"] = None
+    return json.loads(json.dumps(out))
 
 
 def _shown(value: Any, limit: int = 60) -> str:
@@ -210,7 +214,7 @@ def stored_identity(study: Any, storage: Any) -> dict[str, Any] | None:
     if config is not None:
         return _identity(config)
     old = study.user_attrs.get("identity")
-    return None if old is None else {**IDENTITY_DEFAULTS, **old}
+    return None if old is None else _identity({**IDENTITY_DEFAULTS, **old})
 
 
 def _create_or_load(cfg: SearchConfig, storage: Any, sampler: Any, pruner: Any) -> Any:

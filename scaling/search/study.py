@@ -73,24 +73,24 @@ def make_sampler(cfg: SearchConfig, kind: str | None = None) -> Any:
 
 
 def make_pruner(cfg: SearchConfig) -> Any:
-    """The study's pruner. ``sha`` (successive halving, Jamieson & Talwalkar 2016; asynchronous
-    as in ASHA, Li et al. 2020) and ``hyperband`` (Li et al. 2018) use epochs as the resource:
-    the lowest rung at ``prune_warmup_steps`` epochs, each next rung ``prune_factor`` times
-    longer, and the top rung the protocol itself (``epochs``: a trial that is never pruned
-    trains exactly what the study trains)."""
-    import math
-
+    """The study's pruner, over the trial's evaluation points (``evals_per_epoch`` an epoch, the
+    steps of the same schedule: a rung is a partial run of the full protocol). ``sha``
+    (successive halving, Jamieson & Talwalkar 2016; asynchronous as in ASHA, Li et al. 2020) and
+    ``hyperband`` (Li et al. 2018): the lowest rung at ``min_resource`` reports (about
+    1/F^2 of the run, F = ``prune_factor``), each next rung F times longer, and the top rung the
+    protocol itself (a trial that is never pruned trains exactly what the study trains).
+    ``median``: after ``prune_warmup`` of the run."""
     import optuna
 
     if cfg.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=cfg.prune_startup,
                                            n_warmup_steps=cfg.prune_warmup_steps)
     if cfg.pruner == "sha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=cfg.prune_warmup_steps,
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=cfg.min_resource,
                                                       reduction_factor=cfg.prune_factor)
     if cfg.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=cfg.prune_warmup_steps,
-                                              max_resource=max(1, math.ceil(cfg.epochs)),
+        return optuna.pruners.HyperbandPruner(min_resource=cfg.min_resource,
+                                              max_resource=cfg.reports,
                                               reduction_factor=cfg.prune_factor)
     return optuna.pruners.NopPruner()
 

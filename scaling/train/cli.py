@@ -167,9 +167,11 @@ def main(argv: list[str]) -> int:
     say = (lambda *a: None) if args.json else tqdm.write  # noqa: E731  (above any live bar)
     say(f"{spec.name or args.model}: {data.summary()}")
 
-    def report(epoch: int, m: dict) -> None:
+    def report(number: int, m: dict) -> None:
         val = f"{100 * m['val_top1']:.2f}%" if m["val_top1"] is not None else "-"
-        say(f"epoch {epoch}: train loss {m['train_loss']:.4f}  val top-1 {val}  "
+        where = (f"epoch {number}" if cfg.evals_per_epoch == 1
+                 else f"step {m['step']} (epoch {m['epochs']:.2f})")
+        say(f"{where}: train loss {m['train_loss']:.4f}  val top-1 {val}  "
             f"{m['images_per_s']:.0f} img/s  {m['elapsed']:.1f} s")
 
     result = train(spec, data, cfg, callback=report, progress=args.progress, notice=say)

@@ -263,6 +263,13 @@ def has_conv(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
+def is_trial_pruned(exc: BaseException) -> bool:
+    """Whether ``exc`` is Optuna's TrialPruned; optuna is looked up, never imported (a raised
+    TrialPruned means it is already loaded)."""
+    optuna = sys.modules.get("optuna")
+    return optuna is not None and isinstance(exc, optuna.TrialPruned)
+
+
 def pruning_callback(trial: Any, metric: str = "val_top1") -> Callable[[int, dict], None]:
     """A callback reporting ``metric`` to an Optuna trial and raising TrialPruned when told."""
 

@@ -91,7 +91,14 @@ class TrainConfig:
         type=parse_layout, metavar="{auto,on,off}"))
     compile: bool = field(default=False, metadata=_opt(
         "torch.compile the model (pays only in long runs: compile time per architecture)"))
-    eval_every: int = field(default=1, metadata=_opt("validate every N epochs (and at the end)"))
+    evals_per_epoch: float = field(default=1, metadata=_opt(
+        "evaluation points per epoch, evenly spaced in steps of the same lr schedule: the "
+        "callback and validation run every 1/K epoch (fractional K allowed: 4.5 over 2 epochs "
+        "gives 9 points), at most once per step; the looks of ASHA/Hyperband at a partial run",
+        metavar="K"))
+    eval_every: int = field(default=1, metadata=_opt(
+        "validate at every Nth evaluation point (every N epochs with one point an epoch) and at "
+        "the end"))
     precise_bn: int = field(default=8, metadata=_opt(
         "training batches that recompute the BatchNorm statistics before evaluation (0: off)"))
     augment: bool = field(default=True, metadata=_opt("the dataset's batch augmentation"))
@@ -122,6 +129,9 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (int, float)) or value < 0):
                 raise ValueError(f"{name}={value!r} is not allowed; expected None or >= 0")
+        if not is_number(self.evals_per_epoch) or not 1 <= self.evals_per_epoch < math.inf:
+            raise ValueError(f"evals_per_epoch={self.evals_per_epoch!r} is not allowed; expected "
+                             "a finite number >= 1 (evaluation points per epoch)")
         for name in ("momentum", "warmup", "label_smoothing"):
             _fraction(name, getattr(self, name))
         if self.channels_last not in ("auto", True, False):

@@ -15,40 +15,45 @@ time budget the schedule's progress is the elapsed fraction, so the learning rat
 zero at the deadline (and the run is, by nature, not reproducible). Same seed, data, budget in
 epochs/samples and thread count on the same CPU give identical metrics and weights.
 
+Evaluation points: the callback (and validation, ``eval_every``) run at the end of every epoch,
+or ``evals_per_epoch`` times an epoch at evenly spaced steps of the same schedule: partial looks
+at the full run, as the rungs of ASHA (Li et al. 2020) and Hyperband (Li et al. 2018) need; the
+weights at a step do not depend on how often the run was looked at.
+
 Status: 'ok'; 'diverged' when the training loss becomes NaN/inf (checked every step on CPU;
-on CUDA every 100 steps and at the end of every epoch, so that the host never waits for the
-device per step; no exception); 'pruned' when ``callback(epoch, metrics)``, called after every
-epoch, returns ``False``. An exception the callback raises propagates (Optuna expects
+on CUDA every 100 steps and at every evaluation point, so that the host never waits for the
+device per step; no exception); 'pruned' when ``callback(report, metrics)``, called at every
+evaluation point (``report`` counts them from 1: the epoch with one point an epoch), returns
+``False``. An exception the callback raises propagates (Optuna expects
 ``optuna.TrialPruned`` to leave the objective: see :func:`pruning_callback`), carrying the partial
 :class:`TrainResult` as ``exc.result`` (status 'pruned' for TrialPruned).
 
-Devices: on CUDA, AMP (bf16 where supported, else fp16 with a GradScaler) and in-memory
-datasets moved to the GPU once (uint8; augmentation and normalisation run there). No host
-synchronisation per step: the loss sum and the correct count accumulate on the device and are
-read once an epoch; evaluation and precise BN likewise. cuDNN autotuning (``benchmark``) times
+Devices: on CUDA, AMP (bf16 where supported, else fp16 with a GradScaler) and in-memory datasets
+moved to the GPU once (uint8; augmentation and normalisation run there). No host synchronisation
+per step: the loss sum and the correct count accumulate on the device and are read once per
+evaluation point; evaluation and precise BN likewise. cuDNN autotuning (``benchmark``) times
 every algorithm for every new conv shape, a per-architecture warm-up that a short run cannot
 repay (the first epoch of a new net took 27.5 s against 5 s for each later one on an H100): with
 ``benchmark='auto'`` it is on only for runs of at least :data:`AUTOTUNE_STEPS` steps (or
-:data:`AUTOTUNE_SECONDS` s), so search trials skip it and the study's long runs get it.
-A net meets one batch shape (``one_shape``, on CUDA by default): cuDNN builds an execution plan
-for every new conv configuration, batch size included, 2-5 ms of host time per layer and
-direction (an H100 profile of one search trial, results/bench/profile-h100/), so validation runs
-at the training batch size with the short last batch padded, and precise BN and training drop
-their short last batch. ``compile=True`` runs the model through ``torch.compile`` (off by
-default: its compile time per architecture is repaid only by long runs; ``python -m scaling.bench
-gpu --compile`` measures it).
+:data:`AUTOTUNE_SECONDS` s), so search trials skip it and the study's long runs get it. A net
+meets one batch shape (``one_shape``, on CUDA by default): cuDNN builds an execution plan for
+every new conv configuration, batch size included, 2-5 ms of host time per layer and direction
+(an H100 profile of one search trial, results/bench/profile-h100/), so validation runs at the
+training batch size with the short last batch padded, and precise BN and training drop their
+short last batch. ``compile=True`` runs the model through ``torch.compile`` (off by default: its
+compile time per architecture is repaid only by long runs; ``python -m scaling.bench gpu
+--compile`` measures it).
 
 Memory layout: channels_last whenever the model has a Conv2d, on CUDA *and* CPU: on this 2-core
 CPU the plain loop trained MobileNetV2 x0.5, ShuffleNetV2 x0.5 and a narrow ResNet-18 at 28x28
-1.2-1.7x faster in channels_last than in NCHW
-(``python -m scaling.bench train`` prints both per model); ``channels_last=False`` opts out.
+1.2-1.7x faster in channels_last than in NCHW (``python -m scaling.bench train`` prints both per
+model); ``channels_last=False`` opts out.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -68,6 +73,7 @@ from scaling.train.common import (
     evaluate,
     evaluate_loader,
     has_conv,
+    is_trial_pruned,
     lr_at,
     param_groups,
     progress_bar,
@@ -117,9 +123,11 @@ def train(spec_or_model: Any, data: ImageData, config: TrainConfig | None = None
         data: an :class:`~scaling.data.ImageData` (:func:`scaling.data.load_dataset`).
         config: a :class:`TrainConfig`; ``options`` are its fields (``epochs=2, lr=0.05``, see
             its help texts for meanings and defaults) and override it.
-        callback: ``callback(epoch, metrics)`` after every epoch, with ``epoch, train_loss,
-            val_top1, val_loss`` (None when not evaluated), ``images_per_s, train_time, samples,
-            lr, elapsed``; returning ``False`` stops the run ('pruned').
+        callback: ``callback(report, metrics)`` at every evaluation point (``report`` = 1, 2,
+            ...: the epoch with ``evals_per_epoch=1``), with ``epoch, train_loss, val_top1,
+            val_loss`` (None when not evaluated), ``images_per_s, train_time, samples, lr,
+            step, epochs`` (steps / steps per epoch), ``elapsed``; the training figures cover
+            the steps since the last point; returning ``False`` stops the run ('pruned').
         progress: a tqdm bar; None: only when stderr is a terminal.
         before_train: ``before_train(model)`` with the freshly built model on its device (e.g.
             the zero-cost proxies of a search trial, on the net it trains); the global RNG state
@@ -160,13 +168,6 @@ def train(spec_or_model: Any, data: ImageData, config: TrainConfig | None = None
         torch.backends.cudnn.benchmark = benchmark
 
 
-def _is_trial_pruned(exc: BaseException) -> bool:
-    """Whether ``exc`` is Optuna's TrialPruned; optuna is looked up, never imported (a raised
-    TrialPruned means it is already loaded)."""
-    optuna = sys.modules.get("optuna")
-    return optuna is not None and isinstance(exc, optuna.TrialPruned)
-
-
 def _resident(split: Any, dev: torch.device) -> Any:
     """An in-memory split on ``dev`` (moved once, still uint8); other datasets as they are."""
     return split.to(dev) if isinstance(split, TensorSplit) else split
@@ -197,6 +198,9 @@ class _Run:
         self.calib_loader = make_loader(train_split, cfg.batch_size, shuffle=True, drop_last=True,
                                         seed=cfg.seed + 2, num_workers=cfg.num_workers,
                                         device=dev)
+        # looks inside an epoch draw their own order: the main one's fall as with K=1
+        self.look_loader = make_loader(train_split, cfg.batch_size, shuffle=True, drop_last=True,
+                                       seed=cfg.seed + 3, num_workers=cfg.num_workers, device=dev)
         self.calibrated_at = -1
         # one batch shape: training and precise BN already drop the short last batch
         self.one_shape = uses_one_shape(cfg.one_shape, dev)
@@ -205,7 +209,7 @@ class _Run:
                                        num_workers=cfg.num_workers, device=dev)
                            if val_split is not None and len(val_split) else None)
         self.val_images = len(val_split) if self.val_loader is not None else 0
-        steps_per_epoch = len(self.loader)
+        self.steps_per_epoch = steps_per_epoch = len(self.loader)
         if steps_per_epoch == 0:
             raise ValueError(f"{data.name}: the training split is empty")
         budgets = []
@@ -220,7 +224,8 @@ class _Run:
         self.aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
         self.history: list[dict[str, Any]] = []
         self.status, self.message = "ok", ""
-        self.step = self.seen = 0
+        self.step = self.seen = self.epoch = self.point = 0
+        self.batches: Any = None  # the current epoch's batch iterator
         self.train_time, self.lr = 0.0, 0.0
         self.best: float | None = None
         self.start = time.perf_counter()
@@ -237,16 +242,32 @@ class _Run:
         for g in self.opt.param_groups:
             g["lr"] = self.lr
 
-    def _epoch(self, bar) -> tuple[bool, float, int, torch.Tensor, torch.Tensor]:
-        """One pass (or less, at the end of the budget); returns (stop, time, images, loss sum,
-        correct count), the sums as device tensors (read once an epoch)."""
+    def _next_point(self) -> int:
+        """The step of the next evaluation point: every ``steps_per_epoch / evals_per_epoch``
+        steps (rounded up), at most one per step; the lr schedule does not depend on it."""
+        while True:
+            self.point += 1
+            step = math.ceil(self.point * self.steps_per_epoch / self.cfg.evals_per_epoch - 1e-9)
+            if step > self.step:
+                return step
+
+    def _segment(self, bar, until: int) -> tuple[bool, float, int, torch.Tensor, torch.Tensor]:
+        """Train up to step ``until`` (the next evaluation point), through as many epochs as that
+        takes; returns (stop, time, images, loss sum, correct count), the sums as device tensors
+        (read once a segment). Stops early at the end of the budget or at a non-finite loss."""
         model, dev, num_classes = self.forward, self.dev, self.data.num_classes
         self.model.train()
         t0, seen = time.perf_counter(), 0
         loss_sum = torch.zeros((), device=dev)
         correct = torch.zeros((), dtype=torch.long, device=dev)
         check_every = 1 if dev.type == "cpu" else 100
-        for x, y in self.loader:
+        while self.step < until:
+            batch = next(self.batches, None) if self.batches is not None else None
+            if batch is None:  # a new epoch: a new order
+                self._crossed_epoch_end()
+                self.batches, self.epoch = iter(self.loader), self.epoch + 1
+                continue
+            x, y = batch
             self._set_lr(time.perf_counter() - t0)
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             x = self.tf_train(x, self.aug_gen)
@@ -283,13 +304,21 @@ class _Run:
             torch.cuda.synchronize(self.dev)
         return time.perf_counter() - t0
 
-    def _calibrate(self) -> None:
-        """Precise BN over ``cfg.precise_bn`` un-augmented training batches (once per step)."""
+    def _crossed_epoch_end(self) -> None:
+        """An epoch end that no look calibrated at takes its draw of the main order (K=1 did)."""
+        if (self.epoch > 0 and self.cfg.evals_per_epoch != 1 and self.cfg.precise_bn > 0
+                and self.val_loader is not None and self.calibrated_at != self.step):
+            next(iter(self.calib_loader), None)
+
+    def _calibrate(self, main: bool = True) -> None:
+        """Precise BN over ``cfg.precise_bn`` un-augmented training batches (once per step), from
+        the main order at epoch ends and the final point, else from the looks' order."""
         if self.cfg.precise_bn == 0 or self.calibrated_at == self.step:
             return
+        loader = self.calib_loader if main else self.look_loader
 
         def batches():
-            for i, (x, _) in enumerate(self.calib_loader):
+            for i, (x, _) in enumerate(loader):
                 if i == self.cfg.precise_bn:
                     return
                 x = self.tf_eval(x.to(self.dev, non_blocking=True))
@@ -303,29 +332,30 @@ class _Run:
 
     def run(self, callback, progress: bool | None, notice=None) -> TrainResult:
         bar = progress_bar(progress, self.total_steps, unit="step")
-        epoch, stop = 0, False
+        report, stop = 0, False
         try:
             while not stop:
-                epoch += 1
-                stop, ep_time, seen, loss_sum, correct = self._epoch(bar)
+                report += 1
+                stop, ep_time, seen, loss_sum, correct = self._segment(bar, self._next_point())
                 self.train_time += ep_time
                 self.seen += seen
                 if not bool(torch.isfinite(loss_sum)):
                     self.status, stop = "diverged", True
                     self.message = f"non-finite training loss by step {self.step}"
                 metrics: dict[str, Any] = {
-                    "epoch": epoch, "train_loss": float(loss_sum) / max(1, seen),
+                    "epoch": self.epoch, "train_loss": float(loss_sum) / max(1, seen),
                     "train_top1": int(correct) / max(1, seen),
                     "val_top1": None, "val_loss": None,
                     "images_per_s": seen / ep_time if ep_time > 0 else 0.0,
-                    "train_time": self.train_time, "samples": self.seen, "lr": self.lr}
+                    "train_time": self.train_time, "samples": self.seen, "lr": self.lr,
+                    "step": self.step, "epochs": self.step / self.steps_per_epoch}
                 if (self.status == "ok" and self.val_loader is not None
-                        and (stop or epoch % self.cfg.eval_every == 0)):
+                        and (stop or report % self.cfg.eval_every == 0)):
                     if stop and notice is not None:
                         notice(f"budget spent after {self.train_time:.1f} s of training; "
                                f"evaluating on {self.val_images:,} validation "
                                "images")
-                    self._calibrate()
+                    self._calibrate(stop or self.step % self.steps_per_epoch == 0)
                     acc, vloss = evaluate_loader(
                         self.forward, self.val_loader, self.tf_eval, self.dev, self.amp_dtype,
                         self.cl, pad_to=self.cfg.batch_size if self.one_shape else None)
@@ -337,17 +367,19 @@ class _Run:
                     bar.set_postfix(loss=f"{metrics['train_loss']:.3f}",
                                     val=f"{metrics['val_top1'] or 0:.3f}")
                 if callback is not None and self.status == "ok":
+                    where = (f"epoch {self.epoch}" if self.cfg.evals_per_epoch == 1
+                             else f"evaluation point {report} (step {self.step})")
                     try:
-                        keep = callback(epoch, dict(metrics))
+                        keep = callback(report, dict(metrics))
                     except Exception as exc:
-                        if _is_trial_pruned(exc):
+                        if is_trial_pruned(exc):
                             self.status = "pruned"
-                            self.message = f"pruned after epoch {epoch}: {exc}"
+                            self.message = f"pruned after {where}: {exc}"
                         exc.result = self.result()  # type: ignore[attr-defined]
                         raise
                     if keep is False and not stop:
                         self.status, stop = "pruned", True
-                        self.message = f"the callback stopped the run after epoch {epoch}"
+                        self.message = f"the callback stopped the run after {where}"
             if self.status != "diverged":
                 self._calibrate()
         finally:
