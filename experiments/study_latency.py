@@ -15,6 +15,7 @@ and warmed, the median and IQR of ``rounds x repeats`` samples
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -130,7 +131,7 @@ def load_tables(args: Any) -> list[Any]:
 
 
 def readme(args: Any, table: pd.DataFrame, ranking: pd.DataFrame, env: dict[str, Any],
-           prov: Provenance, seconds: float) -> str:
+           prov: Provenance, seconds: float, load: tuple[float, float]) -> str:
     b0 = min(args.batches)
     lines = [
         "# The study's families in time: accuracy vs measured latency", "",
@@ -138,7 +139,8 @@ def readme(args: Any, table: pd.DataFrame, ranking: pd.DataFrame, env: dict[str,
         f" ({prov.date}); the code is `experiments/study_latency.py`.", "",
         f"**What.** The {table['model'].nunique()} models of the family comparison of "
         f"`{repo_relative(args.study)}` (`family.csv`, specs from `plan.json`; nothing "
-        f"retrained), {table['family'].nunique()} families, at batch "
+        f"retrained; {table['spec_key'].nunique()} distinct specs, each timed once), "
+        f"{table['family'].nunique()} families, at batch "
         f"{' and '.join(map(str, args.batches))}. Accuracy: mean test top-1 over the study's "
         "seeds.", "",
         "**How.** Each model built and deployed (`scaling.deploy`: norms folded, channels_last, "
@@ -147,8 +149,9 @@ def readme(args: Any, table: pd.DataFrame, ranking: pd.DataFrame, env: dict[str,
         f"reversed every other round): {args.rounds} rounds x {args.repeats} samples of at "
         f"least {args.min_ms:g} ms each; `latency_ms` is the median per call, `iqr_ms` its "
         f"interquartile range. Measuring took {seconds:.0f} s.", "",
-        f"**Environment.** {env['device']}; torch {env['torch']}; {args.threads} thread(s). "
-        "A machine shared with other work inflates and spreads the times: read the IQR.", "",
+        f"**Environment.** {env['device']}; torch {env['torch']}; {args.threads} thread(s); "
+        f"load average {load[0]:.2f} before and {load[1]:.2f} after, on {os.cpu_count()} "
+        "CPUs. Other work on the machine inflates and spreads the times: read the IQR.", "",
         f"**Cheap in MACs, slow in time** (base point, ratio 1; ns per MAC per image, and its "
         f"multiple of the fastest family; ranked slowest first at batch {b0}):", "",
         "| family | model | MACs | " + " | ".join(
@@ -192,10 +195,10 @@ def main(argv: list[str]) -> int:
     unique = models.drop_duplicates("spec_key").reset_index(drop=True)
     print(f"timing {len(unique)} models x batch {args.batches}, {args.rounds} rounds x "
           f"{args.repeats}, {args.threads} thread(s)", flush=True)
-    t0 = time.perf_counter()
+    t0, before = time.perf_counter(), os.getloadavg()[0]
     timed = measure_latency(list(unique["spec"]), args.batches, args.threads, rounds=args.rounds,
                             repeats=args.repeats, warmup=args.warmup, min_ms=args.min_ms)
-    seconds = time.perf_counter() - t0
+    seconds, load = time.perf_counter() - t0, (before, os.getloadavg()[0])
     timed["spec_key"] = unique["spec_key"].to_numpy()[timed["model_index"]]
     table = models.merge(timed.drop(columns="model_index"), on="spec_key")
     table = table.rename(columns={"acc_mean": "test_acc_mean", "acc_std": "test_acc_std"})
@@ -216,9 +219,11 @@ def main(argv: list[str]) -> int:
                              f"{repo_relative(args.study)}, {env['device']}, deployed float32, "
                              f"{args.threads} thread(s)")
     ranking = per_mac(table)
-    atomic_write_text(args.out / "README.md", readme(args, table, ranking, env, prov, seconds))
+    text = readme(args, table, ranking, env, prov, seconds, load)
+    atomic_write_text(args.out / "README.md", text)
     for name in ("latency.csv", "accuracy_vs_latency.png", "README.md"):
         prov.write(args.out / name, environment=env, measure_seconds=round(seconds, 2),
+                   load_average=[round(v, 2) for v in load],
                    models=int(table["model"].nunique()))
     print(f"{args.out / 'latency.csv'}: {len(table)} rows; measuring took {seconds:.1f} s; "
           f"slowest per MAC at batch {min(args.batches)}: {ranking['family'].iloc[0]}")

@@ -14,7 +14,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from experiments import study_latency  # noqa: E402
-from scaling.study.latency import accuracy_by_model, per_mac  # noqa: E402
+from scaling.study.latency import (  # noqa: E402
+    accuracy_by_model,
+    figure_accuracy_vs_latency,
+    per_mac,
+)
 
 STUDY = ROOT / "results" / "medium"
 OUTPUTS = ("latency.csv", "accuracy_vs_latency.png", "README.md")
@@ -130,3 +134,23 @@ def test_per_mac_ranks_the_slowest_per_mac_first():
 def test_accuracy_by_model_names_missing_columns():
     with pytest.raises(ValueError, match="spec_key"):
         accuracy_by_model(pd.DataFrame({"family": ["a"], "test_acc": [0.5]}))
+
+
+def test_figure_keeps_each_familys_colour_and_draws_one_panel_per_batch():
+    from matplotlib.colors import to_hex
+
+    table = pd.DataFrame({
+        "family": ["b", "b", "b", "b"], "model": ["b1", "b2", "b1", "b2"],
+        "macs": [1, 2, 1, 2], "batch": [1, 1, 32, 32], "latency_ms": [1.5, 2.5, 30.0, 50.0],
+        "acc_mean": [0.8, 0.9, 0.8, 0.9], "acc_std": [0.01, 0.02, 0.01, 0.02],
+        "n_seeds": [3, 3, 3, 3]})
+    fig = figure_accuracy_vs_latency(table, families=["a", "b"])
+    axes = fig.axes
+    assert [ax.get_title() for ax in axes] == ["batch 1", "batch 32"]
+    for ax, xs in zip(axes, ([1.5, 2.5], [30.0, 50.0])):
+        assert ax.get_xscale() == "log"
+        (line,) = ax.get_lines()[:1]
+        assert list(line.get_xdata()) == xs and list(line.get_ydata()) == pytest.approx([80, 90])
+        assert to_hex(line.get_color()) == to_hex("C1")  # b is the study's second family
+    minor = axes[1].xaxis.get_minor_formatter()  # 2, 3, 5 x 10^k labelled, so none collide
+    assert [minor(v, 0) for v in (20, 30, 40, 50, 80, 0.3)] == ["20", "30", "", "50", "", "0.3"]

@@ -11,6 +11,7 @@ MAC at one point; :func:`figure_accuracy_vs_latency` draws one panel per batch s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,14 @@ def per_mac(table: pd.DataFrame, ratio: float = 1) -> pd.DataFrame:
     return wide.reset_index().sort_values(first, ascending=False, ignore_index=True)
 
 
+def _few_minor(value: float, pos: Any = None) -> str:
+    """A minor log-tick label at 2, 3 and 5 x 10^k only, as a plain number."""
+    if value <= 0:
+        return ""
+    lead = round(value / 10 ** math.floor(math.log10(value)), 6)
+    return f"{value:g}" if lead in (2, 3, 5) else ""
+
+
 def figure_accuracy_vs_latency(table: pd.DataFrame, families: Sequence[str] | None = None,
                                subtitle: str = ""):
     """One panel per batch: mean accuracy vs measured latency, a line through each family's
@@ -101,6 +110,7 @@ def figure_accuracy_vs_latency(table: pd.DataFrame, families: Sequence[str] | No
                         label=str(family))
         ax.set_xscale("log")
         _plain_log_axis(ax.xaxis)
+        ax.xaxis.set_minor_formatter(_few_minor)  # 2, 3, 5 x 10^k: labels that do not collide
         ax.set_xlabel(f"measured latency, ms per call of {batch} image{'s' * (batch > 1)} "
                       "(median; log scale)")
         ax.set_ylabel("test top-1 (%), mean ± std over seeds")
