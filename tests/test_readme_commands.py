@@ -122,6 +122,8 @@ RUNS: dict[str, str] = {
         "python experiments/compare_families.py --tiny --jobs 1 --out-dir compare-out "
         "--scale-csv scale-out/scale_family.csv --families MobileNetV2 --subset 256",
     "python experiments/reproduce_efficientnet.py": "python experiments/reproduce_efficientnet.py",
+    "python experiments/study_latency.py":
+        "python experiments/study_latency.py --quick --out latency-out",
 }
 
 #: a run -> the run whose files it reads (it starts once that one has ended)
