@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import pandas as pd
 
-    from experiments.common import write_report
     from scaling.cli import format_table
+    from scaling.study.protocol import write_report
     from scaling.study.provenance import Provenance, atomic_write_text
 
     before, after = read_all(args.before), read_all(args.after)

@@ -120,9 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import pandas as pd
 
-    from experiments.common import run_models, write_report
-    from experiments.study_plan import PRESETS, spec_key
     from scaling.ir import NetworkSpec
+    from scaling.study.plan import PRESETS, spec_key
+    from scaling.study.protocol import run_models, write_report
     from scaling.study.provenance import Provenance, atomic_write_text, repo_relative
 
     plan = json.loads(args.plan.read_text())

@@ -170,7 +170,7 @@ def combine(args: argparse.Namespace) -> int:
     """``--combine``: the rows of earlier runs summarised together (nothing is trained)."""
     import pandas as pd
 
-    from experiments.common import write_report
+    from scaling.study.protocol import write_report
     from scaling.study.provenance import Provenance, atomic_write_text
 
     paths = [args.out / f"{name}.csv" for name in args.combine]
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    from experiments.common import write_report
+    from scaling.study.protocol import write_report
     from scaling.study.provenance import Provenance, atomic_write_text
 
     prov = Provenance(seeds=args.seeds, device=args.device, preset=args.name)

@@ -237,7 +237,7 @@ def test_the_study_trains_its_baseline_with_the_searched_recipe(tmp_path):
     recipe) keep the protocol's fixed recipe and its key."""
     import argparse
 
-    from experiments.common import PRESETS, add_protocol_args, load_recipe, protocol_from_args
+    from scaling.study.protocol import PRESETS, add_protocol_args, load_recipe, protocol_from_args
 
     old, new = tmp_path / "old.json", tmp_path / "new.json"
     old.write_text(json.dumps({"spec": {}}))

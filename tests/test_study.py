@@ -14,12 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from experiments import (  # noqa: E402
-    common,
-    protocol_length,
-    run_study,
-    study_plan,
-)
+from experiments import protocol_length  # noqa: E402
 from scaling.compound import compound, scale  # noqa: E402
 from scaling.compound.grid import candidates  # noqa: E402
 from scaling.compound.match import (  # noqa: E402
@@ -31,6 +26,9 @@ from scaling.compound.match import (  # noqa: E402
     macs_of,
     matched_candidates,
 )
+from scaling.study import plan as study_plan  # noqa: E402
+from scaling.study import protocol as common  # noqa: E402
+from scaling.study import runner as run_study  # noqa: E402
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 TIMING = {"train_seconds", "wall_seconds"}

@@ -15,7 +15,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from experiments import common, compare_runs, protocol_length, seed_draws, study_plan  # noqa: E402
+from experiments import compare_runs, protocol_length, seed_draws  # noqa: E402
+from scaling.study import plan as study_plan  # noqa: E402
+from scaling.study import protocol as common  # noqa: E402
 
 
 def test_protocol_length_summary_measures_the_gap_in_seed_std():
@@ -52,7 +54,7 @@ def test_growth_findings_separate_the_seed_std_criterion_from_the_evidence_of_gr
     """EfficientNet-B0 by the paper's rule in results/medium at 12fd8ee: +1.83 points, 2.3x the
     larger seed std (fails issue 16's > 3) yet 3.8 SE of the difference of means (growth is
     evident)."""
-    from experiments import study_report
+    from scaling.study import report as study_report
 
     rows = [("A", 1, 0.860, 0.003), ("A", 8, 0.880, 0.003),
             ("B", 1, 0.8667, 0.0031), ("B", 8, 0.8850, 0.0078)]
@@ -67,8 +69,8 @@ def test_growth_findings_separate_the_seed_std_criterion_from_the_evidence_of_gr
 
 
 def test_one_seed_shows_no_plus_minus_and_epochs_are_counted_in_words():
-    from experiments import study_report
     from scaling.cli import count_of
+    from scaling.study import report as study_report
 
     fam = pd.DataFrame([{"family": "A", "method": "width", "ratio": r, "target": r * 1e6,
                          "macs": r * 1e6, "test": t, "test_std": 0.0, "n": 1}

@@ -35,11 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from experiments.common import adapt, train_seeds  # noqa: E402
-from experiments.study_plan import (  # noqa: E402
+from scaling.study.plan import (
     PRESETS,
     StudyPreset,
     base_point,
@@ -49,6 +45,7 @@ from experiments.study_plan import (  # noqa: E402
     single_plan,
     spec_key,
 )
+from scaling.study.protocol import ROOT, adapt, train_seeds
 
 RUN_COLUMNS = ["key", "spec_key", "seed", "protocol", "model", "macs", "params", "resolution",
                "val_acc", "test_acc", "status", "train_seconds", "wall_seconds", "device"]
@@ -276,7 +273,7 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
         return {"plan": str(plan_path)}
     train_all(family + single, proto.seeds, preset, store, device, threads, jobs, log, group)
 
-    from experiments.study_report import write_report
+    from scaling.study.report import write_report
 
     tables = {"grid": grid_rows, "family": joined(family, proto.seeds, store, proto.key()),
               "single": joined(single, proto.seeds, store, proto.key())}

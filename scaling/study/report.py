@@ -15,8 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from experiments.study_plan import COMPOUND_FAMILIES, SEARCHED, StudyPreset
 from scaling.cli import count_of
+from scaling.study.plan import COMPOUND_FAMILIES, SEARCHED, StudyPreset
 
 
 def stats(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:

@@ -20,7 +20,8 @@ from typing import Any
 
 from scaling.cost import complexity
 
-ROOT = Path(__file__).resolve().parent.parent
+#: the checkout this package runs from (its results/ holds the committed studies)
+ROOT = Path(__file__).resolve().parents[2]
 STUDY = ROOT / "results" / "study"
 BASELINE_CANDIDATES = ("results/search/baseline.json", "results/search/baseline_spec.json")
 

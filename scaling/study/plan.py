@@ -52,12 +52,9 @@ import json
 import math
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from experiments.common import Protocol  # noqa: E402
+from scaling.study.protocol import Protocol
 
 PAPER = (1.2, 1.1, 1.15)
 SEARCHED = "searched"
