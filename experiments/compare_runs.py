@@ -1,6 +1,6 @@
 """What did one protocol change do to every model of a study? (issue 16)
 
-Compares two ``runs.csv`` of ``experiments/run_study.py`` (one row per trained model and seed)
+Compares two ``runs.csv`` of ``python -m scaling.study run`` (one row per trained model and seed)
 model by model: only models whose spec hash is in both files, so each row compares one
 architecture under two protocols. Either file may be read from git history as ``REV:PATH``, so a
 study rerun in place can be compared with its committed predecessor::

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "results/README.md")
 PLACEHOLDER = re.compile(r"NAME|\[|\||\.\.\.|^python -m$")
 TINY_TRAIN = "--subset 256 --val-size 64 --test-size 64 --threads 1"
-TINY_STUDY = "python experiments/run_study.py --preset tiny --out tiny-study --jobs 1"
+TINY_STUDY = "python -m scaling.study run tiny --out tiny-study --jobs 1"
 TINY_SCALE = ("python experiments/scale_family.py --tiny --jobs 1 --out-dir scale-out --phis 1 "
               "--subset 256 --grid-tol 0.05")
 
@@ -99,11 +99,13 @@ RUNS: dict[str, str] = {
     "python -m scaling.bench train":
         "python -m scaling.bench train --models mobilenet_v2_x0_5 --steps 1 --repeats 1 "
         "--threads 1 --batch-size 32",
-    "python experiments/run_study.py --preset tiny": TINY_STUDY,
-    "python experiments/run_study.py --preset medium": TINY_STUDY,
-    "python experiments/run_study.py --preset full": TINY_STUDY,
-    "python experiments/run_study.py --preset full --plan-only":
-        "python experiments/run_study.py --preset full --plan-only",
+    "python -m scaling.study run tiny": TINY_STUDY,
+    "python -m scaling.study run medium": TINY_STUDY,
+    "python -m scaling.study run full": TINY_STUDY,
+    "python -m scaling.study plan full": "python -m scaling.study plan full",
+    "python -m scaling.study report results/medium":
+        "python -m scaling.study report results/medium",
+    "python -m scaling.study --help": "python -m scaling.study --help",
     "python experiments/search_baseline.py":
         "python experiments/search_baseline.py --quick --trials 1 --subset 128 --val-size 64 "
         "--epochs 1 --test-size 128 --retrain-seeds 0 --out baseline-out",

@@ -233,7 +233,7 @@ def test_print_space_shows_the_recipe_entry_commented():
 
 
 def test_the_study_trains_its_baseline_with_the_searched_recipe(tmp_path):
-    """experiments/common.py: a baseline file's ``recipe`` trains the study; older files (no
+    """scaling/study/protocol.py: a baseline file's ``recipe`` trains the study; older files (no
     recipe) keep the protocol's fixed recipe and its key."""
     import argparse
 

@@ -1,5 +1,6 @@
 """The study of issue 16: MAC matching of the realised models (scaling.compound.match), the grid
-held to its FLOPs constraint, and ``experiments/run_study.py --preset tiny`` reproducing itself."""
+held to its FLOPs constraint, and the tiny preset (``python -m scaling.study run tiny``)
+reproducing itself."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from scaling.compound.match import (  # noqa: E402
 from scaling.study import plan as study_plan  # noqa: E402
 from scaling.study import protocol as common  # noqa: E402
 from scaling.study import runner as run_study  # noqa: E402
+from scaling.study.config import PRESETS  # noqa: E402
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 TIMING = {"train_seconds", "wall_seconds"}
@@ -100,7 +102,7 @@ def test_grid_keeps_only_candidates_at_twice_the_macs():
 
 
 def test_family_plan_points_are_within_their_tolerance():
-    preset = study_plan.PRESETS["medium"]
+    preset = PRESETS["medium"]
     root = common.stand_in_baseline()
     base = fit_width(root, preset.base_macs)
     plan = study_plan.family_plan(base, (1.2, 1.1, 1.15), preset)
@@ -176,7 +178,7 @@ def test_a_training_search_trains_its_trials_as_the_study_trains_its_models():
     """The searched net is chosen under the initialisation that the study trains it with."""
     from scaling.search.study import SearchConfig
 
-    for name, preset in study_plan.PRESETS.items():
+    for name, preset in PRESETS.items():
         search = SearchConfig(budget=preset.base_macs, **preset.search)
         if search.evaluator == "train":
             assert search.zero_init_last == preset.protocol.zero_init_last, name
@@ -247,7 +249,7 @@ def test_train_all_groups_a_specs_missing_seeds_into_one_task(tmp_path, monkeypa
                  "wall_seconds": 1.0, "device": device} for s in seeds]
 
     monkeypatch.setattr(run_study, "train_seeds", fake)
-    preset = study_plan.PRESETS["tiny"]
+    preset = PRESETS["tiny"]
     a, b = (study_plan.root_spec(f) for f in ("MobileNetV2", "ResNet-18"))
     entries = [{"spec": a}, {"spec": b}, {"spec": a.replace(name="the same net")}]
     proto = preset.protocol.key()
@@ -277,23 +279,22 @@ def test_an_invocation_is_logged_when_it_starts_and_completed_when_it_ends(tmp_p
         (False, None, 0), (True, 7, 5)]
 
 
-def test_plan_only_says_what_it_needs(tmp_path, capsys):
-    """``--plan-only`` trains nothing: without the search's result it is one line naming the
-    file (exit 2); without the grid's runs (a fresh clone) it prints the grid it would train,
-    says what is pending and what to run, exits 0 and writes no plan."""
-    out = str(tmp_path)
-    assert run_study.main(["--preset", "tiny", "--out", out, "--plan-only"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "search/baseline.json" in err and "error:" in err
+def test_plan_only_says_what_it_needs(tmp_path):
+    """``plan_only`` trains nothing: without the search's result it is one line naming the
+    file; without the grid's runs (a fresh clone) it prints the grid it would train, says what
+    is pending and what to run, and writes no plan."""
+    with pytest.raises(ValueError, match="search/baseline.json"):
+        run_study.run("tiny", tmp_path, device="cpu", plan_only=True)
     (tmp_path / "search").mkdir()
     spec = study_plan.root_spec("MobileNetV2").to_dict()
     (tmp_path / "search" / "baseline.json").write_text(json.dumps({"spec": spec}))
-    key = study_plan.PRESETS["tiny"].protocol.key()
+    key = PRESETS["tiny"].protocol.key()
     lines: list[str] = []
     summary = run_study.run("tiny", tmp_path, device="cpu", plan_only=True, log=lines.append)
     assert summary["plan"] is None and summary["pending"] > 0
     grid = [ln for ln in lines if ln.startswith("  * alpha=")]
     assert len(grid) == summary["pending"] and any(f"protocol {key}" in ln for ln in lines)
-    assert "python experiments/run_study.py --preset tiny" in lines[-1]
+    assert "python -m scaling.study run tiny" in lines[-1]
     assert not (tmp_path / "plan.json").exists()
     assert not (tmp_path / "runs.provenance.json").exists()  # a plan-only call logs no training
+    assert not (tmp_path / "study.yaml").exists()

@@ -57,13 +57,19 @@ class Protocol:
     points: int = 4
     recipe: tuple[tuple[str, Any], ...] = ()
     zero_init_last: bool = False
+    in_channels: int = 1
+    num_classes: int = 10
+    data_root: str | None = None
 
     def key(self) -> str:
-        """A short hash of everything that changes a trained result (not the device); without a
-        searched ``recipe`` and ``zero_init_last`` the key is what it was before they existed."""
+        """A short hash of everything that changes a trained result (not the device, nor where
+        the data lies: ``data_root``); a field added later counts only away from its default,
+        so the committed studies keep their keys."""
         fields = dataclasses.asdict(self)
-        for name in ("recipe", "zero_init_last"):
-            if not fields[name]:
+        del fields["data_root"]
+        for name, default in (("recipe", ()), ("zero_init_last", False), ("in_channels", 1),
+                              ("num_classes", 10)):
+            if fields[name] == default:
                 del fields[name]
         blob = json.dumps(fields, sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()[:10]
@@ -149,9 +155,9 @@ def load_recipe(path: str | None) -> dict[str, Any]:
 
 
 # -- specs ---------------------------------------------------------------------------------------
-def adapt(spec, resolution: int = 28):
-    """The spec for 10-class, 1-channel inputs at ``resolution``."""
-    return spec.replace(in_channels=1, num_classes=10, resolution=resolution)
+def adapt(spec, resolution: int = 28, in_channels: int = 1, num_classes: int = 10):
+    """The spec for ``num_classes`` classes of ``in_channels``-channel inputs at ``resolution``."""
+    return spec.replace(in_channels=in_channels, num_classes=num_classes, resolution=resolution)
 
 
 def fit_width(make: Callable[[float], Any], target: float, lo: float = 0.05, hi: float = 4.0,
@@ -213,7 +219,7 @@ def fit_baseline(spec, base_macs: int | None):
 
 # -- training ------------------------------------------------------------------------------------
 class DataCache:
-    """Fashion-MNIST loaded once per resolution with the protocol's split and subsets."""
+    """The protocol's dataset loaded once per resolution with its split and subsets."""
 
     def __init__(self, proto: Protocol) -> None:
         self.proto = proto
@@ -221,15 +227,24 @@ class DataCache:
 
     def get(self, resolution: int):
         if resolution not in self._cache:
+            import torch
+
             from scaling.data import TensorSplit, load_dataset
 
             p = self.proto
-            data = load_dataset(p.dataset, val_size=p.val_size, split_seed=p.split_seed,
-                                subset=p.subset, resolution=resolution, in_channels=1)
+            data = load_dataset(p.dataset, p.data_root, val_size=p.val_size,
+                                split_seed=p.split_seed, subset=p.subset, resolution=resolution,
+                                in_channels=p.in_channels)
+            if data.num_classes != p.num_classes:  # before any model is built for the other
+                raise ValueError(f"num_classes={p.num_classes} does not match the dataset: "
+                                 f"{p.dataset} at {p.data_root or 'its default place'} has "
+                                 f"{data.num_classes} classes")
             if p.test_size is not None and data.test is not None:
                 n = min(p.test_size, len(data.test))
-                data = dataclasses.replace(data, test=TensorSplit(data.test.x[:n],
-                                                                  data.test.y[:n]))
+                test = (TensorSplit(data.test.x[:n], data.test.y[:n])
+                        if isinstance(data.test, TensorSplit)
+                        else data.test.subset(torch.arange(n)))
+                data = dataclasses.replace(data, test=test)
             self._cache[resolution] = data
         return self._cache[resolution]
 

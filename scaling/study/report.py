@@ -1,4 +1,4 @@
-"""Tables, figures and the README of a study run (:mod:`experiments.run_study`).
+"""Tables, figures and the README of a study run (:mod:`scaling.study.runner`).
 
 Every claim the README makes is computed here from the tables, with its effect size against seed
 noise: a difference of two means is called a difference only when it exceeds twice its standard
@@ -55,8 +55,8 @@ def mean_std(row: Any) -> str:
     return f"{pct(row.test)} +- {pct(row.test_std)}" if row.n > 1 else pct(row.test)
 
 
-def growth_findings(fam: pd.DataFrame, winner: tuple[float, float, float]
-                    ) -> tuple[list[str], int]:
+def growth_findings(fam: pd.DataFrame, winner: tuple[float, float, float],
+                    rules: dict[str, Any] = COMPOUND_FAMILIES) -> tuple[list[str], int]:
     """Per family: the largest point's test top-1 minus the smallest's, in seed std (issue 16's
     criterion: more than 3x the larger of the two points' std) and against the standard error of
     the difference of means (whether the growth is evidence at all, as in the other tables); the
@@ -70,7 +70,7 @@ def growth_findings(fam: pd.DataFrame, winner: tuple[float, float, float]
         diff = hi.test - lo.test
         ok = noise > 0 and diff > 3 * noise
         holds += ok
-        rule = winner if family == SEARCHED else COMPOUND_FAMILIES.get(family)
+        rule = winner if family == SEARCHED else rules.get(family)
         scaling = hi.method + (" ({:g}, {:g}, {:g})".format(*rule) if rule else "")
         mult = f"{diff / noise:.1f}x the seed std" if noise > 0 else "no seed noise estimate"
         lines.append(f"| {family} | {scaling} | {lo.macs / 1e6:.2f}M: {mean_std(lo)} | "
@@ -162,7 +162,22 @@ def _style(ax, title: str, seeds: int) -> None:
     ax.grid(alpha=0.3)
 
 
-def plot(fam: pd.DataFrame, single: pd.DataFrame, out: Path, preset_name: str) -> list[Path]:
+TEST_SIZE = {"fashion-mnist": 10000, "mnist": 10000, "cifar10": 10000}  #: official test sets
+
+
+def data_title(p: Any) -> str:
+    """The study's data in a few words: ``Fashion-MNIST 28x28`` (``+ 3 channels`` where they
+    are not the dataset's own)."""
+    from scaling.data import NATIVE_SHAPE
+
+    name = {"fashion-mnist": "Fashion-MNIST", "mnist": "MNIST", "cifar10": "CIFAR-10",
+            "imagefolder": "ImageFolder"}.get(p.dataset, p.dataset)
+    extra = "" if NATIVE_SHAPE[p.dataset][0] == p.in_channels else f", {p.in_channels} channels"
+    return f"{name} {p.resolution}x{p.resolution}{extra}"
+
+
+def plot(fam: pd.DataFrame, single: pd.DataFrame, out: Path, preset_name: str,
+         title: str = "Fashion-MNIST 28x28") -> list[Path]:
     """``family.png`` (test top-1 vs MACs per family) and ``single.png`` (per scaling method)."""
     import matplotlib
 
@@ -189,7 +204,7 @@ def plot(fam: pd.DataFrame, single: pd.DataFrame, out: Path, preset_name: str) -
         g = g.sort_values("macs")
         ax.errorbar(g.macs / 1e6, 100 * g.test, yerr=bars(g), marker="o", capsize=3,
                     label=family, lw=2.2 if family == SEARCHED else 1.2)
-    _style(ax, f"Fashion-MNIST 28x28, preset {preset_name}: {n} seed{'s' if n > 1 else ''} "
+    _style(ax, f"{title}, preset {preset_name}: {n} seed{'s' if n > 1 else ''} "
            "per point", n)
     paths = [save(fig, "family.png")]
     fams = list(dict.fromkeys(single.family))
@@ -219,20 +234,21 @@ def write_report(out: Path, preset_name: str, preset: StudyPreset,
         prov.write(path, winner=plan["winner"], base_macs=preset.base_macs)
     fam = stats(dfs["family"], ["family", "method", "ratio"])
     single = stats(dfs["single"], ["family", "method", "ratio"])
-    figures = plot(fam, single, out, preset_name)
-    growth, holds = growth_findings(fam, tuple(plan["winner"]))
+    p = preset.protocol
+    figures = plot(fam, single, out, preset_name, data_title(p))
+    growth, holds = growth_findings(fam, tuple(plan["winner"]), dict(preset.rules))
     errs = pd.concat([dfs["family"], dfs["single"]])
     worst = errs.assign(excess=errs.mac_error.abs() - errs.mac_tol).sort_values("excess").iloc[-1]
-    p = preset.protocol
     s = plan["searched"]
     lines = [
-        f"# Study, preset `{preset_name}`: Fashion-MNIST 28x28, matched MACs",
+        f"# Study, preset `{preset_name}`: {data_title(p)}, matched MACs",
         "",
-        f"Written by `python experiments/run_study.py --preset {preset_name}` (provenance beside "
+        f"Written by `python -m scaling.study run {preset_name}` (provenance beside "
         "each CSV: command, git commit, seeds, device, date; `runs.provenance.json` lists every "
         "invocation that trained rows of `runs.csv`, and whether it ran the search in `search/` "
         "or found it there). Test top-1 on "
-        f"{p.test_size or 10000} test images, evaluated once per trained model; validation = "
+        f"{p.test_size or TEST_SIZE.get(p.dataset, 'all')} test images, evaluated once per "
+        "trained model; validation = "
         f"{p.val_size} images held out of the training set. Training: {p.subset or 'all'} "
         f"images x {count_of(p.epochs, 'epoch')}, batch {p.batch_size}, SGD lr {p.lr} "
         "(Nesterov, warm-up + cosine, label smoothing 0.1; no stochastic depth"
