@@ -1,10 +1,13 @@
-"""Shared pieces of the study scripts: the training protocol, data cache, MAC fitting, baseline
-loading and result writing (CSV + provenance via :mod:`scaling.study.provenance`).
+"""The study's training protocol and what trains by it: the data cache, the trainer calls (one
+process or several), MAC fitting, baseline loading and result writing (CSV + provenance via
+:mod:`scaling.study.provenance`).
 
-One :class:`Protocol` (data split, training subset, schedule, test subset, seeds) is used by
-``scale_family.py`` and ``compare_families.py`` so every number in ``results/study`` is
-comparable; its :meth:`Protocol.key` is stored with every row and a script reuses another
-script's rows only when the keys are equal.
+One :class:`Protocol` (dataset, split, training subset, schedule, test subset, seeds) trains
+every model of a study, so its numbers are comparable; its :meth:`Protocol.key` is stored with
+every row, and a run is reused only under an equal key. The ``quick``/``tiny``/``full``
+:data:`PRESETS` here are the protocols of ``experiments/scale_family.py`` and
+``compare_families.py`` (the earlier study); the study's own presets are YAML files
+(:mod:`scaling.study.config`).
 """
 
 from __future__ import annotations
@@ -28,17 +31,17 @@ BASELINE_CANDIDATES = ("results/search/baseline.json", "results/search/baseline_
 
 @dataclasses.dataclass(frozen=True)
 class Protocol:
-    """How every model of the study is trained and evaluated (Fashion-MNIST, 28x28, 1 channel).
+    """How every model of a study is trained and evaluated (default: Fashion-MNIST, 28x28).
 
-    ``subset`` training images (None: all 55,000 left after the validation split), ``epochs``
+    ``subset`` training images (None: all left after the validation split), ``epochs``
     passes, SGD with Nesterov momentum, warm-up + cosine (:func:`scaling.train.trainer.train`), no
     augmentation; validation = ``val_size`` images held out of the training set (``split_seed``);
-    test = the first ``test_size`` images of the official test set (None: all 10,000).
+    test = the first ``test_size`` images of the dataset's test set (None: all).
     ``base_macs``: refit the searched baseline's width to this MAC budget before scaling (CPU
     presets only; None keeps the searched width). ``points``: how many of the searched family's
-    MAC points (phi = 0, 1, ...) the hand-designed families are matched at.
-    SGD lr 0.05 at batch 64 trained MobileNetV2, ShuffleNetV2 and ResNet-18 alike on the quick
-    subset (0.2 collapsed the depthwise nets; AdamW 2e-3/4e-3 was worse for all three).
+    MAC points (phi = 0, 1, ...) the hand-designed families are matched at. ``in_channels``,
+    ``num_classes``: the input the study's models are built for; ``data_root``: where the data
+    lies (``None``: the dataset's default place). Why each preset's values: results/README.md.
     """
 
     dataset: str = "fashion-mnist"
@@ -108,8 +111,7 @@ def add_protocol_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--base-macs", type=float, help="refit the baseline width to this many MACs")
     p.add_argument("--device", default="auto", help="auto (CUDA when available) | cpu | cuda")
     p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads per run (default 1: reproducible, and on the shared "
-                        "2-core machine 2 threads ran 80x slower under load)")
+                   help="torch CPU threads per run (default 1: reproducible; results/README.md)")
     p.add_argument("--jobs", type=int, default=1, help="parallel training processes (CPU)")
 
 
