@@ -273,7 +273,8 @@ def resolve_spec(name_or_path: str, flag: str = "model", **overrides: Any) -> An
     try:
         return get_spec(name_or_path, **overrides)
     except (ValueError, TypeError, KeyError) as exc:
-        fail(f"{flag} {name_or_path!r}: {one_line(exc)}")
+        message = one_line(exc)
+        fail(message if repr(name_or_path) in message else f"{flag} {name_or_path!r}: {message}")
 
 
 # -- config dataclasses as the source of flags ------------------------------------------------

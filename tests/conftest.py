@@ -1,7 +1,29 @@
-"""Suite-wide settings."""
+"""Suite-wide settings, and a fresh copy of the repository for tests that run its commands."""
+
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def copy_of_repository(dest: Path) -> Path:
+    """The repository's tracked files (``git ls-files``; every file where git is absent) copied
+    to ``dest``: what a fresh clone holds, without the ignored runs and caches of this checkout."""
+    try:
+        files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,
+                               check=True).stdout.decode().split("\0")
+    except (OSError, subprocess.CalledProcessError):
+        shutil.copytree(ROOT, dest, ignore=shutil.ignore_patterns(".git", "__pycache__"))
+        return dest
+    for name in filter(None, files):
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    return dest
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -50,36 +50,71 @@ def test_seed_draws_resample_every_k_seed_pair_and_agree_with_the_study_at_all_s
         seed_draws.subset_stats(runs, 6)
 
 
-def test_growth_findings_separate_the_seed_std_criterion_from_the_evidence_of_growth():
-    """EfficientNet-B0 by the paper's rule in results/medium at 12fd8ee: +1.83 points, 2.3x the
-    larger seed std (fails issue 16's > 3) yet 3.8 SE of the difference of means (growth is
-    evident)."""
-    from scaling.study import report as study_report
+def _runs(points: dict[str, list[tuple[float, list[float]]]]) -> pd.DataFrame:
+    return pd.DataFrame([{"family": f, "method": "width", "ratio": m, "target_macs": m * 1e6,
+                          "macs": m * 1e6, "params": 1e5, "mac_error": 0.0, "mac_tol": 0.05,
+                          "seed": i, "spec_key": f"{f}{m}",
+                          "test_acc": acc, "val_acc": acc}
+                         for f, rows in points.items() for m, accs in rows
+                         for i, acc in enumerate(accs)])
 
-    rows = [("A", 1, 0.860, 0.003), ("A", 8, 0.880, 0.003),
-            ("B", 1, 0.8667, 0.0031), ("B", 8, 0.8850, 0.0078)]
-    fam = pd.DataFrame([{"family": f, "method": "width", "ratio": r, "target": r * 1e6,
-                         "macs": r * 1e6, "test": t, "test_std": s, "n": 3}
-                        for f, r, t, s in rows])
-    lines, holds = study_report.growth_findings(fam, (1.0, 1.2, 1.2))
+
+def test_growth_is_the_slope_on_log2_macs_tested_one_sided_with_holm():
+    """A family gaining a point per doubling grows; one whose points scatter around a flat line
+    does not, though its largest point is above its smallest; Holm doubles the smaller p."""
+    from scaling.study import report as study_report
+    from scaling.study import stats
+
+    runs = _runs({"A": [(1, [0.850, 0.853, 0.856]), (2, [0.860, 0.863, 0.866]),
+                        (4, [0.870, 0.873, 0.876]), (8, [0.880, 0.883, 0.886])],
+                  "B": [(1, [0.860, 0.866, 0.861]), (2, [0.875, 0.858, 0.870]),
+                        (4, [0.855, 0.861, 0.872]), (8, [0.870, 0.871, 0.866])]})
+    pooled = study_report.noise(runs)
+    assert pooled.df == 16 and pooled.cells == 8
+    fits = study_report.growth_fits(runs, pooled)
+    assert fits["A"].estimate == pytest.approx(0.01) and fits["A"].df == 16
+    fam = study_report.stats(runs, ["family", "method", "ratio"])
+    lines, holds = study_report.growth_findings(fam, (1.0, 1.2, 1.2), fits)
     assert holds == 1
     a, b = lines[2:]
-    assert a.endswith("| yes | 8.2 SE: a difference |"), a
-    assert "(2.3x the seed std) | no | 3.8 SE: a difference |" in b, b
+    holm_a = stats.holm([fits["A"].p_greater, fits["B"].p_greater])[0]
+    assert a.startswith("| A | width | 1.00-8.00M | +1.00 [") and a.endswith("| yes |"), a
+    assert f"| {holm_a:.2g} |" in a and b.endswith("| no |"), b
 
 
 def test_one_seed_shows_no_plus_minus_and_epochs_are_counted_in_words():
     from scaling.cli import count_of
     from scaling.study import report as study_report
 
-    fam = pd.DataFrame([{"family": "A", "method": "width", "ratio": r, "target": r * 1e6,
-                         "macs": r * 1e6, "test": t, "test_std": 0.0, "n": 1}
-                        for r, t in ((1, 0.5), (2, 0.6))])
-    lines, _ = study_report.growth_findings(fam, (1.0, 1.2, 1.2))
-    assert "+-" not in "".join(lines) and "1.00M: 50.00 | 2.00M: 60.00 |" in lines[2]
+    runs = _runs({"A": [(1, [0.5]), (2, [0.6])]})
+    fam = study_report.stats(runs, ["family", "method", "ratio"])
+    assert study_report.noise(runs) is None
+    fits = study_report.growth_fits(runs, None)
+    lines, holds = study_report.growth_findings(fam, (1.0, 1.2, 1.2), fits)
+    assert holds == 0 and "+-" not in "".join(lines) and "no estimate" in lines[2]
     many = fam.assign(n=3, test_std=0.01)
     assert study_report.mean_std(many.iloc[0]) == "50.00 +- 1.00"
     assert [count_of(n, "epoch") for n in (1, 2, 0.5)] == ["1 epoch", "2 epochs", "0.5 epochs"]
+
+
+def test_grid_is_deduplicated_by_realised_spec_and_one_seed_cannot_tell_the_winner():
+    from scaling.study import report as study_report
+    from scaling.study.stats import Pooled
+
+    grid = pd.DataFrame([
+        {"alpha": a, "beta": b, "gamma": g, "w": 1.0, "resolution": 28, "mac_ratio": 2.0,
+         "refit": True, "val_acc": v, "spec_key": k, "seed": 0}
+        for a, b, g, v, k in [(1, 1.4, 1, 0.872, "x"), (1.4, 1.2, 1, 0.869, "y"),
+                              (2, 1, 1, 0.869, "y"), (1, 1, 1.4, 0.850, "z")]])
+    table = study_report.grid_table(grid)
+    assert len(table) == 2 + 3 and "| (1.4, 1.2, 1) = (2, 1, 1) |" in table[3]
+    noise = Pooled(var=0.005 ** 2, df=62, cells=31)
+    said = study_report.grid_verdict(grid, noise)
+    assert said.startswith("4 candidates, 3 distinct realised models") and "0.30 points" in said
+    assert "cannot tell" in said
+    assert "is told from" in study_report.grid_verdict(grid.assign(
+        val_acc=[0.90, 0.85, 0.85, 0.84]), noise)
+    assert "cannot tell" in study_report.grid_verdict(grid, None)
 
 
 def test_protocol_length_single_takes_the_base_and_the_methods_largest_point():

@@ -86,6 +86,29 @@ def test_presets_keep_the_protocol_keys_of_their_committed_runs():
     assert "EfficientNet-B0 (width)" in medium.families and medium.jobs == 2
 
 
+def test_the_medium_search_runs_with_its_presets_settings(tmp_path, monkeypatch):
+    """The runner hands the preset's search to Optuna as the config gives it, re-evaluation
+    included (the old runner set reevaluate=0 unless a preset named it)."""
+    from scaling.search import study as search_study
+    from scaling.study import runner
+
+    seen = []
+
+    def stop(cfg):
+        seen.append(cfg)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(search_study, "run_search", stop)
+    medium = study_config.PRESETS["medium"]
+    with pytest.raises(KeyboardInterrupt):
+        runner.search_stage(medium, tmp_path, "cpu", print)
+    (cfg,) = seen
+    assert (cfg.reevaluate, cfg.reevaluate_seeds, cfg.trials, cfg.pruner) == (3, 3, 100, "sha")
+    assert cfg.objective == "window" and tuple(cfg.window) == (0.9, 1.0)
+    assert tuple(cfg.enqueue) == ("mobilenet_v2", "efficientnet_b0")
+    assert (cfg.subset, cfg.epochs, cfg.budget) == (20_000, 2.0, medium.base_macs)
+
+
 @pytest.mark.parametrize("edit, message", [
     (lambda c: c["search"].update(trails=3), "search.trails is not a known key"),
     (lambda c: c.update(point=2), "config.point is not a known key"),

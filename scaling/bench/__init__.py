@@ -23,6 +23,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
                    "analytic params/MACs vs fvcore FlopCountAnalysis, time per model"),
     "deploy": ("scaling.bench.deploy",
                "inference speed: eager vs scaling.deploy (BN folded) vs torchvision's model"),
+    "latency": ("scaling.bench.latency",
+                "latency predictor (scaling.latency) vs measured: median/p90 % error, Spearman"),
 }
 
 

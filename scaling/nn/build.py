@@ -57,6 +57,21 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _NORM_MODULES = (_NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
+def build_stem(spec: NetworkSpec) -> nn.Sequential:
+    """The stem of ``spec``: its convs (ConvNormAct each), then the max pool if it has one
+    (also built alone by :mod:`scaling.latency`, which times the stem as one entry)."""
+    stem = spec.stem
+    layers: list[nn.Module] = []
+    cin = spec.in_channels
+    for c, k, s in zip(stem.channels, stem.kernels, stem.strides):
+        layers.append(ConvNormAct(cin, c, k, s, norm=norm_cfg(spec.norm),
+                                  act=stem.activation, padding=spec.padding))
+        cin = c
+    if stem.pool == "max":
+        layers.append(nn.MaxPool2d(3, 2, 1))
+    return nn.Sequential(*layers)
+
+
 class Head(nn.Module):
     """[1x1 conv N A] -> global average pool -> [linear A] -> dropout -> [linear classifier].
 
@@ -135,16 +150,7 @@ class ScalingNet(nn.Module):
         self.norm_eval = bool(norm_eval)
         self.with_cp = bool(with_cp)
 
-        stem = spec.stem
-        layers: list[nn.Module] = []
-        cin = spec.in_channels
-        for c, k, s in zip(stem.channels, stem.kernels, stem.strides):
-            layers.append(ConvNormAct(cin, c, k, s, norm=norm_cfg(spec.norm),
-                                      act=stem.activation, padding=spec.padding))
-            cin = c
-        if stem.pool == "max":
-            layers.append(nn.MaxPool2d(3, 2, 1))
-        self.stem = nn.Sequential(*layers)
+        self.stem = build_stem(spec)
 
         per_stage: list[list[nn.Module]] = [[] for _ in spec.stages]
         for g in spec.blocks():

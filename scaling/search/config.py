@@ -11,6 +11,7 @@ from typing import Any
 
 from scaling.cli import MAX_THREADS
 from scaling.ir.base import is_int, is_number
+from scaling.latency.table import parse_latency
 from scaling.search.evaluators import EVALUATORS, check_evaluator
 from scaling.search.names import PROXIES, check_proxies, parse_proxies
 from scaling.search.objectives import (
@@ -32,9 +33,9 @@ PRUNERS = ("median", "sha", "hyperband", "none")
 # Keys that define what a study searches; a resumed run must agree on them.
 IDENTITY = ("budget", "objective", "evaluator", "data", "resolution", "in_channels", "seed",
             "epochs", "subset", "val_size", "batch_size", "optimizer", "lr", "augment", "space",
-            "reward_w", "zero_init_last", "window")
+            "reward_w", "zero_init_last", "window", "latency_budget")
 #: identity keys added after studies were stored without them: a missing one means this value
-IDENTITY_DEFAULTS = {"zero_init_last": False, "window": list(WINDOW)}
+IDENTITY_DEFAULTS = {"zero_init_last": False, "window": list(WINDOW), "latency_budget": None}
 
 
 class ConfigError(ValueError):
@@ -104,6 +105,12 @@ class SearchConfig:
     resume: bool = _opt(False, "continue an existing study (load_if_exists)")
     budget: int = _opt(10_000_000, "MAC budget: 10M, 1.5G or 400000000", type=parse_budget,
                        metavar="MACS")
+    latency_budget: float | None = _opt(None, "hard latency budget beside the MAC budget, "
+                                        "predicted from --latency-table: 5ms, 800us (over it: "
+                                        "rejected and resampled like over-MAC samples)",
+                                        type=parse_latency, metavar="TIME")
+    latency_table: str | None = _opt(None, "latency table file of --latency-budget (python -m "
+                                     "scaling.latency profile)", metavar="FILE")
     objective: str = _opt("reward", f"what the search optimises: {', '.join(OBJECTIVES)} "
                           "(window: val accuracy with MACs in --window x budget)")
     window: tuple[float, float] = _opt(WINDOW, "the window objective's MAC window, fractions of "
@@ -217,9 +224,22 @@ class SearchConfig:
                                  f"heartbeat={self.heartbeat} seconds")
             check_study_name(self.study)
             self.space = load_space(self.space)
+            self._check_latency()
         except (ValueError, TypeError) as exc:
             raise ConfigError(str(exc)) from None
         return self
+
+    def _check_latency(self) -> None:
+        """--latency-budget and --latency-table come together; the table must load."""
+        if (self.latency_budget is None) != (self.latency_table is None):
+            raise ValueError("latency_budget and latency_table go together: "
+                             f"latency_budget={self.latency_budget!r}, "
+                             f"latency_table={self.latency_table!r}")
+        if self.latency_budget is not None:
+            from scaling.latency import load_table
+
+            self.latency_budget = parse_latency(self.latency_budget)
+            load_table(self.latency_table)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

@@ -50,6 +50,27 @@ class SearchContext:
         self.cfg, self.rank = cfg, rank
         self._data: Any = data
         self._batch: dict[int, Any] = {}
+        self._latency: Any = None
+
+    def latency_table(self) -> Any:
+        """The search's latency table (loaded once per process)."""
+        if self._latency is None:
+            from scaling.latency import load_table
+
+            self._latency = load_table(self.cfg.latency_table)
+        return self._latency
+
+    def measure_missing(self, parts: list[Any]) -> dict[str, float]:
+        """Entries the table lacks, measured here in its environment (3 short rounds: profile
+        ahead for precise ones) and kept for this process's later trials (the file is not
+        changed)."""
+        from scaling.latency.predict import measure_options
+        from scaling.latency.profile import measure_parts
+
+        table = self.latency_table()
+        found = measure_parts(parts, **measure_options(table), rounds=3, warmup=1, min_ms=1.0)
+        self._latency = table.with_entries(found)
+        return found
 
     @property
     def device(self) -> str:
@@ -272,9 +293,11 @@ def trial_spec(trial: Any, ctx: SearchContext, space: Any) -> Any:
 def make_objective(ctx: SearchContext, evaluator: str | None = None
                    ) -> Callable[[Any], float | tuple[float, float]]:
     """The Optuna objective: sample a spec (or take an enqueued one), count it, evaluate it only
-    if its MACs are feasible (within the budget; for ``window`` within the window)."""
+    if its MACs are feasible (within the budget; for ``window`` within the window) and, with a
+    latency budget, its predicted latency (:func:`scaling.latency.predict`) is within it."""
     from scaling.cost import complexity
-    from scaling.search.objectives import macs_status
+    from scaling.latency import predict
+    from scaling.search.objectives import latency_status, macs_status
 
     cfg = ctx.cfg
     objective = get_objective(cfg.objective)
@@ -293,6 +316,11 @@ def make_objective(ctx: SearchContext, evaluator: str | None = None
                            "budget": cfg.budget, "feasible": status is None,
                            "worker": ctx.rank, "evaluator": name}.items():
             trial.set_user_attr(key, value)
+        if status is None and cfg.latency_budget is not None:
+            latency = predict(spec, ctx.latency_table(), measure=ctx.measure_missing)
+            trial.set_user_attr("latency_ms", round(latency, 4))
+            status, constraint = latency_status(latency, cfg.latency_budget, cfg.budget)
+            trial.set_user_attr("feasible", status is None)
         set_budget_constraint(trial, cost.macs, cfg.budget, constraint)
         if status is not None:
             trial.set_user_attr("status", status)

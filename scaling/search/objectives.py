@@ -37,7 +37,7 @@ CONSTRAINT = "macs_over_budget"
 #: the default MAC window of the ``window`` objective, as fractions of the budget
 WINDOW = (0.9, 1.0)
 #: statuses of samples that were never evaluated (outside the budget or the window)
-INFEASIBLE = ("over_budget", "below_window")
+INFEASIBLE = ("over_budget", "below_window", "over_latency")
 
 
 def check_window(window: Any) -> tuple[float, float]:
@@ -74,6 +74,17 @@ def macs_status(objective: str, macs: int, budget: int,
     if value <= 0:
         return None, float(value)
     return ("over_budget" if macs > hi * budget else "below_window"), float(value)
+
+
+def latency_status(latency_ms: float, latency_budget: float | None, budget: int
+                   ) -> tuple[str | None, float]:
+    """``(status, constraint)`` of a net predicted to take ``latency_ms`` under the hard
+    ``latency_budget`` (ms; None: no latency budget): ``over_latency`` and a constraint > 0 when
+    over it. The constraint is the relative excess times the MAC ``budget``, so that it shares
+    one scale with the MAC constraint of :func:`macs_status` (Optuna compares one value)."""
+    if latency_budget is None or latency_ms <= latency_budget:
+        return None, 0.0
+    return "over_latency", float((latency_ms / latency_budget - 1.0) * budget)
 
 
 def mnas_reward(accuracy: float, macs: float, target: float, w: float = MNAS_W) -> float:

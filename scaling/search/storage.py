@@ -98,11 +98,18 @@ def _backoff(attempt: int) -> None:
 
 
 def open_storage(cfg: SearchConfig) -> Any:
-    """An RDBStorage with heartbeat and retry of stale trials; :class:`StorageError` if the URL
-    cannot be opened. Several processes may open one new storage at once (retried)."""
+    """The search's RDBStorage (:func:`open_rdb` with the search's heartbeat settings)."""
+    return open_rdb(cfg.storage_url, heartbeat=cfg.heartbeat, grace=cfg.grace,
+                    max_retry=cfg.max_retry)
+
+
+def open_rdb(url: str, *, heartbeat: int, grace: int, max_retry: int | None) -> Any:
+    """An RDBStorage with heartbeat and retry of stale trials (up to ``max_retry`` times, None:
+    always); :class:`StorageError` if the URL cannot be opened. Several processes may open one
+    new storage at once (retried). Shared by the search and the study's distributed runs."""
     import optuna
 
-    url = cfg.storage_url
+    given = url
     if "://" not in url:
         raise StorageError(f"storage={url!r} is not an Optuna RDB URL; expected e.g. "
                            "sqlite:///path.db or postgresql://user@host/db")
@@ -132,15 +139,15 @@ def open_storage(cfg: SearchConfig) -> Any:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 storage = optuna.storages.RDBStorage(
-                    url, engine_kwargs=engine, heartbeat_interval=cfg.heartbeat,
-                    grace_period=cfg.grace,
-                    heartbeat_stale_trial_callback=retry(max_retry=cfg.max_retry))
+                    url, engine_kwargs=engine, heartbeat_interval=heartbeat,
+                    grace_period=grace,
+                    heartbeat_stale_trial_callback=retry(max_retry=max_retry))
             break
         except Exception as exc:  # noqa: BLE001 - any driver error means: cannot open
             if _racing(exc) and attempt < _RETRIES - 1:
                 _backoff(attempt)
                 continue
-            raise StorageError(f"storage {cfg.storage_url!r} is unreachable: "
+            raise StorageError(f"storage {given!r} is unreachable: "
                                f"{describe(exc)}") from None
     if url.startswith("sqlite:"):
         _sqlite_wal(storage)
@@ -207,14 +214,20 @@ def stored_identity(study: Any, storage: Any) -> dict[str, Any] | None:
 
 
 def _create_or_load(cfg: SearchConfig, storage: Any, sampler: Any, pruner: Any) -> Any:
+    """The search's study: :func:`create_or_load` with its objective's directions."""
+    return create_or_load(storage, cfg.study, directions=get_objective(cfg.objective).directions,
+                          sampler=sampler, pruner=pruner)
+
+
+def create_or_load(storage: Any, name: str, *, directions: Any, sampler: Any = None,
+                   pruner: Any = None) -> Any:
     """``create_study(load_if_exists=True)``, retried when another process creates it at once."""
     import optuna
 
-    directions = list(get_objective(cfg.objective).directions)
     for attempt in range(_RETRIES):
         try:
-            return optuna.create_study(storage=storage, study_name=cfg.study,
-                                       load_if_exists=True, directions=directions,
+            return optuna.create_study(storage=storage, study_name=name,
+                                       load_if_exists=True, directions=list(directions),
                                        sampler=sampler, pruner=pruner)
         except Exception as exc:  # noqa: BLE001 - the race surfaces as the driver's error
             if not (isinstance(exc, optuna.exceptions.DuplicatedStudyError) or _racing(exc)) \

@@ -18,7 +18,7 @@ from scaling.study.tables import accuracy_column, pareto_front, rank_correlation
 
 __all__ = ["MIN_CORRELATION_N", "PROXY_NAMES", "accuracy_label", "describe_run",
            "figure_accuracy_vs_macs", "figure_proxy_vs_accuracy", "figure_scaling_curves",
-           "figure_search_progress", "objective_text", "plot_accuracy_vs_macs",
+           "figure_search_progress", "fit_band", "objective_text", "plot_accuracy_vs_macs",
            "plot_proxy_vs_accuracy", "plot_scaling_curves", "plot_search_progress",
            "protocol_text", "trial_scores", "value_columns"]
 
@@ -161,6 +161,19 @@ def figure_accuracy_vs_macs(runs: pd.DataFrame, title: str | None = None,
               title="family (mean ± std)" if summary["n_seeds"].max() > 1 else "family",
               title_fontsize=7)
     return fig
+
+
+def fit_band(ax, fit, macs_lo: float, macs_hi: float, color: Any = None, scale: float = 100.0,
+             label: str | None = None) -> None:
+    """Draw a line fitted on log2(MACs) (:class:`scaling.study.stats.Slope`) from ``macs_lo``
+    to ``macs_hi`` with its pointwise confidence band of the mean; x in millions of MACs,
+    y times ``scale`` (accuracy in %)."""
+    import numpy as np
+
+    x = np.linspace(np.log2(macs_lo), np.log2(macs_hi), 50)
+    line, lo, hi = fit.band(x)
+    ax.fill_between(2 ** x / 1e6, scale * lo, scale * hi, color=color, alpha=0.18, lw=0)
+    ax.plot(2 ** x / 1e6, scale * line, color=color, lw=1.2, label=label)
 
 
 def plot_accuracy_vs_macs(runs: pd.DataFrame, path: str | Path, title: str | None = None,

@@ -71,12 +71,20 @@ class StudyPreset:
         return [self.base_macs * 2.0 ** k for k in range(self.points)]
 
 
+#: stage fields added after runs were stored: at these defaults a spec keeps its earlier key
+LATER_STAGE_DEFAULTS = {"expand": False}
+
+
 def spec_key(spec) -> str:
     """A hash of everything that builds the model (not its name); ``spec`` may be a spec's
-    ``to_dict()`` as stored."""
-    stored = {**spec, "name": ""} if isinstance(spec, dict) else spec.replace(name="").to_dict()
-    blob = json.dumps(stored, sort_keys=True)
-    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+    ``to_dict()`` as stored. A stage field newer than the stored runs is left out at its default
+    (as :meth:`Protocol.key` does with later fields), so they still match."""
+    d = {**spec, "name": ""} if isinstance(spec, dict) else spec.replace(name="").to_dict()
+    if "stages" in d:
+        d["stages"] = [{k: v for k, v in stage.items()
+                        if k not in LATER_STAGE_DEFAULTS or v != LATER_STAGE_DEFAULTS[k]}
+                       for stage in d["stages"]]
+    return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def root_spec(family: str, preset: StudyPreset | None = None):

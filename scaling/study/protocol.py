@@ -381,3 +381,17 @@ def write_report(csv_path: Path, md: str, prov, summary: list[dict[str, Any]],
     prov.write(csv_path, files=[md_path.name], **more,
                summary=json.loads(pd.DataFrame(summary).to_json(orient="records")))
     return md_path
+
+
+TEST_SIZE = {"fashion-mnist": 10000, "mnist": 10000, "cifar10": 10000}  #: official test sets
+
+
+def data_title(p: Any) -> str:
+    """The study's data in a few words: ``Fashion-MNIST 28x28`` (``+ 3 channels`` where they
+    are not the dataset's own)."""
+    from scaling.data import NATIVE_SHAPE
+
+    name = {"fashion-mnist": "Fashion-MNIST", "mnist": "MNIST", "cifar10": "CIFAR-10",
+            "imagefolder": "ImageFolder"}.get(p.dataset, p.dataset)
+    extra = "" if NATIVE_SHAPE[p.dataset][0] == p.in_channels else f", {p.in_channels} channels"
+    return f"{name} {p.resolution}x{p.resolution}{extra}"

@@ -1,15 +1,14 @@
 """Tables, figures and the README of a study run (:mod:`scaling.study.runner`).
 
-Every claim the README makes is computed here from the tables, with its effect size against seed
-noise: a difference of two means is called a difference only when it exceeds twice its standard
-error ``sqrt(s1**2 / n1 + s2**2 / n2)`` (seed standard deviations, ``ddof=1``); "accuracy grows
-with MACs" needs the largest point's mean above the smallest's by more than three seed standard
-deviations (the larger of the two).
+Every claim the README makes is computed here from the tables by :mod:`scaling.study.stats`
+(issue 30): seed variance pooled across the cells of a table (one cell = one model's seeds); a
+difference of two means is a difference only past the two-sided 5% critical value of t on the
+pooled df; growth is the slope of test top-1 on log2(MACs) over every point and seed, one-sided,
+Holm-corrected across families; the grid's candidates are deduplicated by realised spec.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,8 @@ import pandas as pd
 
 from scaling.cli import count_of
 from scaling.study.plan import COMPOUND_FAMILIES, SEARCHED, StudyPreset
+from scaling.study.protocol import TEST_SIZE, data_title
+from scaling.study.stats import Pooled, difference_of_means, holm, pooled_variance, slope
 
 
 def stats(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
@@ -29,15 +30,29 @@ def stats(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return g.reset_index()
 
 
-def _se(a: Any, b: Any) -> float:
-    return math.sqrt(a.test_std ** 2 / max(a.n, 1) + b.test_std ** 2 / max(b.n, 1))
+def noise(runs: pd.DataFrame, column: str = "test_acc") -> Pooled | None:
+    """The seed variance of ``column`` pooled across the table's cells (a model shared by two
+    rows, e.g. one base point in two families, counts once); None below two seeds."""
+    runs = runs.drop_duplicates(["spec_key", "seed"])
+    try:
+        return pooled_variance(runs[column], runs["spec_key"])
+    except ValueError:
+        return None
 
 
-def _verdict(diff: float, se: float) -> str:
-    if se == 0:
+def _noise_text(pooled: Pooled | None, table: str) -> str:
+    if pooled is None:
+        return "SE from the fit's own residuals (one seed per point: no seed-noise estimate)"
+    return (f"SE from the seed std pooled over the {table} table's {pooled.cells} models "
+            f"({100 * pooled.std:.2f} points, {pooled.df} df)")
+
+
+def _effect(a: Any, b: Any, pooled: Pooled | None) -> str:
+    """``a.test - b.test`` against the pooled seed noise: the verdict of a two-sided t test."""
+    if pooled is None:
         return "one seed: no noise estimate"
-    return f"{abs(diff) / se:.1f} SE: " + ("a difference" if abs(diff) > 2 * se
-                                           else "within seed noise")
+    return difference_of_means(a.test, a.test_std ** 2, a.n, b.test, b.test_std ** 2, b.n,
+                               pooled).verdict()
 
 
 def pct(x: float) -> str:
@@ -55,34 +70,48 @@ def mean_std(row: Any) -> str:
     return f"{pct(row.test)} +- {pct(row.test_std)}" if row.n > 1 else pct(row.test)
 
 
+def growth_fits(runs: pd.DataFrame, pooled: Pooled | None) -> dict[str, Any]:
+    """Per family: the OLS slope of test top-1 on log2(MACs) over all its points and seeds
+    (:func:`scaling.study.stats.slope`), SE from the pooled seed variance (its own residuals
+    below two seeds); None where there is no estimate (two runs, one seed each)."""
+    import numpy as np
+
+    fits = {}
+    for family, g in runs.groupby("family", sort=False):
+        try:
+            fits[family] = slope(np.log2(g.macs.astype(float)), g.test_acc.astype(float), pooled)
+        except ValueError:
+            fits[family] = None
+    return fits
+
+
 def growth_findings(fam: pd.DataFrame, winner: tuple[float, float, float],
-                    rules: dict[str, Any] = COMPOUND_FAMILIES) -> tuple[list[str], int]:
-    """Per family: the largest point's test top-1 minus the smallest's, in seed std (issue 16's
-    criterion: more than 3x the larger of the two points' std) and against the standard error of
-    the difference of means (whether the growth is evidence at all, as in the other tables); the
-    scaling column names the rule of compound-scaled families (the grid's winner for the searched
-    one)."""
+                    fits: dict[str, Any], rules: dict[str, Any] = COMPOUND_FAMILIES
+                    ) -> tuple[list[str], int]:
+    """Per family: the slope in points per doubling with its 95% CI, the one-sided p of
+    slope > 0 and its Holm adjustment across the families; growth holds where the adjusted p
+    is below 0.05. The scaling column names the rule of compound-scaled families (the grid's
+    winner for the searched one)."""
+    tested = [f for f in dict.fromkeys(fam.family) if fits.get(f) is not None]
+    adjusted = dict(zip(tested, holm([fits[f].p_greater for f in tested])))
     lines, holds = [], 0
-    for family, g in fam.groupby("family", sort=False):
-        g = g.sort_values("target")
-        lo, hi = g.iloc[0], g.iloc[-1]
-        noise = max(lo.test_std, hi.test_std)
-        diff = hi.test - lo.test
-        ok = noise > 0 and diff > 3 * noise
-        holds += ok
+    for family in dict.fromkeys(fam.family):
+        g = fam[fam.family == family].sort_values("target")
+        fit, p = fits.get(family), adjusted.get(family, 1.0)
+        holds += p < 0.05
         rule = winner if family == SEARCHED else rules.get(family)
-        scaling = hi.method + (" ({:g}, {:g}, {:g})".format(*rule) if rule else "")
-        mult = f"{diff / noise:.1f}x the seed std" if noise > 0 else "no seed noise estimate"
-        lines.append(f"| {family} | {scaling} | {lo.macs / 1e6:.2f}M: {mean_std(lo)} | "
-                     f"{hi.macs / 1e6:.2f}M: {mean_std(hi)} | {100 * diff:+.2f} ({mult}) | "
-                     f"{'yes' if ok else 'no'} | {_verdict(diff, _se(lo, hi))} |")
-    head = ["| family | scaling (alpha, beta, gamma) | smallest point: test top-1 (%) | "
-            "largest point | difference (pts) | > 3 seed std | difference against its SE |",
-            "|---|---|---|---|---|---|---|"]
+        scaling = g.iloc[-1].method + (" ({:g}, {:g}, {:g})".format(*rule) if rule else "")
+        est = ("no estimate (two runs, no seed noise) | - | -" if fit is None else
+               f"{100 * fit.estimate:+.2f} [{100 * fit.low:+.2f}, {100 * fit.high:+.2f}] | "
+               f"{fit.p_greater:.2g} | {p:.2g}")
+        lines.append(f"| {family} | {scaling} | {g.macs.min() / 1e6:.2f}-{g.macs.max() / 1e6:.2f}M"
+                     f" | {est} | {'yes' if p < 0.05 else 'no'} |")
+    head = ["| family | scaling (alpha, beta, gamma) | MACs | slope (pts per doubling) [95% CI] | "
+            "one-sided p | Holm p | grows |", "|---|---|---|---|---|---|---|"]
     return head + lines, holds
 
 
-def searched_findings(fam: pd.DataFrame) -> list[str]:
+def searched_findings(fam: pd.DataFrame, pooled: Pooled | None) -> list[str]:
     """At each point: the searched family against the best hand-designed family there."""
     out = ["| MAC point | searched (%) | best hand-designed (%) | difference (pts) | "
            "effect | searched's rank |", "|---|---|---|---|---|---|"]
@@ -96,12 +125,12 @@ def searched_findings(fam: pd.DataFrame) -> list[str]:
         diff = s.test - h.test
         out.append(f"| {s.target / 1e6:.2f}M (x{ratio:g}) | {mean_std(s)} | "
                    f"{h.family}: {mean_std(h)} | {100 * diff:+.2f} | "
-                   f"{_verdict(diff, _se(s, h))} | {rank} of {len(g)} |")
+                   f"{_effect(s, h, pooled)} | {rank} of {len(g)} |")
     return out
 
 
-def single_findings(single: pd.DataFrame, keys: dict[tuple[str, str, float], str]
-                    ) -> list[str]:
+def single_findings(single: pd.DataFrame, keys: dict[tuple[str, str, float], str],
+                    pooled: Pooled | None) -> list[str]:
     """Compound against the best single-dimension method at each ratio, per family; ``keys``
     maps (family, method, ratio) to the spec hash, so a compound model that is one of the
     single-dimension models (a grid winner with alpha = gamma = 1 is width scaling) is named."""
@@ -121,11 +150,11 @@ def single_findings(single: pd.DataFrame, keys: dict[tuple[str, str, float], str
                 if keys.get((family, m, ratio)) == keys.get((family, "compound", ratio))]
         note = f" (the same model as {same[0]})" if same else ""
         out.append(f"| {family} | x{ratio:g} | {cells} | {100 * diff:+.2f} (vs {best.method})"
-                   f"{note} | {_verdict(diff, _se(by['compound'], best))} |")
+                   f"{note} | {_effect(by['compound'], best, pooled)} |")
         low = min(by.values(), key=lambda r: r.test)
         rest = min((r for r in by.values() if r is not low), key=lambda r: r.test)
         worst.append(f"{family} x{ratio:g}: {low.method}, {100 * (rest.test - low.test):.2f} "
-                     f"pts below the next ({_verdict(rest.test - low.test, _se(rest, low))})")
+                     f"pts below the next ({_effect(rest, low, pooled)})")
     return out + ["", "Lowest method per case: " + "; ".join(worst) + "."]
 
 
@@ -140,13 +169,44 @@ def family_table(fam: pd.DataFrame) -> list[str]:
     return out
 
 
+def _coeffs(r: Any) -> str:
+    return f"({r.alpha:g}, {r.beta:g}, {r.gamma:g})"
+
+
 def grid_table(grid: pd.DataFrame) -> list[str]:
-    out = ["| alpha | beta | gamma | width used | resolution | realised MAC ratio | width "
-           "refitted | val top-1 (%) |", "|---:|---:|---:|---:|---:|---:|---|---:|"]
-    for r in grid.itertuples():
-        out.append(f"| {r.alpha:g} | {r.beta:g} | {r.gamma:g} | {r.w:.4g} | {r.resolution} | "
-                   f"{r.mac_ratio:.3f} | {'yes' if r.refit else 'no'} | {pct(r.val_acc)} |")
+    """One row per realised model (candidates whose width refit lands on one spec are one row),
+    best validation top-1 first."""
+    out = ["| (alpha, beta, gamma) | width used | resolution | realised MAC ratio | width "
+           "refitted | val top-1 (%) |", "|---|---:|---:|---:|---|---:|"]
+    for _, g in grid.groupby("spec_key", sort=False):
+        r = g.iloc[0]
+        out.append(f"| {' = '.join(_coeffs(c) for c in g.itertuples())} | {r.w:.4g} | "
+                   f"{r.resolution} | {r.mac_ratio:.3f} | {'yes' if r.refit else 'no'} | "
+                   f"{pct(r.val_acc)} |")
     return out
+
+
+def grid_verdict(grid: pd.DataFrame, val_noise: Pooled | None) -> str:
+    """Whether the grid's winner can be told from the runner-up (the best other realised model):
+    two single runs, their difference against the family table's pooled seed variance of
+    validation top-1 (a borrowed estimate: the grid trains one seed per candidate)."""
+    distinct = grid.drop_duplicates("spec_key")
+    head = f"{len(grid)} candidates, {len(distinct)} distinct realised models"
+    if len(distinct) < 2:
+        return head + ": nothing to tell apart."
+    a, b = distinct.iloc[0], distinct.iloc[1]
+    head += (f"; the winner {_coeffs(a)} leads the runner-up {_coeffs(b)} by "
+             f"{100 * (a.val_acc - b.val_acc):.2f} points of validation top-1 on one seed each")
+    if val_noise is None:
+        return head + ", with no seed-noise estimate: the grid cannot tell them apart."
+    d = difference_of_means(a.val_acc, 0.0, 1, b.val_acc, 0.0, 1, val_noise)
+    return head + (f". Two single runs differ only past {100 * d.critical * d.se:.2f} points "
+                   f"(t crit {d.critical:.2f} x SE {100 * d.se:.2f}; the seed std of validation "
+                   f"top-1, {100 * val_noise.std:.2f}, pooled over the family table's "
+                   f"{val_noise.cells} models, {val_noise.df} df), so "
+                   + ("the winner is told from the runner-up." if d.significant else
+                      "the grid **cannot tell** the winner from the runner-up: any of the "
+                      "leading rules would do as well, as far as one seed shows."))
 
 
 def _style(ax, title: str, seeds: int) -> None:
@@ -162,23 +222,11 @@ def _style(ax, title: str, seeds: int) -> None:
     ax.grid(alpha=0.3)
 
 
-TEST_SIZE = {"fashion-mnist": 10000, "mnist": 10000, "cifar10": 10000}  #: official test sets
-
-
-def data_title(p: Any) -> str:
-    """The study's data in a few words: ``Fashion-MNIST 28x28`` (``+ 3 channels`` where they
-    are not the dataset's own)."""
-    from scaling.data import NATIVE_SHAPE
-
-    name = {"fashion-mnist": "Fashion-MNIST", "mnist": "MNIST", "cifar10": "CIFAR-10",
-            "imagefolder": "ImageFolder"}.get(p.dataset, p.dataset)
-    extra = "" if NATIVE_SHAPE[p.dataset][0] == p.in_channels else f", {p.in_channels} channels"
-    return f"{name} {p.resolution}x{p.resolution}{extra}"
-
-
 def plot(fam: pd.DataFrame, single: pd.DataFrame, out: Path, preset_name: str,
-         title: str = "Fashion-MNIST 28x28") -> list[Path]:
-    """``family.png`` (test top-1 vs MACs per family) and ``single.png`` (per scaling method)."""
+         runs: pd.DataFrame, fits: dict[str, Any], title: str = "Fashion-MNIST 28x28"
+         ) -> list[Path]:
+    """``family.png`` (one panel per family: every run, the means, the fitted line on log2 MACs
+    with its 95% band) and ``single.png`` (test top-1 vs MACs per scaling method)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -199,13 +247,32 @@ def plot(fam: pd.DataFrame, single: pd.DataFrame, out: Path, preset_name: str,
     def bars(g: pd.DataFrame) -> Any:  # no error bar where one seed gives no std
         return (100 * g.test_std).where(g.n > 1) if n > 1 else None
 
-    fig, ax = plt.subplots(figsize=(7, 4.6))
-    for family, g in fam.groupby("family", sort=False):
-        g = g.sort_values("macs")
-        ax.errorbar(g.macs / 1e6, 100 * g.test, yerr=bars(g), marker="o", capsize=3,
-                    label=family, lw=2.2 if family == SEARCHED else 1.2)
-    _style(ax, f"{title}, preset {preset_name}: {n} seed{'s' if n > 1 else ''} "
-           "per point", n)
+    from scaling.study.figures import fit_band
+
+    names = list(dict.fromkeys(fam.family))
+    cols = min(4, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.2 * rows), sharey=True,
+                             squeeze=False)
+    for i, (ax, family) in enumerate(zip(axes.flat, names)):
+        g, r = fam[fam.family == family].sort_values("macs"), runs[runs.family == family]
+        ax.plot(r.macs / 1e6, 100 * r.test_acc, ".", color="0.6", ms=4, label="runs")
+        ax.errorbar(g.macs / 1e6, 100 * g.test, yerr=bars(g), fmt="o", color=f"C{i}",
+                    capsize=3, label="mean")
+        fit = fits.get(family)
+        if fit is not None:
+            fit_band(ax, fit, g.macs.min(), g.macs.max(), f"C{i}", label="OLS, 95% band")
+        _style(ax, family + ("" if fit is None else f"\n{100 * fit.estimate:+.2f} pts/doubling "
+                             f"[{100 * fit.low:+.2f}, {100 * fit.high:+.2f}]"), n)
+        ax.title.set_fontsize(9)
+        ax.label_outer()
+        if i:  # one legend says what the marks are
+            ax.get_legend().remove()
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    fig.suptitle(f"{title}, preset {preset_name}: test top-1 vs MACs, {n} seed"
+                 f"{'s' if n > 1 else ''} per point; line: OLS on log2 MACs over all runs",
+                 fontsize=10)
     paths = [save(fig, "family.png")]
     fams = list(dict.fromkeys(single.family))
     fig, axes = plt.subplots(1, len(fams), figsize=(6 * len(fams), 4.4), squeeze=False)
@@ -235,8 +302,10 @@ def write_report(out: Path, preset_name: str, preset: StudyPreset,
     fam = stats(dfs["family"], ["family", "method", "ratio"])
     single = stats(dfs["single"], ["family", "method", "ratio"])
     p = preset.protocol
-    figures = plot(fam, single, out, preset_name, data_title(p))
-    growth, holds = growth_findings(fam, tuple(plan["winner"]), dict(preset.rules))
+    fam_noise, single_noise = noise(dfs["family"]), noise(dfs["single"])
+    fits = growth_fits(dfs["family"], fam_noise)
+    figures = plot(fam, single, out, preset_name, dfs["family"], fits, data_title(p))
+    growth, holds = growth_findings(fam, tuple(plan["winner"]), fits, dict(preset.rules))
     errs = pd.concat([dfs["family"], dfs["single"]])
     worst = errs.assign(excess=errs.mac_error.abs() - errs.mac_tol).sort_values("excess").iloc[-1]
     s = plan["searched"]
@@ -281,6 +350,8 @@ def write_report(out: Path, preset_name: str, preset: StudyPreset,
         "",
         *grid_table(dfs["grid"]),
         "",
+        grid_verdict(dfs["grid"], noise(dfs["family"], "val_acc")),
+        "",
         "## Searched family vs hand-designed families at matched MACs",
         "",
         "![family](family.png)",
@@ -289,15 +360,18 @@ def write_report(out: Path, preset_name: str, preset: StudyPreset,
         "",
         "## Findings",
         "",
-        f"**Accuracy grows with MACs** in {holds} of {fam.family.nunique()} families (largest "
-        "point above the smallest by more than 3 seed standard deviations):",
+        f"**Accuracy grows with MACs** in {holds} of {fam.family.nunique()} families: the OLS "
+        "slope of test top-1 on log2(MACs) over every point and seed, in points per doubling, "
+        f"{_noise_text(fam_noise, 'family')}; one-sided p of slope > 0, Holm-corrected across "
+        "the families (grows: Holm p < 0.05):",
         "",
         *growth,
         "",
         "**The searched family against the best hand-designed family at each point** "
-        "(difference of means; SE from the seed std):",
+        "(difference of means, two-sided t test at 5%, seed variance pooled across the family "
+        "table):",
         "",
-        *searched_findings(fam),
+        *searched_findings(fam, fam_noise),
         "",
         "**Compound vs single-dimension scaling** (Tan & Le 2019, Figures 3 and 8), test top-1 "
         f"(%), {spread(single)}:",
@@ -305,9 +379,10 @@ def write_report(out: Path, preset_name: str, preset: StudyPreset,
         "![single](single.png)",
         "",
         *single_findings(single, {(r.family, r.method, r.ratio): r.spec_key
-                                  for r in dfs["single"].itertuples()}),
+                                  for r in dfs["single"].itertuples()}, single_noise),
         "",
-        "A difference within 2 SE is not evidence either way with this many seeds.",
+        f"Effects in this table: {_noise_text(single_noise, 'single')}. A "
+        "difference short of its critical value is not evidence either way with this many seeds.",
         "",
     ]
     readme = atomic_write_text(out / "README.md", "\n".join(lines))

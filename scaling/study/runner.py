@@ -14,7 +14,8 @@ Stages, each skipped where its output exists (``--fresh`` starts over):
    validation top-1.
 3. **families** and **single-dimension scaling** (:mod:`scaling.study.plan`): every model at its
    matched MAC point, every seed.
-4. **report**: ``grid.csv``, ``family.csv``, ``single.csv`` (one row per model and seed: the
+4. **report** (alone: ``python -m scaling.study report OUT``, from ``OUT/plan.json`` and
+   ``OUT/runs.csv``): ``grid.csv``, ``family.csv``, ``single.csv`` (one row per model and seed: the
    realised MACs and their error against the target), ``plan.json`` (every spec), the figures and
    ``README.md`` with the findings (:mod:`scaling.study.report`).
 
@@ -248,9 +249,8 @@ def run(preset_name: str | Path | StudyPreset, out: Path, device: str = "auto",
 
 def pending_plan(preset_name: str, grid: list[dict[str, Any]], missing: list[dict[str, Any]],
                  base: Any, key: str, runs: Path, log: Callable[[str], None]) -> dict[str, Any]:
-    """What ``--plan-only`` can say before the grid is trained (a fresh clone, or a protocol
-    changed since the committed runs): the base point and the grid's candidates, and that the
-    winner, the family and single-dimension plans wait for the grid's runs. Writes nothing."""
+    """What ``--plan-only`` says before the grid is trained (a fresh clone, a changed protocol):
+    the base point, the grid's candidates, and that the rest waits for them. Writes nothing."""
     log(f"base point: the searched net's width x{base.knob:.4g}, {base.macs:,} MACs")
     log(f"grid ({len(grid)} candidates; * = not yet trained under protocol {key}):")
     for e in grid:
@@ -267,11 +267,10 @@ def log_invocation(out: Path, prov: Any, trained: int | None, reused: int, dropp
                    search: str = "ran", index: int | None = None) -> int:
     """``runs.provenance.json``: every invocation that wrote ``runs.csv`` (command, commit, date,
     wall time, runs trained and reused), so a resumed study keeps who trained which rows; a
-    folder written before this log existed starts it from the record in ``family.provenance.json``
-    (the previous invocation's, written by this script). ``search``: whether this invocation ran
-    the baseline search or found ``search/baseline.json`` already there. An invocation is logged
-    when it starts training (``trained=None``: ``finished`` false, which a stopped invocation
-    keeps) and again, at the same ``index``, when it ends; returns the entry's index."""
+    folder written before this log existed starts it from ``family.provenance.json``.
+    ``search``: whether this invocation ran the baseline search or found it there. An
+    invocation is logged when it starts training (``trained=None``: ``finished`` false, which a
+    stopped invocation keeps) and again, at the same ``index``, when it ends."""
     from scaling.study.provenance import atomic_write_json
 
     path = out / "runs.provenance.json"
@@ -313,9 +312,11 @@ def keep_config(out: Path, preset: StudyPreset) -> None:
 
 
 def report(out: Path, config: str | Path | StudyPreset | None = None) -> dict[str, Any]:
-    """Rewrite ``out``'s tables, figures and README from its ``plan.json`` and ``runs.csv``,
-    under ``config`` (default: ``out/study.yaml``, else the preset named in ``plan.json``);
-    trains nothing. A run of the plan that ``runs.csv`` lacks is a ValueError."""
+    """Rewrite ``out``'s tables, figures and README from the models of its ``plan.json`` (as
+    trained: re-planning cannot rebuild a study planned before a later refit), their runs in
+    ``runs.csv`` (both left as they are) and the search's recorded settings, under ``config``
+    (default: ``out/study.yaml``, else the preset named in ``plan.json``); trains nothing. A
+    run of the plan that ``runs.csv`` lacks, or another protocol, is a ValueError."""
     from scaling.ir import NetworkSpec
     from scaling.study.provenance import Provenance
     from scaling.study.report import write_report
@@ -327,22 +328,25 @@ def report(out: Path, config: str | Path | StudyPreset | None = None) -> dict[st
     if config is None:
         config = out / "study.yaml" if (out / "study.yaml").is_file() else plan["preset"]
     preset = resolve(config)
-    proto = preset.protocol
-    if plan["protocol"]["key"] != proto.key():
-        raise ValueError(f"{out}/plan.json was planned under protocol {plan['protocol']['key']}, "
-                         f"the config {preset.name!r} has {proto.key()}: pass the study's config")
-    entries: dict[str, list[dict[str, Any]]] = {"grid": [], "family": [], "single": []}
-    for m in plan["models"]:
-        entries[m["experiment"]].append({**m, "spec": NetworkSpec.from_dict(m["spec"]),
-                                         "stored_spec": m["spec"]})
+    proto, key = preset.protocol, plan["protocol"]["key"]
+    if key != proto.key():
+        raise ValueError(f"{out}/plan.json was planned under protocol {key}, the config "
+                         f"{preset.name!r} has {proto.key()}: pass the study's config")
+    searched = out / "search" / "baseline.provenance.json"  # the settings the search ran with
+    search = json.loads(searched.read_text()).get("search") if searched.is_file() else None
+    preset = dataclasses.replace(preset, base_macs=plan["base_macs"],
+                                 search=search or preset.search)
     store = RunStore(out / "runs.csv")
-    try:
-        tables = {"grid": joined(entries["grid"], proto.seeds[:1], store, proto.key()),
-                  **{name: joined(entries[name], proto.seeds, store, proto.key())
-                     for name in ("family", "single")}}
-    except KeyError as exc:
-        raise ValueError(f"{out}/runs.csv lacks the run {exc.args[0]} of plan.json: resume the "
-                         "study (python -m scaling.study run CONFIG --out DIR)") from None
+    tables: dict[str, list[dict[str, Any]]] = {"grid": [], "family": [], "single": []}
+    for m in plan["models"]:
+        entry = {**m, "spec": NetworkSpec.from_dict(m["spec"])}
+        seeds = proto.seeds[:1] if m["experiment"] == "grid" else proto.seeds
+        if lost := [s for s in seeds if RunStore.key(entry["spec"], s, key) not in store.rows]:
+            raise ValueError(f"{out}/runs.csv lacks {entry['spec'].name} seeds {lost} of "
+                             f"plan.json under protocol {key}: resume the study (python -m "
+                             "scaling.study run CONFIG --out DIR)")
+        tables[m["experiment"]] += joined([entry], seeds, store, key)
     tables["grid"].sort(key=lambda r: (-r["val_acc"], r["macs"]))
-    prov = Provenance(seeds=proto.seeds, preset=preset.name, protocol=protocol_record(proto))
+    prov = Provenance(seeds=proto.seeds, preset=preset.name, protocol=plan["protocol"],
+                      report_only="runs from runs.csv, plan.json")
     return write_report(out, preset.name, preset, tables, plan, prov)

@@ -62,14 +62,12 @@ class RunStore:
 
 def joined(entries: list[dict[str, Any]], seeds: tuple[int, ...], store: RunStore,
            protocol: str) -> list[dict[str, Any]]:
-    """One row per (entry, seed): the entry's columns and its run's results. An entry read
-    back from ``plan.json`` finds its runs by the spec as stored there (``stored_spec``), so a
-    field the IR gained since (which changes ``to_dict``) does not lose them."""
+    """One row per (entry, seed): the entry's columns and its run's results."""
     rows = []
     for e in entries:
         for seed in seeds:
-            run = store.get(e.get("stored_spec", e["spec"]), seed, protocol)
-            cols = {k: v for k, v in e.items() if k not in ("spec", "stored_spec")}
+            run = store.get(e["spec"], seed, protocol)
+            cols = {k: v for k, v in e.items() if k != "spec"}
             rows.append({**cols, "model": e["spec"].name, "seed": seed,
                          **{k: run[k] for k in ("params", "resolution", "val_acc", "test_acc",
                                                 "status", "train_seconds", "spec_key")},

@@ -1,0 +1,191 @@
+"""Measuring a latency table: each distinct part of some specs timed once, deployed, interleaved.
+
+A part (:func:`scaling.latency.predict.parts`) is built alone (a block by
+:func:`scaling.nn.blocks.build_block` from its geometry and stage, the stem by
+:func:`scaling.nn.build.build_stem`, the head by :class:`scaling.nn.build.Head`), put in its
+inference form (:func:`scaling.nn.deploy.deploy`: norms folded, channels_last, packed weights on
+float32 CPU) and timed on an input of its real shape: channels_last as inside the deployed model
+(the stem gets NCHW, as a user's model does). Timing (:func:`time_modules`) runs under
+``torch.inference_mode`` with ``torch.set_num_threads(threads)``: warm-up calls, then rounds in
+which every module runs once (a sample of enough calls to last ``min_ms``), the order reversed
+every other round so that drifts of machine load hit all alike; an entry is the median over
+rounds, per call.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import statistics
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from scaling.ir import NetworkSpec
+from scaling.latency.parts import Part, parts
+from scaling.latency.table import LatencyTable
+
+__all__ = ["DTYPES", "environment", "measure_models", "measure_parts", "profile",
+           "time_modules"]
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(device: str, threads: int, batch: int, dtype: str) -> dict[str, Any]:
+    """The table environment of a measurement here (:data:`scaling.latency.table.ENVIRONMENT`,
+    plus ``device_kind``: the torch device string the entries were measured on)."""
+    import torch
+
+    check_options(device, threads, batch, dtype)
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} is not allowed: torch sees no CUDA device")
+        name = f"cuda {torch.cuda.get_device_name(torch.device(device))}"
+    else:
+        name = f"cpu {_cpu_name()}"
+    return {"device": name, "device_kind": device, "torch": torch.__version__,
+            "threads": threads, "batch": batch, "dtype": dtype}
+
+
+def check_options(device: str, threads: int, batch: int, dtype: str) -> None:
+    """ValueError naming the first option that is not allowed."""
+    if not isinstance(device, str) or not (device == "cpu" or device.startswith("cuda")):
+        raise ValueError(f"device={device!r} is not allowed; expected cpu, cuda or cuda:N")
+    for name, value in (("threads", threads), ("batch", batch)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r} is not allowed; expected an int >= 1")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r} is not allowed; expected one of {DTYPES}")
+
+
+def _deployed(module: Any, device: str, dtype: str) -> Any:
+    import torch
+
+    from scaling.nn.deploy import deploy
+
+    pack = device == "cpu" and dtype == "float32"
+    module = deploy(module, copy_model=False, pack=pack)
+    return module.to(device=device, dtype=getattr(torch, dtype))
+
+
+def build_part(part: Part) -> Any:
+    """The nn.Module of one part, as the model builder makes it (training form)."""
+    from scaling.nn.blocks import build_block
+    from scaling.nn.build import Head, build_stem
+
+    spec = part.spec
+    if part.kind == "stem":
+        return build_stem(spec)
+    if part.kind == "head":
+        return _head_part(Head(spec, part.shape[0], spec.num_classes))
+    return build_block(part.geometry, part.stage, spec.norm, spec.padding)
+
+
+def _head_part(head: Any) -> Any:
+    """The head as the model runs it: its conv (in ``forward_features``), then ``forward``."""
+    from torch import nn
+
+    class HeadPart(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = head
+
+        def forward(self, x: Any) -> Any:
+            if self.head.conv is not None:
+                x = self.head.conv(x)
+            return self.head(x)
+
+    return HeadPart()
+
+
+def _input(shape: tuple[int, ...], batch: int, device: str, dtype: str, nhwc: bool) -> Any:
+    import torch
+
+    x = torch.randn(batch, *shape, device=device, dtype=getattr(torch, dtype))
+    return x.contiguous(memory_format=torch.channels_last) if nhwc else x
+
+
+def time_modules(runs: Sequence[tuple[Any, Any]], device: str = "cpu", threads: int = 1,
+                 rounds: int = 7, warmup: int = 2, min_ms: float = 2.0) -> list[float]:
+    """Median ms per call of each ``(module, input)``, interleaved (see the module docstring)."""
+    import torch
+
+    if rounds < 1 or warmup < 0 or not min_ms >= 0:
+        raise ValueError(f"rounds={rounds!r}, warmup={warmup!r}, min_ms={min_ms!r} are not "
+                         "allowed; expected rounds >= 1, warmup >= 0, min_ms >= 0")
+    cuda = device.startswith("cuda")
+
+    def clock() -> float:
+        if cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    torch.set_num_threads(threads)
+    calls: list[int] = []
+    samples: list[list[float]] = [[] for _ in runs]
+    with torch.inference_mode():
+        for module, x in runs:  # warm-up, and how many calls make a sample of min_ms
+            for _ in range(warmup):
+                module(x)
+            t0 = clock()
+            module(x)
+            one = max(clock() - t0, 1e-7)
+            calls.append(max(1, math.ceil(min_ms / 1e3 / one)))
+        order = list(range(len(runs)))
+        for r in range(rounds):
+            for i in (order if r % 2 == 0 else order[::-1]):
+                module, x = runs[i]
+                t0 = clock()
+                for _ in range(calls[i]):
+                    module(x)
+                samples[i].append((clock() - t0) / calls[i])
+    return [statistics.median(s) * 1e3 for s in samples]
+
+
+def measure_parts(items: Iterable[Part], device: str = "cpu", threads: int = 1, batch: int = 1,
+                  dtype: str = "float32", **timing: Any) -> dict[str, float]:
+    """ms per distinct key of ``items`` (each built, deployed and timed once)."""
+    unique = {p.key: p for p in items}
+    check_options(device, threads, batch, dtype)
+    runs = [(_deployed(build_part(p), device, dtype),
+             _input(p.shape, batch, device, dtype, nhwc=p.kind != "stem"))
+            for p in unique.values()]
+    return dict(zip(unique, time_modules(runs, device, threads, **timing)))
+
+
+def measure_models(specs: Sequence[NetworkSpec], device: str = "cpu", threads: int = 1,
+                   batch: int = 1, dtype: str = "float32", **timing: Any) -> list[float]:
+    """ms per call of each whole deployed model (the user's NCHW input), interleaved."""
+    from scaling.nn.build import build_model
+
+    check_options(device, threads, batch, dtype)
+    runs = [(_deployed(build_model(s), device, dtype),
+             _input((s.in_channels, s.resolution, s.resolution), batch, device, dtype, False))
+            for s in specs]
+    return time_modules(runs, device, threads, **timing)
+
+
+def profile(specs: Sequence[NetworkSpec], device: str = "cpu", threads: int = 1, batch: int = 1,
+            dtype: str = "float32", table: LatencyTable | None = None, **timing: Any
+            ) -> LatencyTable:
+    """A table of every distinct part of ``specs`` (those ``table`` already has are kept, not
+    measured again; its environment must be this one)."""
+    env = environment(device, threads, batch, dtype)
+    if table is not None:
+        table.check_environment(env, what="measurement on this machine")
+    known = table.entries if table is not None else {}
+    todo = [p for s in specs for p in parts(s) if p.key not in known]
+    found = measure_parts(todo, device, threads, batch, dtype, **timing)
+    base = table if table is not None else LatencyTable(env)
+    return base.with_entries(found)

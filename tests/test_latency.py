@@ -1,0 +1,149 @@
+"""Latency tables (round trip, merge, environments), the predictor (sum of entries, missing
+entries), the CLI on files it wrote, and a search under a latency budget; tiny sizes."""
+
+import json
+
+import optuna
+import pytest
+
+from scaling.ir import NetworkSpec, StageSpec, StemSpec
+from scaling.latency import LatencyTable, MissingEntryError, load_table, parts, predict
+from scaling.latency.cli import main
+from scaling.latency.table import parse_latency
+from scaling.search.study import SearchConfig, run_search
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+ENV = {"device": "cpu test", "torch": "x", "threads": 1, "batch": 1, "dtype": "float32"}
+
+
+def _spec(width=8, res=12):
+    """Stem, two blocks sharing one entry after the first (same geometry), a head."""
+    return NetworkSpec(stages=(StageSpec("mbconv", 3, width, stride=2, expansion=2),),
+                       stem=StemSpec(channels=(8,), strides=(1,)), in_channels=1,
+                       resolution=res, num_classes=4)
+
+
+def test_table_round_trip_merge_and_environment_mismatch(tmp_path):
+    a = LatencyTable(ENV, {"k1": 1.5, "k2": 0.25}, overhead_ms=0.1)
+    a.save(tmp_path / "a.json")
+    assert load_table(tmp_path / "a.json") == a
+    b = LatencyTable(ENV, {"k2": 0.5, "k3": 2.0})
+    merged = a.merge(b)
+    assert merged.entries == {"k1": 1.5, "k2": 0.5, "k3": 2.0} and merged.overhead_ms == 0.1
+    other = LatencyTable({**ENV, "batch": 32}, {"k4": 1.0})
+    with pytest.raises(ValueError, match="batch=32.*batch=1"):
+        a.merge(other)
+    (tmp_path / "bad.json").write_text(json.dumps({"format": "other"}))
+    with pytest.raises(ValueError, match="not a latency table"):
+        load_table(tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="threads=0"):
+        LatencyTable({**ENV, "threads": 0})
+
+
+@pytest.mark.parametrize("text,ms", [("5ms", 5.0), ("800us", 0.8), ("0.2s", 200.0), ("3", 3.0)])
+def test_parse_latency(text, ms):
+    assert parse_latency(text) == pytest.approx(ms)
+
+
+@pytest.mark.parametrize("text", ["0ms", "-1", "fast", "nanms"])
+def test_parse_latency_refuses(text):
+    with pytest.raises(ValueError, match="latency budget"):
+        parse_latency(text)
+
+
+def test_shared_blocks_share_entries_and_predict_is_their_sum():
+    spec = _spec()
+    items = parts(spec)
+    assert [p.kind for p in items] == ["stem", "block", "block", "block", "head"]
+    assert items[2].key == items[3].key and items[1].key != items[2].key  # stride, channels
+    entries = {p.key: 1.0 + i for i, p in enumerate(items)}  # the shared key: its last value
+    table = LatencyTable(ENV, entries, overhead_ms=0.5)
+    assert predict(spec, table) == pytest.approx(sum(entries[p.key] for p in items) + 0.5)
+    wider = _spec(width=16)
+    assert parts(wider)[0].key == items[0].key and parts(wider)[1].key != items[1].key
+
+
+def test_missing_entry_is_one_clear_error():
+    spec = _spec()
+    table = LatencyTable(ENV, {parts(spec)[0].key: 1.0})
+    with pytest.raises(MissingEntryError, match=r"no entry for 3 distinct part.* of the 5 "):
+        predict(spec, table)
+    seen = []
+    ms = predict(spec, table, measure=lambda ps: seen.extend(ps) or {p.key: 2.0 for p in ps})
+    assert ms == pytest.approx(1.0 + 4 * 2.0) and len({p.key for p in seen}) == 3
+
+
+def test_cli_profile_predict_merge_on_its_own_files(tmp_path, capsys):
+    spec_file = tmp_path / "net.json"
+    spec_file.write_text(_spec().to_json())
+    out = tmp_path / "t.json"
+    fast = ["--rounds", "2", "--warmup", "1", "--min-ms", "0.2"]
+    assert main(["profile", "--models", str(spec_file), "--out", str(out), *fast]) == 0
+    table = load_table(out)
+    assert set(table.entries) == {p.key for p in parts(_spec())}
+    assert table.overhead_ms is not None and all(v > 0 for v in table.entries.values())
+    assert main(["predict", str(spec_file), "--table", str(out)]) == 0
+    assert capsys.readouterr().out.strip().endswith(" ms")
+    wide = tmp_path / "wide.json"
+    wide.write_text(_spec(width=16).to_json())
+    assert main(["predict", str(wide), "--table", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no entry for" in err and "Traceback" not in err
+    out2 = tmp_path / "t2.json"
+    assert main(["profile", "--models", str(wide), "--out", str(out2), "--calibrate", "0",
+                 *fast]) == 0
+    assert main(["merge", str(out), str(out2), "--out", str(tmp_path / "m.json")]) == 0
+    merged = load_table(tmp_path / "m.json")
+    assert predict(_spec(width=16), merged) > 0 and len(merged) > len(table)
+
+
+@pytest.mark.slow
+def test_search_under_a_latency_budget(tmp_path):
+    """Samples predicted over the budget are rejected (and resampled); the trained ones are
+    predicted within it and measure within it up to the predictor's error (tolerant: the machine
+    is shared)."""
+    from scaling.latency.profile import measure_models
+
+    table_file = tmp_path / "lat.json"
+    assert main(["profile", "--space", "default", "--samples", "3", "--budget", "300K",
+                 "--out", str(table_file), "--rounds", "3", "--warmup", "1", "--min-ms", "0.5",
+                 "--calibrate", "1"]) == 0
+    from scaling.latency.cli import space_samples
+
+    table = load_table(table_file)
+    predicted = sorted(predict(s, table) for s in space_samples(3, 28, 300_000))
+    budget = (predicted[0] + predicted[1]) / 2  # about half the samples are over it
+    cfg = SearchConfig(study="lat", evaluator="zero-cost", proxies=("params",),
+                       rank_proxy="params", budget=300_000, trials=2, sampler="random",
+                       out_dir=str(tmp_path), quiet=True, threads=1, heartbeat=1, grace=2,
+                       reevaluate=0, latency_budget=f"{budget}ms",
+                       latency_table=str(table_file))
+    info = run_search(cfg)
+    trials = info.study.get_trials(deepcopy=False)
+    trained = [t for t in trials if t.user_attrs.get("status") == "ok"]
+    over = [t for t in trials if t.user_attrs.get("status") == "over_latency"]
+    assert len(trained) == 2
+    assert all(t.user_attrs["latency_ms"] <= budget for t in trained)
+    assert all(t.user_attrs["latency_ms"] > budget and not t.user_attrs["feasible"]
+               and t.value == 0.0 for t in over)
+    specs = [NetworkSpec.from_json(t.user_attrs["spec"]) for t in trained]
+    measured = measure_models(specs, rounds=3, warmup=1, min_ms=0.5)
+    assert all(m <= 2.0 * budget for m in measured), (measured, budget)
+
+
+def test_search_refuses_a_budget_without_a_table(tmp_path):
+    from scaling.search import cli
+
+    rc = cli.main(["--latency-budget", "5ms", "--evaluator", "zero-cost", "--out",
+                   str(tmp_path)])
+    assert rc == 2
+
+
+def test_bench_error_figures_by_hand():
+    from scaling.bench.latency import errors
+
+    out = errors([1.1, 2.0, 2.7, 5.0], [1.0, 2.0, 3.0, 4.0])  # errors 10, 0, 10, 25 %
+    assert out["median_abs_pct"] == 10.0 and out["spearman"] == 1.0
+    assert out["p90_abs_pct"] == pytest.approx(20.5)  # pandas' linear quantile of 0,10,10,25
+    assert errors([3.0, 2.0, 1.0], [1.0, 2.0, 3.0])["spearman"] == -1.0
+    assert errors([1.0], [2.0])["spearman"] is None
