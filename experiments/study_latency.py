@@ -26,7 +26,6 @@ sys.path.insert(0, str(ROOT))
 
 import pandas as pd  # noqa: E402
 
-from experiments.study_plan import spec_key  # noqa: E402
 from scaling.cli import Parser, check_option, check_writable, command, fail  # noqa: E402
 from scaling.study.latency import (  # noqa: E402
     accuracy_by_model,
@@ -34,6 +33,7 @@ from scaling.study.latency import (  # noqa: E402
     per_mac,
     plot_accuracy_vs_latency,
 )
+from scaling.study.plan import spec_key  # noqa: E402
 from scaling.study.provenance import Provenance, atomic_write_text, repo_relative  # noqa: E402
 
 PROG = "study_latency.py"
@@ -83,7 +83,7 @@ def study_models(args: Any) -> tuple[pd.DataFrame, list[str]]:
     paths = {name: args.study / name for name in ("plan.json", "family.csv")}
     if lost := [str(p) for p in paths.values() if not p.is_file()]:
         fail(f"--study {args.study}: {', '.join(lost)} missing; expected a study folder written "
-             "by experiments/run_study.py")
+             "by python -m scaling.study run")
     plan = json.loads(paths["plan.json"].read_text())
     runs = pd.read_csv(paths["family.csv"], dtype={"spec_key": str})
     order = list(dict.fromkeys(runs["family"]))
