@@ -162,9 +162,17 @@ def test_ctrl_c_with_workers_is_one_line_exit_130(tmp_path, data_root):
                     break
             except Exception:  # noqa: BLE001 - the study is not created yet
                 pass
+        else:  # the loop ran out: say where it stood, not a timeout later
+            pytest.fail(f"both workers never trained a trial: {_trials(tmp_path, 'w')} "
+                        f"(exit {proc.poll()})")
         time.sleep(1)
         os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
+        try:
+            _, err = proc.communicate(timeout=180)
+        except subprocess.TimeoutExpired:  # which process of the group still runs, and in what
+            alive = subprocess.run(["ps", "-o", "pid,ppid,stat,etime,args", "-g", str(proc.pid)],
+                                   capture_output=True, text=True).stdout
+            pytest.fail(f"no exit 180 s after Ctrl-C; still running:\n{alive}")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
