@@ -180,7 +180,11 @@ def run(study: Path, out: Path, factor: float = 3.0, models: int | None = None, 
     before = short_results(picked, study / "runs.csv", short.key())
     out.mkdir(parents=True, exist_ok=True)
     store = RunStore(out / "runs.csv")
-    t0 = time.perf_counter()
+    shown = study.resolve().relative_to(ROOT) if study.resolve().is_relative_to(ROOT) else study
+    prov = Provenance(seeds=(SEED,), device=device, study=str(shown), factor=factor,
+                      short_protocol=short.key(),
+                      long_protocol={**dataclasses.asdict(long), "key": long.key()})
+    t0, stored = time.perf_counter(), len(store.rows)
     train_missing(picked, long, store, device, threads, jobs, log)
     rows = []
     for m in picked:
@@ -189,13 +193,11 @@ def run(study: Path, out: Path, factor: float = 3.0, models: int | None = None, 
                      "spec_key": m["spec_key"], **before[m["spec_key"]],
                      "long_val": run_["val_acc"], "long_test": run_["test_acc"],
                      "long_wall_seconds": run_["wall_seconds"]})
-    prov = Provenance(seeds=(SEED,), device=device, study=str(study), factor=factor,
-                      short_protocol=short.key(),
-                      long_protocol={**dataclasses.asdict(long), "key": long.key()})
     csv = atomic_write_text(out / "rank_fidelity.csv",
                             pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
-    lines, taus = report(rows, short, long, study)
-    prov.write(csv, taus=taus)
+    lines, taus = report(rows, short, long, shown)
+    prov.write(csv, taus=taus, trained_now=len(store.rows) - stored,
+               long_runs_wall_s=round(sum(r["long_wall_seconds"] for r in rows), 1))
     readme = atomic_write_text(out / "README.md", "\n".join(lines))
     log(f"rank fidelity: {len(rows)} models in {time.perf_counter() - t0:.0f} s; {readme}")
     return {"rows": rows, "taus": taus, "readme": str(readme)}
