@@ -5,9 +5,10 @@ Per (resolution, batch), in this order, in one process: a table is profiled
 (:func:`scaling.latency.profile.profile`) for the zoo models, ``--samples`` random samples of the
 search space (seed ``--seed``, fitted to ``--budget`` x (res/28)^2 MACs) and ``--calibrate``
 further samples (seed ``--seed + 1``); then all of them are timed whole and deployed in one
-interleaved pass (median of rounds); the predictor's constants are fitted on the calibration
-samples only (:func:`scaling.latency.predict.fit_constants`), and the error is reported on the
-zoo and the ``--samples`` ones, which the fit never saw. Reported: median and 90th percentile
+interleaved pass (median of ``--rounds``, ``--heavy-rounds`` above 224x224 batch 1); the
+predictor's constants are fitted on the calibration samples only
+(:func:`scaling.latency.predict.fit_constants`), and the error is reported on the zoo and the
+``--samples`` ones, which the fit never saw. Reported: median and 90th percentile
 of the absolute % error, and Spearman's rank correlation (pandas' ``rank``, then Pearson: scipy
 is not a dependency), for all and for the zoo alone. One JSON line per case; ``--out DIR``
 (default ``results/latency``) also writes ``latency.jsonl`` with its provenance, every model's
@@ -41,14 +42,18 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibrate", type=int, default=8, metavar="K",
                    help="further samples (seed + 1) the predictor's constants are fitted on")
     p.add_argument("--seed", type=int, default=0, help="seed of the samples")
-    p.add_argument("--budget", default="10M", help="samples' MAC budget at 28x28")
+    p.add_argument("--budget", default="4M", help="samples' MAC budget at 28x28 (x (res/28)^2 "
+                   "at res: 4M is 256M at 224, MobileNetV2's range)")
     p.add_argument("--res", nargs="+", type=int, default=[28, 224], help="resolutions")
     p.add_argument("--batch", nargs="+", type=int, default=[1, 32], help="batch sizes")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--dtype", default="float32", help="float32, bfloat16, float16")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed calls per module")
+    p.add_argument("--rounds", type=int, default=7, help="interleaved rounds (median)")
+    p.add_argument("--heavy-rounds", type=int, default=3, help="rounds where res^2 x batch is "
+                   "above 224^2 (224x224 batch 32: one call of a model lasts about a second)")
+    p.add_argument("--warmup", type=int, default=0,
+                   help="untimed calls per module besides the one that sizes its samples")
     p.add_argument("--min-ms", type=float, default=2.0, help="least duration of one sample")
     p.add_argument("--clock", default="wall", choices=CLOCKS,
                    help="wall: time.perf_counter; cpu: the thread's CPU time (1 thread only)")
@@ -87,6 +92,7 @@ def check_args(args: argparse.Namespace) -> None:
     check_option("calibrate", args.calibrate, 3)
     check_option("threads", args.threads, 1, MAX_THREADS)
     check_option("rounds", args.rounds, 1)
+    check_option("heavy-rounds", args.heavy_rounds, 1)
     check_option("warmup", args.warmup, 0)
     check_option("min-ms", args.min_ms, 0)
     for res in args.res:
@@ -124,7 +130,8 @@ def case(res: int, batch: int, zoo: list[Any], samples: list[Any], calib: list[A
     from scaling.latency.table import LatencyTable
 
     env = (args.device, args.threads, batch, args.dtype)
-    timing = {"rounds": args.rounds, "warmup": args.warmup, "min_ms": args.min_ms,
+    rounds = args.heavy_rounds if res * res * batch > 224 * 224 else args.rounds
+    timing = {"rounds": rounds, "warmup": args.warmup, "min_ms": args.min_ms,
               "clock": args.clock}
     start = time.perf_counter()
     specs = zoo + samples + calib
@@ -141,6 +148,7 @@ def case(res: int, batch: int, zoo: list[Any], samples: list[Any], calib: list[A
     raw = errors(sums[:k], measured[:k])
     rec = {"res": res, "batch": batch, "models": len(zoo), "samples": len(samples),
            "calibration": len(calib), "entries": len(table), "clock": args.clock,
+           "rounds": rounds,
            "scale": round(scale, 4), "per_part_ms": round(per_part, 5),
            "overhead_ms": round(overhead, 4), "harness_ms": round(table.harness_ms or 0.0, 5),
            "environment": table.describe(), **errors(predicted[:k], measured[:k]),
