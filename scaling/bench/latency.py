@@ -50,7 +50,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--dtype", default="float32", help="float32, bfloat16, float16")
     p.add_argument("--rounds", type=int, default=7, help="interleaved rounds (median)")
-    p.add_argument("--heavy-rounds", type=int, default=3, help="rounds where res^2 x batch is "
+    p.add_argument("--heavy-rounds", type=int, default=5, help="rounds where res^2 x batch is "
                    "above 224^2 (224x224 batch 32: one call of a model lasts about a second)")
     p.add_argument("--warmup", type=int, default=0,
                    help="untimed calls per module besides the one that sizes its samples")

@@ -230,6 +230,9 @@ def profile(specs: Sequence[NetworkSpec], device: str = "cpu", threads: int = 1,
     env = environment(device, threads, batch, dtype)
     if table is not None:
         table.check_environment(env, what="measurement on this machine")
+        if table.entries and table.harness_ms is None:
+            raise ValueError("latency table of format 1 (entries with the timing harness in) "
+                             "cannot be extended: profile all its specs again")
     known = table.entries if table is not None else {}
     todo = [p for s in specs for p in parts(s) if p.key not in known]
     harness: list[float] = []
