@@ -99,27 +99,29 @@ def fit_constants(sums: Sequence[float], counts: Sequence[int], measured: Sequen
                   ) -> tuple[float, float, float]:
     """``(scale, per_part_ms, overhead_ms)`` minimising the squared relative error of
     ``scale * sum + per_part_ms * count + overhead_ms`` against ``measured`` (weighted least
-    squares, numpy's ``lstsq``). At least 3 models, with counts and sums that are not collinear.
-    """
+    squares, numpy's ``lstsq``). Where the models do not determine all three (fewer than 3,
+    part counts and sums collinear, or a fitted scale <= 0), the largest nested model they
+    determine is fitted instead: ``per_part_ms`` 0, then also ``scale`` 1 (one constant)."""
     import numpy as np
 
     s, n, m = (np.asarray(v, dtype=float) for v in (sums, counts, measured))
-    if not (len(s) == len(n) == len(m)):
-        raise ValueError(f"fit_constants: sums, counts and measured differ in length "
-                         f"({len(s)}, {len(n)}, {len(m)})")
-    if len(m) < 3:
-        raise ValueError(f"calibration needs at least 3 models for its 3 constants, got {len(m)}")
-    if not (np.all(np.isfinite(m)) and np.all(m > 0)):
+    if not (len(s) == len(n) == len(m)) or len(m) < 1:
+        raise ValueError(f"calibration needs as many sums, counts and measured times, at least "
+                         f"one each; got {len(s)}, {len(n)}, {len(m)}")
+    if not (np.all(np.isfinite(m)) and np.all(m > 0) and np.all(np.isfinite(s))):
         raise ValueError("calibration: every measured time must be finite and > 0 ms")
-    design = np.stack([s / m, n / m, 1 / m], axis=1)
-    if np.linalg.matrix_rank(design) < 3:
-        raise ValueError(f"calibration on {len(m)} models cannot separate the 3 constants (their "
-                         "sums and part counts are collinear); calibrate on more varied models")
-    (scale, per_part, overhead), *_ = np.linalg.lstsq(design, np.ones_like(m), rcond=None)
-    if scale <= 0:
-        raise ValueError(f"calibration fitted scale={scale:.3g} <= 0: the entries do not explain "
-                         "the measured times; profile again with more rounds")
-    return float(scale), float(per_part), float(overhead)
+    ones = np.ones_like(m)
+    for design, rest in (((s, n, ones), ()), ((s, ones), (0.0,))):
+        a = np.stack([c / m for c in design], axis=1)
+        if len(m) < a.shape[1] or np.linalg.matrix_rank(a) < a.shape[1]:
+            continue
+        fit = np.linalg.lstsq(a, ones, rcond=None)[0]
+        if fit[0] > 0:
+            scale, *more = (float(v) for v in fit)
+            per_part, overhead = (more[0], more[1]) if not rest else (0.0, more[0])
+            return scale, per_part, overhead
+    overhead = float(np.sum((m - s) / m ** 2) / np.sum(1 / m ** 2))  # scale 1, no per-part term
+    return 1.0, 0.0, overhead
 
 
 def calibrate(table: LatencyTable, specs: Sequence[NetworkSpec], **timing: Any
