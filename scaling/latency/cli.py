@@ -94,9 +94,6 @@ def _profile(args: argparse.Namespace) -> int:
     check_option("warmup", args.warmup, 0)
     check_option("calibrate", args.calibrate, 0)
     check_clock(args.clock, args.device, args.threads)
-    if 0 < args.calibrate < 3:
-        raise ValueError(f"calibrate={args.calibrate} is not allowed; expected 0 (none) or >= 3 "
-                         "(the predictor fits 3 constants)")
     if not args.dry_run:
         if args.out is None:
             raise ValueError("profile: --out FILE is required (or --dry-run)")
