@@ -1,11 +1,12 @@
 """Benchmark: the latency predictor's error, ``python -m scaling.bench latency [--models ...]
 [--samples 50] [--calibrate 8] [--res 28 224] [--batch 1 32] [--threads 1] [--out DIR]``.
 
-Per (resolution, batch), in this order, in one process: a table is profiled
-(:func:`scaling.latency.profile.profile`) for the zoo models, ``--samples`` random samples of the
-search space (seed ``--seed``, fitted to ``--budget`` x (res/28)^2 MACs) and ``--calibrate``
-further samples (seed ``--seed + 1``); then all of them are timed whole and deployed in one
-interleaved pass (median of ``--rounds``, ``--heavy-rounds`` above 224x224 batch 1); the
+Per (resolution, batch), in this order, in one process: the zoo models, ``--samples`` random
+samples of the search space (seed ``--seed``, fitted to ``--budget`` x (res/28)^2 MACs) and
+``--calibrate`` further samples (seed ``--seed + 1``) are profiled part by part and timed whole
+and deployed in the same interleaved rounds
+(:func:`scaling.latency.profile.measure_parts_and_models`: a drift of machine load hits entries
+and models alike) (median of ``--rounds``, ``--heavy-rounds`` above 224x224 batch 1); the
 predictor's constants are fitted on the calibration samples only
 (:func:`scaling.latency.predict.fit_constants`), and the error is reported on the zoo and the
 ``--samples`` ones, which the fit never saw. Reported: median and 90th percentile
@@ -126,7 +127,7 @@ def case(res: int, batch: int, zoo: list[Any], samples: list[Any], calib: list[A
 
     from scaling.latency import parts, predict
     from scaling.latency.predict import fit_constants
-    from scaling.latency.profile import measure_models, profile
+    from scaling.latency.profile import environment, measure_parts_and_models
     from scaling.latency.table import LatencyTable
 
     env = (args.device, args.threads, batch, args.dtype)
@@ -135,10 +136,11 @@ def case(res: int, batch: int, zoo: list[Any], samples: list[Any], calib: list[A
               "clock": args.clock}
     start = time.perf_counter()
     specs = zoo + samples + calib
-    table = profile(specs, *env, **timing)
-    profiled = time.perf_counter()
-    measured = measure_models(specs, *env, **timing)
-    bare = LatencyTable(table.environment, table.entries, harness_ms=table.harness_ms)
+    harness: list[float] = []
+    entries, measured = measure_parts_and_models([p for s in specs for p in parts(s)], specs,
+                                                 *env, harness=harness, **timing)
+    bare = LatencyTable(environment(*env), entries, harness_ms=harness[0])
+    table = bare
     sums = [predict(s, bare) for s in specs]
     counts = [len(parts(s)) for s in specs]
     k = len(zoo) + len(samples)
@@ -153,8 +155,7 @@ def case(res: int, batch: int, zoo: list[Any], samples: list[Any], calib: list[A
            "overhead_ms": round(overhead, 4), "harness_ms": round(table.harness_ms or 0.0, 5),
            "environment": table.describe(), **errors(predicted[:k], measured[:k]),
            "zoo": errors(predicted[:len(zoo)], measured[:len(zoo)]) if zoo else None,
-           "uncalibrated": raw, "profile_s": round(profiled - start, 1),
-           "models_s": round(time.perf_counter() - profiled, 1)}
+           "uncalibrated": raw, "seconds": round(time.perf_counter() - start, 1)}
     kinds = ["zoo"] * len(zoo) + ["sample"] * len(samples) + ["calibration"] * len(calib)
     rows = [{"res": res, "batch": batch, "kind": kd, "name": s.name or f"{kd}-{i}",
              "parts": n, "sum_ms": x, "measured_ms": m, "predicted_ms": p,

@@ -27,7 +27,7 @@ from scaling.latency.parts import Part, parts
 from scaling.latency.table import LatencyTable
 
 __all__ = ["CLOCKS", "DTYPES", "check_clock", "environment", "measure_models", "measure_parts",
-           "model_runs", "profile", "sample_modules", "time_modules"]
+           "measure_parts_and_models", "model_runs", "profile", "sample_modules", "time_modules"]
 
 DTYPES = ("float32", "bfloat16", "float16")
 CLOCKS = ("wall", "cpu")
@@ -180,26 +180,45 @@ def time_modules(runs: Sequence[tuple[Any, Any]], device: str = "cpu", threads: 
                                                          min_ms, clock=clock)]
 
 
+def _part_runs(unique: dict[str, Part], device: str, batch: int, dtype: str
+               ) -> list[tuple[Any, Any]]:
+    """Each part deployed with its input, then the harness probe (an ``nn.Identity``)."""
+    from torch import nn
+
+    runs = [(_deployed(build_part(p), device, dtype),
+             _input(p.shape, batch, device, dtype, nhwc=p.kind != "stem"))
+            for p in unique.values()]
+    return runs + [(nn.Identity(), _input((1, 1, 1), batch, device, dtype, nhwc=False))]
+
+
 def measure_parts(items: Iterable[Part], device: str = "cpu", threads: int = 1, batch: int = 1,
                   dtype: str = "float32", *, harness: list[float] | None = None, **timing: Any
                   ) -> dict[str, float]:
     """ms per distinct key of ``items`` (each built, deployed and timed once), less the harness
     cost per call (an ``nn.Identity`` timed among them; its ms is appended to ``harness`` when
     a list is given). An entry is never below 0."""
-    from torch import nn
+    entries, _ = measure_parts_and_models(items, (), device, threads, batch, dtype,
+                                          harness=harness, **timing)
+    return entries
 
+
+def measure_parts_and_models(items: Iterable[Part], specs: Sequence[NetworkSpec],
+                             device: str = "cpu", threads: int = 1, batch: int = 1,
+                             dtype: str = "float32", *, harness: list[float] | None = None,
+                             **timing: Any) -> tuple[dict[str, float], list[float]]:
+    """:func:`measure_parts` of ``items`` and :func:`measure_models` of ``specs`` in the same
+    interleaved rounds, so that a drift of machine load hits the entries and the whole models
+    alike (what a predictor is judged on is their ratio)."""
     unique = {p.key: p for p in items}
     check_options(device, threads, batch, dtype)
-    if not unique:
-        return {}
-    runs = [(_deployed(build_part(p), device, dtype),
-             _input(p.shape, batch, device, dtype, nhwc=p.kind != "stem"))
-            for p in unique.values()]
-    runs.append((nn.Identity(), _input((1, 1, 1), batch, device, dtype, nhwc=False)))
-    *times, noop = time_modules(runs, device, threads, **timing)
+    if not unique and not specs:
+        return {}, []
+    runs = _part_runs(unique, device, batch, dtype) + model_runs(specs, device, (batch,), dtype)
+    times = time_modules(runs, device, threads, **timing)
+    noop = times[len(unique)]
     if harness is not None:
         harness.append(noop)
-    return {k: max(0.0, t - noop) for k, t in zip(unique, times)}
+    return ({k: max(0.0, t - noop) for k, t in zip(unique, times)}, times[len(unique) + 1:])
 
 
 def model_runs(specs: Sequence[NetworkSpec], device: str = "cpu", batches: Sequence[int] = (1,),
