@@ -40,7 +40,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", nargs="*", default=list(MODELS), help="zoo names")
     p.add_argument("--samples", type=int, default=50, help="random samples of the search space "
                    "the error is reported on")
-    p.add_argument("--calibrate", type=int, default=8, metavar="K",
+    p.add_argument("--calibrate", type=int, default=12, metavar="K",
                    help="further samples (seed + 1) the predictor's constants are fitted on")
     p.add_argument("--seed", type=int, default=0, help="seed of the samples")
     p.add_argument("--budget", default="4M", help="samples' MAC budget at 28x28 (x (res/28)^2 "
@@ -55,7 +55,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    "above 224^2 (224x224 batch 32: one call of a model lasts about a second)")
     p.add_argument("--warmup", type=int, default=0,
                    help="untimed calls per module besides the one that sizes its samples")
-    p.add_argument("--min-ms", type=float, default=2.0, help="least duration of one sample")
+    p.add_argument("--min-ms", type=float, default=10.0, help="least duration of one sample: "
+                   "enough back-to-back calls that a part's input is as warm as in the model")
     p.add_argument("--clock", default="wall", choices=CLOCKS,
                    help="wall: time.perf_counter; cpu: the thread's CPU time (1 thread only)")
     p.add_argument("--out", default="results/latency",

@@ -72,7 +72,8 @@ def _add_profile(sub: Any) -> None:
     p.add_argument("--dtype", default="float32", choices=DTYPES, help="weights and inputs")
     p.add_argument("--rounds", type=int, default=7, help="interleaved rounds (median)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls per entry")
-    p.add_argument("--min-ms", type=float, default=2.0, help="least duration of one sample")
+    p.add_argument("--min-ms", type=float, default=10.0, help="least duration of one sample: "
+                   "enough back-to-back calls that a part's input is as warm as in the model")
     p.add_argument("--clock", default="wall", choices=("wall", "cpu"),
                    help="wall: time.perf_counter; cpu: the thread's CPU time (1 thread only)")
     p.add_argument("--calibrate", type=int, default=8, metavar="K",

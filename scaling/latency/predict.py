@@ -7,9 +7,11 @@ the table's (:class:`scaling.latency.table.LatencyTable`). What sums badly, and 
 - memory-bound layers and cache effects: each entry is measured *in context*, i.e. the deployed
   block (norms folded, activations in place, channels_last, :func:`scaling.nn.deploy.deploy`)
   on an input of its real size and layout, so a depthwise or 1x1 layer pays the memory traffic
-  it pays inside the model; what a block timed alone on a warm cache still misses (its input
-  was just written by another block, its weights evicted by the others) is a proportion of the
-  sum, ``scale``;
+  it pays inside the model; each sample is many back-to-back calls (``min_ms``, 10 ms by the
+  CLIs), so that the part's input is warm in cache as inside the model, where the block before
+  just wrote it (timed over 2 ms, MobileNetV2's and B0's expand-6 blocks at 112x112 ran cold
+  and summed to 1.2x their whole model at 224x224); what is left (weights evicted by the other
+  blocks) is a proportion of the sum, ``scale``;
 - fused ops: BN folding and weight packing happen per block exactly as in the deployed model (no
   fusion of :func:`deploy` crosses a block boundary), so there is nothing to fuse across entries;
 - what no entry has: the timing harness's own cost is subtracted from each entry when measured
