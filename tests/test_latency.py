@@ -16,9 +16,9 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 ENV = {"device": "cpu test", "torch": "x", "threads": 1, "batch": 1, "dtype": "float32"}
 
 
-def _spec(width=8, res=12):
-    """Stem, two blocks sharing one entry after the first (same geometry), a head."""
-    return NetworkSpec(stages=(StageSpec("mbconv", 3, width, stride=2, expansion=2),),
+def _spec(width=8, res=12, repeats=3):
+    """Stem, blocks sharing one entry after the first (same geometry), a head."""
+    return NetworkSpec(stages=(StageSpec("mbconv", repeats, width, stride=2, expansion=2),),
                        stem=StemSpec(channels=(8,), strides=(1,)), in_channels=1,
                        resolution=res, num_classes=4)
 
@@ -76,12 +76,17 @@ def test_missing_entry_is_one_clear_error():
 def test_cli_profile_predict_merge_on_its_own_files(tmp_path, capsys):
     spec_file = tmp_path / "net.json"
     spec_file.write_text(_spec().to_json())
+    others = [tmp_path / "a.json", tmp_path / "b.json"]  # calibration: 3 specs, part counts vary
+    others[0].write_text(_spec(width=12, repeats=1).to_json())
+    others[1].write_text(_spec(width=8, res=16, repeats=5).to_json())
     out = tmp_path / "t.json"
     fast = ["--rounds", "2", "--warmup", "1", "--min-ms", "0.2"]
-    assert main(["profile", "--models", str(spec_file), "--out", str(out), *fast]) == 0
+    assert main(["profile", "--models", str(spec_file), *map(str, others), "--out", str(out),
+                 "--calibrate", "3", "--clock", "cpu", *fast]) == 0
     table = load_table(out)
-    assert set(table.entries) == {p.key for p in parts(_spec())}
-    assert table.overhead_ms is not None and all(v > 0 for v in table.entries.values())
+    assert {p.key for p in parts(_spec())} <= set(table.entries)
+    assert table.calibrated and table.scale > 0 and table.harness_ms > 0
+    assert all(v > 0 for v in table.entries.values())
     assert main(["predict", str(spec_file), "--table", str(out)]) == 0
     assert capsys.readouterr().out.strip().endswith(" ms")
     wide = tmp_path / "wide.json"
@@ -157,3 +162,108 @@ def test_bench_error_figures_by_hand():
     assert out["p90_abs_pct"] == pytest.approx(20.5)  # pandas' linear quantile of 0,10,10,25
     assert errors([3.0, 2.0, 1.0], [1.0, 2.0, 3.0])["spearman"] == -1.0
     assert errors([1.0], [2.0])["spearman"] is None
+
+
+def test_calibration_fit_recovers_known_constants():
+    """Synthetic models: measured = 1.3 x sum + 0.02 ms per part + 0.4 ms, exactly, then with
+    +-1% noise: the weighted least squares gives the constants back."""
+    import numpy as np
+
+    from scaling.latency.predict import fit_constants
+
+    rng = np.random.default_rng(0)
+    sums = rng.uniform(0.5, 20.0, 12)
+    counts = rng.integers(8, 60, 12)
+    measured = 1.3 * sums + 0.02 * counts + 0.4
+    assert fit_constants(sums, counts, measured) == pytest.approx((1.3, 0.02, 0.4), rel=1e-9)
+    noisy = measured * rng.uniform(0.99, 1.01, 12)
+    scale, per_part, overhead = fit_constants(sums, counts, noisy)
+    assert scale == pytest.approx(1.3, rel=0.03) and abs(per_part - 0.02) < 0.01
+    # fewer constants where the models do not determine three: one part count (per part and
+    # per model collinear), or two models: scale and overhead; one model: the overhead alone
+    plain = 1.3 * sums + 0.4
+    assert fit_constants(sums[:4], [10] * 4, plain[:4]) == pytest.approx((1.3, 0.0, 0.4))
+    assert fit_constants(sums[:2], counts[:2], plain[:2]) == pytest.approx((1.3, 0.0, 0.4))
+    assert fit_constants(sums[:1], counts[:1], sums[:1] + 0.7) == pytest.approx((1.0, 0.0, 0.7))
+    with pytest.raises(ValueError, match="finite and > 0"):
+        fit_constants(sums[:3], counts[:3], [1.0, 0.0, 2.0])
+
+
+def test_calibrated_table_predicts_with_its_constants():
+    spec = _spec()
+    items = parts(spec)
+    table = LatencyTable(ENV, {p.key: 1.0 for p in items}, overhead_ms=0.5, scale=2.0,
+                         per_part_ms=0.1, harness_ms=0.002)
+    assert predict(spec, table) == pytest.approx(2.0 * 5 + 0.1 * 5 + 0.5)
+    with pytest.raises(ValueError, match="scale=0 is not allowed"):
+        LatencyTable(ENV, scale=0)
+
+
+def test_old_table_files_read_and_unknown_formats_are_refused(tmp_path):
+    """A format-1 file (entries with the harness in, one overhead) reads as scale 1, no per-part
+    term; it does not merge with a format-2 table; other formats and fields are one line."""
+    spec = _spec()
+    old = {"format": "scaling.latency/1", "environment": ENV, "overhead_ms": 0.25,
+           "entries": {p.key: 1.0 for p in parts(spec)}}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    table = load_table(tmp_path / "old.json")
+    assert (table.scale, table.per_part_ms, table.harness_ms) == (1.0, 0.0, None)
+    assert predict(spec, table) == pytest.approx(5 * 1.0 + 0.25)
+    table.save(tmp_path / "new.json")
+    assert json.loads((tmp_path / "new.json").read_text())["format"] == "scaling.latency/2"
+    assert load_table(tmp_path / "new.json") == table
+    with pytest.raises(ValueError, match="do not merge.*format 1"):
+        LatencyTable(ENV, harness_ms=0.001).merge(table)
+    for bad, match in (({**old, "scale": 2.0}, r"unknown key\(s\) \['scale'\]"),
+                       ({**old, "format": "scaling.latency/3"}, "not a latency table")):
+        (tmp_path / "bad.json").write_text(json.dumps(bad))
+        with pytest.raises(ValueError, match=match) as info:
+            load_table(tmp_path / "bad.json")
+        assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--calibrate", "2"], "calibrate=2"),
+    (["--samples", "-1"], "samples=-1"),
+    (["--clock", "cpu", "--threads", "2"], "clock='cpu' is not allowed"),
+    (["--clock", "sundial"], "--clock"),
+    (["--batch", "0"], "batch=0"),
+    (["--res", "4"], "res=4"),
+    (["--budget", "lots"], "lots"),
+    (["--models", "resnet9000"], "resnet9000"),
+    (["--rounds", "0"], "rounds=0"),
+])
+def test_bench_latency_bad_arguments_are_one_line(argv, match, capsys, tmp_path):
+    from scaling.bench import main as bench
+
+    assert bench(["latency", *argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and match in err and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_bench_latency_tiny_writes_what_the_package_reads(tmp_path, capsys):
+    """The benchmark at tiny size (one zoo net, 2 samples, 3 calibration samples, 28x28,
+    batch 1, the CPU clock): its tables load and predict, its CSV has every model; no timing is
+    asserted."""
+    import pandas as pd
+
+    from scaling.bench import main as bench
+
+    out = tmp_path / "lat"
+    assert bench(["latency", "--models", "mobilenet_v3_small", "--samples", "2", "--calibrate",
+                  "3", "--res", "28", "--batch", "1", "--rounds", "1", "--warmup", "0",
+                  "--min-ms", "0.1", "--clock", "cpu", "--out", str(out)]) == 0
+    rec = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert (rec["models"], rec["samples"], rec["calibration"]) == (1, 2, 3)
+    assert rec["median_abs_pct"] >= 0 and rec["scale"] > 0
+    table = load_table(out / "table_r28_b1.json")
+    assert table.calibrated and table.environment["batch"] == 1
+    rows = pd.read_csv(out / "predictions.csv")
+    assert list(rows["kind"]) == ["zoo"] + ["sample"] * 2 + ["calibration"] * 3
+    from scaling.zoo import get_spec
+
+    spec = get_spec("mobilenet_v3_small").replace(resolution=28)
+    assert predict(spec, table) == pytest.approx(rows["predicted_ms"][0], rel=1e-4)
+    assert json.loads((out / "latency.provenance.json").read_text())["records"] == 1

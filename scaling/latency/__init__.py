@@ -7,8 +7,8 @@ scaling.latency`` (the CLI). Torch is imported only by the profiler.
 """
 
 from scaling.latency.parts import Part, parts
-from scaling.latency.predict import MissingEntryError, calibrate, predict
+from scaling.latency.predict import MissingEntryError, calibrate, fit_constants, predict
 from scaling.latency.table import LatencyTable, load_table
 
-__all__ = ["LatencyTable", "MissingEntryError", "Part", "calibrate", "load_table", "parts",
-           "predict"]
+__all__ = ["LatencyTable", "MissingEntryError", "Part", "calibrate", "fit_constants", "load_table",
+           "parts", "predict"]

@@ -2,8 +2,9 @@
 
 - ``profile --out FILE (--space default|FILE --samples N --budget MACS | --models NAME...)``:
   every distinct part (stem, block, head) of the specs, deployed and timed once, interleaved
-  (:mod:`scaling.latency.profile`); ``--calibrate K`` then fits the table's per-model overhead on
-  K of the specs; ``--into TABLE`` extends an existing table of the same environment;
+  (:mod:`scaling.latency.profile`); ``--calibrate K`` then fits the predictor's three constants
+  (scale, per part, per model) on the first K specs timed whole; ``--into TABLE`` extends an
+  existing table of the same environment;
   ``--dry-run`` only counts the distinct parts.
 - ``merge A B ... --out FILE``: the union of tables of one environment.
 - ``predict --table FILE MODEL...``: predicted ms per zoo model or spec file.
@@ -71,9 +72,13 @@ def _add_profile(sub: Any) -> None:
     p.add_argument("--dtype", default="float32", choices=DTYPES, help="weights and inputs")
     p.add_argument("--rounds", type=int, default=7, help="interleaved rounds (median)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls per entry")
-    p.add_argument("--min-ms", type=float, default=2.0, help="least duration of one sample")
-    p.add_argument("--calibrate", type=int, default=3, metavar="K",
-                   help="fit the per-model overhead on the first K specs (0: none)")
+    p.add_argument("--min-ms", type=float, default=10.0, help="least duration of one sample: "
+                   "enough back-to-back calls that a part's input is as warm as in the model")
+    p.add_argument("--clock", default="wall", choices=("wall", "cpu"),
+                   help="wall: time.perf_counter; cpu: the thread's CPU time (1 thread only)")
+    p.add_argument("--calibrate", type=int, default=8, metavar="K",
+                   help="fit the predictor's constants on the first K specs (0: none; below 3: "
+                   "fewer constants)")
     p.add_argument("--into", default=None, metavar="TABLE", help="extend this table")
     p.add_argument("--dry-run", action="store_true", help="count the distinct parts only")
     p.add_argument("--out", default=None, help="the table file to write (JSON)")
@@ -81,6 +86,7 @@ def _add_profile(sub: Any) -> None:
 
 def _profile(args: argparse.Namespace) -> int:
     from scaling.latency.parts import parts
+    from scaling.latency.profile import check_clock
     from scaling.latency.table import load_table
 
     check_option("threads", args.threads, 1, MAX_THREADS)
@@ -88,6 +94,7 @@ def _profile(args: argparse.Namespace) -> int:
         check_option(name, getattr(args, name), 1)
     check_option("warmup", args.warmup, 0)
     check_option("calibrate", args.calibrate, 0)
+    check_clock(args.clock, args.device, args.threads)
     if not args.dry_run:
         if args.out is None:
             raise ValueError("profile: --out FILE is required (or --dry-run)")
@@ -102,14 +109,16 @@ def _profile(args: argparse.Namespace) -> int:
     from scaling.latency.predict import calibrate
     from scaling.latency.profile import profile
 
-    timing = {"rounds": args.rounds, "warmup": args.warmup, "min_ms": args.min_ms}
+    timing = {"rounds": args.rounds, "warmup": args.warmup, "min_ms": args.min_ms,
+              "clock": args.clock}
     start = time.perf_counter()
     table = profile(specs, args.device, args.threads, args.batch, args.dtype, base, **timing)
     print(f"measured {len(todo)} parts in {time.perf_counter() - start:.1f} s "
           f"({table.describe()})")
     if args.calibrate:
         table = calibrate(table, specs[:args.calibrate], **timing)
-        print(f"overhead per model: {table.overhead_ms:.3f} ms (median of {args.calibrate})")
+        print(f"fitted on {len(specs[:args.calibrate])} whole models: {table.scale:.3f} x sum + "
+              f"{table.per_part_ms:.4f} ms per part + {table.overhead_ms:.3f} ms per model")
     table.save(args.out)
     print(f"wrote {args.out}: {len(table)} entries")
     return 0

@@ -19,16 +19,18 @@ import platform
 import statistics
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from scaling.ir import NetworkSpec
 from scaling.latency.parts import Part, parts
 from scaling.latency.table import LatencyTable
 
-__all__ = ["DTYPES", "environment", "measure_models", "measure_parts", "model_runs", "profile",
-           "sample_modules", "time_modules"]
+__all__ = ["CLOCKS", "DTYPES", "check_clock", "environment", "measure_models", "measure_parts",
+           "measure_parts_and_models", "model_runs", "profile", "sample_modules", "time_modules"]
 
 DTYPES = ("float32", "bfloat16", "float16")
+CLOCKS = ("wall", "cpu")
 
 
 def _cpu_name() -> str:
@@ -116,9 +118,18 @@ def _input(shape: tuple[int, ...], batch: int, device: str, dtype: str, nhwc: bo
     return x.contiguous(memory_format=torch.channels_last) if nhwc else x
 
 
+def check_clock(clock: str, device: str, threads: int) -> None:
+    """ValueError unless ``clock`` is one of :data:`CLOCKS` and fits the device and threads."""
+    if clock not in CLOCKS:
+        raise ValueError(f"clock={clock!r} is not allowed; expected one of {CLOCKS}")
+    if clock == "cpu" and (device != "cpu" or threads != 1):
+        raise ValueError(f"clock='cpu' is not allowed with device={device!r}, threads={threads}: "
+                         "the calling thread's CPU time is the latency only on cpu with 1 thread")
+
+
 def sample_modules(runs: Sequence[tuple[Any, Any]], device: str = "cpu", threads: int = 1,
-                   rounds: int = 7, warmup: int = 2, min_ms: float = 2.0, repeats: int = 1
-                   ) -> list[list[float]]:
+                   rounds: int = 7, warmup: int = 2, min_ms: float = 2.0, repeats: int = 1,
+                   clock: str = "wall") -> list[list[float]]:
     """ms per call of each ``(module, input)``: its ``rounds * repeats`` samples, interleaved
     (see the module docstring; in each round a module gives ``repeats`` samples back to back)."""
     import torch
@@ -129,12 +140,14 @@ def sample_modules(runs: Sequence[tuple[Any, Any]], device: str = "cpu", threads
             raise ValueError(f"{name}={value!r} is not allowed; expected an int >= {low}")
     if not (isinstance(min_ms, (int, float)) and 0 <= min_ms < float("inf")):
         raise ValueError(f"min_ms={min_ms!r} is not allowed; expected a finite number >= 0")
+    check_clock(clock, device, threads)
     cuda = device.startswith("cuda")
+    now = time.thread_time if clock == "cpu" else time.perf_counter
 
-    def clock() -> float:
+    def tick() -> float:
         if cuda:
             torch.cuda.synchronize()
-        return time.perf_counter()
+        return now()
 
     torch.set_num_threads(threads)
     calls: list[int] = []
@@ -143,38 +156,69 @@ def sample_modules(runs: Sequence[tuple[Any, Any]], device: str = "cpu", threads
         for module, x in runs:  # warm-up, and how many calls make a sample of min_ms
             for _ in range(warmup):
                 module(x)
-            t0 = clock()
+            t0 = tick()
             module(x)
-            one = max(clock() - t0, 1e-7)
+            one = max(tick() - t0, 1e-7)
             calls.append(max(1, math.ceil(min_ms / 1e3 / one)))
         order = list(range(len(runs)))
         for r in range(rounds):
             for i in (order if r % 2 == 0 else order[::-1]):
                 module, x = runs[i]
                 for _ in range(repeats):
-                    t0 = clock()
+                    t0 = tick()
                     for _ in range(calls[i]):
                         module(x)
-                    samples[i].append((clock() - t0) / calls[i] * 1e3)
+                    samples[i].append((tick() - t0) / calls[i] * 1e3)
     return samples
 
 
 def time_modules(runs: Sequence[tuple[Any, Any]], device: str = "cpu", threads: int = 1,
-                 rounds: int = 7, warmup: int = 2, min_ms: float = 2.0) -> list[float]:
+                 rounds: int = 7, warmup: int = 2, min_ms: float = 2.0, clock: str = "wall"
+                 ) -> list[float]:
     """Median ms per call of each ``(module, input)``, interleaved (see the module docstring)."""
-    return [statistics.median(s)
-            for s in sample_modules(runs, device, threads, rounds, warmup, min_ms)]
+    return [statistics.median(s) for s in sample_modules(runs, device, threads, rounds, warmup,
+                                                         min_ms, clock=clock)]
 
 
-def measure_parts(items: Iterable[Part], device: str = "cpu", threads: int = 1, batch: int = 1,
-                  dtype: str = "float32", **timing: Any) -> dict[str, float]:
-    """ms per distinct key of ``items`` (each built, deployed and timed once)."""
-    unique = {p.key: p for p in items}
-    check_options(device, threads, batch, dtype)
+def _part_runs(unique: dict[str, Part], device: str, batch: int, dtype: str
+               ) -> list[tuple[Any, Any]]:
+    """Each part deployed with its input, then the harness probe (an ``nn.Identity``)."""
+    from torch import nn
+
     runs = [(_deployed(build_part(p), device, dtype),
              _input(p.shape, batch, device, dtype, nhwc=p.kind != "stem"))
             for p in unique.values()]
-    return dict(zip(unique, time_modules(runs, device, threads, **timing)))
+    return runs + [(nn.Identity(), _input((1, 1, 1), batch, device, dtype, nhwc=False))]
+
+
+def measure_parts(items: Iterable[Part], device: str = "cpu", threads: int = 1, batch: int = 1,
+                  dtype: str = "float32", *, harness: list[float] | None = None, **timing: Any
+                  ) -> dict[str, float]:
+    """ms per distinct key of ``items`` (each built, deployed and timed once), less the harness
+    cost per call (an ``nn.Identity`` timed among them; its ms is appended to ``harness`` when
+    a list is given). An entry is never below 0."""
+    entries, _ = measure_parts_and_models(items, (), device, threads, batch, dtype,
+                                          harness=harness, **timing)
+    return entries
+
+
+def measure_parts_and_models(items: Iterable[Part], specs: Sequence[NetworkSpec],
+                             device: str = "cpu", threads: int = 1, batch: int = 1,
+                             dtype: str = "float32", *, harness: list[float] | None = None,
+                             **timing: Any) -> tuple[dict[str, float], list[float]]:
+    """:func:`measure_parts` of ``items`` and :func:`measure_models` of ``specs`` in the same
+    interleaved rounds, so that a drift of machine load hits the entries and the whole models
+    alike (what a predictor is judged on is their ratio)."""
+    unique = {p.key: p for p in items}
+    check_options(device, threads, batch, dtype)
+    if not unique and not specs:
+        return {}, []
+    runs = _part_runs(unique, device, batch, dtype) + model_runs(specs, device, (batch,), dtype)
+    times = time_modules(runs, device, threads, **timing)
+    noop = times[len(unique)]
+    if harness is not None:
+        harness.append(noop)
+    return ({k: max(0.0, t - noop) for k, t in zip(unique, times)}, times[len(unique) + 1:])
 
 
 def model_runs(specs: Sequence[NetworkSpec], device: str = "cpu", batches: Sequence[int] = (1,),
@@ -205,8 +249,14 @@ def profile(specs: Sequence[NetworkSpec], device: str = "cpu", threads: int = 1,
     env = environment(device, threads, batch, dtype)
     if table is not None:
         table.check_environment(env, what="measurement on this machine")
+        if table.entries and table.harness_ms is None:
+            raise ValueError("latency table of format 1 (entries with the timing harness in) "
+                             "cannot be extended: profile all its specs again")
     known = table.entries if table is not None else {}
     todo = [p for s in specs for p in parts(s) if p.key not in known]
-    found = measure_parts(todo, device, threads, batch, dtype, **timing)
+    harness: list[float] = []
+    found = measure_parts(todo, device, threads, batch, dtype, harness=harness, **timing)
     base = table if table is not None else LatencyTable(env)
+    if harness and base.harness_ms is None:
+        base = replace(base, harness_ms=harness[0])
     return base.with_entries(found)

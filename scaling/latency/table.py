@@ -6,9 +6,12 @@ environment merge; tables of different ones are refused, since their times do no
 file is JSON, written atomically (:mod:`scaling.files`), and names its format
 (:data:`FORMAT`) so that a file of another kind is refused on load with one line. Torch-free.
 
-``overhead_ms``: the per-model term of the predictor (:mod:`scaling.latency.predict`), fitted by
-``profile --calibrate`` as the median of (measured whole model - sum of its entries) over a few
-models; None where nothing was calibrated (the predictor then adds 0).
+The predictor (:mod:`scaling.latency.predict`) is ``scale * sum(entries) + per_part_ms * parts +
+overhead_ms``; the three constants are fitted on whole models by ``profile --calibrate K``
+(:func:`scaling.latency.predict.calibrate`); uncalibrated: 1, 0 and 0. ``harness_ms``: the
+timing loop's own cost per call, already subtracted from the entries (None: not subtracted).
+A file of the first format (``scaling.latency/1``: entries with the harness in, one
+``overhead_ms``) still reads, as scale 1 and no per-part term.
 """
 
 from __future__ import annotations
@@ -24,7 +27,11 @@ from scaling.files import atomic_write_json
 
 __all__ = ["ENVIRONMENT", "FORMAT", "LatencyTable", "load_table", "parse_latency"]
 
-FORMAT = "scaling.latency/1"
+FORMAT = "scaling.latency/2"
+#: older formats that still read (their missing fields take the uncalibrated values)
+OLD_FORMATS = ("scaling.latency/1",)
+_FIELDS = ("format", "environment", "scale", "per_part_ms", "overhead_ms", "harness_ms",
+           "entries")
 #: the fields a table's environment names, all required
 ENVIRONMENT = ("device", "torch", "threads", "batch", "dtype")
 
@@ -75,11 +82,15 @@ def _check_ms(where: str, value: Any) -> float:
 @dataclass(frozen=True)
 class LatencyTable:
     """Milliseconds per entry key (:func:`scaling.latency.predict.parts` makes the keys) measured
-    in ``environment``; ``overhead_ms`` the fitted per-model term (None: not calibrated)."""
+    in ``environment``; ``scale``, ``per_part_ms``, ``overhead_ms`` the predictor's fitted
+    constants (see the module docstring; ``overhead_ms`` None: not calibrated)."""
 
     environment: dict[str, Any]
     entries: dict[str, float] = field(default_factory=dict)
     overhead_ms: float | None = None
+    scale: float = 1.0
+    per_part_ms: float = 0.0
+    harness_ms: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "environment", _check_environment(self.environment))
@@ -95,6 +106,19 @@ class LatencyTable:
                     or not math.isfinite(value):
                 raise ValueError(f"overhead_ms={self.overhead_ms!r} is not allowed; expected a "
                                  "finite number (ms) or None")
+        for name in ("scale", "per_part_ms"):  # per_part_ms may be < 0, like the overhead
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value) or (name == "scale" and value <= 0):
+                allowed = "a finite number > 0" if name == "scale" else "a finite number (ms)"
+                raise ValueError(f"{name}={value!r} is not allowed; expected {allowed}")
+        if self.harness_ms is not None:
+            _check_ms("harness_ms", self.harness_ms)
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether the predictor's constants were fitted on whole models."""
+        return self.overhead_ms is not None
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -122,27 +146,38 @@ class LatencyTable:
 
     def merge(self, other: LatencyTable) -> LatencyTable:
         """Both tables' entries (``other``'s time where both have a key); refused unless the
-        environments are equal. The overhead is this table's, else ``other``'s."""
+        environments are equal, and unless both or neither subtracted the harness. The fitted
+        constants are this table's if calibrated, else ``other``'s."""
         if not isinstance(other, LatencyTable):
             raise TypeError(f"merge takes a LatencyTable, got {type(other).__name__}")
         self.check_environment(other.environment)
-        overhead = self.overhead_ms if self.overhead_ms is not None else other.overhead_ms
-        return replace(self.with_entries(other.entries), overhead_ms=overhead)
+        if (self.harness_ms is None) != (other.harness_ms is None):
+            raise ValueError("latency tables do not merge: one has the timing harness subtracted "
+                             "from its entries (format 2), the other not (format 1); profile "
+                             "the old one again")
+        fit = self if self.calibrated or not other.calibrated else other
+        return replace(self.with_entries(other.entries), overhead_ms=fit.overhead_ms,
+                       scale=fit.scale, per_part_ms=fit.per_part_ms)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "environment": self.environment,
-                "overhead_ms": self.overhead_ms, "entries": dict(sorted(self.entries.items()))}
+        return {"format": FORMAT, "environment": self.environment, "scale": self.scale,
+                "per_part_ms": self.per_part_ms, "overhead_ms": self.overhead_ms,
+                "harness_ms": self.harness_ms, "entries": dict(sorted(self.entries.items()))}
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "latency table") -> LatencyTable:
-        if not isinstance(data, Mapping) or data.get("format") != FORMAT:
+        if not isinstance(data, Mapping) or data.get("format") not in (FORMAT, *OLD_FORMATS):
             got = data.get("format") if isinstance(data, Mapping) else type(data).__name__
             raise ValueError(f"{source} is not a latency table: format={got!r}, expected "
-                             f"{FORMAT!r} (python -m scaling.latency profile writes one)")
-        unknown = sorted(set(data) - {"format", "environment", "overhead_ms", "entries"})
+                             f"{FORMAT!r} or {OLD_FORMATS} (python -m scaling.latency profile "
+                             "writes one)")
+        allowed = _FIELDS if data["format"] == FORMAT else ("format", "environment",
+                                                            "overhead_ms", "entries")
+        unknown = sorted(set(data) - set(allowed))
         if unknown:
-            raise ValueError(f"{source}: unknown key(s) {unknown}")
-        return cls(data.get("environment"), data.get("entries", {}), data.get("overhead_ms"))
+            raise ValueError(f"{source}: unknown key(s) {unknown} for format {data['format']!r}")
+        return cls(data.get("environment"), data.get("entries", {}), data.get("overhead_ms"),
+                   data.get("scale", 1.0), data.get("per_part_ms", 0.0), data.get("harness_ms"))
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the table as JSON, atomically."""
