@@ -31,20 +31,7 @@ needs_data = pytest.mark.skipif(not os.path.isdir(FASHION_DIR),
                                 reason=f"Fashion-MNIST absent from {FASHION_DIR}")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-# A study of 12 runs that train in a fraction of a second each: one family, one seed.
-CONFIG = """name: {name}
-dataset: {{name: fashion-mnist, resolution: 28, channels: 1, num_classes: 10}}
-protocol: {{val_size: 64, subset: 128, epochs: 1, batch_size: 64, lr: 0.05, test_size: 64}}
-seeds: [0]
-base_macs: 500000
-points: 2
-families:
-  - {{name: MobileNetV2, model: mobilenet_v2, options: {{small_input: true}}}}
-single: {{families: [searched], ratios: [2.0]}}
-grid: {{step: 0.4, tol: 0.3, mac_tol: 0.10}}
-search: {{objective: reward, evaluator: zero-cost, trials: 2, startup_trials: 2, subset: 128,
-         val_size: 64, epochs: 1.0}}
-"""
+CONFIG = ROOT / "tests" / "data" / "study_workers.yaml"  # 12 runs of a fraction of a second
 
 # One worker "on another machine": the CLI, its trainer wrapped to log (and maybe hang once).
 WORKER = """
@@ -85,8 +72,10 @@ def url(request, tmp_path):
 
 
 def _config(folder: Path) -> Path:
+    """The test config under a name of its own (its studies are new in a shared database)."""
     path = folder / "workers.yaml"
-    path.write_text(CONFIG.format(name=f"workers-{uuid.uuid4().hex[:8]}"))
+    path.write_text(CONFIG.read_text().replace("name: workers",
+                                               f"name: workers-{uuid.uuid4().hex[:8]}"))
     return path
 
 
