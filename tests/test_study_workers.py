@@ -29,6 +29,7 @@ POSTGRES = os.environ.get("SCALING_TEST_POSTGRES")
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 needs_data = pytest.mark.skipif(not os.path.isdir(FASHION_DIR),
                                 reason=f"Fashion-MNIST absent from {FASHION_DIR}")
+TIMEOUT_S = 1800  # a worker's whole study: ~20 CPU seconds, far longer on a loaded machine
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 CONFIG = ROOT / "tests" / "data" / "study_workers.yaml"  # 12 runs of a fraction of a second
@@ -48,7 +49,7 @@ def logged(spec, proto, seeds, device, threads):
         else:  # the first run any worker takes: hang in it until killed
             with open(hang, "w") as f:
                 f.write(str(os.getpid()))
-            time.sleep(300)
+            time.sleep(3600)
     outs = real(spec, proto, seeds, device, threads)
     with open(log, "a") as f:
         f.writelines(f"{plan.spec_key(spec)} {seed} {os.getpid()}\\n" for seed in seeds)
@@ -110,7 +111,7 @@ def test_two_workers_share_a_study_and_train_each_planned_run_once(tmp_path, url
     outs = [tmp_path / "machine-a", tmp_path / "machine-b"]  # --out differs per machine
     procs = [_start(config, url, out, log) for out in outs]
     for p in procs:
-        stdout, stderr = p.communicate(timeout=600)
+        stdout, stderr = p.communicate(timeout=TIMEOUT_S)
         assert p.returncode == 0, stderr[-2000:]
     a, b = outs
     assert _trained(log) == _planned(a)  # each planned run trained once, by one of them
@@ -135,13 +136,13 @@ def test_a_killed_workers_run_is_trained_by_the_other_and_a_restart_trains_nothi
     outs = [tmp_path / "machine-a", tmp_path / "machine-b"]
     procs = [_start(config, url, out, log, hang) for out in outs]
     try:
-        deadline = time.time() + 300
+        deadline = time.time() + TIMEOUT_S
         while not (hang.is_file() and hang.read_text()) and time.time() < deadline:
             time.sleep(0.2)
         victim = int(hang.read_text())
         os.kill(victim, signal.SIGKILL)
         survivor = next(p for p in procs if p.pid != victim)
-        stdout, stderr = survivor.communicate(timeout=600)
+        stdout, stderr = survivor.communicate(timeout=TIMEOUT_S)
         assert survivor.returncode == 0, stderr[-2000:]
     finally:
         for p in procs:
@@ -157,7 +158,7 @@ def test_a_killed_workers_run_is_trained_by_the_other_and_a_restart_trains_nothi
     # The killed machine's worker again: everything is done, it trains nothing and writes the
     # same runs.csv.
     again = _start(config, url, killed, log)
-    stdout, stderr = again.communicate(timeout=600)
+    stdout, stderr = again.communicate(timeout=TIMEOUT_S)
     assert again.returncode == 0, stderr[-2000:]
     assert _trained(log) == _planned(done)
     assert (killed / "runs.csv").read_bytes() == (done / "runs.csv").read_bytes()

@@ -23,7 +23,9 @@ Each training run is one row of ``OUT/runs.csv`` keyed by (spec hash, seed, prot
 written atomically when the run ends (on CUDA, when the last seed of its spec ends: a spec's
 seeds run in one process, which plans its convolutions once); a restarted study trains only the
 missing rows, and a spec that appears in two experiments is trained once. The runs themselves
-go through :func:`execute` (local processes), the seam where another engine takes them.
+go through :func:`execute` (local processes), the seam where another engine takes them, or,
+with ``storage=`` (``--storage URL``), through any number of workers that share an Optuna RDB
+storage (:mod:`scaling.study.shared`).
 """
 
 from __future__ import annotations
@@ -162,7 +164,7 @@ def search_stage(preset: StudyPreset, out: Path, device: str, log: Callable[[str
             raise RuntimeError(f"the search trained no feasible trial: {counts(study)}")
         record = {**trial_record(best[0]), "counts": counts(study),
                   "search_seconds": round(time.perf_counter() - t0, 1)}
-    write_outputs(study, str(folder))
+    write_outputs(study, str(folder), name="search")  # the same files with a shared storage
     atomic_write_json(path, record)
     if prov is not None and not found_here:  # by the invocation that ran the search
         for name in ("baseline.json", "search.csv", "search.trials.csv", "search.best.json"):
