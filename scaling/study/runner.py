@@ -233,6 +233,7 @@ def run(preset_name: str | Path | StudyPreset, out: Path, device: str = "auto",
     before = len(store.rows)
     group = resolve_device(device).type == "cuda"  # a spec's seeds share its cuDNN plans
     here: list[int] = []  # runs this worker trained (shared storage)
+    taken: set[str] = set()  # runs taken from the shared storage by an earlier stage
 
     def train(entries: list[dict[str, Any]], seeds: tuple[int, ...], stage: str) -> None:
         if shared is None:
@@ -242,7 +243,8 @@ def run(preset_name: str | Path | StudyPreset, out: Path, device: str = "auto",
             from scaling.study.shared import study_names, train_stage
 
             here.append(train_stage(entries, seeds, preset, store, device, threads, storage,
-                                    study_names(preset)[stage], heartbeat, grace, log))
+                                    study_names(preset)[stage], heartbeat, grace, log,
+                                    taken))
 
     if not plan_only:
         train(grid, proto.seeds[:1], "grid")

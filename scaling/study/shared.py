@@ -96,19 +96,23 @@ def search(cfg: Any, storage: str, names: dict[str, str], heartbeat: int, grace:
 def train_stage(entries: list[dict[str, Any]], seeds: tuple[int, ...], preset: StudyPreset,
                 store: RunStore, device: str, threads: int | None, storage: str,
                 study_name: str, heartbeat: int, grace: int,
-                log: Callable[[str], None] = print) -> int:
+                log: Callable[[str], None] = print, earlier: set[str] | None = None) -> int:
     """Train every (entry, seed) of a stage with the other workers through the storage's study
     ``study_name`` (each run once), then put all of the stage's runs into ``store``; returns
-    how many this worker trained."""
+    how many this worker trained. ``earlier``: keys of runs that an earlier stage took from
+    the storage (a spec in two experiments trains once); this stage's keys are added to it."""
     from scaling.compound.match import macs_of
     from scaling.ir import NetworkSpec
     from scaling.study.protocol import train_seeds
 
     proto = preset.protocol
+    earlier = set() if earlier is None else earlier
     planned: dict[str, tuple[Any, int]] = {}
     for e in sorted(entries, key=lambda e: -macs_of(e["spec"])):  # big first: balance
         for seed in seeds:
-            planned.setdefault(RunStore.key(e["spec"], seed, proto.key()), (e["spec"], seed))
+            key = RunStore.key(e["spec"], seed, proto.key())
+            if key not in earlier:
+                planned.setdefault(key, (e["spec"], seed))
     runs = [{"key": key, "payload": {"spec": spec.to_dict(), "seed": seed}}
             for key, (spec, seed) in planned.items()]
     added = enqueue_runs(storage, study_name, runs)
@@ -130,5 +134,6 @@ def train_stage(entries: list[dict[str, Any]], seeds: tuple[int, ...], preset: S
                            f"every worker that tried them (first: {lost[0]}); rerun a worker "
                            "to enqueue them again")
     store.update([{c: done[key].get(c) for c in RUN_COLUMNS} for key in planned])
+    earlier.update(planned)
     log(f"{study_name}: {trained} runs trained here, {len(planned)} in {store.path.name}")
     return trained
