@@ -80,8 +80,8 @@ def test_provenance_records_no_password_of_a_storage_url():
     command = prov.record()["command"]
     assert "s3cret" not in command and "pw@" not in command
     assert command == ("python -m scaling.study run medium --storage "
-                       "postgresql://alice:***@db:5432/scaling "
-                       "--storage=postgresql+psycopg://bob:***@db/x sqlite:///a.db")
+                       "postgresql://alice:PASSWORD@db:5432/scaling "
+                       "--storage=postgresql+psycopg://bob:PASSWORD@db/x sqlite:///a.db")
 
 
 def test_atomic_write_gives_the_usual_file_mode(tmp_path):
