@@ -135,5 +135,6 @@ def train_stage(entries: list[dict[str, Any]], seeds: tuple[int, ...], preset: S
                            "to enqueue them again")
     store.update([{c: done[key].get(c) for c in RUN_COLUMNS} for key in planned])
     earlier.update(planned)
-    log(f"{study_name}: {trained} runs trained here, {len(planned)} in {store.path.name}")
+    log(f"{study_name}: {trained} of its {len(planned)} runs trained here, all in "
+        f"{store.path.name}")
     return trained
