@@ -73,6 +73,17 @@ def test_provenance_records_no_absolute_path():
     assert str(ROOT) not in json.dumps(record)
 
 
+def test_provenance_records_no_password_of_a_storage_url():
+    prov = Provenance(argv=[str(ROOT / "scaling" / "study" / "__main__.py"), "run", "medium",
+                            "--storage", "postgresql://alice:s3cret@db:5432/scaling",
+                            "--storage=postgresql+psycopg://bob:pw@db/x", "sqlite:///a.db"])
+    command = prov.record()["command"]
+    assert "s3cret" not in command and "pw@" not in command
+    assert command == ("python -m scaling.study run medium --storage "
+                       "postgresql://alice:PASSWORD@db:5432/scaling "
+                       "--storage=postgresql+psycopg://bob:PASSWORD@db/x sqlite:///a.db")
+
+
 def test_atomic_write_gives_the_usual_file_mode(tmp_path):
     old = os.umask(0o022)
     try:

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "results/README.md")
 PLACEHOLDER = re.compile(r"NAME|\[|\||\.\.\.|^python -m$")
 TINY_TRAIN = "--subset 256 --val-size 64 --test-size 64 --threads 1"
+WORKERS_STUDY = "tests/data/study_workers.yaml"  # a study of 12 runs of a fraction of a second
 TINY_SCALE = ("python experiments/scale_family.py --tiny --jobs 1 --out-dir scale-out --phis 1 "
               "--subset 256 --grid-tol 0.05")
 
@@ -111,6 +112,12 @@ RUNS: dict[str, str] = {
     "python -m scaling.bench train":
         "python -m scaling.bench train --models mobilenet_v2_x0_5 --steps 1 --repeats 1 "
         "--threads 1 --batch-size 32",
+    "CUDA_VISIBLE_DEVICES=0 python -m scaling.study run medium --storage $STORE":
+        f"python -m scaling.study run {WORKERS_STUDY} --storage {{postgres}} --out workers-pg "
+        "--device cpu",
+    "python -m scaling.study run tiny --storage sqlite:///runs/tiny-workers.db --out runs/tiny-a":
+        f"python -m scaling.study run {WORKERS_STUDY} --storage sqlite:///runs/tiny-workers.db "
+        "--out runs/tiny-a --device cpu",
     "python -m scaling.study plan full": "python -m scaling.study plan full",
     "python -m scaling.study report results/medium":
         "python -m scaling.study report results/medium",
@@ -151,9 +158,6 @@ NOT_RUN: dict[str, str] = {
                                    "tests/test_bench.py::test_gpu_bench_tiny_on_cpu_prints_every_field",
     "optuna-dashboard sqlite:///runs/search/STUDY.db": "a web server that runs until stopped",
     "STORE=postgresql://user:password@dbhost/scaling": "the server's URL: {postgres} here",
-    "CUDA_VISIBLE_DEVICES=0 python -m scaling.study run study.yaml --storage $STORE --worker":
-        "not wired yet (scaling.study run --worker is coming); scaling.study.distributed, which it "
-        "will call, is tested by tests/test_study_distributed.py",
 }
 TINY_STUDY_TEST = ("tests/test_study.py::test_tiny_study_reproduces_its_csvs_and_resumes_without_"
                    "retraining runs it in a fresh copy of the repository")

@@ -180,3 +180,29 @@ def test_a_search_study_is_not_taken_for_a_run_queue(shared_url):
     optuna.create_study(study_name="made-empty", storage=url)  # e.g. by `optuna create-study`
     assert enqueue_runs(url, "made-empty", _plan(1)) == 1
     assert optuna.load_study(study_name="made-empty", storage=url).metric_names == ["seconds"]
+
+
+def test_two_processes_never_pop_one_waiting_trial_on_sqlite(tmp_path):
+    """SQLite ignores SELECT ... FOR UPDATE, so Optuna's pop (read WAITING, set RUNNING) raced
+    between connections: two workers ran one enqueued run. Every transaction now takes the write
+    lock first (scaling.search.storage._sqlite_wal). Four connections in threads pop 40 trials."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scaling.search.storage import open_rdb
+
+    url = f"sqlite:///{tmp_path / 'pop.db'}"
+    queue = optuna.create_study(study_name="q", storage=open_rdb(url, heartbeat=5, grace=10,
+                                                                   max_retry=0))
+    for i in range(40):
+        queue.enqueue_trial({"x": i})
+    ran: list[int] = []
+
+    def pop_all(_):
+        study = optuna.load_study(study_name="q", storage=open_rdb(url, heartbeat=5, grace=10,
+                                                                   max_retry=0))
+        while study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            study.optimize(lambda t: ran.append(t.number) or 0.0, n_trials=1)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(pop_all, range(4)))  # a double pop raised "Cannot tell a COMPLETE trial"
+    assert len(ran) == len(set(ran)) and set(range(40)) <= set(ran)

@@ -324,8 +324,10 @@ class RunInfo:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def run_search(cfg: SearchConfig, to_stderr: bool = False) -> RunInfo:
-    """Validate, open (or resume) the study, run the remaining trials, return the study."""
+def run_search(cfg: SearchConfig, to_stderr: bool = False, *, pick: bool = True) -> RunInfo:
+    """Validate, open (or resume) the study, run the remaining trials, return the study.
+    ``pick=False``: leave the re-evaluation of the best trials to the caller (the study's
+    workers on a shared storage do it once for all of them, :mod:`scaling.study.shared`)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -355,7 +357,8 @@ def run_search(cfg: SearchConfig, to_stderr: bool = False) -> RunInfo:
     fail_stale(study, cfg.grace)
     from scaling.search.reevaluate import reevaluate
 
-    reevaluate(study, cfg, data, emit)
+    if pick:
+        reevaluate(study, cfg, data, emit)
     info = RunInfo(study, cfg, time.time() - t0, max(0, remaining))
     status = target_status(study, cfg.trials)
     if status["stopped"]:

@@ -1,6 +1,7 @@
 """``python -m scaling.study``: run a study from its config, rewrite its report, show its plan.
 
     python -m scaling.study run tiny|medium|full|STUDY.yaml [--out DIR] [--jobs N]
+    python -m scaling.study run CONFIG --storage URL     # one worker of many (one per GPU)
     python -m scaling.study report DIR
     python -m scaling.study plan tiny|medium|full|STUDY.yaml [--out DIR]
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from scaling.cli import Parser, command
+from scaling.search.config import StorageError
 
 PROG = "python -m scaling.study"
 
@@ -37,6 +39,14 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--jobs", type=int, help="parallel training processes (default: config)")
     run.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
     run.add_argument("--fresh", action="store_true", help="delete DIR's runs and search first")
+    run.add_argument("--storage", help="an Optuna RDB URL (postgresql://..., sqlite:///FILE) that "
+                     "any number of workers share: each runs this command (same CONFIG and URL, "
+                     "one per GPU, any machine) and they train every run once (default: none; "
+                     "--jobs local processes)")
+    run.add_argument("--heartbeat", type=int, default=10, help="with --storage: seconds between "
+                     "a worker's heartbeats")
+    run.add_argument("--grace", type=int, default=30, help="with --storage: seconds of silence "
+                     "after which a worker counts as dead and its run is trained by another")
     report = sub.add_parser("report", help="rewrite DIR's tables, figures and README from its "
                             "runs (trains nothing)", formatter_class=p.formatter_class)
     report.add_argument("dir", type=Path, help="a study's folder (plan.json, runs.csv)")
@@ -50,7 +60,20 @@ def _check_jobs(jobs: int | None) -> None:
         raise ValueError(f"--jobs={jobs} is not allowed; expected an int >= 1")
 
 
-@command(PROG, errors=(ValueError, FileNotFoundError))
+def _check_storage(args: argparse.Namespace) -> None:
+    for name in ("heartbeat", "grace"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name}={getattr(args, name)} is not allowed; expected an int "
+                             ">= 1 seconds")
+    if args.grace <= args.heartbeat:
+        raise ValueError(f"--grace={args.grace} is not allowed; expected more than "
+                         f"--heartbeat={args.heartbeat} seconds")
+    if args.storage is not None and args.jobs not in (None, 1):
+        raise ValueError(f"--jobs={args.jobs} is not allowed with --storage; expected one "
+                         "worker per process: start one command per GPU (or core)")
+
+
+@command(PROG, errors=(ValueError, FileNotFoundError, StorageError))
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if args.command == "report":
@@ -68,6 +91,7 @@ def main(argv: list[str]) -> int:
         return show_plan(preset, out, args.device, args.jobs)
     if args.threads < 1:
         raise ValueError(f"--threads={args.threads} is not allowed; expected an int >= 1")
+    _check_storage(args)
     if args.fresh and out.exists():
         import shutil
 
@@ -75,7 +99,8 @@ def main(argv: list[str]) -> int:
     from scaling.study.runner import run
 
     t0 = time.perf_counter()
-    summary = run(preset, out, args.device, args.threads, args.jobs)
+    summary = run(preset, out, args.device, args.threads, args.jobs, storage=args.storage,
+                  heartbeat=args.heartbeat, grace=args.grace)
     print(f"study {preset.name} done in {(time.perf_counter() - t0) / 60:.1f} min: "
           f"{summary.get('readme')}")
     return 0

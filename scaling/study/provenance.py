@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -116,7 +117,9 @@ def device_description(device: str | None = None) -> str:
 
 
 def _argument(arg: str) -> str:
-    """A command-line argument with any absolute path in it (``/x``, ``--out=/x``) made relative."""
+    """A command-line argument with any absolute path in it (``/x``, ``--out=/x``) made relative,
+    and a URL's password (``--storage postgresql://user:secret@host/db``) written ``PASSWORD``."""
+    arg = re.sub(r"(://[^/:@\s]+:)[^@/\s]+@", r"\1PASSWORD@", arg)
     key, sep, value = arg.partition("=")
     if sep and key.startswith("-") and _looks_like_path(value):
         return f"{key}={repo_relative(value)}"

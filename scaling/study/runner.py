@@ -23,7 +23,9 @@ Each training run is one row of ``OUT/runs.csv`` keyed by (spec hash, seed, prot
 written atomically when the run ends (on CUDA, when the last seed of its spec ends: a spec's
 seeds run in one process, which plans its convolutions once); a restarted study trains only the
 missing rows, and a spec that appears in two experiments is trained once. The runs themselves
-go through :func:`execute` (local processes), the seam where another engine takes them.
+go through :func:`execute` (local processes), the seam where another engine takes them, or,
+with ``storage=`` (``--storage URL``), through any number of workers that share an Optuna RDB
+storage (:mod:`scaling.study.shared`).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from scaling.study.plan import (
     spec_key,
 )
 from scaling.study.protocol import adapt, train_seeds
-from scaling.study.store import RUN_COLUMNS, RunStore, joined  # noqa: F401 (the runner's API)
+from scaling.study.store import RUN_COLUMNS, RunStore, joined, run_row  # noqa: F401 (the API)
 
 
 def train_all(entries: list[dict[str, Any]], seeds: tuple[int, ...], preset: StudyPreset,
@@ -58,7 +60,6 @@ def train_all(entries: list[dict[str, Any]], seeds: tuple[int, ...], preset: Stu
     seeds are one task, run in turn by one process (on CUDA they share its cuDNN plans); its
     rows are written when the last one ends."""
     from scaling.compound.match import macs_of
-    from scaling.cost import complexity
 
     proto = preset.protocol
     todo: dict[str, tuple[Any, list[int]]] = {}
@@ -83,15 +84,12 @@ def train_all(entries: list[dict[str, Any]], seeds: tuple[int, ...], preset: Stu
 
     def record(spec, seeds_run: list[int], outs: list[dict[str, Any]]) -> None:
         nonlocal done
-        c = complexity(spec)
         for seed, out in zip(seeds_run, outs):
             done += 1
-            store.add({"key": RunStore.key(spec, seed, proto.key()), "spec_key": spec_key(spec),
-                       "seed": seed, "protocol": proto.key(), "model": spec.name,
-                       "macs": int(c.macs), "params": int(c.params),
-                       "resolution": spec.resolution, **out})
+            row = run_row(spec, seed, proto.key(), out)
+            store.add(row)
             eta = (time.perf_counter() - t0) / done * (total - done)
-            log(f"[{done}/{total}] {spec.name}: {c.macs / 1e6:.2f}M MACs seed {seed} val "
+            log(f"[{done}/{total}] {spec.name}: {row['macs'] / 1e6:.2f}M MACs seed {seed} val "
                 f"{out['val_acc']:.4f} test {out['test_acc']:.4f} ({out['wall_seconds']:.0f} s; "
                 f"eta {eta / 60:.1f} min)")
 
@@ -123,12 +121,15 @@ def execute(tasks: list[Task], proto: Any, device: str, threads: int | None, job
 
 
 def search_stage(preset: StudyPreset, out: Path, device: str, log: Callable[[str], None],
-                 prov: Any = None) -> dict[str, Any]:
-    """Run (or resume) the baseline search; its best trial as ``OUT/search/baseline.json``."""
+                 prov: Any = None, shared: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run (or resume) the baseline search; its best trial as ``OUT/search/baseline.json``.
+    ``shared``: the storage URL, heartbeat and grace of workers that share the search
+    (:func:`scaling.study.shared.search`); the record is then always the storage's."""
     from scaling.files import atomic_write_json
 
     path = out / "search" / "baseline.json"
-    if path.is_file():
+    found_here = path.is_file()
+    if found_here and shared is None:
         return json.loads(path.read_text())
     from scaling.data import NATIVE_SHAPE
     from scaling.search.cli import format_counts
@@ -142,20 +143,30 @@ def search_stage(preset: StudyPreset, out: Path, device: str, log: Callable[[str
     p = preset.protocol
     data = {"data": p.dataset, "resolution": p.resolution, "data_root": p.data_root,
             "in_channels": None if NATIVE_SHAPE[p.dataset][0] == p.in_channels else p.in_channels}
-    cfg = SearchConfig(budget=preset.base_macs, study="search", resume=True, device=device,
-                       storage=f"sqlite:///{folder / 'search.db'}", out_dir=str(folder),
-                       quiet=True, **data,
-                       **{"seed": 0, "reevaluate": 0, **preset.search})  # as committed studies ran
+    settings = {"seed": 0, "reevaluate": 0, **preset.search}  # as committed studies ran
+    where = {"study": "search", "storage": f"sqlite:///{folder / 'search.db'}"}
+    if shared is not None:
+        from scaling.study.shared import search, study_names
+
+        names = study_names(preset)
+        where = {"study": names["search"], "storage": shared["storage"]}
+        settings.update(heartbeat=shared["heartbeat"], grace=shared["grace"])
+    cfg = SearchConfig(budget=preset.base_macs, resume=True, device=device, out_dir=str(folder),
+                       quiet=True, **where, **data, **settings)
     t0 = time.perf_counter()
-    info = run_search(cfg)
-    write_outputs(info.study, str(folder))
-    best = best_trials(info.study)
-    if not best:
-        raise RuntimeError(f"the search trained no feasible trial: {counts(info.study)}")
-    record = {**trial_record(best[0]), "counts": counts(info.study),
-              "search_seconds": round(time.perf_counter() - t0, 1)}
+    if shared is not None:
+        record, study = search(cfg, shared["storage"], names, shared["heartbeat"],
+                               shared["grace"], log)
+    else:
+        study = run_search(cfg).study
+        best = best_trials(study)
+        if not best:
+            raise RuntimeError(f"the search trained no feasible trial: {counts(study)}")
+        record = {**trial_record(best[0]), "counts": counts(study),
+                  "search_seconds": round(time.perf_counter() - t0, 1)}
+    write_outputs(study, str(folder), name="search")  # the same files with a shared storage
     atomic_write_json(path, record)
-    if prov is not None:  # written by the invocation that ran the search, never on resume
+    if prov is not None and not found_here:  # by the invocation that ran the search
         for name in ("baseline.json", "search.csv", "search.trials.csv", "search.best.json"):
             prov.write(folder / name, search=dict(preset.search), budget=preset.base_macs)
     score = "-" if record.get("score") is None else f"{record['score']:.4g}"
@@ -166,16 +177,30 @@ def search_stage(preset: StudyPreset, out: Path, device: str, log: Callable[[str
 
 def run(preset_name: str | Path | StudyPreset, out: Path, device: str = "auto",
         threads: int | None = 1, jobs: int | None = None, log: Callable[[str], None] = print,
-        plan_only: bool = False, executor: Callable[..., None] | None = None) -> dict[str, Any]:
+        plan_only: bool = False, executor: Callable[..., None] | None = None,
+        storage: str | None = None, heartbeat: int = 10, grace: int = 30) -> dict[str, Any]:
     """All stages of the study ``preset_name`` (a preset's name, a YAML file or a StudyPreset)
     into ``out``; returns the report's summary. ``plan_only``: train nothing; write
     ``plan.json`` (every model the study would train) from the search and the grid's runs
-    already in ``out`` and return ``{"plan": path}``. ``executor``: see :func:`execute`."""
+    already in ``out`` and return ``{"plan": path}``. ``executor``: see :func:`execute`.
+    ``storage``: an Optuna RDB URL shared by any number of workers that run this same call
+    (:mod:`scaling.study.shared`; ``jobs`` and ``executor`` are then unused); ``heartbeat`` and
+    ``grace``: seconds between a worker's heartbeats, and of silence before its run is
+    retrained by another."""
     from scaling.compound.match import macs_of
     from scaling.ir import NetworkSpec
     from scaling.study.provenance import Provenance, atomic_write_json
     from scaling.train.common import resolve_device
 
+    if storage is not None and plan_only:
+        raise ValueError("storage is not allowed with plan_only; expected one of them (a plan "
+                         "is read from the study's folder)")
+    shared = None
+    if storage is not None:  # unreachable or not a URL: one line before anything runs
+        from scaling.search.storage import open_rdb
+
+        open_rdb(storage, heartbeat=heartbeat, grace=grace, max_retry=2)
+        shared = {"storage": storage, "heartbeat": heartbeat, "grace": grace}
     preset = resolve(preset_name)  # base_macs: the search budget until the search has run
     preset_name = preset.name
     jobs = preset.jobs if jobs is None else jobs
@@ -189,7 +214,7 @@ def run(preset_name: str | Path | StudyPreset, out: Path, device: str = "auto",
     if plan_only and not search_reused:
         raise ValueError(f"plan_only needs the search's result, {out / 'search/baseline.json'}, "
                          "which is missing: run the study (or its search) first")
-    searched = search_stage(preset, out, device, log, prov)
+    searched = search_stage(preset, out, device, log, prov, shared)
     searched_root = adapt(NetworkSpec.from_dict(searched["spec"]), proto.resolution,
                           proto.in_channels, proto.num_classes).replace(name="searched")
     # the base point is the preset's, fixed before the search: the searched net's width is
@@ -207,9 +232,22 @@ def run(preset_name: str | Path | StudyPreset, out: Path, device: str = "auto",
         f"(base: {base.spec.num_blocks} blocks, {base.macs / 1e6:.2f}M MACs)")
     before = len(store.rows)
     group = resolve_device(device).type == "cuda"  # a spec's seeds share its cuDNN plans
+    here: list[int] = []  # runs this worker trained (shared storage)
+    taken: set[str] = set()  # runs taken from the shared storage by an earlier stage
+
+    def train(entries: list[dict[str, Any]], seeds: tuple[int, ...], stage: str) -> None:
+        if shared is None:
+            train_all(entries, seeds, preset, store, device, threads, jobs, log, group,
+                      executor)
+        else:
+            from scaling.study.shared import study_names, train_stage
+
+            here.append(train_stage(entries, seeds, preset, store, device, threads, storage,
+                                    study_names(preset)[stage], heartbeat, grace, log,
+                                    taken))
+
     if not plan_only:
-        train_all(grid, proto.seeds[:1], preset, store, device, threads, jobs, log, group,
-                  executor)
+        train(grid, proto.seeds[:1], "grid")
     else:
         missing = [e for e in grid
                    if RunStore.key(e["spec"], proto.seeds[0], proto.key()) not in store.rows]
@@ -232,8 +270,7 @@ def run(preset_name: str | Path | StudyPreset, out: Path, device: str = "auto",
     prov.write(plan_path)
     if plan_only:
         return {"plan": str(plan_path)}
-    train_all(family + single, proto.seeds, preset, store, device, threads, jobs, log, group,
-              executor)
+    train(family + single, proto.seeds, "runs")
 
     from scaling.study.report import write_report
 
@@ -242,7 +279,8 @@ def run(preset_name: str | Path | StudyPreset, out: Path, device: str = "auto",
     dropped = store.keep_read()  # every run the tables read is kept
     if dropped:
         log(f"runs.csv: dropped {dropped} runs that the plan no longer has")
-    log_invocation(out, prov, trained=len(store.rows) + dropped - before, reused=before - dropped,
+    trained = sum(here) if shared else len(store.rows) + dropped - before
+    log_invocation(out, prov, trained=trained, reused=len(store.rows) - trained,
                    dropped=dropped, search=search_state, index=started)
     return write_report(out, preset_name, preset, tables, plan, prov)
 

@@ -37,7 +37,12 @@ class RunStore:
         return self.rows[key]
 
     def add(self, row: dict[str, Any]) -> None:
-        self.rows[row["key"]] = row
+        self.update([row])
+
+    def update(self, rows: list[dict[str, Any]]) -> None:
+        """Add (or replace) ``rows``, then rewrite the file once."""
+        for row in rows:
+            self.rows[row["key"]] = row
         self._write()
 
     def keep_read(self) -> int:
@@ -58,6 +63,17 @@ class RunStore:
         df = pd.DataFrame(list(self.rows.values()), columns=RUN_COLUMNS)
         df = df.sort_values(["spec_key", "seed"], kind="stable")
         atomic_write_text(self.path, df.to_csv(index=False, float_format="%.6g"))
+
+
+def run_row(spec, seed: int, protocol: str, out: dict[str, Any]) -> dict[str, Any]:
+    """The ``runs.csv`` row of one training run: its key, the spec's cost, and ``out`` (what
+    :func:`scaling.study.protocol.train_task` returned)."""
+    from scaling.cost import complexity
+
+    c = complexity(spec)
+    return {"key": RunStore.key(spec, seed, protocol), "spec_key": spec_key(spec), "seed": seed,
+            "protocol": protocol, "model": spec.name, "macs": int(c.macs),
+            "params": int(c.params), "resolution": spec.resolution, **out}
 
 
 def joined(entries: list[dict[str, Any]], seeds: tuple[int, ...], store: RunStore,
