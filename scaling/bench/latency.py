@@ -3,7 +3,8 @@
 
 Per (resolution, batch), in this order, in one process: the zoo models, ``--samples`` random
 samples of the search space (seed ``--seed``, fitted to ``--budget`` x (res/28)^2 MACs) and
-``--calibrate`` further samples (seed ``--seed + 1``) are profiled part by part and timed whole
+``--calibrate`` further samples (seeds from ``--seed + 1``, spread over 1/4-2x the budget) are
+profiled part by part and timed whole
 and deployed in the same interleaved rounds
 (:func:`scaling.latency.profile.measure_parts_and_models`: a drift of machine load hits entries
 and models alike) (median of ``--rounds``, ``--heavy-rounds`` above 224x224 batch 1); the
@@ -183,8 +184,7 @@ def run(args: argparse.Namespace) -> int:
         channels = 3 if res > 32 else 1
         samples = space_samples(args.samples, res, budget, seed=args.seed,
                                 in_channels=channels) if args.samples else []
-        calib = space_samples(args.calibrate, res, budget, seed=args.seed + 1,
-                              in_channels=channels)
+        calib = calibration_samples(args.calibrate, res, budget, args.seed + 1, channels)
         for batch in args.batch:
             rec, table, more = case(res, batch, zoo, samples, calib, args)
             records.append(rec)
@@ -194,6 +194,22 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         _write(args.out, records, rows, tables, provenance)
     return 0
+
+
+CALIBRATION_BUDGETS = (0.25, 0.5, 1.0, 2.0)  # x the samples' budget: sums spread 8x
+
+
+def calibration_samples(n: int, res: int, budget: float, seed: int, channels: int) -> list[Any]:
+    """``n`` samples of the default space spread over :data:`CALIBRATION_BUDGETS` x ``budget``
+    (round-robin), so that the fitted scale and constants are not told apart by noise alone, as
+    they are among samples of one budget (their sums differ by less than 2x)."""
+    from scaling.latency.cli import space_samples
+
+    counts = [n // len(CALIBRATION_BUDGETS) + (i < n % len(CALIBRATION_BUDGETS))
+              for i in range(len(CALIBRATION_BUDGETS))]
+    return [spec for i, (k, f) in enumerate(zip(counts, CALIBRATION_BUDGETS)) if k
+            for spec in space_samples(k, res, budget * f, seed=seed + 100 * i,
+                                      in_channels=channels)]
 
 
 def _write(out: str, records: list[dict[str, Any]], rows: list[dict[str, Any]],
