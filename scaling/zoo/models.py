@@ -25,6 +25,7 @@ import difflib
 import fnmatch
 import inspect
 import os
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -34,7 +35,8 @@ from scaling.zoo.families import Factory, all_models
 
 GENERIC = ("num_classes", "in_chans", "resolution", "norm", "activation", "drop_path_rate",
            "dropout", "small_input", "stem_stride", "stem_pool")
-BUILD_KWARGS = ("out_indices", "frozen_stages", "norm_eval", "with_cp", "zero_init_last")
+BUILD_KWARGS = ("out_indices", "frozen_stages", "norm_eval", "with_cp", "zero_init_last",
+                "global_pool")
 #: factory parameters that select the model and are not offered as overrides
 _HIDDEN = ("table", "variant", "params")
 
@@ -54,17 +56,26 @@ def _families() -> set[str]:
     return {_spec_of(n).family for n in _MODELS}
 
 
+def _natural_key(name: str) -> list[Any]:
+    """Sort key that orders digit runs by value ('resnet18' before 'resnet101'), as timm's."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part)
+            for part in re.split(r"(\d+)", name.lower())]
+
+
 def list_models(filter: str | Iterable[str] | None = None,  # noqa: A002 (timm's name)
                 exclude: str | Iterable[str] | None = None,
-                family: str | None = None) -> list[str]:
-    """Model names in zoo order, as timm's ``list_models``: ``filter`` and ``exclude`` are fnmatch
-    patterns (or lists of them); a pattern also matches timm aliases (listed after the zoo names).
-    ``family`` keeps one family; a bare family name as ``filter`` (``list_models('resnet')``) is
-    the same, as before patterns."""
-    patterns, excluded = _patterns(filter, "filter"), _patterns(exclude, "exclude")
-    if len(patterns) == 1 and not any(c in patterns[0] for c in "*?[") \
-            and patterns[0] not in _MODELS and patterns[0] in _families():
-        family, patterns = patterns[0], ()
+                family: str | None = None, *, pretrained: bool = False,
+                exclude_filters: str | Iterable[str] | None = None) -> list[str]:
+    """Model names in natural order ('resnet18' before 'resnet101'), as timm's ``list_models``:
+    ``filter`` and ``exclude`` (or timm's ``exclude_filters``) are fnmatch patterns (or lists of
+    them); a pattern also matches timm aliases, and a name without wildcards only itself (so
+    ``list_models('resnet')`` is empty, as in timm; ``family='resnet'`` keeps one family).
+    ``pretrained=True`` lists the models with weights to download: none, since nothing is
+    downloaded (load a state dict file with ``create_model(name, pretrained=path)``)."""
+    if not isinstance(pretrained, bool):
+        raise TypeError(f"pretrained must be a bool, got {pretrained!r}")
+    patterns = _patterns(filter, "filter")
+    excluded = _patterns(exclude, "exclude") + _patterns(exclude_filters, "exclude_filters")
     names = list(_MODELS)
     if family is not None:
         names = [n for n in names if _spec_of(n).family == family]
@@ -74,7 +85,10 @@ def list_models(filter: str | Iterable[str] | None = None,  # noqa: A002 (timm's
     if patterns:
         pool = names + ([a for a in ALIASES if resolve(a)[0] in names])
         names = [n for n in pool if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
-    return [n for n in names if not any(fnmatch.fnmatchcase(n, p) for p in excluded)]
+    if pretrained:
+        names = []
+    names = [n for n in names if not any(fnmatch.fnmatchcase(n, p) for p in excluded)]
+    return sorted(names, key=_natural_key)
 
 
 def _entry(name: str) -> tuple[Factory, dict[str, Any]]:
@@ -168,7 +182,9 @@ def get_spec(name: str, **overrides: Any) -> NetworkSpec:
 
 def create_model(name_or_spec: str | os.PathLike | NetworkSpec | dict,
                  pretrained: bool | str | os.PathLike = False, features_only: bool = False,
-                 checkpoint_path: str | os.PathLike | None = None, **overrides: Any):
+                 checkpoint_path: str | os.PathLike | None = None, drop_rate: float | None = None,
+                 output_stride: int = 32, exportable: bool = False, scriptable: bool = False,
+                 **overrides: Any):
     """Build a model from a zoo name, a timm alias, a spec (dict accepted) or a file that holds
     one, with overrides, the builder's ``out_indices``/``frozen_stages``/``norm_eval``/
     ``with_cp``/``zero_init_last`` and timm's arguments:
@@ -186,10 +202,18 @@ def create_model(name_or_spec: str | os.PathLike | NetworkSpec | dict,
       :mod:`scaling.zoo.weights` (:mod:`scaling.zoo.pretrained`); a timm file builds timm's model
       of the name; with ``in_chans`` other than the file's 3, the first conv is adapted as timm
       does (1 channel: the RGB filters summed); the classifier is replaced when ``num_classes``
-      differs. Nothing is downloaded: ``pretrained=True`` is a ValueError.
+      differs. Nothing is downloaded: ``pretrained=True`` is a ValueError;
+    - timm's ``drop_rate`` (the classifier's dropout: the ``dropout`` override),
+      ``global_pool`` ('avg', 'max', 'avgmax', '': none; the builder's), ``output_stride`` (32
+      only: timm dilates the stages it unstrides except their first block, which a stage's one
+      ``dilation`` cannot express), ``exportable`` and ``scriptable`` (accepted, they change
+      nothing: every model traces and exports as built, and ``torch.jit.script`` is refused in
+      one line either way).
     """
     from scaling.nn.build import build_model
+    from scaling.nn.features import feature_levels
 
+    _timm_keywords(drop_rate, output_stride, exportable, scriptable, overrides)
     build = {k: overrides.pop(k) for k in BUILD_KWARGS if k in overrides}
     if not isinstance(features_only, bool):
         raise TypeError(f"features_only must be a bool, got {features_only!r}")
@@ -210,7 +234,7 @@ def create_model(name_or_spec: str | os.PathLike | NetworkSpec | dict,
         raise TypeError("name_or_spec must be a model name, a spec file, a NetworkSpec or its "
                         f"dict, got {type(name_or_spec).__name__}")
     if features_only and build.get("out_indices") is None:
-        build["out_indices"] = tuple(range(len(spec.stages)))
+        build["out_indices"] = tuple(range(len(feature_levels(spec))))
     if checkpoint_path is not None:
         if pretrained is not False and pretrained is not None:
             raise ValueError("pretrained and checkpoint_path are both given; expected one")
@@ -226,6 +250,23 @@ def create_model(name_or_spec: str | os.PathLike | NetworkSpec | dict,
             else None)
     return load_pretrained(spec, pretrained, name, overrides.get("num_classes"), build,
                            overridden=set(overrides))
+
+
+def _timm_keywords(drop_rate: float | None, output_stride: int, exportable: bool,
+                   scriptable: bool, overrides: dict[str, Any]) -> None:
+    """Check timm's keywords of :func:`create_model`; ``drop_rate`` becomes ``dropout``."""
+    for key, value in (("exportable", exportable), ("scriptable", scriptable)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{key} must be a bool, got {value!r}")
+    if output_stride != 32:
+        raise ValueError(f"output_stride={output_stride!r} is not supported; expected 32 (a "
+                         "dilated backbone would need timm's per-block dilation, which the "
+                         "IR's one dilation per stage cannot express)")
+    if drop_rate is not None:
+        if "dropout" in overrides:
+            raise ValueError(f"drop_rate={drop_rate!r} and dropout={overrides['dropout']!r} are "
+                             "both given; they are the same (classifier dropout): give one")
+        overrides["dropout"] = drop_rate
 
 
 def _is_file_name(name: str) -> bool:
