@@ -148,7 +148,7 @@ def test_against_timm():
     timm = pytest.importorskip("timm")
     pairs = {"resnet50": "resnet50", "efficientnet_b0": "efficientnet_b0",
              "mobilenet_v3_large": "mobilenetv3_large_100",
-             "mobilenet_v3_small": "mobilenetv3_small_100", "regnet_x_400mf": "regnetx_004",
+             "mobilenet_v3_small": "mobilenetv3_small_100", "regnet_y_800mf": "regnety_008_tv",
              "mnasnet1_0": "mnasnet_100", "mobilenet_v2": "mobilenetv2_100"}
     for ours, theirs in pairs.items():
         for idx in (None, (1, 2, 3, 4), (0, -1)):
