@@ -125,7 +125,10 @@ def test_pretrained_cfg_and_in_chans():
     assert cfg["input_size"] == (1, 240, 240) and cfg["num_classes"] == 5
     assert cfg["interpolation"] == "bicubic" and len(cfg["mean"]) == len(cfg["std"]) == 3
     assert model.eval()(torch.randn(1, 1, 64, 64)).shape == (1, 5)
-    assert model.default_cfg == cfg  # timm's older name
+    assert model.default_cfg is cfg  # timm's older name, the same dict
+    model.pretrained_cfg["crop_pct"] = 1.0  # a user's edit stays, as on timm's models
+    assert model.pretrained_cfg["crop_pct"] == model.default_cfg["crop_pct"] == 1.0
+    assert create_model("efficientnet_b1").pretrained_cfg["crop_pct"] == 0.875
 
 
 def test_pretrained_from_own_and_torchvision_layout(tmp_path):

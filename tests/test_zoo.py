@@ -220,7 +220,7 @@ def test_cli_module_table():
     lines = out.strip().splitlines()
     assert lines[0].split()[:4] == ["name", "family", "params", "resolution"]
     assert "MACs" in lines[0]
-    assert len(lines) == 1 + len(list_models("efficientnet"))
+    assert len(lines) == 1 + len(list_models(family="efficientnet"))
 
 
 def test_spec_is_a_network_spec():

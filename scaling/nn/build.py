@@ -124,6 +124,9 @@ class ScalingNet(TimmMethods, nn.Module):
             conv = Head(spec, spec.stages[-1].out_channels, 0).conv
             self.head = nn.ModuleDict({"conv": conv})
         self.feature_info = FeatureInfo(levels, self.out_indices)
+        #: timm's ``pretrained_cfg``: a dict made once, which a user may edit (timm's data
+        #: config reads it), as on timm's models
+        self.pretrained_cfg: dict[str, Any] = self._pretrained_cfg()
         init_weights(self, zero_init_last)
         inplace(self)
         self._freeze_stages()
@@ -141,8 +144,7 @@ class ScalingNet(TimmMethods, nn.Module):
         """Width of the pre-logits features (``forward_head(x, pre_logits=True)``)."""
         return self.head.num_features if isinstance(self.head, Head) else self.num_features
 
-    @property
-    def pretrained_cfg(self) -> dict[str, Any]:
+    def _pretrained_cfg(self) -> dict[str, Any]:
         """timm's ``pretrained_cfg``: input size, ImageNet mean/std, crop_pct, interpolation."""
         r = self.spec.resolution
         bicubic = self.spec.family.startswith("efficientnet")
@@ -154,8 +156,12 @@ class ScalingNet(TimmMethods, nn.Module):
 
     @property
     def default_cfg(self) -> dict[str, Any]:
-        """timm's older name of :attr:`pretrained_cfg`, which older timm-based code reads."""
+        """timm's older name of :attr:`pretrained_cfg` (the same dict), which older code reads."""
         return self.pretrained_cfg
+
+    @default_cfg.setter
+    def default_cfg(self, value: dict[str, Any]) -> None:
+        self.pretrained_cfg = value
 
     def check_input(self, x: torch.Tensor) -> None:
         """ValueError unless ``x`` is (N, C, H, W) with C = spec.in_channels; skipped while
