@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from experiments.common import (  # noqa: E402
+from scaling.study.protocol import (  # noqa: E402
     STUDY,
     add_protocol_args,
     fit_width,

@@ -1,6 +1,6 @@
 """What did one protocol change do to every model of a study? (issue 16)
 
-Compares two ``runs.csv`` of ``experiments/run_study.py`` (one row per trained model and seed)
+Compares two ``runs.csv`` of ``python -m scaling.study run`` (one row per trained model and seed)
 model by model: only models whose spec hash is in both files, so each row compares one
 architecture under two protocols. Either file may be read from git history as ``REV:PATH``, so a
 study rerun in place can be compared with its committed predecessor::
@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import pandas as pd
 
-    from experiments.common import write_report
     from scaling.cli import format_table
+    from scaling.study.protocol import write_report
     from scaling.study.provenance import Provenance, atomic_write_text
 
     before, after = read_all(args.before), read_all(args.after)

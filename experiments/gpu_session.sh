@@ -30,7 +30,7 @@ SUITE=(-n 8)
 SEARCH=(--budget 6M --trials 24 --epochs 2 --subset 10000 --val-size 2000)
 BENCH=(--compile)
 SWEEP=(--preset gpu --jobs 4)
-STUDY=(--preset full --device cuda)
+STUDY=(full --device cuda)
 STUDY_LIMIT=${STUDY_LIMIT:-500}
 STUDY_DIR=${STUDY_DIR:-/tmp/scaling-study-${SCALING_GIT_COMMIT:-0}}
 PARTS=${PARTS:-suite search bench sweep}
@@ -41,7 +41,7 @@ if [ "${TINY:-0}" = 1 ]; then
     SEARCH=(--budget 6M --trials 2 --epochs 1 --subset 300 --val-size 100 --batch-size 32)
     BENCH=(--tiny)
     SWEEP=(--preset tiny)
-    STUDY=(--preset tiny --device cpu --out results/full)
+    STUDY=(tiny --device cpu --out results/full)
 fi
 log() { echo "== $(date -u +%H:%M:%S) $*"; }
 
@@ -94,7 +94,7 @@ if want study; then
     if [ ! -d "$STUDY_DIR" ]; then
         mkdir -p "$STUDY_DIR" && cp -a . "$STUDY_DIR/"
         (cd "$STUDY_DIR" && setsid nohup bash -c \
-            'python3 experiments/run_study.py "$@"; echo $? > study.exit' study "${STUDY[@]}" \
+            'python3 -m scaling.study run "$@"; echo $? > study.exit' study "${STUDY[@]}" \
             > "$STUDY_DIR/study.log" 2>&1 < /dev/null &)
     else
         log "the study started by an earlier call runs in $STUDY_DIR: waiting on it"

@@ -1,7 +1,7 @@
 """How long must a study's runs train before accuracy grows with MACs? (issue 16)
 
 Takes the smallest and the largest family point of a study's plan (``results/<preset>/plan.json``,
-the realised specs of ``experiments/run_study.py``) for the chosen families and trains both under
+the realised specs of ``python -m scaling.study run``) for the chosen families and trains both under
 the preset's protocol at several epoch counts, every seed; one row per run. The summary gives,
 per family and epoch count, the largest point's test accuracy over the smallest's and that
 difference in seed standard deviations (the larger of the two points' std), the criterion of
@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.plan = args.plan or ROOT / "results" / args.preset / "plan.json"
     args.name = args.name or args.preset
     if not args.plan.is_file():
-        p.error(f"--plan {args.plan} does not exist; run experiments/run_study.py --preset "
+        p.error(f"--plan {args.plan} does not exist; run python -m scaling.study run "
                 f"{args.preset} first")
     if any(e <= 0 for e in args.epochs):
         p.error(f"--epochs {args.epochs}: every value must be > 0")
@@ -120,9 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import pandas as pd
 
-    from experiments.common import run_models, write_report
-    from experiments.study_plan import PRESETS, spec_key
     from scaling.ir import NetworkSpec
+    from scaling.study.config import PRESETS
+    from scaling.study.plan import spec_key
+    from scaling.study.protocol import run_models, write_report
     from scaling.study.provenance import Provenance, atomic_write_text, repo_relative
 
     plan = json.loads(args.plan.read_text())

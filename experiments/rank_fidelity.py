@@ -25,10 +25,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from experiments.common import Protocol, train_seeds  # noqa: E402
-from experiments.run_study import RunStore  # noqa: E402
-from experiments.study_plan import spec_key  # noqa: E402
 from scaling.cli import Parser, check_option, check_writable, command, fail  # noqa: E402
+from scaling.study.plan import spec_key  # noqa: E402
+from scaling.study.protocol import Protocol, train_seeds  # noqa: E402
+from scaling.study.store import RunStore  # noqa: E402
 
 SEED = 0
 

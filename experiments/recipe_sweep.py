@@ -59,8 +59,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def family_spec(name: str) -> Any:
     """The spec of one of :data:`FAMILIES` at 28x28x1, 10 classes."""
-    from experiments.common import load_baseline
     from scaling.compound import scale
+    from scaling.study.protocol import load_baseline
     from scaling.zoo import get_spec
 
     g = {"num_classes": 10, "in_chans": 1, "resolution": 28}

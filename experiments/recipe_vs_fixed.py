@@ -1,14 +1,10 @@
-"""Issue 17's comparison: does searching the training recipe with the architecture beat the
-fixed-recipe search at equal wall time?
+"""Issue 17: does searching the training recipe with the architecture beat a fixed recipe?
 
-For each data budget (training images) and seed, two searches get the same ``--seconds`` of wall
-time (``SearchConfig.timeout``: no trial starts after it) on one CPU thread each, run side by
-side (same load): ``fixed`` (the built-in space, the search's fixed recipe: SGD, linear-rule lr,
-label smoothing 0.1) and ``recipe`` (the same space plus :data:`scaling.search.space.RECIPE_SPACE`).
-Both optimise validation accuracy under the MAC budget (MnasNet reward with w = 0), with the
-median pruner after its warm-up and no zero-cost proxies. Each search's best trial (highest
-validation accuracy among completed trials) is retrained once with its own recipe and seed
-and tested once on the official test set (``--test-size`` images); nothing is selected on test.
+For each data budget (training images) and seed, two searches run side by side for the same
+``--seconds`` (``SearchConfig.timeout``) on one CPU thread each: ``fixed`` (the built-in space and
+the fixed recipe) and ``recipe`` (plus :data:`scaling.search.space.RECIPE_SPACE`), both on
+validation accuracy under the MAC budget (MnasNet reward, w = 0), median pruner, no proxies.
+Each best trial is retrained once with its recipe and seed and tested once (``--test-size``).
 
     nice python experiments/recipe_vs_fixed.py --seconds 200 --subsets 4000 16000 --jobs 2
     nice python experiments/recipe_vs_fixed.py --preset long --jobs 2   # about 70 minutes
@@ -16,9 +12,8 @@ and tested once on the official test set (``--test-size`` images); nothing is se
     python experiments/recipe_vs_fixed.py --combine long long-full --name long-all
     python experiments/recipe_vs_fixed.py --tiny     # seconds (the test)
 
-Writes ``results/recipe_vs_fixed/<name>.csv`` (one row per search, written as each finishes),
-``<name>.md`` (mean +- std per arm and budget, the paired difference against seed noise) and
-provenance.
+Writes ``results/recipe_vs_fixed/<name>.csv`` (a row per search, as each ends), ``<name>.md``
+(mean +- std per arm and budget, the paired difference against seed noise) and provenance.
 """
 
 from __future__ import annotations
@@ -170,7 +165,7 @@ def combine(args: argparse.Namespace) -> int:
     """``--combine``: the rows of earlier runs summarised together (nothing is trained)."""
     import pandas as pd
 
-    from experiments.common import write_report
+    from scaling.study.protocol import write_report
     from scaling.study.provenance import Provenance, atomic_write_text
 
     paths = [args.out / f"{name}.csv" for name in args.combine]
@@ -204,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    from experiments.common import write_report
+    from scaling.study.protocol import write_report
     from scaling.study.provenance import Provenance, atomic_write_text
 
     prov = Provenance(seeds=args.seeds, device=args.device, preset=args.name)

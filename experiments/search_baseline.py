@@ -3,9 +3,9 @@
 Budget: 6M MACs (conv + linear multiply-adds, analytic) at 28x28x1, Fashion-MNIST, 10 classes.
 Search: ``python -m scaling.search``'s library with the MnasNet reward (w = -0.07, T = budget), TPE
 (10 random start-up trials), the ``train`` evaluator with a median pruner over epochs, every
-trial also recording the zero-cost proxies. Protocol of every training here (the study's
-``quick`` preset, experiments/common.py): 3,000 training images, 1,000 validation images held out
-of the training set (split seed 0), 2 epochs, batch 64, SGD lr 0.1 (Nesterov, warm-up + cosine,
+trial also recording the zero-cost proxies. Protocol of every training here (the
+``quick`` preset, scaling/study/protocol.py): 3,000 training images, 1,000 validation images held
+out of the training set (split seed 0), 2 epochs, batch 64, SGD lr 0.1 (Nesterov, warm-up + cosine,
 label smoothing 0.1), no augmentation, 1 CPU thread.
 
 Comparison: MobileNetV2 (width multiplier) and ShuffleNetV2 (x0.5 layout, compound width) with
@@ -19,7 +19,7 @@ first ``--test-size`` test images is reported once per trained model; nothing is
     python experiments/search_baseline.py --quick    # 6 small trials (a few CPU minutes)
 
 Writes ``results/search/<name>.{db,csv,trials.csv,best.json,json,comparison.csv,provenance.json}``;
-``<name>.json`` holds the best spec under ``spec`` (what experiments/common.py loads as the
+``<name>.json`` holds the best spec under ``spec`` (what scaling/study/protocol.py loads as the
 searched baseline from ``results/search/baseline.json``).
 """
 

@@ -5,12 +5,11 @@ medium base point, beside MobileNetV2 and EfficientNet-B0 (width) there (issue 2
 
 Radosavovic et al. 2019 compare design spaces by the error EDF of N random members, each trained
 once by one protocol (:mod:`scaling.search.edf`). Members are drawn at 0.9M MACs within the
-study's 5% band and trained with seed 0 by the medium study's protocol and trainer
-(:data:`experiments.study_plan.PRESETS`); the hand families come from ``results/medium/runs.csv``
-when its protocol key is this protocol's, else are trained here with every seed. Resumable:
-``OUT/runs.csv`` has one row per run (spec hash, seed, protocol key), rewritten atomically after
-each, so a restart trains only what is missing.
-"""
+study's 5% band and trained with seed 0 by the medium study's protocol and trainer (preset
+``medium``); the hand families come from ``results/medium/runs.csv`` when its protocol key is
+this protocol's, else are trained here with every seed. Resumable: ``OUT/runs.csv`` has one row
+per run (spec hash, seed, protocol key), rewritten atomically after each: a restart trains only
+what is missing."""
 
 from __future__ import annotations
 
@@ -25,13 +24,14 @@ sys.path.insert(0, str(ROOT))
 
 import pandas as pd  # noqa: E402
 
-from experiments.common import train_seeds  # noqa: E402
-from experiments.study_plan import PRESETS, fitted, root_spec, spec_key  # noqa: E402
 from scaling.cli import Parser, check_option, check_writable, command, count_of  # noqa: E402
 from scaling.compound.match import fit_width  # noqa: E402
 from scaling.cost import complexity  # noqa: E402
 from scaling.search.edf import check_members_window, edf, random_members  # noqa: E402
+from scaling.study.config import PRESETS  # noqa: E402
 from scaling.study.edf_figure import plot_edf  # noqa: E402
+from scaling.study.plan import fitted, root_spec, spec_key  # noqa: E402
+from scaling.study.protocol import train_seeds  # noqa: E402
 from scaling.study.provenance import Provenance, atomic_write_text, repo_relative  # noqa: E402
 
 PROG = "search_edf.py"

@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"{args.csv} does not exist")
     import pandas as pd
 
-    from experiments.common import write_report
     from scaling.cli import format_table
+    from scaling.study.protocol import write_report
     from scaling.study.provenance import Provenance, atomic_write_text, repo_relative
 
     table = pd.read_csv(args.csv)

@@ -15,10 +15,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from experiments import common, compare_families, reproduce_efficientnet  # noqa: E402
-from experiments.common import PRESETS, Protocol, fit_width  # noqa: E402
+from experiments import compare_families, reproduce_efficientnet  # noqa: E402
 from scaling.compound.match import macs_of  # noqa: E402
 from scaling.cost import complexity  # noqa: E402
+from scaling.study import protocol as common  # noqa: E402
+from scaling.study.protocol import PRESETS, Protocol, fit_width  # noqa: E402
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 REFERENCE = ROOT / "tests" / "data" / "reference.csv"

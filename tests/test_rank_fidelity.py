@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from experiments import rank_fidelity  # noqa: E402
-from experiments.study_plan import spec_key  # noqa: E402
 from scaling.ir import NetworkSpec  # noqa: E402
+from scaling.study.plan import spec_key  # noqa: E402
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 TINY = {"subset": 64, "val_size": 32, "test_size": 32, "batch_size": 32, "epochs": 1}

@@ -111,8 +111,10 @@ RUNS: dict[str, str] = {
     "python -m scaling.bench train":
         "python -m scaling.bench train --models mobilenet_v2_x0_5 --steps 1 --repeats 1 "
         "--threads 1 --batch-size 32",
-    "python experiments/run_study.py --preset full --plan-only":
-        "python experiments/run_study.py --preset full --plan-only",
+    "python -m scaling.study plan full": "python -m scaling.study plan full",
+    "python -m scaling.study report results/medium":
+        "python -m scaling.study report results/medium",
+    "python -m scaling.study --help": "python -m scaling.study --help",
     "python experiments/search_baseline.py":
         "python experiments/search_baseline.py --quick --trials 1 --subset 128 --val-size 64 "
         "--epochs 1 --test-size 128 --retrain-seeds 0 --out baseline-out",
@@ -122,6 +124,8 @@ RUNS: dict[str, str] = {
         "python experiments/compare_families.py --tiny --jobs 1 --out-dir compare-out "
         "--scale-csv scale-out/scale_family.csv --families MobileNetV2 --subset 256",
     "python experiments/reproduce_efficientnet.py": "python experiments/reproduce_efficientnet.py",
+    "python experiments/study_latency.py":
+        "python experiments/study_latency.py --quick --out latency-out",
 }
 
 #: a run -> the run whose files it reads (it starts once that one has ended)
@@ -154,7 +158,7 @@ NOT_RUN: dict[str, str] = {
 TINY_STUDY_TEST = ("tests/test_study.py::test_tiny_study_reproduces_its_csvs_and_resumes_without_"
                    "retraining runs it in a fresh copy of the repository")
 for _preset in ("tiny", "medium", "full"):  # medium and full at tiny size: the same run
-    NOT_RUN[f"python experiments/run_study.py --preset {_preset}"] = TINY_STUDY_TEST
+    NOT_RUN[f"python -m scaling.study run {_preset}"] = TINY_STUDY_TEST
 NOT_RUN_PREFIXES = {
     "python -m venv ../venv-compare": "the compare venv downloads torchvision and timm",
     "../venv-compare/": "runs in the compare venv (torchvision and timm)",

@@ -234,11 +234,11 @@ def test_print_space_shows_the_recipe_entry_commented():
 
 
 def test_the_study_trains_its_baseline_with_the_searched_recipe(tmp_path):
-    """experiments/common.py: a baseline file's ``recipe`` trains the study; older files (no
+    """scaling/study/protocol.py: a baseline file's ``recipe`` trains the study; older files (no
     recipe) keep the protocol's fixed recipe and its key."""
     import argparse
 
-    from experiments.common import PRESETS, add_protocol_args, load_recipe, protocol_from_args
+    from scaling.study.protocol import PRESETS, add_protocol_args, load_recipe, protocol_from_args
 
     old, new = tmp_path / "old.json", tmp_path / "new.json"
     old.write_text(json.dumps({"spec": {}}))

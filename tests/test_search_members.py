@@ -14,7 +14,7 @@ G = {"num_classes": 10, "in_chans": 1, "resolution": 28, "drop_path_rate": 0.0}
 
 
 def _study_fit(name, target):
-    """The study's base point of a width family (experiments/study_plan.py: base_point)."""
+    """The study's base point of a width family (scaling/study/plan.py: base_point)."""
     return fit_width(get_spec(name, small_input=True, **G), target, tol=0.05, name="base")
 
 

@@ -1,5 +1,6 @@
 """The study of issue 16: MAC matching of the realised models (scaling.compound.match), the grid
-held to its FLOPs constraint, and ``experiments/run_study.py --preset tiny`` reproducing itself."""
+held to its FLOPs constraint, and the tiny preset (``python -m scaling.study run tiny``)
+reproducing itself."""
 
 from __future__ import annotations
 
@@ -16,12 +17,7 @@ from conftest import copy_of_repository
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from experiments import (  # noqa: E402
-    common,
-    protocol_length,
-    run_study,
-    study_plan,
-)
+from experiments import protocol_length  # noqa: E402
 from scaling.compound import compound, scale  # noqa: E402
 from scaling.compound.grid import candidates  # noqa: E402
 from scaling.compound.match import (  # noqa: E402
@@ -33,6 +29,10 @@ from scaling.compound.match import (  # noqa: E402
     macs_of,
     matched_candidates,
 )
+from scaling.study import plan as study_plan  # noqa: E402
+from scaling.study import protocol as common  # noqa: E402
+from scaling.study import runner as run_study  # noqa: E402
+from scaling.study.config import PRESETS  # noqa: E402
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 TIMING = {"train_seconds", "wall_seconds"}
@@ -104,7 +104,7 @@ def test_grid_keeps_only_candidates_at_twice_the_macs():
 
 
 def test_family_plan_points_are_within_their_tolerance():
-    preset = study_plan.PRESETS["medium"]
+    preset = PRESETS["medium"]
     root = common.stand_in_baseline()
     base = fit_width(root, preset.base_macs)
     plan = study_plan.family_plan(base, (1.2, 1.1, 1.15), preset)
@@ -123,16 +123,18 @@ def test_family_plan_points_are_within_their_tolerance():
 def test_tiny_study_reproduces_its_csvs_and_resumes_without_retraining(tmp_path):
     """The README's command on a fresh copy of the repository (the README test leaves it to
     this one), then the same study in this process: equal tables, and a resume trains nothing."""
+    from scaling.study.cli import main as study_main
+
     repo = copy_of_repository(tmp_path / "repo")
     env = {**os.environ, "PYTHONPATH": str(repo), "CUDA_VISIBLE_DEVICES": "", "MPLBACKEND": "Agg"}
-    done = subprocess.run([sys.executable, "experiments/run_study.py", "--preset", "tiny",
-                           "--out", str(tmp_path / "a"), "--jobs", "1"], cwd=repo, env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-m", "scaling.study", "run", "tiny"], cwd=repo,
+                          env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     said = done.stdout.splitlines()
+    a = repo / "results" / "tiny"  # the README's command, with its defaults
     run_study.run("tiny", tmp_path / "b", device="cpu", threads=1, log=lambda line: None)
-    tables = {name: {t: pd.read_csv(tmp_path / name / f"{t}.csv")
-                     for t in ("grid", "family", "single")} for name in ("a", "b")}
+    tables = {name: {t: pd.read_csv(folder / f"{t}.csv") for t in ("grid", "family", "single")}
+              for name, folder in (("a", a), ("b", tmp_path / "b"))}
     for t, df in tables["a"].items():
         cols = [c for c in df.columns if c not in TIMING]
         pd.testing.assert_frame_equal(df[cols], tables["b"][t][cols])
@@ -140,44 +142,43 @@ def test_tiny_study_reproduces_its_csvs_and_resumes_without_retraining(tmp_path)
     assert (fam["mac_error"].abs() <= fam["mac_tol"] + 1e-9).all()
     assert fam["test_acc"].between(0, 1).all()
     for t in ("grid", "family", "single"):
-        assert (tmp_path / "a" / f"{t}.provenance.json").is_file()
-    readme = (tmp_path / "a" / "README.md").read_text()
+        assert (a / f"{t}.provenance.json").is_file()
+    readme = (a / "README.md").read_text()
     assert "no estimate" in readme and "cannot tell" in readme  # one seed: no noise to test
     assert "+-" not in readme and "1 epochs" not in readme  # one seed has no std to show
     search = next(line for line in said if line.startswith("search: best trial"))
     assert "None" not in search and "synflow" in search and "scored" in search, search
-    runs = (tmp_path / "a" / "runs.csv").read_text()
-    stale = pd.read_csv(tmp_path / "a" / "runs.csv").iloc[:1].assign(key="0ld-s0-0ld")
-    with open(tmp_path / "a" / "runs.csv", "a") as fh:  # a run of a spec the plan no longer has
+    runs = (a / "runs.csv").read_text()
+    stale = pd.read_csv(a / "runs.csv").iloc[:1].assign(key="0ld-s0-0ld")
+    with open(a / "runs.csv", "a") as fh:  # a run of a spec the plan no longer has
         fh.write(stale.to_csv(index=False, header=False))
     logged: list[str] = []
-    run_study.run("tiny", tmp_path / "a", device="cpu", threads=1, log=logged.append)
+    run_study.run("tiny", a, device="cpu", threads=1, log=logged.append)
     assert not any(line.startswith("training") for line in logged), logged
-    assert (tmp_path / "a" / "runs.csv").read_text() == runs
+    assert (a / "runs.csv").read_text() == runs
     assert any("dropped 1 runs" in line for line in logged), logged
-    log = json.loads((tmp_path / "a" / "runs.provenance.json").read_text())["invocations"]
+    log = json.loads((a / "runs.provenance.json").read_text())["invocations"]
     assert log[0]["search"] == "ran" and log[0]["trained_runs"] > 0
     assert (log[-1]["trained_runs"], log[-1]["dropped_runs"], log[-1]["search"]) == (0, 1, "reused")
-    # --report-only rewrites the report from plan.json and runs.csv, touching neither
-    (tmp_path / "a" / "README.md").unlink()
-    before = {f: (tmp_path / "a" / f).read_text()
+    # report DIR rewrites the report from plan.json and runs.csv, touching neither
+    (a / "README.md").unlink()
+    before = {f: (a / f).read_text()
               for f in ("runs.csv", "runs.provenance.json", "plan.json", "family.csv")}
-    assert run_study.main(["--preset", "tiny", "--out", str(tmp_path / "a"), "--device", "cpu",
-                           "--report-only"]) == 0
-    assert (tmp_path / "a" / "README.md").read_text() == readme
-    assert before == {f: (tmp_path / "a" / f).read_text() for f in before}
-    assert json.loads((tmp_path / "a" / "family.provenance.json").read_text())["report_only"]
-    with pytest.raises(ValueError, match="report_only needs the study's plan"):
-        run_study.report_only("tiny", tmp_path / "empty")
+    assert study_main(["report", str(a)]) == 0
+    assert (a / "README.md").read_text() == readme
+    assert before == {f: (a / f).read_text() for f in before}
+    assert json.loads((a / "family.provenance.json").read_text())["report_only"]
+    with pytest.raises(ValueError, match="holds no study"):
+        run_study.report(tmp_path / "empty")
     import shutil
 
-    shutil.copytree(tmp_path / "a", tmp_path / "c")
+    shutil.copytree(a, tmp_path / "c")
     runs_c = pd.read_csv(tmp_path / "c" / "runs.csv")
     runs_c.iloc[:-1].to_csv(tmp_path / "c" / "runs.csv", index=False)
-    with pytest.raises(ValueError, match=r"seeds \[0\] are not in .* run the study to train"):
-        run_study.report_only("tiny", tmp_path / "c")
+    with pytest.raises(ValueError, match=r"lacks .* seeds \[0\] of plan.json .* resume"):
+        run_study.report(tmp_path / "c")
     # the protocol-length check trains the plan's end points of a family per epoch count
-    assert protocol_length.main(["--preset", "tiny", "--plan", str(tmp_path / "a" / "plan.json"),
+    assert protocol_length.main(["--preset", "tiny", "--plan", str(a / "plan.json"),
                                  "--families", "ResNet-18", "--epochs", "1", "--seeds", "0",
                                  "1", "--jobs", "1", "--batch-size", "32", "--drop-path", "0.1",
                                  "--subset", "300", "--out", str(tmp_path / "len")]) == 0
@@ -205,7 +206,7 @@ def test_a_training_search_trains_its_trials_as_the_study_trains_its_models():
     """The searched net is chosen under the initialisation that the study trains it with."""
     from scaling.search.study import SearchConfig
 
-    for name, preset in study_plan.PRESETS.items():
+    for name, preset in PRESETS.items():
         search = SearchConfig(budget=preset.base_macs, **preset.search)
         if search.evaluator == "train":
             assert search.zero_init_last == preset.protocol.zero_init_last, name
@@ -276,7 +277,7 @@ def test_train_all_groups_a_specs_missing_seeds_into_one_task(tmp_path, monkeypa
                  "wall_seconds": 1.0, "device": device} for s in seeds]
 
     monkeypatch.setattr(run_study, "train_seeds", fake)
-    preset = study_plan.PRESETS["tiny"]
+    preset = PRESETS["tiny"]
     a, b = (study_plan.root_spec(f) for f in ("MobileNetV2", "ResNet-18"))
     entries = [{"spec": a}, {"spec": b}, {"spec": a.replace(name="the same net")}]
     proto = preset.protocol.key()
@@ -306,26 +307,25 @@ def test_an_invocation_is_logged_when_it_starts_and_completed_when_it_ends(tmp_p
         (False, None, 0), (True, 7, 5)]
 
 
-def test_plan_only_says_what_it_needs(tmp_path, capsys):
-    """``--plan-only`` trains nothing: without the search's result it is one line naming the
-    file (exit 2); without the grid's runs (a fresh clone) it prints the grid it would train,
-    says what is pending and what to run, exits 0 and writes no plan."""
-    out = str(tmp_path)
-    assert run_study.main(["--preset", "tiny", "--out", out, "--plan-only"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "search/baseline.json" in err and "error:" in err
+def test_plan_only_says_what_it_needs(tmp_path):
+    """``plan_only`` trains nothing: without the search's result it is one line naming the
+    file; without the grid's runs (a fresh clone) it prints the grid it would train, says what
+    is pending and what to run, and writes no plan."""
+    with pytest.raises(ValueError, match="search/baseline.json"):
+        run_study.run("tiny", tmp_path, device="cpu", plan_only=True)
     (tmp_path / "search").mkdir()
     spec = study_plan.root_spec("MobileNetV2").to_dict()
     (tmp_path / "search" / "baseline.json").write_text(json.dumps({"spec": spec}))
-    key = study_plan.PRESETS["tiny"].protocol.key()
+    key = PRESETS["tiny"].protocol.key()
     lines: list[str] = []
     summary = run_study.run("tiny", tmp_path, device="cpu", plan_only=True, log=lines.append)
     assert summary["plan"] is None and summary["pending"] > 0
     grid = [ln for ln in lines if ln.startswith("  * alpha=")]
     assert len(grid) == summary["pending"] and any(f"protocol {key}" in ln for ln in lines)
-    assert "python experiments/run_study.py --preset tiny" in lines[-1]
+    assert "python -m scaling.study run tiny" in lines[-1]
     assert not (tmp_path / "plan.json").exists()
     assert not (tmp_path / "runs.provenance.json").exists()  # a plan-only call logs no training
+    assert not (tmp_path / "study.yaml").exists()
 
 
 @pytest.mark.parametrize("preset", ["medium", "full"])

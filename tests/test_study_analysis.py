@@ -15,7 +15,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from experiments import common, compare_runs, protocol_length, seed_draws, study_plan  # noqa: E402
+from experiments import compare_runs, protocol_length, seed_draws  # noqa: E402
+from scaling.study import plan as study_plan  # noqa: E402
+from scaling.study import protocol as common  # noqa: E402
 
 
 def test_protocol_length_summary_measures_the_gap_in_seed_std():
@@ -60,7 +62,7 @@ def _runs(points: dict[str, list[tuple[float, list[float]]]]) -> pd.DataFrame:
 def test_growth_is_the_slope_on_log2_macs_tested_one_sided_with_holm():
     """A family gaining a point per doubling grows; one whose points scatter around a flat line
     does not, though its largest point is above its smallest; Holm doubles the smaller p."""
-    from experiments import study_report
+    from scaling.study import report as study_report
     from scaling.study import stats
 
     runs = _runs({"A": [(1, [0.850, 0.853, 0.856]), (2, [0.860, 0.863, 0.866]),
@@ -81,8 +83,8 @@ def test_growth_is_the_slope_on_log2_macs_tested_one_sided_with_holm():
 
 
 def test_one_seed_shows_no_plus_minus_and_epochs_are_counted_in_words():
-    from experiments import study_report
     from scaling.cli import count_of
+    from scaling.study import report as study_report
 
     runs = _runs({"A": [(1, [0.5]), (2, [0.6])]})
     fam = study_report.stats(runs, ["family", "method", "ratio"])
@@ -96,7 +98,7 @@ def test_one_seed_shows_no_plus_minus_and_epochs_are_counted_in_words():
 
 
 def test_grid_is_deduplicated_by_realised_spec_and_one_seed_cannot_tell_the_winner():
-    from experiments import study_report
+    from scaling.study import report as study_report
     from scaling.study.stats import Pooled
 
     grid = pd.DataFrame([

@@ -24,7 +24,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "deploy": ("scaling.bench.deploy",
                "inference speed: eager vs scaling.deploy (BN folded) vs torchvision's model"),
     "latency": ("scaling.bench.latency",
-                "latency predictor (scaling.latency) vs measured: median/p90 % error, Spearman"),
+                "latency predictor (scaling.latency) vs measured: median/p90 percent error, "
+                "Spearman"),
 }
 
 

@@ -32,7 +32,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--dtype", default="float32", help="float32, bfloat16, float16")
     p.add_argument("--rounds", type=int, default=7, help="interleaved rounds (median)")
-    p.add_argument("--out", default=None, help="folder for latency.jsonl and its provenance")
+    p.add_argument("--out", default=None, help="folder for latency.jsonl and its provenance "
+                   "(default: none, print only)")
 
 
 @command(PROG, errors=(ValueError, KeyError))

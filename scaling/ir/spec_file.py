@@ -9,7 +9,7 @@ a model, a profile or a scaled family:
   several records needs a choice, ``found.best.json#N`` for trial ``N`` (the number the search
   prints as ``# trial N``), because no record of a front is "the" best;
 - a search's ``--json`` report (its ``best`` list: as above);
-- one trial record, or any mapping with a ``spec`` (``experiments/run_study.py``'s
+- one trial record, or any mapping with a ``spec`` (``scaling.study.runner``'s
   ``search/baseline.json``, ``experiments/search_baseline.py``'s report).
 
 Checkpoints (``train --save``: ``{'spec', 'state_dict'}``) need torch and are read by

@@ -25,8 +25,8 @@ from scaling.ir import NetworkSpec
 from scaling.latency.parts import Part, parts
 from scaling.latency.table import LatencyTable
 
-__all__ = ["DTYPES", "environment", "measure_models", "measure_parts", "profile",
-           "time_modules"]
+__all__ = ["DTYPES", "environment", "measure_models", "measure_parts", "model_runs", "profile",
+           "sample_modules", "time_modules"]
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -116,14 +116,19 @@ def _input(shape: tuple[int, ...], batch: int, device: str, dtype: str, nhwc: bo
     return x.contiguous(memory_format=torch.channels_last) if nhwc else x
 
 
-def time_modules(runs: Sequence[tuple[Any, Any]], device: str = "cpu", threads: int = 1,
-                 rounds: int = 7, warmup: int = 2, min_ms: float = 2.0) -> list[float]:
-    """Median ms per call of each ``(module, input)``, interleaved (see the module docstring)."""
+def sample_modules(runs: Sequence[tuple[Any, Any]], device: str = "cpu", threads: int = 1,
+                   rounds: int = 7, warmup: int = 2, min_ms: float = 2.0, repeats: int = 1
+                   ) -> list[list[float]]:
+    """ms per call of each ``(module, input)``: its ``rounds * repeats`` samples, interleaved
+    (see the module docstring; in each round a module gives ``repeats`` samples back to back)."""
     import torch
 
-    if rounds < 1 or warmup < 0 or not min_ms >= 0:
-        raise ValueError(f"rounds={rounds!r}, warmup={warmup!r}, min_ms={min_ms!r} are not "
-                         "allowed; expected rounds >= 1, warmup >= 0, min_ms >= 0")
+    for name, value, low in (("rounds", rounds, 1), ("warmup", warmup, 0),
+                             ("repeats", repeats, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name}={value!r} is not allowed; expected an int >= {low}")
+    if not (isinstance(min_ms, (int, float)) and 0 <= min_ms < float("inf")):
+        raise ValueError(f"min_ms={min_ms!r} is not allowed; expected a finite number >= 0")
     cuda = device.startswith("cuda")
 
     def clock() -> float:
@@ -146,11 +151,19 @@ def time_modules(runs: Sequence[tuple[Any, Any]], device: str = "cpu", threads: 
         for r in range(rounds):
             for i in (order if r % 2 == 0 else order[::-1]):
                 module, x = runs[i]
-                t0 = clock()
-                for _ in range(calls[i]):
-                    module(x)
-                samples[i].append((clock() - t0) / calls[i])
-    return [statistics.median(s) * 1e3 for s in samples]
+                for _ in range(repeats):
+                    t0 = clock()
+                    for _ in range(calls[i]):
+                        module(x)
+                    samples[i].append((clock() - t0) / calls[i] * 1e3)
+    return samples
+
+
+def time_modules(runs: Sequence[tuple[Any, Any]], device: str = "cpu", threads: int = 1,
+                 rounds: int = 7, warmup: int = 2, min_ms: float = 2.0) -> list[float]:
+    """Median ms per call of each ``(module, input)``, interleaved (see the module docstring)."""
+    return [statistics.median(s)
+            for s in sample_modules(runs, device, threads, rounds, warmup, min_ms)]
 
 
 def measure_parts(items: Iterable[Part], device: str = "cpu", threads: int = 1, batch: int = 1,
@@ -164,16 +177,24 @@ def measure_parts(items: Iterable[Part], device: str = "cpu", threads: int = 1, 
     return dict(zip(unique, time_modules(runs, device, threads, **timing)))
 
 
+def model_runs(specs: Sequence[NetworkSpec], device: str = "cpu", batches: Sequence[int] = (1,),
+               dtype: str = "float32") -> list[tuple[Any, Any]]:
+    """``(deployed model, input of the user's NCHW shape)`` of each batch size, then each spec
+    (batch-major), for :func:`time_modules` and :func:`sample_modules`; a spec's model is built
+    and deployed once and serves all its batch sizes."""
+    from scaling.nn.build import build_model
+
+    models = [_deployed(build_model(s), device, dtype) for s in specs]
+    return [(m, _input((s.in_channels, s.resolution, s.resolution), b, device, dtype, False))
+            for b in batches for s, m in zip(specs, models)]
+
+
 def measure_models(specs: Sequence[NetworkSpec], device: str = "cpu", threads: int = 1,
                    batch: int = 1, dtype: str = "float32", **timing: Any) -> list[float]:
     """ms per call of each whole deployed model (the user's NCHW input), interleaved."""
-    from scaling.nn.build import build_model
-
     check_options(device, threads, batch, dtype)
-    runs = [(_deployed(build_model(s), device, dtype),
-             _input((s.in_channels, s.resolution, s.resolution), batch, device, dtype, False))
-            for s in specs]
-    return time_modules(runs, device, threads, **timing)
+    return time_modules(model_runs(specs, device, (batch,), dtype), device, threads,
+                        **timing)
 
 
 def profile(specs: Sequence[NetworkSpec], device: str = "cpu", threads: int = 1, batch: int = 1,

@@ -130,10 +130,11 @@ class SearchConfig:
                        metavar="MACS")
     latency_budget: float | None = _opt(None, "hard latency budget beside the MAC budget, "
                                         "predicted from --latency-table: 5ms, 800us (over it: "
-                                        "rejected and resampled like over-MAC samples)",
+                                        "rejected and resampled like over-MAC samples; "
+                                        "default: none)",
                                         type=parse_latency, metavar="TIME")
     latency_table: str | None = _opt(None, "latency table file of --latency-budget (python -m "
-                                     "scaling.latency profile)", metavar="FILE")
+                                     "scaling.latency profile; default: none)", metavar="FILE")
     objective: str = _opt("reward", f"what the search optimises: {', '.join(OBJECTIVES)} "
                           "(window: val accuracy with MACs in --window x budget)")
     window: tuple[float, float] = _opt(WINDOW, "the window objective's MAC window, fractions of "

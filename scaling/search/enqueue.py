@@ -39,7 +39,7 @@ FIT_TOL = 0.05
 def family_root(name: str, resolution: int, in_channels: int, num_classes: int) -> Any:
     """The width-1 spec of zoo model ``name`` at the search's input: a small input
     (< :data:`SMALL_INPUT`) drops a stem pool (ResNet, ShuffleNet) or, with none, makes the stem
-    stride 1 (MobileNet, EfficientNet), as ``experiments/study_plan.py``'s roots; no drop path."""
+    stride 1 (MobileNet, EfficientNet), as ``scaling/study/plan.py``'s roots; no drop path."""
     from scaling.zoo import get_spec
 
     kw: dict[str, Any] = {"num_classes": num_classes, "in_chans": in_channels,

@@ -111,8 +111,14 @@ class SearchContext:
             n = min(size, len(data.train))
             gen = torch.Generator().manual_seed(self.cfg.seed)
             idx = torch.randperm(len(data.train), generator=gen)[:n]
-            x = data.transform(train=False)(data.train.x[idx])
-            self._batch[size] = (x, data.train.y[idx])
+            split = data.train
+            if hasattr(split, "x"):  # in memory
+                x, y = split.x[idx], split.y[idx]
+            else:  # an ImageFolder tree, decoded image by image
+                items = [split[i] for i in idx.tolist()]
+                x = torch.stack([item[0] for item in items])
+                y = torch.tensor([item[1] for item in items])
+            self._batch[size] = (data.transform(train=False)(x), y)
         return self._batch[size]
 
 

@@ -1,10 +1,13 @@
-"""Shared pieces of the study scripts: the training protocol, data cache, MAC fitting, baseline
-loading and result writing (CSV + provenance via :mod:`scaling.study.provenance`).
+"""The study's training protocol and what trains by it: the data cache, the trainer calls (one
+process or several), MAC fitting, baseline loading and result writing (CSV + provenance via
+:mod:`scaling.study.provenance`).
 
-One :class:`Protocol` (data split, training subset, schedule, test subset, seeds) is used by
-``scale_family.py`` and ``compare_families.py`` so every number in ``results/study`` is
-comparable; its :meth:`Protocol.key` is stored with every row and a script reuses another
-script's rows only when the keys are equal.
+One :class:`Protocol` (dataset, split, training subset, schedule, test subset, seeds) trains
+every model of a study, so its numbers are comparable; its :meth:`Protocol.key` is stored with
+every row, and a run is reused only under an equal key. The ``quick``/``tiny``/``full``
+:data:`PRESETS` here are the protocols of ``experiments/scale_family.py`` and
+``compare_families.py`` (the earlier study); the study's own presets are YAML files
+(:mod:`scaling.study.config`).
 """
 
 from __future__ import annotations
@@ -20,24 +23,25 @@ from typing import Any
 
 from scaling.cost import complexity
 
-ROOT = Path(__file__).resolve().parent.parent
+#: the checkout this package runs from (its results/ holds the committed studies)
+ROOT = Path(__file__).resolve().parents[2]
 STUDY = ROOT / "results" / "study"
 BASELINE_CANDIDATES = ("results/search/baseline.json", "results/search/baseline_spec.json")
 
 
 @dataclasses.dataclass(frozen=True)
 class Protocol:
-    """How every model of the study is trained and evaluated (Fashion-MNIST, 28x28, 1 channel).
+    """How every model of a study is trained and evaluated (default: Fashion-MNIST, 28x28).
 
-    ``subset`` training images (None: all 55,000 left after the validation split), ``epochs``
+    ``subset`` training images (None: all left after the validation split), ``epochs``
     passes, SGD with Nesterov momentum, warm-up + cosine (:func:`scaling.train.trainer.train`), no
     augmentation; validation = ``val_size`` images held out of the training set (``split_seed``);
-    test = the first ``test_size`` images of the official test set (None: all 10,000).
+    test = the first ``test_size`` images of the dataset's test set (None: all).
     ``base_macs``: refit the searched baseline's width to this MAC budget before scaling (CPU
     presets only; None keeps the searched width). ``points``: how many of the searched family's
-    MAC points (phi = 0, 1, ...) the hand-designed families are matched at.
-    SGD lr 0.05 at batch 64 trained MobileNetV2, ShuffleNetV2 and ResNet-18 alike on the quick
-    subset (0.2 collapsed the depthwise nets; AdamW 2e-3/4e-3 was worse for all three).
+    MAC points (phi = 0, 1, ...) the hand-designed families are matched at. ``in_channels``,
+    ``num_classes``: the input the study's models are built for; ``data_root``: where the data
+    lies (``None``: the dataset's default place). Why each preset's values: results/README.md.
     """
 
     dataset: str = "fashion-mnist"
@@ -56,13 +60,19 @@ class Protocol:
     points: int = 4
     recipe: tuple[tuple[str, Any], ...] = ()
     zero_init_last: bool = False
+    in_channels: int = 1
+    num_classes: int = 10
+    data_root: str | None = None
 
     def key(self) -> str:
-        """A short hash of everything that changes a trained result (not the device); without a
-        searched ``recipe`` and ``zero_init_last`` the key is what it was before they existed."""
+        """A short hash of everything that changes a trained result (not the device, nor where
+        the data lies: ``data_root``); a field added later counts only away from its default,
+        so the committed studies keep their keys."""
         fields = dataclasses.asdict(self)
-        for name in ("recipe", "zero_init_last"):
-            if not fields[name]:
+        del fields["data_root"]
+        for name, default in (("recipe", ()), ("zero_init_last", False), ("in_channels", 1),
+                              ("num_classes", 10)):
+            if fields[name] == default:
                 del fields[name]
         blob = json.dumps(fields, sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()[:10]
@@ -101,8 +111,7 @@ def add_protocol_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--base-macs", type=float, help="refit the baseline width to this many MACs")
     p.add_argument("--device", default="auto", help="auto (CUDA when available) | cpu | cuda")
     p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads per run (default 1: reproducible, and on the shared "
-                        "2-core machine 2 threads ran 80x slower under load)")
+                   help="torch CPU threads per run (default 1: reproducible; results/README.md)")
     p.add_argument("--jobs", type=int, default=1, help="parallel training processes (CPU)")
 
 
@@ -148,9 +157,9 @@ def load_recipe(path: str | None) -> dict[str, Any]:
 
 
 # -- specs ---------------------------------------------------------------------------------------
-def adapt(spec, resolution: int = 28):
-    """The spec for 10-class, 1-channel inputs at ``resolution``."""
-    return spec.replace(in_channels=1, num_classes=10, resolution=resolution)
+def adapt(spec, resolution: int = 28, in_channels: int = 1, num_classes: int = 10):
+    """The spec for ``num_classes`` classes of ``in_channels``-channel inputs at ``resolution``."""
+    return spec.replace(in_channels=in_channels, num_classes=num_classes, resolution=resolution)
 
 
 def fit_width(make: Callable[[float], Any], target: float, lo: float = 0.05, hi: float = 4.0,
@@ -212,7 +221,7 @@ def fit_baseline(spec, base_macs: int | None):
 
 # -- training ------------------------------------------------------------------------------------
 class DataCache:
-    """Fashion-MNIST loaded once per resolution with the protocol's split and subsets."""
+    """The protocol's dataset loaded once per resolution with its split and subsets."""
 
     def __init__(self, proto: Protocol) -> None:
         self.proto = proto
@@ -220,15 +229,24 @@ class DataCache:
 
     def get(self, resolution: int):
         if resolution not in self._cache:
+            import torch
+
             from scaling.data import TensorSplit, load_dataset
 
             p = self.proto
-            data = load_dataset(p.dataset, val_size=p.val_size, split_seed=p.split_seed,
-                                subset=p.subset, resolution=resolution, in_channels=1)
+            data = load_dataset(p.dataset, p.data_root, val_size=p.val_size,
+                                split_seed=p.split_seed, subset=p.subset, resolution=resolution,
+                                in_channels=p.in_channels)
+            if data.num_classes != p.num_classes:  # before any model is built for the other
+                raise ValueError(f"num_classes={p.num_classes} does not match the dataset: "
+                                 f"{p.dataset} at {p.data_root or 'its default place'} has "
+                                 f"{data.num_classes} classes")
             if p.test_size is not None and data.test is not None:
                 n = min(p.test_size, len(data.test))
-                data = dataclasses.replace(data, test=TensorSplit(data.test.x[:n],
-                                                                  data.test.y[:n]))
+                test = (TensorSplit(data.test.x[:n], data.test.y[:n])
+                        if isinstance(data.test, TensorSplit)
+                        else data.test.subset(torch.arange(n)))
+                data = dataclasses.replace(data, test=test)
             self._cache[resolution] = data
         return self._cache[resolution]
 
@@ -363,3 +381,17 @@ def write_report(csv_path: Path, md: str, prov, summary: list[dict[str, Any]],
     prov.write(csv_path, files=[md_path.name], **more,
                summary=json.loads(pd.DataFrame(summary).to_json(orient="records")))
     return md_path
+
+
+TEST_SIZE = {"fashion-mnist": 10000, "mnist": 10000, "cifar10": 10000}  #: official test sets
+
+
+def data_title(p: Any) -> str:
+    """The study's data in a few words: ``Fashion-MNIST 28x28`` (``+ 3 channels`` where they
+    are not the dataset's own)."""
+    from scaling.data import NATIVE_SHAPE
+
+    name = {"fashion-mnist": "Fashion-MNIST", "mnist": "MNIST", "cifar10": "CIFAR-10",
+            "imagefolder": "ImageFolder"}.get(p.dataset, p.dataset)
+    extra = "" if NATIVE_SHAPE[p.dataset][0] == p.in_channels else f", {p.in_channels} channels"
+    return f"{name} {p.resolution}x{p.resolution}{extra}"

@@ -1,6 +1,6 @@
-"""The whole study in one command, resumable row by row (issue 16).
+"""The study's runner: every stage of one config, resumable row by row.
 
-    python experiments/run_study.py --preset tiny|medium|full [--out DIR] [--device auto]
+    python -m scaling.study run tiny|medium|full|STUDY.yaml [--out DIR] [--device auto]
 
 Stages, each skipped where its output exists (``--fresh`` starts over):
 
@@ -12,36 +12,31 @@ Stages, each skipped where its output exists (``--fresh`` starts over):
    realised MACs are within 10% of 2x
    (:func:`scaling.compound.match.matched_candidates`), trained with the first seed, ranked by
    validation top-1.
-3. **families** and **single-dimension scaling** (:mod:`experiments.study_plan`): every model at its
+3. **families** and **single-dimension scaling** (:mod:`scaling.study.plan`): every model at its
    matched MAC point, every seed.
-4. **report** (alone with ``--report-only``: from ``OUT/plan.json`` and ``OUT/runs.csv``):
-   ``grid.csv``, ``family.csv``, ``single.csv`` (one row per model and seed: the
+4. **report** (alone: ``python -m scaling.study report OUT``, from ``OUT/plan.json`` and
+   ``OUT/runs.csv``): ``grid.csv``, ``family.csv``, ``single.csv`` (one row per model and seed: the
    realised MACs and their error against the target), ``plan.json`` (every spec), the figures and
-   ``README.md`` with the findings (:mod:`experiments.study_report`).
+   ``README.md`` with the findings (:mod:`scaling.study.report`).
 
 Each training run is one row of ``OUT/runs.csv`` keyed by (spec hash, seed, protocol key),
 written atomically when the run ends (on CUDA, when the last seed of its spec ends: a spec's
 seeds run in one process, which plans its convolutions once); a restarted study trains only the
-missing rows, and a spec that appears in two experiments is trained once.
+missing rows, and a spec that appears in two experiments is trained once. The runs themselves
+go through :func:`execute` (local processes), the seam where another engine takes them.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from experiments.common import adapt, train_seeds  # noqa: E402
-from experiments.study_plan import (  # noqa: E402
-    PRESETS,
+from scaling.study.config import resolve
+from scaling.study.plan import (
     StudyPreset,
     base_point,
     family_plan,
@@ -50,64 +45,18 @@ from experiments.study_plan import (  # noqa: E402
     single_plan,
     spec_key,
 )
-
-RUN_COLUMNS = ["key", "spec_key", "seed", "protocol", "model", "macs", "params", "resolution",
-               "val_acc", "test_acc", "status", "train_seconds", "wall_seconds", "device"]
-
-
-class RunStore:
-    """``runs.csv``: one row per finished training run, rewritten atomically after each."""
-
-    def __init__(self, path: Path) -> None:
-        import pandas as pd
-
-        self.path = path
-        self.rows: dict[str, dict[str, Any]] = {}
-        self.read: set[str] = set()  #: keys of the runs the tables used (:meth:`get`)
-        if path.is_file():
-            for row in pd.read_csv(path, dtype={"key": str, "spec_key": str}).to_dict("records"):
-                self.rows[row["key"]] = row
-
-    @staticmethod
-    def key(spec, seed: int, protocol: str) -> str:
-        return f"{spec_key(spec)}-s{seed}-{protocol}"
-
-    def get(self, spec, seed: int, protocol: str) -> dict[str, Any]:
-        """The run of ``spec`` at ``seed`` under ``protocol``, remembered as used."""
-        key = self.key(spec, seed, protocol)
-        self.read.add(key)
-        return self.rows[key]
-
-    def add(self, row: dict[str, Any]) -> None:
-        self.rows[row["key"]] = row
-        self._write()
-
-    def keep_read(self) -> int:
-        """Drop the rows no :meth:`get` has read (runs of specs or protocols the plan no longer
-        has); returns how many were dropped."""
-        stale = [k for k in self.rows if k not in self.read]
-        for k in stale:
-            del self.rows[k]
-        if stale:
-            self._write()
-        return len(stale)
-
-    def _write(self) -> None:
-        import pandas as pd
-
-        from scaling.files import atomic_write_text
-
-        df = pd.DataFrame(list(self.rows.values()), columns=RUN_COLUMNS)
-        df = df.sort_values(["spec_key", "seed"], kind="stable")
-        atomic_write_text(self.path, df.to_csv(index=False, float_format="%.6g"))
+from scaling.study.protocol import adapt, train_seeds
+from scaling.study.store import RUN_COLUMNS, RunStore, joined  # noqa: F401 (the runner's API)
 
 
 def train_all(entries: list[dict[str, Any]], seeds: tuple[int, ...], preset: StudyPreset,
               store: RunStore, device: str, threads: int | None, jobs: int,
-              log: Callable[[str], None] = print, group_seeds: bool = False) -> None:
+              log: Callable[[str], None] = print, group_seeds: bool = False,
+              executor: Callable[..., None] | None = None) -> None:
     """Train every distinct spec of ``entries`` for every seed not yet in ``store``, biggest
-    first. ``group_seeds``: a spec's missing seeds are one task, run in turn by one process
-    (on CUDA they share its cuDNN plans); its rows are written when the last one ends."""
+    first, through ``executor`` (default :func:`execute`). ``group_seeds``: a spec's missing
+    seeds are one task, run in turn by one process (on CUDA they share its cuDNN plans); its
+    rows are written when the last one ends."""
     from scaling.compound.match import macs_of
     from scaling.cost import complexity
 
@@ -146,6 +95,19 @@ def train_all(entries: list[dict[str, Any]], seeds: tuple[int, ...], preset: Stu
                 f"{out['val_acc']:.4f} test {out['test_acc']:.4f} ({out['wall_seconds']:.0f} s; "
                 f"eta {eta / 60:.1f} min)")
 
+    (executor or execute)(tasks, proto, device, threads, jobs, record)
+
+
+Task = tuple[Any, list[int]]  #: a spec and the seeds to train it with, in one process
+
+
+def execute(tasks: list[Task], proto: Any, device: str, threads: int | None, jobs: int,
+            record: Callable[[Any, list[int], list[dict[str, Any]]], None]) -> None:
+    """Train every ``(spec, seeds)`` task under ``proto``; ``record(spec, seeds, results)`` as
+    each ends (in this process). Here: ``jobs`` spawned local processes (each run seeds itself,
+    so the results do not depend on ``jobs``), or this process for one job. The seam where an
+    engine that runs the tasks elsewhere (many workers) replaces the local one:
+    :func:`train_all` and :func:`run` take ``executor=``."""
     if jobs > 1 and len(tasks) > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -160,21 +122,6 @@ def train_all(entries: list[dict[str, Any]], seeds: tuple[int, ...], preset: Stu
             record(spec, missing, train_seeds(spec, proto, missing, device, threads))
 
 
-def joined(entries: list[dict[str, Any]], seeds: tuple[int, ...], store: RunStore,
-           protocol: str) -> list[dict[str, Any]]:
-    """One row per (entry, seed): the entry's columns and its run's results."""
-    rows = []
-    for e in entries:
-        for seed in seeds:
-            run = store.get(e["spec"], seed, protocol)
-            cols = {k: v for k, v in e.items() if k != "spec"}
-            rows.append({**cols, "model": e["spec"].name, "seed": seed,
-                         **{k: run[k] for k in ("params", "resolution", "val_acc", "test_acc",
-                                                "status", "train_seconds", "spec_key")},
-                         "blocks": e["spec"].num_blocks, "protocol": protocol})
-    return rows
-
-
 def search_stage(preset: StudyPreset, out: Path, device: str, log: Callable[[str], None],
                  prov: Any = None) -> dict[str, Any]:
     """Run (or resume) the baseline search; its best trial as ``OUT/search/baseline.json``."""
@@ -183,18 +130,22 @@ def search_stage(preset: StudyPreset, out: Path, device: str, log: Callable[[str
     path = out / "search" / "baseline.json"
     if path.is_file():
         return json.loads(path.read_text())
+    from scaling.data import NATIVE_SHAPE
     from scaling.search.cli import format_counts
     from scaling.search.report import best_trials, counts, score_name, trial_record, write_outputs
     from scaling.search.study import SearchConfig, run_search
 
     folder = out / "search"
     folder.mkdir(parents=True, exist_ok=True)
-    if folder.resolve().is_relative_to(ROOT) and Path.cwd().resolve() == ROOT:
-        folder = folder.resolve().relative_to(ROOT)  # the study stores it: no machine paths
-    cfg = SearchConfig(budget=preset.base_macs, resolution=28, study="search",
-                       storage=f"sqlite:///{folder / 'search.db'}", resume=True, seed=0,
-                       device=device, out_dir=str(folder), quiet=True,
-                       **{"reevaluate": 0, **preset.search})  # as the committed studies ran
+    if folder.resolve().is_relative_to(Path.cwd().resolve()):  # no machine paths stored
+        folder = folder.resolve().relative_to(Path.cwd().resolve())
+    p = preset.protocol
+    data = {"data": p.dataset, "resolution": p.resolution, "data_root": p.data_root,
+            "in_channels": None if NATIVE_SHAPE[p.dataset][0] == p.in_channels else p.in_channels}
+    cfg = SearchConfig(budget=preset.base_macs, study="search", resume=True, device=device,
+                       storage=f"sqlite:///{folder / 'search.db'}", out_dir=str(folder),
+                       quiet=True, **data,
+                       **{"seed": 0, "reevaluate": 0, **preset.search})  # as committed studies ran
     t0 = time.perf_counter()
     info = run_search(cfg)
     write_outputs(info.study, str(folder))
@@ -213,29 +164,34 @@ def search_stage(preset: StudyPreset, out: Path, device: str, log: Callable[[str
     return record
 
 
-def run(preset_name: str, out: Path, device: str = "auto", threads: int | None = 1,
-        jobs: int | None = None, log: Callable[[str], None] = print,
-        plan_only: bool = False) -> dict[str, Any]:
-    """All stages of the study at ``preset_name`` into ``out``; returns the report's summary.
-    ``plan_only``: train nothing; write ``plan.json`` (every model the study would train) from
-    the search and the grid's runs already in ``out`` and return ``{"plan": path}``."""
+def run(preset_name: str | Path | StudyPreset, out: Path, device: str = "auto",
+        threads: int | None = 1, jobs: int | None = None, log: Callable[[str], None] = print,
+        plan_only: bool = False, executor: Callable[..., None] | None = None) -> dict[str, Any]:
+    """All stages of the study ``preset_name`` (a preset's name, a YAML file or a StudyPreset)
+    into ``out``; returns the report's summary. ``plan_only``: train nothing; write
+    ``plan.json`` (every model the study would train) from the search and the grid's runs
+    already in ``out`` and return ``{"plan": path}``. ``executor``: see :func:`execute`."""
     from scaling.compound.match import macs_of
     from scaling.ir import NetworkSpec
     from scaling.study.provenance import Provenance, atomic_write_json
     from scaling.train.common import resolve_device
 
-    preset = PRESETS[preset_name]  # base_macs: the search budget until the search has run
+    preset = resolve(preset_name)  # base_macs: the search budget until the search has run
+    preset_name = preset.name
     jobs = preset.jobs if jobs is None else jobs
     proto = preset.protocol
     prov = Provenance(seeds=proto.seeds, device=device, preset=preset_name,
-                      protocol={**dataclasses.asdict(proto), "key": proto.key()})
+                      protocol=protocol_record(proto))
     out.mkdir(parents=True, exist_ok=True)
+    if not plan_only:
+        keep_config(out, preset)
     search_reused = (out / "search" / "baseline.json").is_file()
     if plan_only and not search_reused:
         raise ValueError(f"plan_only needs the search's result, {out / 'search/baseline.json'}, "
                          "which is missing: run the study (or its search) first")
     searched = search_stage(preset, out, device, log, prov)
-    searched_root = adapt(NetworkSpec.from_dict(searched["spec"])).replace(name="searched")
+    searched_root = adapt(NetworkSpec.from_dict(searched["spec"]), proto.resolution,
+                          proto.in_channels, proto.num_classes).replace(name="searched")
     # the base point is the preset's, fixed before the search: the searched net's width is
     # refitted to it, as every hand-designed family's is, so the study's MAC points (and its
     # run time) do not move with what a search happens to find
@@ -252,7 +208,8 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
     before = len(store.rows)
     group = resolve_device(device).type == "cuda"  # a spec's seeds share its cuDNN plans
     if not plan_only:
-        train_all(grid, proto.seeds[:1], preset, store, device, threads, jobs, log, group)
+        train_all(grid, proto.seeds[:1], preset, store, device, threads, jobs, log, group,
+                  executor)
     else:
         missing = [e for e in grid
                    if RunStore.key(e["spec"], proto.seeds[0], proto.key()) not in store.rows]
@@ -265,7 +222,7 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
 
     family = family_plan(base, winner, preset)
     single = single_plan(searched_root, base, winner, preset)
-    plan = {"preset": preset_name, "protocol": {**dataclasses.asdict(proto), "key": proto.key()},
+    plan = {"preset": preset_name, "protocol": protocol_record(proto),
             "search_budget": preset.base_macs, "base_macs": preset.base_macs, "winner": winner,
             "searched": {**{k: v for k, v in searched.items() if k != "spec"},
                          "macs_as_found": found, "base_width": base.knob, "base_macs": base.macs},
@@ -275,9 +232,10 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
     prov.write(plan_path)
     if plan_only:
         return {"plan": str(plan_path)}
-    train_all(family + single, proto.seeds, preset, store, device, threads, jobs, log, group)
+    train_all(family + single, proto.seeds, preset, store, device, threads, jobs, log, group,
+              executor)
 
-    from experiments.study_report import write_report
+    from scaling.study.report import write_report
 
     tables = {"grid": grid_rows, "family": joined(family, proto.seeds, store, proto.key()),
               "single": joined(single, proto.seeds, store, proto.key())}
@@ -286,41 +244,6 @@ def run(preset_name: str, out: Path, device: str = "auto", threads: int | None =
         log(f"runs.csv: dropped {dropped} runs that the plan no longer has")
     log_invocation(out, prov, trained=len(store.rows) + dropped - before, reused=before - dropped,
                    dropped=dropped, search=search_state, index=started)
-    return write_report(out, preset_name, preset, tables, plan, prov)
-
-
-def report_only(preset_name: str, out: Path, device: str = "auto") -> dict[str, Any]:
-    """Rewrite the tables, figures and README in ``out`` from the models of its ``plan.json``,
-    their runs in ``runs.csv`` (both left as they are) and the search's recorded settings;
-    trains nothing: a missing run, or a protocol other than the preset's, is a ValueError."""
-    from experiments.study_report import write_report
-    from scaling.ir import NetworkSpec
-    from scaling.study.provenance import Provenance
-
-    preset, path = PRESETS[preset_name], out / "plan.json"
-    if not path.is_file():
-        raise ValueError(f"report_only needs the study's plan, {path}, which is missing")
-    plan = json.loads(path.read_text())
-    proto, key = preset.protocol, plan["protocol"]["key"]
-    if key != proto.key():
-        raise ValueError(f"report_only: {path} is protocol {key}, preset {preset_name!r} is "
-                         f"{proto.key()}")
-    searched = out / "search" / "baseline.provenance.json"  # the settings it ran with
-    search = json.loads(searched.read_text()).get("search") if searched.is_file() else None
-    preset = dataclasses.replace(preset, base_macs=plan["base_macs"],
-                                 search=search or preset.search)
-    store = RunStore(out / "runs.csv")
-    tables: dict[str, list[dict[str, Any]]] = {"grid": [], "family": [], "single": []}
-    for m in plan["models"]:
-        entry = {**m, "spec": NetworkSpec.from_dict(m["spec"])}
-        seeds = proto.seeds[:1] if m["experiment"] == "grid" else proto.seeds
-        if lost := [s for s in seeds if RunStore.key(entry["spec"], s, key) not in store.rows]:
-            raise ValueError(f"report_only: {entry['spec'].name} seeds {lost} are not in "
-                             f"{store.path} under protocol {key}: run the study to train them")
-        tables[m["experiment"]] += joined([entry], seeds, store, key)
-    tables["grid"].sort(key=lambda r: (-r["val_acc"], r["macs"]))
-    prov = Provenance(seeds=proto.seeds, device=device, preset=preset_name,
-                      protocol=plan["protocol"], report_only="runs from runs.csv, plan.json")
     return write_report(out, preset_name, preset, tables, plan, prov)
 
 
@@ -335,7 +258,7 @@ def pending_plan(preset_name: str, grid: list[dict[str, Any]], missing: list[dic
             f"gamma={e['gamma']:g}  {e['macs']:,} MACs")
     log(f"pending: {len(missing)} of the grid's {len(grid)} runs are not in {runs}, so the grid "
         "winner, and with it the family and single-dimension plans, are not known yet; "
-        f"plan.json is not written. Train the grid: python experiments/run_study.py --preset "
+        f"plan.json is not written. Train the grid: python -m scaling.study run "
         f"{preset_name}{' (on a GPU)' if preset_name == 'full' else ''}")
     return {"plan": None, "pending": len(missing)}
 
@@ -372,41 +295,58 @@ def log_invocation(out: Path, prov: Any, trained: int | None, reused: int, dropp
     return index
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--preset", choices=sorted(PRESETS), default="medium",
-                   help="tiny (the test), medium (this 2-core CPU, <= 90 min), full (one GPU)")
-    p.add_argument("--out", type=Path, help="output folder (default: results/<preset>)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available) | cpu | cuda")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
-    p.add_argument("--jobs", type=int, help="parallel training processes (default: preset)")
-    p.add_argument("--fresh", action="store_true", help="delete OUT's runs and search first")
-    p.add_argument("--plan-only", action="store_true", help="train nothing: write OUT/plan.json "
-                   "from the search and grid runs already in OUT")
-    p.add_argument("--report-only", action="store_true", help="train nothing: rewrite the "
-                   "tables, figures and README from OUT/plan.json and OUT/runs.csv")
-    args = p.parse_args(argv)
-    out = args.out or ROOT / "results" / args.preset
-    if args.fresh and (args.plan_only or args.report_only):
-        p.error("--fresh deletes the runs that --plan-only and --report-only read")
-    if args.fresh and out.exists():
-        import shutil
-
-        shutil.rmtree(out)
-    t0 = time.perf_counter()
-    try:
-        summary = report_only(args.preset, out, args.device) if args.report_only else \
-            run(args.preset, out, args.device, args.threads, args.jobs, plan_only=args.plan_only)
-    except ValueError as exc:  # a missing input of --plan-only, a bad option: one line
-        print(f"run_study.py: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
-    if summary.get("pending"):
-        print(f"study {args.preset}: plan pending ({summary['pending']} grid runs to train)")
-        return 0
-    print(f"study {args.preset} done in {(time.perf_counter() - t0) / 60:.1f} min: "
-          f"{summary.get('readme') or summary.get('plan')}")
-    return 0
+def protocol_record(proto: Any) -> dict[str, Any]:
+    """The protocol as ``plan.json`` and the provenance store it: its fields and key, not the
+    data's folder (a machine path)."""
+    record = {k: v for k, v in dataclasses.asdict(proto).items() if k != "data_root"}
+    return {**record, "key": proto.key()}
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def keep_config(out: Path, preset: StudyPreset) -> None:
+    """``OUT/study.yaml``: the config the study ran, which ``report OUT`` reads back."""
+    from scaling.files import atomic_write_text
+
+    path = out / "study.yaml"
+    if preset.source and (not path.is_file() or path.read_text() != preset.source):
+        atomic_write_text(path, preset.source)
+
+
+def report(out: Path, config: str | Path | StudyPreset | None = None) -> dict[str, Any]:
+    """Rewrite ``out``'s tables, figures and README from the models of its ``plan.json`` (as
+    trained: re-planning cannot rebuild a study planned before a later refit), their runs in
+    ``runs.csv`` (both left as they are) and the search's recorded settings, under ``config``
+    (default: ``out/study.yaml``, else the preset named in ``plan.json``); trains nothing. A
+    run of the plan that ``runs.csv`` lacks, or another protocol, is a ValueError."""
+    from scaling.ir import NetworkSpec
+    from scaling.study.provenance import Provenance
+    from scaling.study.report import write_report
+
+    if not (out / "plan.json").is_file() or not (out / "runs.csv").is_file():
+        raise ValueError(f"{out} holds no study (expected plan.json and runs.csv in it): run "
+                         "python -m scaling.study run CONFIG --out DIR first")
+    plan = json.loads((out / "plan.json").read_text())
+    if config is None:
+        config = out / "study.yaml" if (out / "study.yaml").is_file() else plan["preset"]
+    preset = resolve(config)
+    proto, key = preset.protocol, plan["protocol"]["key"]
+    if key != proto.key():
+        raise ValueError(f"{out}/plan.json was planned under protocol {key}, the config "
+                         f"{preset.name!r} has {proto.key()}: pass the study's config")
+    searched = out / "search" / "baseline.provenance.json"  # the settings the search ran with
+    search = json.loads(searched.read_text()).get("search") if searched.is_file() else None
+    preset = dataclasses.replace(preset, base_macs=plan["base_macs"],
+                                 search=search or preset.search)
+    store = RunStore(out / "runs.csv")
+    tables: dict[str, list[dict[str, Any]]] = {"grid": [], "family": [], "single": []}
+    for m in plan["models"]:
+        entry = {**m, "spec": NetworkSpec.from_dict(m["spec"])}
+        seeds = proto.seeds[:1] if m["experiment"] == "grid" else proto.seeds
+        if lost := [s for s in seeds if RunStore.key(entry["spec"], s, key) not in store.rows]:
+            raise ValueError(f"{out}/runs.csv lacks {entry['spec'].name} seeds {lost} of "
+                             f"plan.json under protocol {key}: resume the study (python -m "
+                             "scaling.study run CONFIG --out DIR)")
+        tables[m["experiment"]] += joined([entry], seeds, store, key)
+    tables["grid"].sort(key=lambda r: (-r["val_acc"], r["macs"]))
+    prov = Provenance(seeds=proto.seeds, preset=preset.name, protocol=plan["protocol"],
+                      report_only="runs from runs.csv, plan.json")
+    return write_report(out, preset.name, preset, tables, plan, prov)

@@ -1,4 +1,4 @@
-"""Tables, figures and the README of a study run (:mod:`experiments.run_study`).
+"""Tables, figures and the README of a study run (:mod:`scaling.study.runner`).
 
 Every claim the README makes is computed here from the tables by :mod:`scaling.study.stats`
 (issue 30): seed variance pooled across the cells of a table (one cell = one model's seeds); a
@@ -14,8 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from experiments.study_plan import COMPOUND_FAMILIES, SEARCHED, StudyPreset
 from scaling.cli import count_of
+from scaling.study.plan import COMPOUND_FAMILIES, SEARCHED, StudyPreset
+from scaling.study.protocol import TEST_SIZE, data_title
 from scaling.study.stats import Pooled, difference_of_means, holm, pooled_variance, slope
 
 
@@ -85,7 +86,8 @@ def growth_fits(runs: pd.DataFrame, pooled: Pooled | None) -> dict[str, Any]:
 
 
 def growth_findings(fam: pd.DataFrame, winner: tuple[float, float, float],
-                    fits: dict[str, Any]) -> tuple[list[str], int]:
+                    fits: dict[str, Any], rules: dict[str, Any] = COMPOUND_FAMILIES
+                    ) -> tuple[list[str], int]:
     """Per family: the slope in points per doubling with its 95% CI, the one-sided p of
     slope > 0 and its Holm adjustment across the families; growth holds where the adjusted p
     is below 0.05. The scaling column names the rule of compound-scaled families (the grid's
@@ -97,7 +99,7 @@ def growth_findings(fam: pd.DataFrame, winner: tuple[float, float, float],
         g = fam[fam.family == family].sort_values("target")
         fit, p = fits.get(family), adjusted.get(family, 1.0)
         holds += p < 0.05
-        rule = winner if family == SEARCHED else COMPOUND_FAMILIES.get(family)
+        rule = winner if family == SEARCHED else rules.get(family)
         scaling = g.iloc[-1].method + (" ({:g}, {:g}, {:g})".format(*rule) if rule else "")
         est = ("no estimate (two runs, no seed noise) | - | -" if fit is None else
                f"{100 * fit.estimate:+.2f} [{100 * fit.low:+.2f}, {100 * fit.high:+.2f}] | "
@@ -221,7 +223,8 @@ def _style(ax, title: str, seeds: int) -> None:
 
 
 def plot(fam: pd.DataFrame, single: pd.DataFrame, out: Path, preset_name: str,
-         runs: pd.DataFrame, fits: dict[str, Any]) -> list[Path]:
+         runs: pd.DataFrame, fits: dict[str, Any], title: str = "Fashion-MNIST 28x28"
+         ) -> list[Path]:
     """``family.png`` (one panel per family: every run, the means, the fitted line on log2 MACs
     with its 95% band) and ``single.png`` (test top-1 vs MACs per scaling method)."""
     import matplotlib
@@ -267,7 +270,7 @@ def plot(fam: pd.DataFrame, single: pd.DataFrame, out: Path, preset_name: str,
             ax.get_legend().remove()
     for ax in list(axes.flat)[len(names):]:
         ax.set_visible(False)
-    fig.suptitle(f"Fashion-MNIST 28x28, preset {preset_name}: test top-1 vs MACs, {n} seed"
+    fig.suptitle(f"{title}, preset {preset_name}: test top-1 vs MACs, {n} seed"
                  f"{'s' if n > 1 else ''} per point; line: OLS on log2 MACs over all runs",
                  fontsize=10)
     paths = [save(fig, "family.png")]
@@ -298,22 +301,23 @@ def write_report(out: Path, preset_name: str, preset: StudyPreset,
         prov.write(path, winner=plan["winner"], base_macs=preset.base_macs)
     fam = stats(dfs["family"], ["family", "method", "ratio"])
     single = stats(dfs["single"], ["family", "method", "ratio"])
+    p = preset.protocol
     fam_noise, single_noise = noise(dfs["family"]), noise(dfs["single"])
     fits = growth_fits(dfs["family"], fam_noise)
-    figures = plot(fam, single, out, preset_name, dfs["family"], fits)
-    growth, holds = growth_findings(fam, tuple(plan["winner"]), fits)
+    figures = plot(fam, single, out, preset_name, dfs["family"], fits, data_title(p))
+    growth, holds = growth_findings(fam, tuple(plan["winner"]), fits, dict(preset.rules))
     errs = pd.concat([dfs["family"], dfs["single"]])
     worst = errs.assign(excess=errs.mac_error.abs() - errs.mac_tol).sort_values("excess").iloc[-1]
-    p = preset.protocol
     s = plan["searched"]
     lines = [
-        f"# Study, preset `{preset_name}`: Fashion-MNIST 28x28, matched MACs",
+        f"# Study, preset `{preset_name}`: {data_title(p)}, matched MACs",
         "",
-        f"Written by `python experiments/run_study.py --preset {preset_name}` (provenance beside "
+        f"Written by `python -m scaling.study run {preset_name}` (provenance beside "
         "each CSV: command, git commit, seeds, device, date; `runs.provenance.json` lists every "
         "invocation that trained rows of `runs.csv`, and whether it ran the search in `search/` "
         "or found it there). Test top-1 on "
-        f"{p.test_size or 10000} test images, evaluated once per trained model; validation = "
+        f"{p.test_size or TEST_SIZE.get(p.dataset, 'all')} test images, evaluated once per "
+        "trained model; validation = "
         f"{p.val_size} images held out of the training set. Training: {p.subset or 'all'} "
         f"images x {count_of(p.epochs, 'epoch')}, batch {p.batch_size}, SGD lr {p.lr} "
         "(Nesterov, warm-up + cosine, label smoothing 0.1; no stochastic depth"
