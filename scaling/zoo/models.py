@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from scaling.ir import NetworkSpec, NormSpec
-from scaling.zoo.aliases import ALIASES, resolve
+from scaling.zoo.aliases import ALIASES, OVERRIDES, preprocessing, resolve
 from scaling.zoo.families import Factory, all_models
 
 GENERIC = ("num_classes", "in_chans", "resolution", "norm", "activation", "drop_path_rate",
@@ -165,8 +165,9 @@ def get_spec(name: str, **overrides: Any) -> NetworkSpec:
     with ``overrides`` (family parameters and generic ones)."""
     if isinstance(name, str) and resolve(name)[0] != name:
         zoo_name, replace = resolve(name)
-        spec = get_spec(zoo_name, **overrides)
         replace = {k: v for k, v in replace.items() if k not in overrides}
+        generic = {k: replace.pop(k) for k in OVERRIDES if k in replace}
+        spec = get_spec(zoo_name, **generic, **overrides)
         return spec.replace(name=name.split(".", 1)[0], **replace)
     factory, kwargs = _entry(name)
     allowed = family_params(name)
@@ -184,7 +185,7 @@ def create_model(name_or_spec: str | os.PathLike | NetworkSpec | dict,
                  pretrained: bool | str | os.PathLike = False, features_only: bool = False,
                  checkpoint_path: str | os.PathLike | None = None, drop_rate: float | None = None,
                  output_stride: int = 32, exportable: bool = False, scriptable: bool = False,
-                 **overrides: Any):
+                 pretrained_cfg_overlay: dict[str, Any] | None = None, **overrides: Any):
     """Build a model from a zoo name, a timm alias, a spec (dict accepted) or a file that holds
     one, with overrides, the builder's ``out_indices``/``frozen_stages``/``norm_eval``/
     ``with_cp``/``zero_init_last`` and timm's arguments:
@@ -202,15 +203,18 @@ def create_model(name_or_spec: str | os.PathLike | NetworkSpec | dict,
       :mod:`scaling.zoo.weights` (:mod:`scaling.zoo.pretrained`); a timm file builds timm's model
       of the name; with ``in_chans`` other than the file's 3, the first conv is adapted as timm
       does (1 channel: the RGB filters summed); the classifier is replaced when ``num_classes``
-      differs. Nothing is downloaded: ``pretrained=True`` is a ValueError;
+      differs. Nothing is downloaded: ``pretrained=True`` needs the overlay's ``file``;
     - timm's ``drop_rate`` (the classifier's dropout: the ``dropout`` override),
       ``global_pool`` ('avg', 'max', 'avgmax', '': none; the builder's), ``output_stride`` (32
       only: timm dilates the stages it unstrides except their first block, which a stage's one
       ``dilation`` cannot express), ``exportable`` and ``scriptable`` (accepted, they change
       nothing: every model traces and exports as built, and ``torch.jit.script`` is refused in
-      one line either way).
+      one line either way); ``pretrained_cfg_overlay`` (a dict merged into the model's
+      ``pretrained_cfg``; its ``file`` is the state dict that ``pretrained=True`` loads).
+
+    An alias reports timm's preprocessing in ``pretrained_cfg``
+    (:func:`scaling.zoo.aliases.preprocessing`).
     """
-    from scaling.nn.build import build_model
     from scaling.nn.features import feature_levels
 
     _timm_keywords(drop_rate, output_stride, exportable, scriptable, overrides)
@@ -235,6 +239,39 @@ def create_model(name_or_spec: str | os.PathLike | NetworkSpec | dict,
                         f"dict, got {type(name_or_spec).__name__}")
     if features_only and build.get("out_indices") is None:
         build["out_indices"] = tuple(range(len(feature_levels(spec))))
+    overlay, pretrained = _overlay(pretrained_cfg_overlay, pretrained)
+    model = _create(name_or_spec, spec, pretrained, checkpoint_path, build, overrides)
+    cfg = getattr(model, "pretrained_cfg", None)
+    if isinstance(cfg, dict):
+        if isinstance(name_or_spec, str) and not _is_file_name(name_or_spec):
+            cfg.update(preprocessing(name_or_spec))
+        cfg.update(overlay)
+    return model
+
+
+def _overlay(overlay: dict[str, Any] | None,
+             pretrained: bool | str | os.PathLike) -> tuple[dict[str, Any], Any]:
+    """timm's ``pretrained_cfg_overlay`` checked, and ``pretrained`` with ``True`` turned into
+    the overlay's ``file``."""
+    if overlay is None:
+        overlay = {}
+    if not isinstance(overlay, dict):
+        raise TypeError(f"pretrained_cfg_overlay must be a dict, got "
+                        f"{type(overlay).__name__} {overlay!r}")
+    if pretrained is True:
+        if "file" not in overlay:
+            raise ValueError("pretrained=True is not allowed without pretrained_cfg_overlay="
+                             "dict(file=PATH): nothing is downloaded; give the state dict file")
+        pretrained = overlay["file"]
+    return dict(overlay), pretrained
+
+
+def _create(name_or_spec: Any, spec: NetworkSpec, pretrained: Any,
+            checkpoint_path: str | os.PathLike | None, build: dict[str, Any],
+            overrides: dict[str, Any]):
+    """The model of ``spec``, with the weights ``pretrained`` or ``checkpoint_path`` names."""
+    from scaling.nn.build import build_model
+
     if checkpoint_path is not None:
         if pretrained is not False and pretrained is not None:
             raise ValueError("pretrained and checkpoint_path are both given; expected one")

@@ -155,7 +155,7 @@ def _timm_names(blk: nn.Module) -> list[tuple[str, str] | None]:
     """
     roles = getattr(blk, "roles", ())
     if not roles or not set(roles) <= {"pw", "exp", "conv", "dw", "se", "pwl"}:
-        raise ValueError(f"timm layouts hold mbconv/fused_mbconv blocks; stage "
+        raise ValueError(f"timm layouts hold ds/mbconv/fused_mbconv blocks; stage "
                          f"{blk.geometry.stage} is {blk.geometry.block!r}")
     expand = "pw" in roles or "exp" in roles
     names: list[tuple[str, str] | None] = []
