@@ -195,7 +195,8 @@ def create_model(name_or_spec: str | os.PathLike | NetworkSpec | dict,
       a ``python -m scaling.train --save`` checkpoint, which stores its spec: the model is built
       from it and its weights are loaded (``create_model('run.pt')``);
     - ``checkpoint_path``: a checkpoint in the model's own layout, loaded strictly after the
-      model is built (timm's convention; :func:`scaling.zoo.checkpoint.load_checkpoint`);
+      model is built (timm's convention; :func:`scaling.zoo.checkpoint.load_checkpoint`), or a
+      state dict of timm's or torchvision's model, converted as ``pretrained`` converts it;
     - ``features_only=True``: a :class:`~scaling.nn.build.FeatureNet` returning the
       ``out_indices`` stages' feature maps (default: every stage), with ``feature_info``;
     - ``pretrained``: a path to a state dict (``torch.load(weights_only=True)``) in the model's
@@ -275,7 +276,9 @@ def _create(name_or_spec: Any, spec: NetworkSpec, pretrained: Any,
     if checkpoint_path is not None:
         if pretrained is not False and pretrained is not None:
             raise ValueError("pretrained and checkpoint_path are both given; expected one")
-        return _checkpointed(spec, checkpoint_path, build)
+        if _own_keys(checkpoint_path):
+            return _checkpointed(spec, checkpoint_path, build)
+        pretrained = checkpoint_path  # timm's or torchvision's layout: converted
     if pretrained is False or pretrained is None:
         return build_model(spec, **build)
     if pretrained is True or not isinstance(pretrained, (str, os.PathLike)):
@@ -326,6 +329,15 @@ def _file_spec(path: str) -> tuple[NetworkSpec, bool]:
     if not os.path.isfile(parse_spec_path(path)[0]):
         raise ValueError(f"model {path!r} is neither a zoo name nor an existing spec file")
     return load_spec(path), False
+
+
+def _own_keys(path: str | os.PathLike) -> bool:
+    """Whether the checkpoint at ``path`` is in the IR's layout (else it is read as
+    timm's or torchvision's layout, told apart by the IR's first key)."""
+    from scaling.zoo.checkpoint import load_checkpoint_state
+
+    state = load_checkpoint_state(path)
+    return "stem.0.0.weight" in state
 
 
 def _checkpointed(spec: NetworkSpec, path: str | os.PathLike, build: dict[str, Any]):
