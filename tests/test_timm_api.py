@@ -47,6 +47,31 @@ def test_create_feature_extractor(name):
                                            64 // info["reduction"])
 
 
+@pytest.mark.parametrize("name", ["tf_efficientnet_b0", "tf_mobilenetv3_small_100"])
+def test_same_padding_models_trace(name):
+    """TF 'same' padding depends on the input size: the traced graph computes it per call (one
+    graph, then an odd and an even size: the eager outputs; issue 32)."""
+    torch.manual_seed(0)
+    model = create_model(name, resolution=64).eval()
+    traced = torch.fx.symbolic_trace(model)
+    assert any(n.target.__name__ == "pad_same" for n in traced.graph.nodes
+               if n.op == "call_function")
+    with torch.no_grad():
+        for size in (61, 64):
+            x = torch.randn(1, 3, size, size)
+            assert torch.equal(traced(x), model(x)), size
+
+
+def test_same_padding_feature_extractor():
+    fx = pytest.importorskip("torchvision.models.feature_extraction")
+    model = create_model("tf_efficientnet_b0", resolution=64).eval()
+    nodes = {info["module"]: str(i) for i, info in enumerate(model.feature_info)}
+    with torch.no_grad():
+        feats = fx.create_feature_extractor(model, return_nodes=nodes)(torch.randn(1, 3, 61, 61))
+    assert [f.shape[-1] for f in feats.values()] == [-(-61 // r) for r in
+                                                      model.feature_info.reduction()]
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_jit_script_fails_with_one_clear_line():
     with pytest.raises(TypeError, match=r"torch.jit.script does not support .*torch.jit.trace"):
