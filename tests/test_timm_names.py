@@ -1,8 +1,9 @@
 """timm's names for a checkpoint (issue 32): tagged, ``tf_*``, ``*d`` and the aliases added for
-timm (``mobilenetv1_100``, ``tf_mobilenetv3_*``, ``tf_efficientnet_b8/l2``), loaded both ways
-timm loads a file (``pretrained=True`` with ``pretrained_cfg_overlay=dict(file=...)`` and
-``checkpoint_path=``); each alias's ``pretrained_cfg`` reports timm's preprocessing. The
-comparisons with timm run where the ``compare`` extra is installed."""
+timm (``mobilenetv1_100``, ``regnety_004``, ``tf_mobilenetv3_*``, ``tf_efficientnet_b8/l2``),
+loaded both ways timm loads a file (``pretrained=True`` with
+``pretrained_cfg_overlay=dict(file=...)``, and ``checkpoint_path=``); each alias's
+``pretrained_cfg`` reports timm's preprocessing. The comparisons with timm run where the
+``compare`` extra is installed."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from scaling.zoo.weights import export_timm, save_file
 #: the tag), TF ports (BN eps 1e-3, 'same' padding), deep-stem ResNets, plain and new aliases
 KINDS = ["resnet50.a1_in1k", "efficientnet_b0.ra_in1k", "tf_efficientnet_b0",
          "tf_mobilenetv3_large_100", "resnet18d", "resnet50d", "mobilenetv1_100",
-         "mobilenetv3_large_100"]
+         "mobilenetv3_large_100", "regnety_004"]
 CFG_FIELDS = ("mean", "std", "crop_pct", "interpolation")
 
 
@@ -50,6 +51,7 @@ def test_new_aliases_are_the_zoo_models_timm_builds():
         spec = get_spec(name)
         assert spec.norm == TF_NORM and spec.padding == "same", name
     assert get_spec("mobilenetv1_100", activation="relu").stem.activation == "relu"
+    assert get_spec("regnety_004.pycls_in1k").stages == get_spec("regnet_y_400mf").stages
 
 
 def test_pretrained_true_reads_the_overlay_file(tmp_path):

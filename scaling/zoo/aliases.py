@@ -42,6 +42,7 @@ PREPROCESS: dict[str, tuple[int, float, str, tuple[tuple[float, ...], tuple[floa
     "tf_mobilenetv3_large_100": (224, 0.875, "bilinear", INCEPTION),
     "tf_mobilenetv3_small_100": (224, 0.875, "bilinear", INCEPTION),
     "mobilenetv1_100": (224, 0.875, "bicubic", INCEPTION),
+    "regnety_004": (224, 0.965, "bicubic", IMAGENET),
 }
 
 #: alias -> (zoo name, replacements): NetworkSpec fields, and ``activation`` (a generic override
@@ -55,6 +56,7 @@ ALIASES: dict[str, tuple[str, dict[str, Any]]] = {name: (zoo, {**rep, "resolutio
         "tf_mobilenetv3_large_100": ("mobilenet_v3_large", _TF),
         "tf_mobilenetv3_small_100": ("mobilenet_v3_small", _TF),
         "mobilenetv1_100": ("mobilenet_v1", {"norm": TIMM_NORM, "activation": "relu6"}),
+        "regnety_004": ("regnet_y_400mf", {}),
         "mnasnet_100": ("mnasnet1_0", {"norm": TIMM_NORM}),
         "mnasnet_050": ("mnasnet0_5", {"norm": TIMM_NORM}),
         "efficientnetv2_s": ("efficientnet_v2_s", {"norm": TIMM_NORM}),
