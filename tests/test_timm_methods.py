@@ -63,6 +63,27 @@ def test_timm_keywords():
         model.reset_classifier(3, "")
     with pytest.raises(ValueError, match="global_pool='sum' is not allowed"):
         create_model("resnet18", global_pool="sum")
+
+
+def test_catavgmax_doubles_the_pooled_features():
+    """timm's 'catavgmax': avg and max concatenated; the classifier (or a hidden layer, built
+    for it) takes twice the channels, num_features stays the trunk's width."""
+    torch.manual_seed(0)
+    model = create_model("resnet18", global_pool="catavgmax", num_classes=4).eval()
+    v3 = create_model("mobilenet_v3_small", global_pool="catavgmax", num_classes=4).eval()
+    assert model.head.fc.in_features == 2 * model.num_features == 1024
+    assert v3.head.hidden.in_features == 2 * v3.num_features
+    with torch.no_grad():
+        feats = model.forward_features(X)
+        assert torch.equal(model.forward_head(feats, pre_logits=True),
+                           torch.cat([feats.mean((2, 3)), feats.amax((2, 3))], 1))
+        assert v3(X).shape == (len(X), 4)
+        model.reset_classifier(7, "avg")
+        assert model.head.fc.in_features == 512 and model(X).shape == (len(X), 7)
+    with pytest.raises(ValueError, match="global_pool='avg' changes the pooled width"):
+        v3.reset_classifier(7, "avg")
+    with pytest.raises(ValueError, match="global_pool='sum' is not allowed"):
+        create_model("resnet18", global_pool="sum")
     with pytest.raises(ValueError, match="output_stride=16 is not supported; expected 32"):
         create_model("resnet18", output_stride=16)
     with pytest.raises(ValueError, match="drop_rate=0.1 and dropout=0.2"):

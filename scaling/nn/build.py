@@ -202,7 +202,8 @@ class ScalingNet(TimmMethods, nn.Module):
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """Replace the classifier by a new one for ``num_classes`` (0: pooled features) and,
-        when given, the global pool (timm's 'avg', 'max', 'avgmax'; '': none, feature maps)."""
+        when given, the global pool (timm's 'avg', 'max', 'avgmax', 'catavgmax'; '': none,
+        feature maps)."""
         if not is_int(num_classes) or num_classes < 0:
             raise ValueError(f"num_classes={num_classes!r} is not allowed; expected an int >= 0")
         if not isinstance(self.head, Head):
@@ -317,9 +318,10 @@ def build_model(spec: NetworkSpec | dict, num_classes: int | None = None,
     num_classes: None -> ``spec.num_classes``; 0 -> no classifier, forward returns the pooled
     features. out_indices: a :class:`FeatureNet` whose forward returns those feature levels'
     maps (no head; timm's levels, :func:`~scaling.nn.features.feature_levels`; negative indices
-    count from the end). global_pool: timm's 'avg', 'max', 'avgmax' or '' (none). frozen_stages=k:
-    stem and stages[0..k-1] are frozen (eval mode, no grad), also across ``.train()``. norm_eval:
-    norm layers stay in eval mode in ``.train()``. with_cp: gradient checkpointing per block.
+    count from the end). global_pool: timm's 'avg', 'max', 'avgmax', 'catavgmax' or '' (none).
+    frozen_stages=k: stem and stages[0..k-1] are frozen (eval mode, no grad), also across
+    ``.train()``. norm_eval: norm layers stay in eval mode in ``.train()``. with_cp: gradient
+    checkpointing per block.
     Block i of N (over all stages) gets drop-path rate ``spec.drop_path_rate * i / N``.
     zero_init_last: each residual branch's last norm starts at zero (:func:`init_weights`).
     """

@@ -1,8 +1,11 @@
 """The classifier head: [1x1 conv] -> global pool -> [hidden linear] -> dropout -> [classifier].
 
 ``global_pool`` is timm's: ``'avg'`` (the default), ``'max'``, ``'avgmax'`` (the mean of the two,
-timm's ``adaptive_avgmax_pool2d``) or ``''`` (no pooling: the head returns feature maps, so it
-takes no classifier; a hidden linear layer then acts per position, as timm's 1x1 ``conv_head``).
+timm's ``adaptive_avgmax_pool2d``), ``'catavgmax'`` (the two concatenated: twice the channels
+into the hidden layer or classifier, as timm's; a build option, so :func:`scaling.cost.complexity`
+of the spec counts the avg-pooled head) or ``''`` (no pooling: the head returns feature maps, so
+it takes no classifier; a hidden linear layer then acts per position, as timm's 1x1
+``conv_head``).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from scaling.nn.layers import ConvNormAct, build_activation_layer, norm_cfg
 
 __all__ = ["GLOBAL_POOLS", "GlobalPool", "Head"]
 
-GLOBAL_POOLS = ("avg", "max", "avgmax", "")
+GLOBAL_POOLS = ("avg", "max", "avgmax", "catavgmax", "")
 
 
 class GlobalPool(nn.Module):
@@ -29,6 +32,11 @@ class GlobalPool(nn.Module):
                              f"{list(GLOBAL_POOLS)} ('' = no pooling)")
         self.pool_type = pool_type
 
+    @property
+    def feat_mult(self) -> int:
+        """Pooled channels per input channel (timm's ``feat_mult``): 2 for 'catavgmax'."""
+        return 2 if self.pool_type == "catavgmax" else 1
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pool_type == "avg":
             return F.adaptive_avg_pool2d(x, 1)
@@ -36,6 +44,8 @@ class GlobalPool(nn.Module):
             return F.adaptive_max_pool2d(x, 1)
         if self.pool_type == "avgmax":
             return 0.5 * (F.adaptive_avg_pool2d(x, 1) + F.adaptive_max_pool2d(x, 1))
+        if self.pool_type == "catavgmax":
+            return torch.cat([F.adaptive_avg_pool2d(x, 1), F.adaptive_max_pool2d(x, 1)], 1)
         return x
 
     def extra_repr(self) -> str:
@@ -60,6 +70,7 @@ class Head(nn.Module):
             channels = head.channels
         self.in_features = channels
         self.pool = GlobalPool(global_pool)
+        channels *= self.pool.feat_mult
         self.hidden = self.hidden_act = None
         if head.hidden is not None:
             self.hidden = nn.Linear(channels, head.hidden)
@@ -78,7 +89,13 @@ class Head(nn.Module):
         if pool == "" and num_classes:
             raise ValueError(f"global_pool='' (no pooling) needs num_classes=0, got "
                              f"num_classes={num_classes}: a classifier needs pooled features")
-        self.pool = GlobalPool(pool)
+        new = GlobalPool(pool)
+        if new.feat_mult != self.pool.feat_mult:
+            if self.hidden is not None:
+                raise ValueError(f"global_pool={pool!r} changes the pooled width, which the "
+                                 "hidden layer was built for; build the model with it instead")
+            self.num_features = self.in_features * new.feat_mult
+        self.pool = new
         self.dropout = nn.Dropout(self._dropout_p) if self._dropout_p > 0 and num_classes \
             else None
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes else None

@@ -206,12 +206,13 @@ def create_model(name_or_spec: str | os.PathLike | NetworkSpec | dict,
       does (1 channel: the RGB filters summed); the classifier is replaced when ``num_classes``
       differs. Nothing is downloaded: ``pretrained=True`` needs the overlay's ``file``;
     - timm's ``drop_rate`` (the classifier's dropout: the ``dropout`` override),
-      ``global_pool`` ('avg', 'max', 'avgmax', '': none; the builder's), ``output_stride`` (32
-      only: timm dilates the stages it unstrides except their first block, which a stage's one
-      ``dilation`` cannot express), ``exportable`` and ``scriptable`` (accepted, they change
-      nothing: every model traces and exports as built, and ``torch.jit.script`` is refused in
-      one line either way); ``pretrained_cfg_overlay`` (a dict merged into the model's
-      ``pretrained_cfg``; its ``file`` is the state dict that ``pretrained=True`` loads).
+      ``global_pool`` ('avg', 'max', 'avgmax', 'catavgmax', '': none; the builder's),
+      ``output_stride`` (32 only: timm dilates the stages it unstrides except their first
+      block, which a stage's one ``dilation`` cannot express), ``exportable`` and
+      ``scriptable`` (accepted, they change nothing: every model traces and exports as built,
+      and ``torch.jit.script`` is refused in one line either way); ``pretrained_cfg_overlay``
+      (a dict merged into the model's ``pretrained_cfg``; its ``file`` is the state dict that
+      ``pretrained=True`` loads).
 
     An alias reports timm's preprocessing in ``pretrained_cfg``
     (:func:`scaling.zoo.aliases.preprocessing`).
