@@ -28,15 +28,16 @@ from scaling.nn.layers import Conv2dSame, Conv2dSubsample, DropPath
 def assert_walk(spec: NetworkSpec, resolution: int | None = None, train: bool = False) -> None:
     """Every stage's output shape equals spec.walk(); the head gives (N, num_classes)."""
     res = spec.resolution if resolution is None else resolution
-    model = build_model(spec, out_indices=range(len(spec.stages))).train(train)
+    model = build_model(spec).train(train)
     x = torch.randn(2, spec.in_channels, res, res)
+    shapes = []
     with torch.no_grad():
-        feats = model(x)
-    assert [tuple(f.shape[1:]) for f in feats] == [w.output for w in spec.walk(res)]
-    head = build_model(spec).train(train)
-    head.load_state_dict(model.state_dict(), strict=False)
-    with torch.no_grad():
-        assert head(x).shape == (2, spec.num_classes)
+        y = model.stem(x)
+        for stage in model.stages:
+            y = stage(y)
+            shapes.append(tuple(y.shape[1:]))
+        assert model(x).shape == (2, spec.num_classes)
+    assert shapes == [w.output for w in spec.walk(res)]
 
 
 @pytest.mark.parametrize("name", sorted(BLOCK_SPECS))
@@ -131,16 +132,21 @@ def test_num_classes_zero_returns_pooled_features():
     assert build_model(MIXED, num_classes=7)(torch.randn(2, 3, 40, 40)).shape == (2, 7)
 
 
-def test_out_indices():
-    model = build_model(MIXED, out_indices=(1, 3, 6)).eval()
-    assert model.head is None
+def test_out_indices_are_timms_levels():
+    """The last output at each reduction: the stem convs before the max pool (stride 1, so
+    reduction 1), stages 0, 2, 4, and the head conv (a hidden head: MobileNetV3's rule)."""
+    model = build_model(MIXED, out_indices=(0, 1, 3, -1)).eval()
+    assert model.feature_info.module_name() == ["stem.1", "stages.0", "stages.4", "head.conv"]
+    assert model.feature_info.reduction() == [1, 2, 8, 16]
     feats = model(torch.randn(1, 3, 40, 40))
+    assert isinstance(feats, list) and not hasattr(model.head, "fc")
     walk = MIXED.walk()
-    assert [tuple(f.shape[1:]) for f in feats] == [walk[i].output for i in (1, 3, 6)]
+    assert [tuple(f.shape[1:]) for f in feats] == [(8, 40, 40), walk[0].output, walk[4].output,
+                                                   (32, 3, 3)]
     assert len(build_model(MIXED, out_indices=2).eval()(torch.randn(1, 3, 40, 40))) == 1
 
 
-@pytest.mark.parametrize("bad", [(7,), (-1,), (1, 1), (), ("a",), 1.5])
+@pytest.mark.parametrize("bad", [(7,), (-6,), (1, 1), (1, -4), (), ("a",), 1.5])
 def test_out_indices_errors(bad):
     with pytest.raises(ValueError, match="out_indices"):
         build_model(MIXED, out_indices=bad)

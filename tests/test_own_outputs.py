@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from scaling.ir import NetworkSpec, load_spec
+from scaling.nn.features import feature_levels
 
 ROOT = Path(__file__).resolve().parent.parent
 ZERO_COST = ["--evaluator", "zero-cost", "--budget", "3M", "--heartbeat", "1", "--grace", "2",
@@ -119,7 +120,7 @@ def test_train_saves_a_checkpoint_that_loads_in_one_call(searched, tmp_path, cap
         assert all(torch.equal(state[k], v) for k, v in saved["state_dict"].items())
         assert model.eval()(x).shape == (2, 10)
     features = scaling.create_model(ckpt, features_only=True)  # os.PathLike, features model
-    assert len(features(x)) == len(load_spec(str(searched["best"])).stages)
+    assert len(features(x)) == len(feature_levels(load_spec(str(searched["best"]))))
     with pytest.raises(ValueError, match="run.pt' does not fit the model"):
         scaling.create_model("mobilenet_v2_x0_5", checkpoint_path=ckpt)
 

@@ -122,7 +122,7 @@ def test_timm_file_builds_timms_model_of_the_name(tmp_path):
 
 # -- against timm (the ``compare`` extra) ---------------------------------------------------------
 #: too big to build twice in a test (480M parameters, ~2 GB per copy); same family as b0..b8
-TOO_BIG = {"efficientnet_l2"}
+TOO_BIG = {"efficientnet_l2", "tf_efficientnet_l2"}
 
 
 def _timm_names() -> list[str]:

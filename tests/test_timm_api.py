@@ -47,6 +47,31 @@ def test_create_feature_extractor(name):
                                            64 // info["reduction"])
 
 
+@pytest.mark.parametrize("name", ["tf_efficientnet_b0", "tf_mobilenetv3_small_100"])
+def test_same_padding_models_trace(name):
+    """TF 'same' padding depends on the input size: the traced graph computes it per call (one
+    graph, then an odd and an even size: the eager outputs; issue 32)."""
+    torch.manual_seed(0)
+    model = create_model(name, resolution=64).eval()
+    traced = torch.fx.symbolic_trace(model)
+    assert any(n.target.__name__ == "pad_same" for n in traced.graph.nodes
+               if n.op == "call_function")
+    with torch.no_grad():
+        for size in (61, 64):
+            x = torch.randn(1, 3, size, size)
+            assert torch.equal(traced(x), model(x)), size
+
+
+def test_same_padding_feature_extractor():
+    fx = pytest.importorskip("torchvision.models.feature_extraction")
+    model = create_model("tf_efficientnet_b0", resolution=64).eval()
+    nodes = {info["module"]: str(i) for i, info in enumerate(model.feature_info)}
+    with torch.no_grad():
+        feats = fx.create_feature_extractor(model, return_nodes=nodes)(torch.randn(1, 3, 61, 61))
+    assert [f.shape[-1] for f in feats.values()] == [-(-61 // r) for r in
+                                                      model.feature_info.reduction()]
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_jit_script_fails_with_one_clear_line():
     with pytest.raises(TypeError, match=r"torch.jit.script does not support .*torch.jit.trace"):
@@ -87,45 +112,36 @@ def test_reset_classifier():
 
 
 def test_feature_info_and_features_only():
-    model = create_model("resnet50", features_only=True, out_indices=(1, 3), resolution=64)
+    model = create_model("resnet50", features_only=True, out_indices=(2, 4), resolution=64)
     assert isinstance(model, FeatureNet) and isinstance(model, ScalingNet)
     assert [(f["num_chs"], f["reduction"], f["module"]) for f in model.feature_info] == \
         [(512, 8, "stages.1"), (2048, 32, "stages.3")]
     feats = model.eval()(torch.randn(1, 3, 64, 64))
+    assert isinstance(feats, list)
     assert [f.shape[1:] for f in feats] == [(512, 8, 8), (2048, 2, 2)]
     full = create_model("resnet50", features_only=True)
-    assert [f["reduction"] for f in full.feature_info] == [4, 8, 16, 32]
+    assert [f["reduction"] for f in full.feature_info] == [2, 4, 8, 16, 32]
+    assert full.feature_info.module_name()[0] == "stem.0"  # before the max pool, timm's act1
     assert not hasattr(ScalingNet, "out_indices_forward")  # one forward per class, no flag
 
 
 def test_feature_info_answers_timms_accessors():
-    info = create_model("resnet50", features_only=True, out_indices=(1, 3)).feature_info
+    info = create_model("resnet50", features_only=True, out_indices=(2, -1)).feature_info
     assert isinstance(info, FeatureInfo)
     assert (info.channels(), info.reduction(), info.module_name()) == \
         ([512, 2048], [8, 32], ["stages.1", "stages.3"])
     # an int or a list names levels among all of them, as timm's does
-    assert (info.channels(0), info.reduction([0, 2]), info.out_indices) == (256, [4, 16], (1, 3))
+    assert (info.channels(1), info.reduction([0, 3]), info.out_indices) == (256, [2, 16], (2, 4))
     assert info.get_dicts(keys=["num_chs"]) == [{"num_chs": 512}, {"num_chs": 2048}]
-    assert info.get_dicts(idx=2)["module"] == "stages.2"
+    assert info.get_dicts(idx=3)["module"] == "stages.2"
     # still the list of the selected levels that it was
     assert len(info) == 2 and info[-1]["num_chs"] == 2048 and list(info) == info.get_dicts()
-    assert info.from_other((0,)).channels() == [256]
-    with pytest.raises(IndexError, match="feature level 4 is out of range; the model has 4"):
-        info.channels(4)
+    assert info.from_other((0,)).channels() == [64]
+    with pytest.raises(IndexError, match="feature level 5 is out of range; the model has 5"):
+        info.channels(5)
     with pytest.raises(ValueError, match=r"out_indices=\(7,\) is not allowed"):
         info.from_other((7,))
-    assert create_model("efficientnet_b0").feature_info.channels() == [16, 24, 40, 80, 112, 192,
-                                                                        320]
-
-
-def test_feature_info_against_timm():
-    """Where a stage ends where timm's feature level does, the answers are timm's."""
-    timm = pytest.importorskip("timm")
-    for name, ours, theirs in (("resnet50", (0, 1, 2, 3), (1, 2, 3, 4)),
-                               ("efficientnet_b0", (1, 2, 4, 6), (1, 2, 3, 4))):
-        a = create_model(name, features_only=True, out_indices=ours).feature_info
-        b = timm.create_model(name, features_only=True, out_indices=theirs).feature_info
-        assert (a.channels(), a.reduction()) == (b.channels(), b.reduction())
+    assert create_model("efficientnet_b0").feature_info.channels() == [16, 24, 40, 112, 320]
 
 
 def test_pretrained_cfg_and_in_chans():
@@ -134,7 +150,10 @@ def test_pretrained_cfg_and_in_chans():
     assert cfg["input_size"] == (1, 240, 240) and cfg["num_classes"] == 5
     assert cfg["interpolation"] == "bicubic" and len(cfg["mean"]) == len(cfg["std"]) == 3
     assert model.eval()(torch.randn(1, 1, 64, 64)).shape == (1, 5)
-    assert model.default_cfg == cfg  # timm's older name
+    assert model.default_cfg is cfg  # timm's older name, the same dict
+    model.pretrained_cfg["crop_pct"] = 1.0  # a user's edit stays, as on timm's models
+    assert model.pretrained_cfg["crop_pct"] == model.default_cfg["crop_pct"] == 1.0
+    assert create_model("efficientnet_b1").pretrained_cfg["crop_pct"] == 0.875
 
 
 def test_pretrained_from_own_and_torchvision_layout(tmp_path):

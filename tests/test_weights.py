@@ -166,7 +166,7 @@ def test_bad_arguments(resnet):
         export_torchvision(create_model("resnet18d"))
     with pytest.raises(ValueError, match="no counterpart"):
         key_map(create_model("resnet18", activation="prelu"), "resnet")
-    with pytest.raises(ValueError, match="timm layouts hold mbconv"):
+    with pytest.raises(ValueError, match="timm layouts hold ds/mbconv"):
         export_timm(create_model("shufflenet_v2_x0_5"))
     assert set(LAYOUTS) >= {"resnet", "regnet", "efficientnet", "timm_efficientnet",
                             "timm_resnet"}

@@ -211,9 +211,9 @@ class _SequentialBlock(Block):
     """Blocks whose main path is one ``block`` Sequential of ConvNormAct/SE (torchvision's MBConv
     naming: block.{i}.0 conv, block.{i}.1 norm, block.{i}.fc1/fc2 for SE), plus an optional skip.
 
-    ``roles`` names each entry of MBConv/FusedMBConv: 'pw' (1x1 expansion), 'exp' (kxk
-    expansion), 'conv' (the single kxk conv), 'dw' (depthwise), 'se', 'pwl' (1x1 projection);
-    the timm weight converter maps by role.
+    ``roles`` names each entry of DepthwiseSeparable/MBConv/FusedMBConv: 'pw' (1x1 expansion),
+    'exp' (kxk expansion), 'conv' (the single kxk conv), 'dw' (depthwise), 'se', 'pwl' (1x1
+    projection); the timm weight converter maps by role.
     """
 
     roles: tuple[str, ...] = ()
@@ -242,9 +242,10 @@ class DepthwiseSeparable(_SequentialBlock):
                  padding: str = "symmetric", with_cp: bool = False) -> None:
         super().__init__(geometry, stage, norm, padding, with_cp)
         g = geometry
-        self.block = nn.Sequential(
-            self._cna(g.in_channels, g.mid_channels, g.kernel, g.stride, g.in_channels, g.dilation),
-            self._cna(g.mid_channels, g.out_channels, 1))
+        self._set_block({
+            "dw": self._cna(g.in_channels, g.mid_channels, g.kernel, g.stride, g.in_channels,
+                            g.dilation),
+            "pwl": self._cna(g.mid_channels, g.out_channels, 1)})
         self.drop_path = self._drop_path()
 
 

@@ -15,13 +15,15 @@ Module naming (stable; the weight converters map torchvision keys onto it):
 - ``head.conv`` (ConvNormAct, when head.channels), ``head.pool``, ``head.hidden`` (Linear, when
   head.hidden) + ``head.hidden_act``, ``head.dropout``, ``head.fc`` (when num_classes > 0).
   No head is built when ``out_indices`` is given: :func:`build_model` then returns a
-  :class:`FeatureNet` (a backbone whose forward returns the stages' feature maps).
+  :class:`FeatureNet` (a backbone whose forward returns timm's feature levels' maps; it keeps
+  ``head.conv`` when that is a level, as in MobileNetV3).
 
 timm's model API: ``forward_features`` (stem, stages, ``head.conv``), ``forward_head(x,
 pre_logits)``, ``reset_classifier``, ``get_classifier``, ``num_features``, ``head_hidden_size``,
 ``feature_info`` (a :class:`~scaling.nn.features.FeatureInfo`: ``channels()``, ``reduction()``,
-``module_name()``; ``num_chs``, ``reduction``, ``module`` per stage) and ``pretrained_cfg``
-(alias ``default_cfg``).
+``module_name()``; ``num_chs``, ``reduction``, ``module`` per level) and ``pretrained_cfg``
+(alias ``default_cfg``); ``forward_intermediates``, ``prune_intermediate_layers``,
+``set_grad_checkpointing`` and ``group_matcher`` (:mod:`scaling.nn.timm_api`).
 ``torch.fx.symbolic_trace`` (and torchvision's ``create_feature_extractor``) trace every model;
 ``torch.jit.script`` is refused with one TypeError line (use trace, export or compile).
 Activations are built in place (torchvision's choice); :func:`scaling.nn.deploy.deploy` folds the
@@ -46,7 +48,9 @@ from scaling.ir import NetworkSpec
 from scaling.ir.base import is_int
 from scaling.nn.blocks import Block, build_block, inplace
 from scaling.nn.features import FeatureInfo, feature_levels
-from scaling.nn.layers import ConvNormAct, build_activation_layer, norm_cfg
+from scaling.nn.head import Head
+from scaling.nn.layers import ConvNormAct, norm_cfg
+from scaling.nn.timm_api import TimmMethods
 
 __all__ = ["FeatureNet", "ScalingNet", "build_model", "init_weights"]
 
@@ -72,55 +76,7 @@ def build_stem(spec: NetworkSpec) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class Head(nn.Module):
-    """[1x1 conv N A] -> global average pool -> [linear A] -> dropout -> [linear classifier].
-
-    The conv is part of :meth:`ScalingNet.forward_features` (as timm's ``conv_head``); the rest is
-    :meth:`forward` (``pre_logits=True`` stops before dropout and the classifier)."""
-
-    def __init__(self, spec: NetworkSpec, in_channels: int, num_classes: int) -> None:
-        super().__init__()
-        head = spec.head
-        channels = in_channels
-        self.conv = None
-        if head.channels is not None:
-            self.conv = ConvNormAct(channels, head.channels, 1, norm=norm_cfg(spec.norm),
-                                    act=head.activation, padding=spec.padding)
-            channels = head.channels
-        self.in_features = channels
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.hidden = self.hidden_act = None
-        if head.hidden is not None:
-            self.hidden = nn.Linear(channels, head.hidden)
-            self.hidden_act = build_activation_layer(head.hidden_activation)
-            channels = head.hidden
-        self.num_features = channels
-        self._dropout_p = head.dropout
-        self.dropout: nn.Module | None = None
-        self.fc: nn.Linear | None = None
-        self.reset(num_classes)
-
-    def reset(self, num_classes: int) -> None:
-        """A new (freshly initialised) classifier for ``num_classes`` (0: none)."""
-        self.dropout = nn.Dropout(self._dropout_p) if self._dropout_p > 0 and num_classes \
-            else None
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes else None
-        if self.fc is not None:
-            nn.init.normal_(self.fc.weight, 0.0, 0.01)
-            nn.init.zeros_(self.fc.bias)
-
-    def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = torch.flatten(self.pool(x), 1)
-        if self.hidden is not None:
-            x = self.hidden_act(self.hidden(x))
-        if pre_logits or self.fc is None:
-            return x
-        if self.dropout is not None:
-            x = self.dropout(x)
-        return self.fc(x)
-
-
-class ScalingNet(nn.Module):
+class ScalingNet(TimmMethods, nn.Module):
     """A network built from a :class:`NetworkSpec`: ``stem``, ``stages``, ``head``.
 
     ``forward`` returns logits (the pooled features when ``num_classes == 0``); a backbone that
@@ -132,7 +88,7 @@ class ScalingNet(nn.Module):
     def __init__(self, spec: NetworkSpec, num_classes: int | None = None,
                  out_indices: Iterable[int] | None = None, frozen_stages: int = -1,
                  norm_eval: bool = False, with_cp: bool = False,
-                 zero_init_last: bool = False) -> None:
+                 zero_init_last: bool = False, global_pool: str = "avg") -> None:
         super().__init__()
         if not isinstance(spec, NetworkSpec):
             raise TypeError(f"spec must be a NetworkSpec, got {type(spec).__name__}")
@@ -140,7 +96,8 @@ class ScalingNet(nn.Module):
         if not is_int(num_classes) or num_classes < 0:
             raise ValueError(f"num_classes={num_classes!r} is not allowed; expected an int >= 0")
         n = len(spec.stages)
-        self.out_indices = _check_out_indices(out_indices, n)
+        levels = feature_levels(spec)
+        self.out_indices = _check_out_indices(out_indices, len(levels))
         if not is_int(frozen_stages) or not -1 <= frozen_stages <= n:
             raise ValueError(f"frozen_stages={frozen_stages!r} is not allowed; expected an int "
                              f"in [-1, {n}] (-1: none, 0: stem, k: stem and stages 0..k-1)")
@@ -149,6 +106,7 @@ class ScalingNet(nn.Module):
         self.frozen_stages = frozen_stages
         self.norm_eval = bool(norm_eval)
         self.with_cp = bool(with_cp)
+        self.grad_checkpointing = False
 
         self.stem = build_stem(spec)
 
@@ -158,10 +116,17 @@ class ScalingNet(nn.Module):
                                                   spec.padding, with_cp))
         self.stages = nn.ModuleList(nn.Sequential(*blocks) for blocks in per_stage)
         self.out_channels = tuple(s.out_channels for s in spec.stages)
-        self.head = None
+        self.head: Head | nn.ModuleDict | None = None
         if self.out_indices is None:
-            self.head = Head(spec, spec.stages[-1].out_channels, num_classes)
-        self.feature_info = FeatureInfo(feature_levels(spec), self.out_indices)
+            self.head = Head(spec, spec.stages[-1].out_channels, num_classes, global_pool)
+        elif levels[max(self.out_indices)]["module"] == "head.conv":
+            # a backbone that outputs the head conv (MobileNetV3) keeps it, named as in the model
+            conv = Head(spec, spec.stages[-1].out_channels, 0).conv
+            self.head = nn.ModuleDict({"conv": conv})
+        self.feature_info = FeatureInfo(levels, self.out_indices)
+        #: timm's ``pretrained_cfg``: a dict made once, which a user may edit (timm's data
+        #: config reads it), as on timm's models
+        self.pretrained_cfg: dict[str, Any] = self._pretrained_cfg()
         init_weights(self, zero_init_last)
         inplace(self)
         self._freeze_stages()
@@ -170,15 +135,16 @@ class ScalingNet(nn.Module):
     @property
     def num_features(self) -> int:
         """Channels of :meth:`forward_features`' output (timm's ``num_features``)."""
-        return self.head.in_features if self.head is not None else self.out_channels[-1]
+        if isinstance(self.head, Head):
+            return self.head.in_features
+        return self.feature_info.info[-1]["num_chs"]
 
     @property
     def head_hidden_size(self) -> int:
         """Width of the pre-logits features (``forward_head(x, pre_logits=True)``)."""
-        return self.head.num_features if self.head is not None else self.num_features
+        return self.head.num_features if isinstance(self.head, Head) else self.num_features
 
-    @property
-    def pretrained_cfg(self) -> dict[str, Any]:
+    def _pretrained_cfg(self) -> dict[str, Any]:
         """timm's ``pretrained_cfg``: input size, ImageNet mean/std, crop_pct, interpolation."""
         r = self.spec.resolution
         bicubic = self.spec.family.startswith("efficientnet")
@@ -190,8 +156,12 @@ class ScalingNet(nn.Module):
 
     @property
     def default_cfg(self) -> dict[str, Any]:
-        """timm's older name of :attr:`pretrained_cfg`, which older timm-based code reads."""
+        """timm's older name of :attr:`pretrained_cfg` (the same dict), which older code reads."""
         return self.pretrained_cfg
+
+    @default_cfg.setter
+    def default_cfg(self, value: dict[str, Any]) -> None:
+        self.pretrained_cfg = value
 
     def check_input(self, x: torch.Tensor) -> None:
         """ValueError unless ``x`` is (N, C, H, W) with C = spec.in_channels; skipped while
@@ -211,14 +181,14 @@ class ScalingNet(nn.Module):
         self.check_input(x)
         x = self.stem(x)
         for stage in self.stages:
-            x = stage(x)
-        if self.head is not None and self.head.conv is not None:
+            x = self._run(stage, x)
+        if isinstance(self.head, Head) and self.head.conv is not None:
             x = self.head.conv(x)
         return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool, [hidden linear], dropout, classifier; ``pre_logits`` stops before dropout."""
-        if self.head is None:
+        if not isinstance(self.head, Head):
             raise ValueError("this model is a backbone (out_indices given): it has no head")
         return self.head(x, pre_logits=pre_logits)
 
@@ -227,16 +197,18 @@ class ScalingNet(nn.Module):
 
     def get_classifier(self) -> nn.Module:
         """The final linear layer (nn.Identity when there is none)."""
-        fc = self.head.fc if self.head is not None else None
+        fc = self.head.fc if isinstance(self.head, Head) else None
         return fc if fc is not None else nn.Identity()
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier by a new one for ``num_classes`` (0: pooled features)."""
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the classifier by a new one for ``num_classes`` (0: pooled features) and,
+        when given, the global pool (timm's 'avg', 'max', 'avgmax', 'catavgmax'; '': none,
+        feature maps)."""
         if not is_int(num_classes) or num_classes < 0:
             raise ValueError(f"num_classes={num_classes!r} is not allowed; expected an int >= 0")
-        if self.head is None:
+        if not isinstance(self.head, Head):
             raise ValueError("this model is a backbone (out_indices given): it has no head")
-        self.head.reset(num_classes)
+        self.head.reset(num_classes, global_pool)
         self.num_classes = num_classes
 
     def __prepare_scriptable__(self) -> ScalingNet:
@@ -267,25 +239,24 @@ class ScalingNet(nn.Module):
 
 
 class FeatureNet(ScalingNet):
-    """A backbone: ``forward`` returns the feature maps of the ``out_indices`` stages (a tuple,
-    in that order); no head. ``feature_info`` describes them (timm's ``features_only``)."""
+    """A backbone: ``forward`` returns the feature maps of the ``out_indices`` levels (a list, in
+    that order, contiguous); no head. The levels are timm's (:func:`feature_levels`: the last
+    output at each reduction, 5 on the ImageNet families); ``feature_info`` describes them
+    (timm's ``features_only``)."""
 
     def __init__(self, spec: NetworkSpec, out_indices: Iterable[int] | None = None,
                  frozen_stages: int = -1, norm_eval: bool = False, with_cp: bool = False,
                  zero_init_last: bool = False) -> None:
         if out_indices is None:
-            out_indices = range(len(spec.stages)) if isinstance(spec, NetworkSpec) else ()
+            out_indices = range(len(feature_levels(spec))) if isinstance(spec, NetworkSpec) \
+                else ()
         super().__init__(spec, 0, out_indices, frozen_stages, norm_eval, with_cp,
                          zero_init_last)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
-        self.check_input(x)
-        x = self.stem(x)
-        feats: dict[int, torch.Tensor] = {}
-        for i, stage in enumerate(self.stages[:max(self.out_indices) + 1]):
-            x = stage(x)
-            feats[i] = x
-        return tuple(feats[i] for i in self.out_indices)
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
+        feats = self.forward_intermediates(x, list(self.out_indices), stop_early=True,
+                                           intermediates_only=True)
+        return [f.contiguous() for f in feats]  # deploy's channels_last maps too: .view() works
 
 
 def _check_out_indices(out_indices: Iterable[int] | None, n: int) -> tuple[int, ...] | None:
@@ -297,12 +268,13 @@ def _check_out_indices(out_indices: Iterable[int] | None, n: int) -> tuple[int, 
         idx = tuple(out_indices)
     except TypeError:
         raise ValueError(f"out_indices={out_indices!r} is not allowed; expected a tuple of "
-                         f"stage indices in [0, {n - 1}]") from None
-    bad = [i for i in idx if not is_int(i) or not 0 <= i < n]
-    if not idx or bad or len(set(idx)) != len(idx):
-        raise ValueError(f"out_indices={out_indices!r} is not allowed; expected distinct stage "
-                         f"indices in [0, {n - 1}] (the spec has {n} stages)")
-    return idx
+                         f"feature level indices in [{-n}, {n - 1}]") from None
+    bad = [i for i in idx if not is_int(i) or not -n <= i < n]
+    if not idx or bad or len({i % n for i in idx}) != len(idx):
+        raise ValueError(f"out_indices={out_indices!r} is not allowed; expected distinct feature "
+                         f"level indices in [{-n}, {n - 1}] (the spec has {n} levels: "
+                         "scaling.nn.features.feature_levels)")
+    return tuple(i % n for i in idx)
 
 
 def init_weights(model: nn.Module, zero_init_last: bool = False) -> None:
@@ -339,14 +311,17 @@ def init_weights(model: nn.Module, zero_init_last: bool = False) -> None:
 def build_model(spec: NetworkSpec | dict, num_classes: int | None = None,
                 out_indices: Iterable[int] | None = None, frozen_stages: int = -1,
                 norm_eval: bool = False, with_cp: bool = False,
-                zero_init_last: bool = False) -> ScalingNet | FeatureNet:
+                zero_init_last: bool = False, global_pool: str = "avg"
+                ) -> ScalingNet | FeatureNet:
     """Build the network of ``spec`` (a NetworkSpec or its dict).
 
     num_classes: None -> ``spec.num_classes``; 0 -> no classifier, forward returns the pooled
-    features. out_indices: a :class:`FeatureNet` whose forward returns those stages' feature
-    maps (no head). frozen_stages=k:
-    stem and stages[0..k-1] are frozen (eval mode, no grad), also across ``.train()``. norm_eval:
-    norm layers stay in eval mode in ``.train()``. with_cp: gradient checkpointing per block.
+    features. out_indices: a :class:`FeatureNet` whose forward returns those feature levels'
+    maps (no head; timm's levels, :func:`~scaling.nn.features.feature_levels`; negative indices
+    count from the end). global_pool: timm's 'avg', 'max', 'avgmax', 'catavgmax' or '' (none).
+    frozen_stages=k: stem and stages[0..k-1] are frozen (eval mode, no grad), also across
+    ``.train()``. norm_eval: norm layers stay in eval mode in ``.train()``. with_cp: gradient
+    checkpointing per block.
     Block i of N (over all stages) gets drop-path rate ``spec.drop_path_rate * i / N``.
     zero_init_last: each residual branch's last norm starts at zero (:func:`init_weights`).
     """
@@ -355,4 +330,4 @@ def build_model(spec: NetworkSpec | dict, num_classes: int | None = None,
     if out_indices is not None:
         return FeatureNet(spec, out_indices, frozen_stages, norm_eval, with_cp, zero_init_last)
     return ScalingNet(spec, num_classes, None, frozen_stages, norm_eval, with_cp,
-                      zero_init_last)
+                      zero_init_last, global_pool)

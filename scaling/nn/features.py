@@ -7,8 +7,8 @@ A level is one place a backbone can hand out a feature map: a dict with ``num_ch
 ``get_dicts()`` answer as timm's do (no index: the selected levels; an int or a list: those
 levels, counted over all of them). Iterating, indexing and ``len`` walk the *selected* levels, as
 the plain list this object replaces did (timm's walk all levels; they are the same when every
-level is selected). The levels are the stages' outputs; a stem level would be one more entry of
-:func:`feature_levels`.
+level is selected). The levels are timm's (:func:`feature_levels`): the last output at each
+reduction; negative ``out_indices`` count from the end, as timm's.
 """
 
 from __future__ import annotations
@@ -25,17 +25,38 @@ _REQUIRED = ("num_chs", "reduction", "module")
 
 
 def feature_levels(spec: NetworkSpec) -> list[dict[str, Any]]:
-    """One level per stage output: channels, cumulative stride (stem strides, the stem's max
-    pool, stage strides), the module ``stages.{i}`` and the stage index."""
+    """timm's feature levels of ``spec``: the last output at each reduction, in order.
+
+    A place ends a level when the next module strides (or at the end): the stem's convs (before
+    the stem's max pool; module ``stem.{n-1}``, or ``stem`` without a pool), a stage output
+    (``stages.{i}``) and, when the head pools into a hidden linear layer (MobileNetV3: timm
+    counts the 1x1 conv before the pool as its last block), the head conv (``head.conv``). So
+    ResNet and RegNet get reductions 2, 4, 8, 16, 32, EfficientNet, MNASNet and MobileNetV2/V3
+    the last block of each reduction, as timm's ``features_only``. ``stage`` counts the modules
+    run up to the level (0: the stem; i + 1: stage i; n + 1: the head conv).
+    """
+    stem = spec.stem
     reduction = 1
-    for s in spec.stem.strides:
+    for s in stem.strides:
         reduction *= s
-    reduction *= 2 if spec.stem.pool == "max" else 1
-    levels = []
+    places = [("stem" if stem.pool is None else f"stem.{len(stem.channels) - 1}",
+               stem.channels[-1], reduction, 0)]
+    if stem.pool == "max":
+        places.append(("", 0, 0, 0))  # the pool: it strides, so the stem convs end a level
+        reduction *= 2
     for i, stage in enumerate(spec.stages):
+        if stage.stride > 1:
+            places.append(("", 0, 0, 0))
         reduction *= stage.stride
-        levels.append({"num_chs": stage.out_channels, "reduction": reduction,
-                       "module": f"stages.{i}", "stage": i, "index": i})
+        places.append((f"stages.{i}", stage.out_channels, reduction, i + 1))
+    head = spec.head
+    if head.channels is not None and head.hidden is not None:
+        places.append(("head.conv", head.channels, reduction, len(spec.stages) + 1))
+    levels: list[dict[str, Any]] = []
+    for (module, chs, red, stage), nxt in zip(places, places[1:] + [("", 0, 0, 0)]):
+        if module and not nxt[0]:
+            levels.append({"num_chs": chs, "reduction": red, "module": module, "stage": stage,
+                           "index": len(levels)})
     return levels
 
 
@@ -53,11 +74,11 @@ class FeatureInfo(Sequence):
             level.setdefault("index", i)
         n = len(self.info)
         idx = tuple(range(n)) if out_indices is None else tuple(out_indices)
-        bad = [i for i in idx if not is_int(i) or not 0 <= i < n]
+        bad = [i for i in idx if not is_int(i) or not -n <= i < n]
         if bad:
             raise ValueError(f"out_indices={idx!r} is not allowed; expected level indices in "
-                             f"[0, {n - 1}] ({n} levels)")
-        self.out_indices = idx
+                             f"[{-n}, {n - 1}] ({n} levels)")
+        self.out_indices = tuple(i % n for i in idx)
 
     def from_other(self, out_indices: Iterable[int]) -> FeatureInfo:
         """The same levels with other ``out_indices``."""

@@ -23,6 +23,7 @@ import math
 from typing import Any
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -166,11 +167,32 @@ def build_activation_layer(name_or_cfg: str | dict) -> nn.Module:
 
 
 # ---------------------------------------------------------------------------------------- conv
+def _same_amount(size: int, k: int, s: int, d: int) -> int:
+    return max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
+
+
+def pad_same(x: torch.Tensor, kernel: tuple[int, ...], stride: tuple[int, ...],
+             dilation: tuple[int, ...]) -> torch.Tensor:
+    """``x`` padded for TensorFlow's 'same' conv (see :class:`Conv2dSame`). The amounts depend
+    on the input size, which a ``torch.fx`` symbolic trace does not know, so the function is an
+    fx leaf (``torch.fx.wrap``): a traced graph calls it with the real tensor at run time."""
+    h, w = x.shape[-2:]
+    ph = _same_amount(h, kernel[0], stride[0], dilation[0])
+    pw = _same_amount(w, kernel[1], stride[1], dilation[1])
+    if ph or pw:
+        x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
+    return x
+
+
+torch.fx.wrap("pad_same")
+
+
 class Conv2dSame(nn.Conv2d):
     """Conv2d with TensorFlow's 'same' padding, computed from the input size at each call.
 
     Output size ``ceil(H / s)``; the total padding ``max((ceil(H/s)-1)*s + d*(k-1) + 1 - H, 0)``
-    is split with the extra pixel at the bottom/right, as TF does.
+    is split with the extra pixel at the bottom/right, as TF does (:func:`pad_same`, which fx
+    and ``create_feature_extractor`` trace as one call).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
@@ -181,16 +203,8 @@ class Conv2dSame(nn.Conv2d):
         super().__init__(in_channels, out_channels, kernel_size, stride, 0, dilation, groups,
                          bias, **kwargs)
 
-    @staticmethod
-    def _pad(size: int, k: int, s: int, d: int) -> int:
-        return max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        ph = self._pad(h, self.kernel_size[0], self.stride[0], self.dilation[0])
-        pw = self._pad(w, self.kernel_size[1], self.stride[1], self.dilation[1])
-        if ph or pw:
-            x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
+        x = pad_same(x, self.kernel_size, self.stride, self.dilation)
         return super().forward(x)
 
 

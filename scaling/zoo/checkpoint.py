@@ -44,14 +44,20 @@ def checkpoint_spec(path: str | os.PathLike) -> NetworkSpec:
         raise ValueError(f"checkpoint {os.fspath(path)!r}: {exc}") from None
 
 
+def load_checkpoint_state(path: str | os.PathLike) -> Mapping[str, Any]:
+    """The state dict of a checkpoint file (bare, or under ``'state_dict'`` / ``'model'``)."""
+    from scaling.zoo.state_files import unwrap
+
+    name = os.fspath(path)
+    return unwrap(_read(name), f"checkpoint {name!r}")
+
+
 def load_checkpoint(model: Any, path: str | os.PathLike) -> Any:
     """Load a checkpoint in ``model``'s own layout into it, strictly (timm's
     ``load_checkpoint``): a state dict, or one under ``'state_dict'`` / ``'model'``; a key or
     shape that differs is a ValueError naming the file and the first differences."""
-    from scaling.zoo.state_files import unwrap
-
     name = os.fspath(path)
-    state = unwrap(_read(name), f"checkpoint {name!r}")
+    state = load_checkpoint_state(name)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     extra = [k for k in state if k not in own]

@@ -25,16 +25,18 @@ import difflib
 import fnmatch
 import inspect
 import os
+import re
 from collections.abc import Iterable
 from typing import Any
 
 from scaling.ir import NetworkSpec, NormSpec
-from scaling.zoo.aliases import ALIASES, resolve
+from scaling.zoo.aliases import ALIASES, OVERRIDES, preprocessing, resolve
 from scaling.zoo.families import Factory, all_models
 
 GENERIC = ("num_classes", "in_chans", "resolution", "norm", "activation", "drop_path_rate",
            "dropout", "small_input", "stem_stride", "stem_pool")
-BUILD_KWARGS = ("out_indices", "frozen_stages", "norm_eval", "with_cp", "zero_init_last")
+BUILD_KWARGS = ("out_indices", "frozen_stages", "norm_eval", "with_cp", "zero_init_last",
+                "global_pool")
 #: factory parameters that select the model and are not offered as overrides
 _HIDDEN = ("table", "variant", "params")
 
@@ -54,17 +56,26 @@ def _families() -> set[str]:
     return {_spec_of(n).family for n in _MODELS}
 
 
+def _natural_key(name: str) -> list[Any]:
+    """Sort key that orders digit runs by value ('resnet18' before 'resnet101'), as timm's."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part)
+            for part in re.split(r"(\d+)", name.lower())]
+
+
 def list_models(filter: str | Iterable[str] | None = None,  # noqa: A002 (timm's name)
                 exclude: str | Iterable[str] | None = None,
-                family: str | None = None) -> list[str]:
-    """Model names in zoo order, as timm's ``list_models``: ``filter`` and ``exclude`` are fnmatch
-    patterns (or lists of them); a pattern also matches timm aliases (listed after the zoo names).
-    ``family`` keeps one family; a bare family name as ``filter`` (``list_models('resnet')``) is
-    the same, as before patterns."""
-    patterns, excluded = _patterns(filter, "filter"), _patterns(exclude, "exclude")
-    if len(patterns) == 1 and not any(c in patterns[0] for c in "*?[") \
-            and patterns[0] not in _MODELS and patterns[0] in _families():
-        family, patterns = patterns[0], ()
+                family: str | None = None, *, pretrained: bool = False,
+                exclude_filters: str | Iterable[str] | None = None) -> list[str]:
+    """Model names in natural order ('resnet18' before 'resnet101'), as timm's ``list_models``:
+    ``filter`` and ``exclude`` (or timm's ``exclude_filters``) are fnmatch patterns (or lists of
+    them); a pattern also matches timm aliases, and a name without wildcards only itself (so
+    ``list_models('resnet')`` is empty, as in timm; ``family='resnet'`` keeps one family).
+    ``pretrained=True`` lists the models with weights to download: none, since nothing is
+    downloaded (load a state dict file with ``create_model(name, pretrained=path)``)."""
+    if not isinstance(pretrained, bool):
+        raise TypeError(f"pretrained must be a bool, got {pretrained!r}")
+    patterns = _patterns(filter, "filter")
+    excluded = _patterns(exclude, "exclude") + _patterns(exclude_filters, "exclude_filters")
     names = list(_MODELS)
     if family is not None:
         names = [n for n in names if _spec_of(n).family == family]
@@ -74,7 +85,10 @@ def list_models(filter: str | Iterable[str] | None = None,  # noqa: A002 (timm's
     if patterns:
         pool = names + ([a for a in ALIASES if resolve(a)[0] in names])
         names = [n for n in pool if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
-    return [n for n in names if not any(fnmatch.fnmatchcase(n, p) for p in excluded)]
+    if pretrained:
+        names = []
+    names = [n for n in names if not any(fnmatch.fnmatchcase(n, p) for p in excluded)]
+    return sorted(names, key=_natural_key)
 
 
 def _entry(name: str) -> tuple[Factory, dict[str, Any]]:
@@ -151,8 +165,9 @@ def get_spec(name: str, **overrides: Any) -> NetworkSpec:
     with ``overrides`` (family parameters and generic ones)."""
     if isinstance(name, str) and resolve(name)[0] != name:
         zoo_name, replace = resolve(name)
-        spec = get_spec(zoo_name, **overrides)
         replace = {k: v for k, v in replace.items() if k not in overrides}
+        generic = {k: replace.pop(k) for k in OVERRIDES if k in replace}
+        spec = get_spec(zoo_name, **generic, **overrides)
         return spec.replace(name=name.split(".", 1)[0], **replace)
     factory, kwargs = _entry(name)
     allowed = family_params(name)
@@ -168,7 +183,9 @@ def get_spec(name: str, **overrides: Any) -> NetworkSpec:
 
 def create_model(name_or_spec: str | os.PathLike | NetworkSpec | dict,
                  pretrained: bool | str | os.PathLike = False, features_only: bool = False,
-                 checkpoint_path: str | os.PathLike | None = None, **overrides: Any):
+                 checkpoint_path: str | os.PathLike | None = None, drop_rate: float | None = None,
+                 output_stride: int = 32, exportable: bool = False, scriptable: bool = False,
+                 pretrained_cfg_overlay: dict[str, Any] | None = None, **overrides: Any):
     """Build a model from a zoo name, a timm alias, a spec (dict accepted) or a file that holds
     one, with overrides, the builder's ``out_indices``/``frozen_stages``/``norm_eval``/
     ``with_cp``/``zero_init_last`` and timm's arguments:
@@ -178,7 +195,8 @@ def create_model(name_or_spec: str | os.PathLike | NetworkSpec | dict,
       a ``python -m scaling.train --save`` checkpoint, which stores its spec: the model is built
       from it and its weights are loaded (``create_model('run.pt')``);
     - ``checkpoint_path``: a checkpoint in the model's own layout, loaded strictly after the
-      model is built (timm's convention; :func:`scaling.zoo.checkpoint.load_checkpoint`);
+      model is built (timm's convention; :func:`scaling.zoo.checkpoint.load_checkpoint`), or a
+      state dict of timm's or torchvision's model, converted as ``pretrained`` converts it;
     - ``features_only=True``: a :class:`~scaling.nn.build.FeatureNet` returning the
       ``out_indices`` stages' feature maps (default: every stage), with ``feature_info``;
     - ``pretrained``: a path to a state dict (``torch.load(weights_only=True)``) in the model's
@@ -186,10 +204,22 @@ def create_model(name_or_spec: str | os.PathLike | NetworkSpec | dict,
       :mod:`scaling.zoo.weights` (:mod:`scaling.zoo.pretrained`); a timm file builds timm's model
       of the name; with ``in_chans`` other than the file's 3, the first conv is adapted as timm
       does (1 channel: the RGB filters summed); the classifier is replaced when ``num_classes``
-      differs. Nothing is downloaded: ``pretrained=True`` is a ValueError.
-    """
-    from scaling.nn.build import build_model
+      differs. Nothing is downloaded: ``pretrained=True`` needs the overlay's ``file``;
+    - timm's ``drop_rate`` (the classifier's dropout: the ``dropout`` override),
+      ``global_pool`` ('avg', 'max', 'avgmax', 'catavgmax', '': none; the builder's),
+      ``output_stride`` (32 only: timm dilates the stages it unstrides except their first
+      block, which a stage's one ``dilation`` cannot express), ``exportable`` and
+      ``scriptable`` (accepted, they change nothing: every model traces and exports as built,
+      and ``torch.jit.script`` is refused in one line either way); ``pretrained_cfg_overlay``
+      (a dict merged into the model's ``pretrained_cfg``; its ``file`` is the state dict that
+      ``pretrained=True`` loads).
 
+    An alias reports timm's preprocessing in ``pretrained_cfg``
+    (:func:`scaling.zoo.aliases.preprocessing`).
+    """
+    from scaling.nn.features import feature_levels
+
+    _timm_keywords(drop_rate, output_stride, exportable, scriptable, overrides)
     build = {k: overrides.pop(k) for k in BUILD_KWARGS if k in overrides}
     if not isinstance(features_only, bool):
         raise TypeError(f"features_only must be a bool, got {features_only!r}")
@@ -210,11 +240,46 @@ def create_model(name_or_spec: str | os.PathLike | NetworkSpec | dict,
         raise TypeError("name_or_spec must be a model name, a spec file, a NetworkSpec or its "
                         f"dict, got {type(name_or_spec).__name__}")
     if features_only and build.get("out_indices") is None:
-        build["out_indices"] = tuple(range(len(spec.stages)))
+        build["out_indices"] = tuple(range(len(feature_levels(spec))))
+    overlay, pretrained = _overlay(pretrained_cfg_overlay, pretrained)
+    model = _create(name_or_spec, spec, pretrained, checkpoint_path, build, overrides)
+    cfg = getattr(model, "pretrained_cfg", None)
+    if isinstance(cfg, dict):
+        if isinstance(name_or_spec, str) and not _is_file_name(name_or_spec):
+            cfg.update(preprocessing(name_or_spec))
+        cfg.update(overlay)
+    return model
+
+
+def _overlay(overlay: dict[str, Any] | None,
+             pretrained: bool | str | os.PathLike) -> tuple[dict[str, Any], Any]:
+    """timm's ``pretrained_cfg_overlay`` checked, and ``pretrained`` with ``True`` turned into
+    the overlay's ``file``."""
+    if overlay is None:
+        overlay = {}
+    if not isinstance(overlay, dict):
+        raise TypeError(f"pretrained_cfg_overlay must be a dict, got "
+                        f"{type(overlay).__name__} {overlay!r}")
+    if pretrained is True:
+        if "file" not in overlay:
+            raise ValueError("pretrained=True is not allowed without pretrained_cfg_overlay="
+                             "dict(file=PATH): nothing is downloaded; give the state dict file")
+        pretrained = overlay["file"]
+    return dict(overlay), pretrained
+
+
+def _create(name_or_spec: Any, spec: NetworkSpec, pretrained: Any,
+            checkpoint_path: str | os.PathLike | None, build: dict[str, Any],
+            overrides: dict[str, Any]):
+    """The model of ``spec``, with the weights ``pretrained`` or ``checkpoint_path`` names."""
+    from scaling.nn.build import build_model
+
     if checkpoint_path is not None:
         if pretrained is not False and pretrained is not None:
             raise ValueError("pretrained and checkpoint_path are both given; expected one")
-        return _checkpointed(spec, checkpoint_path, build)
+        if _own_keys(checkpoint_path):
+            return _checkpointed(spec, checkpoint_path, build)
+        pretrained = checkpoint_path  # timm's or torchvision's layout: converted
     if pretrained is False or pretrained is None:
         return build_model(spec, **build)
     if pretrained is True or not isinstance(pretrained, (str, os.PathLike)):
@@ -226,6 +291,23 @@ def create_model(name_or_spec: str | os.PathLike | NetworkSpec | dict,
             else None)
     return load_pretrained(spec, pretrained, name, overrides.get("num_classes"), build,
                            overridden=set(overrides))
+
+
+def _timm_keywords(drop_rate: float | None, output_stride: int, exportable: bool,
+                   scriptable: bool, overrides: dict[str, Any]) -> None:
+    """Check timm's keywords of :func:`create_model`; ``drop_rate`` becomes ``dropout``."""
+    for key, value in (("exportable", exportable), ("scriptable", scriptable)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{key} must be a bool, got {value!r}")
+    if output_stride != 32:
+        raise ValueError(f"output_stride={output_stride!r} is not supported; expected 32 (a "
+                         "dilated backbone would need timm's per-block dilation, which the "
+                         "IR's one dilation per stage cannot express)")
+    if drop_rate is not None:
+        if "dropout" in overrides:
+            raise ValueError(f"drop_rate={drop_rate!r} and dropout={overrides['dropout']!r} are "
+                             "both given; they are the same (classifier dropout): give one")
+        overrides["dropout"] = drop_rate
 
 
 def _is_file_name(name: str) -> bool:
@@ -248,6 +330,15 @@ def _file_spec(path: str) -> tuple[NetworkSpec, bool]:
     if not os.path.isfile(parse_spec_path(path)[0]):
         raise ValueError(f"model {path!r} is neither a zoo name nor an existing spec file")
     return load_spec(path), False
+
+
+def _own_keys(path: str | os.PathLike) -> bool:
+    """Whether the checkpoint at ``path`` is in the IR's layout (else it is read as
+    timm's or torchvision's layout, told apart by the IR's first key)."""
+    from scaling.zoo.checkpoint import load_checkpoint_state
+
+    state = load_checkpoint_state(path)
+    return "stem.0.0.weight" in state
 
 
 def _checkpointed(spec: NetworkSpec, path: str | os.PathLike, build: dict[str, Any]):

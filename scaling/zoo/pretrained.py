@@ -48,8 +48,8 @@ def detect_layout(model: ScalingNet, state_dict: Mapping[str, Any], source: str 
     for layout in LAYOUTS:
         try:
             ext = set(key_map(model, layout).values())
-        except ValueError:  # the layout cannot describe this model's blocks
-            continue
+        except (ValueError, AttributeError):  # the layout cannot describe this model's blocks
+            continue  # (a torchvision layout reads its own block attributes)
         if ext == keys:
             return layout
         score = len(ext & keys)

@@ -4,8 +4,8 @@ The key map is derived from the IR model's structure (its blocks, their geometry
 the source library), never by zipping two key lists. Layouts: torchvision's ``resnet`` (ResNet,
 ResNeXt, Wide ResNet), ``regnet``, ``shufflenet_v2``, ``mobilenet_v2``, ``mobilenet_v3``,
 ``efficientnet`` (B0-B7 and V2), ``mnasnet``; timm's ``timm_efficientnet``,
-``timm_mobilenetv3`` and ``timm_resnet`` (torchvision's names; a deep stem as ``conv1.{0,3,6}``)
-(a timm stage is a run of blocks with equal output channels; MobileNetV3's
+``timm_mobilenetv3``, ``timm_regnet`` and ``timm_resnet`` (torchvision's names; a deep stem as
+``conv1.{0,3,6}``) (a timm stage is a run of blocks with equal output channels; MobileNetV3's
 head conv is timm's last block and its hidden linear timm's 1x1 ``conv_head``). The layout is
 taken from ``spec.family`` when that names one, else inferred from the blocks; pass ``layout=`` to
 choose. Conversion is strict: a model key without a counterpart, a missing or unexpected source
@@ -155,7 +155,7 @@ def _timm_names(blk: nn.Module) -> list[tuple[str, str] | None]:
     """
     roles = getattr(blk, "roles", ())
     if not roles or not set(roles) <= {"pw", "exp", "conv", "dw", "se", "pwl"}:
-        raise ValueError(f"timm layouts hold mbconv/fused_mbconv blocks; stage "
+        raise ValueError(f"timm layouts hold ds/mbconv/fused_mbconv blocks; stage "
                          f"{blk.geometry.stage} is {blk.geometry.block!r}")
     expand = "pw" in roles or "exp" in roles
     names: list[tuple[str, str] | None] = []
@@ -234,12 +234,29 @@ def _timm_resnet(model: ScalingNet) -> Pairs:
     return pairs + _head(model, None, None, "fc")
 
 
+_TIMM_REGNET = {**{f"{c}{i}": f"conv{i}.{c}" for i in (1, 2, 3) for c in ("conv", "bn")},
+                "se.fc1": "se.fc1", "se.fc2": "se.fc2", "downsample.0": "downsample.conv",
+                "downsample.1": "downsample.bn"}
+
+
+def _timm_regnet(model: ScalingNet) -> Pairs:
+    """timm's RegNet: ``stem.conv/bn``, blocks ``s{s+1}.b{b+1}.convN.conv/bn``, ``head.fc``."""
+    pairs = _single_stem(model, "stem.conv", "stem.bn", "timm_regnet")
+    for s, b, blk in _flat_blocks(model):
+        base = f"stages.{s}.{b}"
+        for n in _leaves(blk, base):
+            rel = n[len(base) + 1:]
+            pairs.append((n, f"s{s + 1}.b{b + 1}." +
+                          _TIMM_REGNET.get(rel, f"<no timm regnet name for {rel}>")))
+    return pairs + _head(model, None, None, "head.fc")
+
+
 LAYOUTS: dict[str, Callable[[ScalingNet], Pairs]] = {
     "resnet": _tv_resnet, "regnet": _tv_regnet, "shufflenet_v2": _tv_shufflenet_v2,
     "mobilenet_v2": _tv_mobilenet_v2, "mobilenet_v3": _tv_mobilenet_v3,
     "efficientnet": _tv_efficientnet, "mnasnet": _tv_mnasnet,
     "timm_efficientnet": _timm_efficientnet, "timm_mobilenetv3": _timm_mobilenetv3,
-    "timm_resnet": _timm_resnet,
+    "timm_resnet": _timm_resnet, "timm_regnet": _timm_regnet,
 }
 _FAMILY_LAYOUT = {"resnet": "resnet", "regnet": "regnet", "shufflenet_v2": "shufflenet_v2",
                   "mobilenet_v2": "mobilenet_v2", "mobilenet_v3": "mobilenet_v3",
@@ -268,7 +285,7 @@ def _layout(model: ScalingNet, layout: str | None, timm: bool) -> str:
     spec = model.spec
     if timm:
         if {s.block for s in spec.stages} <= {"basic", "bottleneck"}:
-            return "timm_resnet"
+            return "timm_regnet" if any(s.group_width for s in spec.stages) else "timm_resnet"
         return "timm_mobilenetv3" if spec.head.hidden is not None else "timm_efficientnet"
     if spec.family in _FAMILY_LAYOUT:
         return _FAMILY_LAYOUT[spec.family]
