@@ -139,6 +139,13 @@ def test_a_failure_mid_search_keeps_the_completed_trial(failure, tmp_path, data_
 
 
 @pytest.mark.slow
+def _sigint_default() -> None:
+    """Ctrl-C as a terminal's foreground job gets it: a test run started in the background of a
+    non-interactive shell (``.ci/run &``) ignores SIGINT, its children inherit SIG_IGN, and
+    Python then never installs its handler (seen: the search ran on, 180 s after the signal)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_with_workers_is_one_line_exit_130(tmp_path, data_root):
     """A real SIGINT to the process group (as a terminal sends it): the parent and both workers
     get it; no "Process search-worker-N: Traceback", no Optuna traceback."""
@@ -152,7 +159,7 @@ def test_ctrl_c_with_workers_is_one_line_exit_130(tmp_path, data_root):
          "--data-root", data_root, "--val-size", "16", "--study", "w", "--out", str(out),
          "--heartbeat", "1", "--grace", "2", "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        start_new_session=True)
+        start_new_session=True, preexec_fn=_sigint_default)
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None:  # until both train a trial

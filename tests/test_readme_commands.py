@@ -158,6 +158,10 @@ NOT_RUN: dict[str, str] = {
                                    "tests/test_bench.py::test_gpu_bench_tiny_on_cpu_prints_every_field",
     "optuna-dashboard sqlite:///runs/search/STUDY.db": "a web server that runs until stopped",
     "STORE=postgresql://user:password@dbhost/scaling": "the server's URL: {postgres} here",
+    "python -m scaling.bench latency": "13 min on 2 cores; run at tiny size in-process by "
+        "tests/test_latency.py::test_bench_latency_tiny_writes_what_the_package_reads",
+    "python experiments/rank_fidelity.py --models 12": "40 min on 2 cores; run at tiny size by "
+        "tests/test_rank_fidelity.py::test_tiny_rank_fidelity_trains_once_and_reports_tau",
 }
 TINY_STUDY_TEST = ("tests/test_study.py::test_tiny_study_reproduces_its_csvs_and_resumes_without_"
                    "retraining runs it in a fresh copy of the repository")

@@ -5,12 +5,11 @@ the source library), never by zipping two key lists. Layouts: torchvision's ``re
 ResNeXt, Wide ResNet), ``regnet``, ``shufflenet_v2``, ``mobilenet_v2``, ``mobilenet_v3``,
 ``efficientnet`` (B0-B7 and V2), ``mnasnet``; timm's ``timm_efficientnet``,
 ``timm_mobilenetv3``, ``timm_regnet`` and ``timm_resnet`` (torchvision's names; a deep stem as
-``conv1.{0,3,6}``) (a timm stage is a run of blocks with equal output channels; MobileNetV3's
-head conv is timm's last block and its hidden linear timm's 1x1 ``conv_head``). The layout is
-taken from ``spec.family`` when that names one, else inferred from the blocks; pass ``layout=`` to
-choose. Conversion is strict: a model key without a counterpart, a missing or unexpected source
-key, or a shape mismatch is a ValueError naming it. Files load with
-``torch.load(..., weights_only=True)`` and save atomically.
+``conv1.{0,3,6}``; a timm stage: a run of blocks of equal output channels; MobileNetV3's head
+conv: timm's last block, its hidden linear timm's 1x1 ``conv_head``). The layout comes from
+``spec.family`` when that names one, else from the blocks; ``layout=`` chooses. Conversion is
+strict: a model key without a counterpart, a missing or unexpected source key, or a shape
+mismatch is a ValueError naming it. Files load with ``torch.load(..., weights_only=True)``.
 """
 
 from __future__ import annotations
