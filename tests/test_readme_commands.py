@@ -112,9 +112,6 @@ RUNS: dict[str, str] = {
     "python -m scaling.bench train":
         "python -m scaling.bench train --models mobilenet_v2_x0_5 --steps 1 --repeats 1 "
         "--threads 1 --batch-size 32",
-    "CUDA_VISIBLE_DEVICES=0 python -m scaling.study run medium --storage $STORE":
-        f"python -m scaling.study run {WORKERS_STUDY} --storage {{postgres}} --out workers-pg "
-        "--device cpu",
     "python -m scaling.study run tiny --storage sqlite:///runs/tiny-workers.db --out runs/tiny-a":
         f"python -m scaling.study run {WORKERS_STUDY} --storage sqlite:///runs/tiny-workers.db "
         "--out runs/tiny-a --device cpu",
@@ -158,6 +155,8 @@ NOT_RUN: dict[str, str] = {
                                    "tests/test_bench.py::test_gpu_bench_tiny_on_cpu_prints_every_field",
     "optuna-dashboard sqlite:///runs/search/STUDY.db": "a web server that runs until stopped",
     "STORE=postgresql://user:password@dbhost/scaling": "the server's URL: {postgres} here",
+    "CUDA_VISIBLE_DEVICES=0 python -m scaling.study run medium --storage $STORE": "the same "
+        "CLI on {postgres}: tests/test_study_workers.py runs two and three such workers there",
     "python -m scaling.bench latency": "13 min on 2 cores; run at tiny size in-process by "
         "tests/test_latency.py::test_bench_latency_tiny_writes_what_the_package_reads",
     "python experiments/rank_fidelity.py --models 12": "40 min on 2 cores; run at tiny size by "
