@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from timm_reference import shared_names, timm_file
 
-from scaling.zoo import create_model, list_models
+from scaling.zoo import create_model
 from scaling.zoo.aliases import SAME_NAME, TIMM_NORM, timm_replacements
 from scaling.zoo.pretrained import adapt_input_conv, detect_layout
 from scaling.zoo.weights import export_timm, export_torchvision, save_file
@@ -125,35 +126,12 @@ def test_timm_file_builds_timms_model_of_the_name(tmp_path):
 TOO_BIG = {"efficientnet_l2", "tf_efficientnet_l2"}
 
 
-def _timm_names() -> list[str]:
-    try:
-        import timm
-    except ImportError:
-        return ["(timm absent)"]
-    theirs = set(timm.list_models())
-    return [n for n in list_models("*") if n in theirs]
-
-
-def _timm_file(timm, name: str, path) -> torch.nn.Module:
-    """timm's model ``name`` (random init and BN statistics, eval mode), saved at ``path``."""
-    torch.manual_seed(0)
-    ref = timm.create_model(name, pretrained=False)
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in ref.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.05)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) * 0.4 + 0.8)
-    save_file(ref.state_dict(), path)
-    return ref.eval()
-
-
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
     # timm's hard_sigmoid is relu6(x + 3) / 6, torch's Hardsigmoid one kernel: last-bit noise
     return (a - b).abs().max().item() <= 1e-5 * max(1.0, a.abs().max().item())
 
 
-@pytest.mark.parametrize("name", _timm_names())
+@pytest.mark.parametrize("name", shared_names())
 def test_timm_checkpoint_by_name(name, tmp_path):
     """timm's model -> file -> ours by the same name: timm's logits; at ``in_chans=1``, those of
     timm's own loading of the file at ``in_chans=1`` (a random deep net's logits reach 1e7, so
@@ -161,7 +139,7 @@ def test_timm_checkpoint_by_name(name, tmp_path):
     timm = pytest.importorskip("timm")
     if name in TOO_BIG:
         pytest.skip(f"{name}: too big to build twice in a test (480M parameters)")
-    ref = _timm_file(timm, name, tmp_path / "timm.pth")
+    ref = timm_file(timm, name, tmp_path / "timm.pth")
     x = torch.randn(2, 3, 64, 64)
     assert _close(_logits(ref, x), _logits(create_model(name, pretrained=tmp_path / "timm.pth"),
                                            x))
@@ -177,7 +155,7 @@ def test_timm_checkpoint_by_name(name, tmp_path):
 def test_in_chans_as_timm_loads_it(name, in_chans, tmp_path):
     """timm's own loader adapting the same file to ``in_chans``: equal logits."""
     timm = pytest.importorskip("timm")
-    _timm_file(timm, name, tmp_path / "timm.pth")
+    timm_file(timm, name, tmp_path / "timm.pth")
     ref = timm.create_model(name, pretrained=True, in_chans=in_chans,
                             pretrained_cfg_overlay={"file": str(tmp_path / "timm.pth")})
     ours = create_model(name, pretrained=tmp_path / "timm.pth", in_chans=in_chans)
@@ -189,5 +167,5 @@ def test_same_name_table_is_timms():
     """Every zoo name that timm also has is an alias or in SAME_NAME (which timm_replacements
     reads), and every SAME_NAME entry is a timm model."""
     timm = pytest.importorskip("timm")
-    assert [n for n in _timm_names() if timm_replacements(n) is None] == []
+    assert [n for n in shared_names() if timm_replacements(n) is None] == []
     assert set(SAME_NAME) <= set(timm.list_models())

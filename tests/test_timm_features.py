@@ -8,19 +8,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from timm_reference import shared_names
 
-from scaling.zoo import create_model, list_models
+from scaling.zoo import create_model
 
 INDICES = (None, (1, 2, 3, 4), (0, -1))
-
-
-def _shared() -> list[str]:
-    try:
-        import timm
-    except ImportError:
-        return ["(timm absent)"]
-    theirs = set(timm.list_models())
-    return [n for n in list_models("*") if n in theirs]
 
 
 def _answers(info, n: int) -> tuple:
@@ -33,7 +25,7 @@ def _answers(info, n: int) -> tuple:
             [d["num_chs"] for d in info.get_dicts()])
 
 
-@pytest.mark.parametrize("name", _shared())
+@pytest.mark.parametrize("name", shared_names())
 def test_feature_levels_are_timms(name):
     timm = pytest.importorskip("timm")
     for idx in INDICES:

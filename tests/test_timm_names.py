@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from timm_reference import timm_file
 
 from scaling.zoo import create_model, get_spec
 from scaling.zoo.aliases import ALIASES, PREPROCESS, TF_NORM
@@ -73,27 +74,13 @@ def test_pretrained_true_reads_the_overlay_file(tmp_path):
 
 
 # -- against timm (the ``compare`` extra) ---------------------------------------------------------
-def _timm_file(timm, name: str, path) -> torch.nn.Module:
-    """timm's model ``name`` (random init and BN statistics, eval mode), saved at ``path``."""
-    torch.manual_seed(0)
-    ref = timm.create_model(name, pretrained=False)
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in ref.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.05)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) * 0.4 + 0.8)
-    save_file(ref.state_dict(), path)
-    return ref.eval()
-
-
 @pytest.mark.parametrize("name", KINDS)
 def test_timm_file_by_timms_name(name, tmp_path):
     """timm's model -> file -> ours by the same name, both of timm's ways: timm's logits at the
     model's default input size (timm's pretrained_cfg), eval mode."""
     timm = pytest.importorskip("timm")
     path = tmp_path / "timm.pth"
-    ref = _timm_file(timm, name, path)
+    ref = timm_file(timm, name, path)
     x = torch.randn(1, *ref.pretrained_cfg["input_size"])
     expected = _logits(ref, x)
     del ref
