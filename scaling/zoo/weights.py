@@ -80,15 +80,21 @@ _REGNET = {"conv1": "f.a.0", "bn1": "f.a.1", "conv2": "f.b.0", "bn2": "f.b.1",
            "downsample.0": "proj.0", "downsample.1": "proj.1"}
 
 
-def _tv_regnet(model: ScalingNet) -> Pairs:
-    pairs = _single_stem(model, "stem.0", "stem.1", "regnet")
+def _regnet_pairs(model: ScalingNet, stem: tuple[str, str], layout: str, names: Mapping[str, str],
+                  head: str, block: Callable[[int, int], str]) -> Pairs:
+    """A RegNet layout (torchvision's and timm's differ only in these names)."""
+    pairs, what = _single_stem(model, *stem, layout), layout.replace("_", " ")
     for s, b, blk in _flat_blocks(model):
         base = f"stages.{s}.{b}"
         for n in _leaves(blk, base):
             rel = n[len(base) + 1:]
-            pairs.append((n, f"trunk_output.block{s + 1}.block{s + 1}-{b}." +
-                          _REGNET.get(rel, f"<no regnet name for {rel}>")))
-    return pairs + _head(model, None, None, "fc")
+            pairs.append((n, block(s, b) + names.get(rel, f"<no {what} name for {rel}>")))
+    return pairs + _head(model, None, None, head)
+
+
+def _tv_regnet(model: ScalingNet) -> Pairs:
+    return _regnet_pairs(model, ("stem.0", "stem.1"), "regnet", _REGNET, "fc",
+                         lambda s, b: f"trunk_output.block{s + 1}.block{s + 1}-{b}.")
 
 
 def _tv_shufflenet_v2(model: ScalingNet) -> Pairs:
@@ -240,14 +246,8 @@ _TIMM_REGNET = {**{f"{c}{i}": f"conv{i}.{c}" for i in (1, 2, 3) for c in ("conv"
 
 def _timm_regnet(model: ScalingNet) -> Pairs:
     """timm's RegNet: ``stem.conv/bn``, blocks ``s{s+1}.b{b+1}.convN.conv/bn``, ``head.fc``."""
-    pairs = _single_stem(model, "stem.conv", "stem.bn", "timm_regnet")
-    for s, b, blk in _flat_blocks(model):
-        base = f"stages.{s}.{b}"
-        for n in _leaves(blk, base):
-            rel = n[len(base) + 1:]
-            pairs.append((n, f"s{s + 1}.b{b + 1}." +
-                          _TIMM_REGNET.get(rel, f"<no timm regnet name for {rel}>")))
-    return pairs + _head(model, None, None, "head.fc")
+    return _regnet_pairs(model, ("stem.conv", "stem.bn"), "timm_regnet", _TIMM_REGNET, "head.fc",
+                         lambda s, b: f"s{s + 1}.b{b + 1}.")
 
 
 LAYOUTS: dict[str, Callable[[ScalingNet], Pairs]] = {
