@@ -196,6 +196,10 @@ class SearchConfig:
                            "pick the best mean (0: off; not for zero-cost)", metavar="K")
     reevaluate_seeds: int = _opt(3, "seeds of each re-evaluated trial (seed+1 .. seed+S)",
                                  metavar="S")
+    pick_margin: float = _opt(1.0, "a searched trial is picked over the best re-evaluated "
+                              "enqueued family only if its mean leads by more than this many "
+                              "standard errors of the difference (seed std pooled over the "
+                              "re-evaluated trials; 0: the best mean wins)", metavar="Z")
     space: Any = _opt(None, "search space YAML/JSON file (default: the built-in space)",
                       type=str, metavar="FILE")
     heartbeat: int = _opt(10, "heartbeat interval in seconds")
@@ -235,6 +239,9 @@ class SearchConfig:
                 value = getattr(self, name)
                 if not is_int(value) or value < 1:
                     raise ValueError(f"{name}={value!r} is not allowed; expected an int >= 1")
+            if not is_number(self.pick_margin) or self.pick_margin < 0:
+                raise ValueError(f"pick_margin={self.pick_margin!r} is not allowed; expected a "
+                                 "number >= 0 (standard errors)")
             if not is_number(self.prune_warmup) or not 0 <= self.prune_warmup <= 1:
                 raise ValueError(f"prune_warmup={self.prune_warmup!r} is not allowed; expected a "
                                  "fraction of the epochs in [0, 1]")

@@ -7,8 +7,16 @@ single-objective study are retrained under the same protocol
 (:func:`scaling.search.evaluators.train_spec`: the same data split, subset, epochs, fixed recipe
 and the trial's own sampled recipe, no pruning) with the seeds ``seed + 1 .. seed + S``
 (``reevaluate_seeds``). The search's own run is left out of the mean, since it is what selected
-the trial. The winner is the trial whose objective value at its mean validation accuracy is
-best (``window``: the mean itself; ``reward``: the reward of the mean).
+the trial. Every complete enqueued hand-designed family (``--enqueue``) is re-evaluated beside
+them, whatever its rank, so the pick is measured against the known nets on the same seeds.
+
+The winner is the trial whose objective value at its mean validation accuracy is best
+(``window``: the mean itself; ``reward``: the reward of the mean), with one guard against the
+winner's curse (the best of K noisy means is biased upward): a searched trial displaces the best
+enqueued family only if it leads it by more than ``pick_margin`` standard errors of the
+difference of two means, the seed standard deviation pooled over every re-evaluated trial
+(:func:`pick`). Otherwise the enqueued family is the winner: the search returns the best
+hand-designed net it was given unless it found one measurably better.
 
 Each retraining is stored in the study (user attr ``reeval:<trial>:<seed>``), so a resumed or
 repeated run retrains only what is missing; the table and the winner are stored as the study's
@@ -53,7 +61,44 @@ def candidates(study: Any, k: int) -> list[Any]:
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if t.user_attrs.get("feasible") and t.user_attrs.get("score") is not None
             and t.user_attrs.get("status") == "ok"]
-    return sorted(done, key=lambda t: (-t.value, t.number))[:k]
+    ranked = sorted(done, key=lambda t: (-t.value, t.number))
+    top = ranked[:k]
+    return top + [t for t in ranked[k:] if t.user_attrs.get("enqueued")]
+
+
+def pooled_std(rows: list[dict[str, Any]]) -> float | None:
+    """The seed standard deviation of validation accuracy pooled over ``rows`` (each row's
+    ``val_accs``): sqrt(sum (n_i - 1) s_i^2 / sum (n_i - 1)); None without 2 seeds in a row."""
+    ss, df = 0.0, 0
+    for row in rows:
+        ok = [a for a in row["val_accs"] if a is not None]
+        if len(ok) > 1:
+            ss += statistics.variance(ok) * (len(ok) - 1)
+            df += len(ok) - 1
+    return (ss / df) ** 0.5 if df else None
+
+
+def pick(rows: list[dict[str, Any]], margin: float) -> tuple[int | None, dict[str, Any]]:
+    """The winning trial of the re-evaluated ``rows`` (module docstring) and how it was
+    decided: ``best`` (the best value), ``kept`` (the enqueued family kept, or None), ``lead``
+    and ``se`` (the best searched trial's lead over it, and the SE of that difference)."""
+    scored = [r for r in rows if r["value"] is not None]
+    if not scored:
+        return None, {"best": None, "kept": None, "lead": None, "se": None}
+    best = max(scored, key=lambda r: r["value"])
+    known = [r for r in scored if r.get("enqueued")]
+    how: dict[str, Any] = {"best": best["trial"], "kept": None, "lead": None, "se": None,
+                           "margin": margin}
+    if not known or best.get("enqueued") or margin <= 0:
+        return best["trial"], how
+    ref = max(known, key=lambda r: r["value"])
+    std = pooled_std(scored)
+    se = None if std is None else std * (1 / best["n"] + 1 / ref["n"]) ** 0.5
+    how.update(lead=best["value"] - ref["value"], se=se)
+    if se is None or how["lead"] > margin * se:
+        return best["trial"], how
+    how["kept"] = ref["trial"]
+    return ref["trial"], how
 
 
 def _seed_key(number: int, seed: int) -> str:
@@ -107,9 +152,8 @@ def reevaluate(study: Any, cfg: Any, data: Any = None,
                  f"status {result.status}, {time.monotonic() - t0:.1f} s")
         stored = study.user_attrs
     rows = [_row(study, t, seeds, cfg) for t in top]
-    scored = [r for r in rows if r["value"] is not None]
-    winner = max(scored, key=lambda r: r["value"])["trial"] if scored else None
-    table = {"k": cfg.reevaluate, "seeds": seeds, "rows": rows, "winner": winner}
+    winner, how = pick(rows, getattr(cfg, "pick_margin", 0.0))
+    table = {"k": cfg.reevaluate, "seeds": seeds, "rows": rows, "winner": winner, "pick": how}
     study.set_user_attr(ATTR, table)
     return table
 
@@ -136,5 +180,18 @@ def format_reevaluation(table: dict[str, Any]) -> str:
     rows = [[r["trial"], "*" if r["trial"] == table["winner"] else "", format_macs(r["macs"]),
              r["search_val_acc"], r["mean"], r["std"], r["n"], r.get("enqueued") or ""]
             for r in table["rows"]]
-    return format_table(["trial", "winner", "MACs", "search val_acc", "mean val_acc", "std",
+    text = format_table(["trial", "winner", "MACs", "search val_acc", "mean val_acc", "std",
                          "n", "enqueued"], rows, left=0)
+    return text + ("\n" + pick_line(table) if pick_line(table) else "")
+
+
+def pick_line(table: dict[str, Any]) -> str:
+    """One sentence on how the winner was picked (empty for a table without the record)."""
+    how = table.get("pick") or {}
+    if how.get("lead") is None or how.get("se") is None:
+        return ""
+    verdict = (f"kept the enqueued trial #{how['kept']}" if how["kept"] is not None
+               else f"picked #{how['best']}")
+    return (f"pick: the best searched trial #{how['best']} leads the best enqueued family by "
+            f"{100 * how['lead']:+.2f} points (SE of the difference {100 * how['se']:.2f}, "
+            f"margin {how['margin']:g} SE): {verdict}")

@@ -205,7 +205,7 @@ def from_dict(raw: Any, name: str = "study", folder: Path | None = None,
         if fam != SEARCHED and fam not in names:
             raise ValueError(f"single.families: {fam!r} is not allowed; expected 'searched' or "
                              f"one of {names}")
-    grid = _keys("grid", c.get("grid", {}), ("step", "tol", "mac_tol"))
+    grid = _keys("grid", c.get("grid", {}), ("step", "tol", "mac_tol", "confirm"))
     search = _keys("search", c.get("search", {}), [
         f.name for f in dataclasses.fields(SearchConfig) if f.name not in SEARCH_SET_BY_STUDY])
     SearchConfig(budget=base, **search)  # its values, checked before anything runs
@@ -217,6 +217,7 @@ def from_dict(raw: Any, name: str = "study", folder: Path | None = None,
         grid_step=_number("grid.step", grid.get("step", 0.2)),
         grid_tol=_number("grid.tol", grid.get("tol", 0.15)),
         grid_mac_tol=_number("grid.mac_tol", grid.get("mac_tol", 0.10)),
+        grid_confirm=_number("grid.confirm", grid.get("confirm", 1), int),
         mac_tol=_number("mac_tol", c.get("mac_tol", 0.05)),
         res_tol=_number("res_tol", c.get("res_tol", 0.10)),
         jobs=_number("jobs", c.get("jobs", 1), int), name=str(c.get("name", name)),

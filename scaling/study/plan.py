@@ -56,6 +56,9 @@ class StudyPreset:
     grid_step: float = 0.2
     grid_tol: float = 0.15
     grid_mac_tol: float = 0.10
+    #: the best ``grid_confirm`` distinct grid models by the first seed are trained with every
+    #: seed, and the winner is the best mean (1: the best single run wins)
+    grid_confirm: int = 1
     mac_tol: float = 0.05
     res_tol: float = 0.10
     jobs: int = 2

@@ -173,40 +173,86 @@ def _coeffs(r: Any) -> str:
     return f"({r.alpha:g}, {r.beta:g}, {r.gamma:g})"
 
 
+def reevaluation_lines(table: dict[str, Any] | None) -> list[str]:
+    """The search's re-evaluation (:mod:`scaling.search.reevaluate`) as a table and the pick's
+    sentence; nothing for a search without one."""
+    if not table or not table.get("rows"):
+        return []
+    from scaling.search.reevaluate import pick_line
+
+    out = [f"The best {table['k']} trials, and every enqueued family, retrained with seeds "
+           f"{table['seeds']} (the search's own run left out); the winner (*) is the best mean "
+           "unless the pick keeps the enqueued family:", "",
+           "| trial | enqueued | MACs | search val top-1 (%) | mean val top-1 (%) | std | n |",
+           "|---:|---|---:|---:|---:|---:|---:|"]
+    for r in table["rows"]:
+        star = "*" if r["trial"] == table["winner"] else ""
+        std = "-" if r["std"] is None else f"{100 * r['std']:.2f}"
+        out.append(f"| {r['trial']}{star} | {r.get('enqueued') or ''} | "
+                   f"{r['macs'] / 1e6:.3f}M | {pct(r['search_val_acc'])} | "
+                   f"{'-' if r['mean'] is None else pct(r['mean'])} | "
+                   f"{std} | {r['n']} |")
+    line = pick_line(table)
+    return out + ([""] + [line[0].upper() + line[1:] + "."] if line else []) + [""]
+
+
+def _grid_models(grid: pd.DataFrame) -> pd.DataFrame:
+    """One row per realised grid model in the grid's order (best first): its coefficients
+    (candidates whose width refit lands on one spec share a row), mean validation top-1 over
+    its seeds and their number."""
+    rows = []
+    for key, g in grid.groupby("spec_key", sort=False):
+        r = g.iloc[0]
+        coeffs = list(dict.fromkeys(_coeffs(c) for c in g.itertuples()))
+        rows.append({"spec_key": key, "coeffs": " = ".join(coeffs), "w": r.w,
+                     "resolution": r.resolution, "mac_ratio": r.mac_ratio, "refit": r.refit,
+                     "val": g.val_acc.mean(), "n": g.seed.nunique()})
+    return pd.DataFrame(rows)
+
+
 def grid_table(grid: pd.DataFrame) -> list[str]:
     """One row per realised model (candidates whose width refit lands on one spec are one row),
-    best validation top-1 first."""
+    the winner first: validation top-1, the mean over its seeds."""
     out = ["| (alpha, beta, gamma) | width used | resolution | realised MAC ratio | width "
-           "refitted | val top-1 (%) |", "|---|---:|---:|---:|---|---:|"]
-    for _, g in grid.groupby("spec_key", sort=False):
-        r = g.iloc[0]
-        out.append(f"| {' = '.join(_coeffs(c) for c in g.itertuples())} | {r.w:.4g} | "
-                   f"{r.resolution} | {r.mac_ratio:.3f} | {'yes' if r.refit else 'no'} | "
-                   f"{pct(r.val_acc)} |")
+           "refitted | seeds | val top-1 (%) |", "|---|---:|---:|---:|---|---:|---:|"]
+    for r in _grid_models(grid).itertuples():
+        out.append(f"| {r.coeffs} | {r.w:.4g} | {r.resolution} | {r.mac_ratio:.3f} | "
+                   f"{'yes' if r.refit else 'no'} | {r.n} | {pct(r.val)} |")
     return out
 
 
 def grid_verdict(grid: pd.DataFrame, val_noise: Pooled | None) -> str:
-    """Whether the grid's winner can be told from the runner-up (the best other realised model):
-    two single runs, their difference against the family table's pooled seed variance of
-    validation top-1 (a borrowed estimate: the grid trains one seed per candidate)."""
-    distinct = grid.drop_duplicates("spec_key")
-    head = f"{len(grid)} candidates, {len(distinct)} distinct realised models"
-    if len(distinct) < 2:
+    """Whether the grid's winner can be told from the runner-up (the best other realised model
+    with as many seeds; with one seed each, the best other): the difference of their means
+    against the family table's pooled seed variance of validation top-1 (a borrowed estimate)."""
+    models = _grid_models(grid)
+    head = f"{grid.drop_duplicates(['alpha', 'beta', 'gamma']).shape[0]} candidates, " \
+           f"{len(models)} distinct realised models"
+    if len(models) < 2:
         return head + ": nothing to tell apart."
-    a, b = distinct.iloc[0], distinct.iloc[1]
-    head += (f"; the winner {_coeffs(a)} leads the runner-up {_coeffs(b)} by "
-             f"{100 * (a.val_acc - b.val_acc):.2f} points of validation top-1 on one seed each")
+    a = models.iloc[0]
+    rivals = models.iloc[1:][models.n.iloc[1:] == a.n]
+    if rivals.empty:
+        return head + f"; the winner {a.coeffs} is the only model trained with {a.n} seeds."
+    b = rivals.iloc[0]
+    runs = "one seed each" if a.n == 1 else f"the mean of {a.n} seeds each"
+    confirmed = int((models.n == a.n).sum()) if a.n > 1 else 0
+    if confirmed:
+        head += (f"; the best {confirmed} by the first seed were trained with {a.n} seeds, and "
+                 "the winner is the best mean")
+    head += (f"; the winner {a.coeffs} leads the runner-up {b.coeffs} by "
+             f"{100 * (a.val - b.val):.2f} points of validation top-1 on {runs}")
     if val_noise is None:
         return head + ", with no seed-noise estimate: the grid cannot tell them apart."
-    d = difference_of_means(a.val_acc, 0.0, 1, b.val_acc, 0.0, 1, val_noise)
-    return head + (f". Two single runs differ only past {100 * d.critical * d.se:.2f} points "
-                   f"(t crit {d.critical:.2f} x SE {100 * d.se:.2f}; the seed std of validation "
-                   f"top-1, {100 * val_noise.std:.2f}, pooled over the family table's "
-                   f"{val_noise.cells} models, {val_noise.df} df), so "
+    d = difference_of_means(a.val, 0.0, int(a.n), b.val, 0.0, int(b.n), val_noise)
+    what = "two single runs" if a.n == 1 else f"two means of {a.n} seeds"
+    return head + (f". {what.capitalize()} differ only past {100 * d.critical * d.se:.2f} "
+                   f"points (t crit {d.critical:.2f} x SE {100 * d.se:.2f}; the seed std of "
+                   f"validation top-1, {100 * val_noise.std:.2f}, pooled over the family "
+                   f"table's {val_noise.cells} models, {val_noise.df} df), so "
                    + ("the winner is told from the runner-up." if d.significant else
                       "the grid **cannot tell** the winner from the runner-up: any of the "
-                      "leading rules would do as well, as far as one seed shows."))
+                      f"leading rules would do as well, as far as {runs} show."))
 
 
 def _style(ax, title: str, seeds: int) -> None:
@@ -346,6 +392,7 @@ def write_report(out: Path, preset_name: str, preset: StudyPreset,
            ", used as found: its MACs are the base point of every family. ")
         + "Its spec and recipe: `search/baseline.json`.",
         "",
+        *reevaluation_lines(s.get("reevaluation")),
         f"## Grid at phi = 1 (winner alpha, beta, gamma = {tuple(plan['winner'])})",
         "",
         *grid_table(dfs["grid"]),

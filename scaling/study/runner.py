@@ -133,6 +133,7 @@ def search_stage(preset: StudyPreset, out: Path, device: str, log: Callable[[str
         return json.loads(path.read_text())
     from scaling.data import NATIVE_SHAPE
     from scaling.search.cli import format_counts
+    from scaling.search.reevaluate import stored
     from scaling.search.report import best_trials, counts, score_name, trial_record, write_outputs
     from scaling.search.study import SearchConfig, run_search
 
@@ -163,7 +164,8 @@ def search_stage(preset: StudyPreset, out: Path, device: str, log: Callable[[str
         if not best:
             raise RuntimeError(f"the search trained no feasible trial: {counts(study)}")
         record = {**trial_record(best[0]), "counts": counts(study),
-                  "search_seconds": round(time.perf_counter() - t0, 1)}
+                  "search_seconds": round(time.perf_counter() - t0, 1),
+                  "reevaluation": stored(study)}
     write_outputs(study, str(folder), name="search")  # the same files with a shared storage
     atomic_write_json(path, record)
     if prov is not None and not found_here:  # by the invocation that ran the search
@@ -253,8 +255,13 @@ def run(preset_name: str | Path | StudyPreset, out: Path, device: str = "auto",
                    if RunStore.key(e["spec"], proto.seeds[0], proto.key()) not in store.rows]
         if missing:
             return pending_plan(preset_name, grid, missing, base, proto.key(), store.path, log)
-    grid_rows = joined(grid, proto.seeds[:1], store, proto.key())
-    grid_rows.sort(key=lambda r: (-r["val_acc"], r["macs"]))
+    confirmed = confirm_plan(grid, preset, store)
+    if confirmed and not plan_only:
+        train(confirmed, proto.seeds, "confirm")
+    elif any(RunStore.key(e["spec"], s, proto.key()) not in store.rows
+             for e in confirmed for s in proto.seeds):
+        return pending_plan(preset_name, grid, confirmed, base, proto.key(), store.path, log)
+    grid_rows = grid_table_rows(grid, preset, store)
     winner = (grid_rows[0]["alpha"], grid_rows[0]["beta"], grid_rows[0]["gamma"])
     log(f"grid winner: alpha={winner[0]:g} beta={winner[1]:g} gamma={winner[2]:g}")
 
@@ -283,6 +290,40 @@ def run(preset_name: str | Path | StudyPreset, out: Path, device: str = "auto",
     log_invocation(out, prov, trained=trained, reused=len(store.rows) - trained,
                    dropped=dropped, search=search_state, index=started)
     return write_report(out, preset_name, preset, tables, plan, prov)
+
+
+def confirm_plan(grid: list[dict[str, Any]], preset: StudyPreset, store: RunStore
+                 ) -> list[dict[str, Any]]:
+    """The grid entries to train with every seed: those of the best ``grid_confirm`` distinct
+    realised models by the first seed's validation top-1 (none when ``grid_confirm`` is 1);
+    each marked ``confirmed``."""
+    if preset.grid_confirm <= 1:
+        return []
+    proto = preset.protocol
+    rows = joined(grid, proto.seeds[:1], store, proto.key())
+    order = sorted(range(len(grid)), key=lambda i: (-rows[i]["val_acc"], rows[i]["macs"]))
+    keys: list[str] = []
+    for i in order:
+        if rows[i]["spec_key"] not in keys and len(keys) < preset.grid_confirm:
+            keys.append(rows[i]["spec_key"])
+    for i, e in enumerate(grid):
+        e["confirmed"] = rows[i]["spec_key"] in keys
+    return [e for e in grid if e["confirmed"]]
+
+
+def grid_table_rows(grid: list[dict[str, Any]], preset: StudyPreset, store: RunStore
+                    ) -> list[dict[str, Any]]:
+    """The grid's runs, one row per (entry, seed): a confirmed entry's every seed, another's
+    first; best first by the entry's mean validation top-1 over its seeds (``val_mean``)."""
+    proto = preset.protocol
+    rows: list[dict[str, Any]] = []
+    for e in grid:
+        seeds = proto.seeds if e.get("confirmed") else proto.seeds[:1]
+        mine = joined([e], seeds, store, proto.key())
+        mean = sum(r["val_acc"] for r in mine) / len(mine)
+        rows += [{**r, "val_mean": mean, "confirmed": bool(e.get("confirmed"))} for r in mine]
+    rows.sort(key=lambda r: (not r["confirmed"], -r["val_mean"], r["macs"], r["seed"]))
+    return rows
 
 
 def pending_plan(preset_name: str, grid: list[dict[str, Any]], missing: list[dict[str, Any]],
@@ -376,15 +417,19 @@ def report(out: Path, config: str | Path | StudyPreset | None = None) -> dict[st
                                  search=search or preset.search)
     store = RunStore(out / "runs.csv")
     tables: dict[str, list[dict[str, Any]]] = {"grid": [], "family": [], "single": []}
+    grid = [{**m, "spec": NetworkSpec.from_dict(m["spec"])} for m in plan["models"]
+            if m["experiment"] == "grid"]
     for m in plan["models"]:
         entry = {**m, "spec": NetworkSpec.from_dict(m["spec"])}
-        seeds = proto.seeds[:1] if m["experiment"] == "grid" else proto.seeds
+        confirmed = m["experiment"] != "grid" or m.get("confirmed")
+        seeds = proto.seeds if confirmed else proto.seeds[:1]
         if lost := [s for s in seeds if RunStore.key(entry["spec"], s, key) not in store.rows]:
             raise ValueError(f"{out}/runs.csv lacks {entry['spec'].name} seeds {lost} of "
                              f"plan.json under protocol {key}: resume the study (python -m "
                              "scaling.study run CONFIG --out DIR)")
-        tables[m["experiment"]] += joined([entry], seeds, store, key)
-    tables["grid"].sort(key=lambda r: (-r["val_acc"], r["macs"]))
+        if m["experiment"] != "grid":
+            tables[m["experiment"]] += joined([entry], seeds, store, key)
+    tables["grid"] = grid_table_rows(grid, preset, store)
     prov = Provenance(seeds=proto.seeds, preset=preset.name, protocol=plan["protocol"],
                       report_only="runs from runs.csv, plan.json")
     return write_report(out, preset.name, preset, tables, plan, prov)

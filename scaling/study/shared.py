@@ -30,7 +30,7 @@ from scaling.study.distributed import POLL_S, enqueue_runs, results, work
 from scaling.study.plan import StudyPreset
 from scaling.study.store import RUN_COLUMNS, RunStore, run_row
 
-STAGES = ("search", "pick", "grid", "runs")
+STAGES = ("search", "pick", "grid", "confirm", "runs")
 
 
 def study_names(preset: StudyPreset) -> dict[str, str]:
@@ -68,7 +68,7 @@ def search(cfg: Any, storage: str, names: dict[str, str], heartbeat: int, grace:
     """Run the search's trials with the other workers (``cfg.storage`` is the shared URL), then
     the one ``pick`` run; returns the winner's record (the same for every worker) and the
     search's study."""
-    from scaling.search.reevaluate import reevaluate
+    from scaling.search.reevaluate import reevaluate, stored
     from scaling.search.report import best_trials, counts, trial_record
     from scaling.search.study import run_search
 
@@ -82,7 +82,8 @@ def search(cfg: Any, storage: str, names: dict[str, str], heartbeat: int, grace:
         if not best:
             raise RuntimeError(f"the search trained no feasible trial: {counts(study)}")
         return {"record": _finite({**trial_record(best[0]), "counts": counts(study),
-                                   "search_seconds": round(time.perf_counter() - t0, 1)})}
+                                   "search_seconds": round(time.perf_counter() - t0, 1),
+                                   "reevaluation": stored(study)})}
 
     enqueue_runs(storage, names["pick"], [{"key": "baseline", "payload": {}}])
     work(storage, names["pick"], pick, heartbeat_interval=heartbeat, grace=grace)
