@@ -89,13 +89,13 @@ def pick(rows: list[dict[str, Any]], margin: float) -> tuple[int | None, dict[st
     known = [r for r in scored if r.get("enqueued")]
     how: dict[str, Any] = {"best": best["trial"], "kept": None, "lead": None, "se": None,
                            "margin": margin}
-    if not known or best.get("enqueued") or margin <= 0:
+    if not known or best.get("enqueued"):
         return best["trial"], how
     ref = max(known, key=lambda r: r["value"])
     std = pooled_std(scored)
     se = None if std is None else std * (1 / best["n"] + 1 / ref["n"]) ** 0.5
     how.update(lead=best["value"] - ref["value"], se=se)
-    if se is None or how["lead"] > margin * se:
+    if margin <= 0 or se is None or how["lead"] > margin * se:
         return best["trial"], how
     how["kept"] = ref["trial"]
     return ref["trial"], how

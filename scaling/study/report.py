@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from scaling.cli import count_of
+from scaling.study.grid import grid_table, grid_verdict  # noqa: F401 (the report's API)
 from scaling.study.plan import COMPOUND_FAMILIES, SEARCHED, StudyPreset
 from scaling.study.protocol import TEST_SIZE, data_title
 from scaling.study.stats import Pooled, difference_of_means, holm, pooled_variance, slope
@@ -169,10 +170,6 @@ def family_table(fam: pd.DataFrame) -> list[str]:
     return out
 
 
-def _coeffs(r: Any) -> str:
-    return f"({r.alpha:g}, {r.beta:g}, {r.gamma:g})"
-
-
 def reevaluation_lines(table: dict[str, Any] | None) -> list[str]:
     """The search's re-evaluation (:mod:`scaling.search.reevaluate`) as a table and the pick's
     sentence; nothing for a search without one."""
@@ -194,65 +191,6 @@ def reevaluation_lines(table: dict[str, Any] | None) -> list[str]:
                    f"{std} | {r['n']} |")
     line = pick_line(table)
     return out + ([""] + [line[0].upper() + line[1:] + "."] if line else []) + [""]
-
-
-def _grid_models(grid: pd.DataFrame) -> pd.DataFrame:
-    """One row per realised grid model in the grid's order (best first): its coefficients
-    (candidates whose width refit lands on one spec share a row), mean validation top-1 over
-    its seeds and their number."""
-    rows = []
-    for key, g in grid.groupby("spec_key", sort=False):
-        r = g.iloc[0]
-        coeffs = list(dict.fromkeys(_coeffs(c) for c in g.itertuples()))
-        rows.append({"spec_key": key, "coeffs": " = ".join(coeffs), "w": r.w,
-                     "resolution": r.resolution, "mac_ratio": r.mac_ratio, "refit": r.refit,
-                     "val": g.val_acc.mean(), "n": g.seed.nunique()})
-    return pd.DataFrame(rows)
-
-
-def grid_table(grid: pd.DataFrame) -> list[str]:
-    """One row per realised model (candidates whose width refit lands on one spec are one row),
-    the winner first: validation top-1, the mean over its seeds."""
-    out = ["| (alpha, beta, gamma) | width used | resolution | realised MAC ratio | width "
-           "refitted | seeds | val top-1 (%) |", "|---|---:|---:|---:|---|---:|---:|"]
-    for r in _grid_models(grid).itertuples():
-        out.append(f"| {r.coeffs} | {r.w:.4g} | {r.resolution} | {r.mac_ratio:.3f} | "
-                   f"{'yes' if r.refit else 'no'} | {r.n} | {pct(r.val)} |")
-    return out
-
-
-def grid_verdict(grid: pd.DataFrame, val_noise: Pooled | None) -> str:
-    """Whether the grid's winner can be told from the runner-up (the best other realised model
-    with as many seeds; with one seed each, the best other): the difference of their means
-    against the family table's pooled seed variance of validation top-1 (a borrowed estimate)."""
-    models = _grid_models(grid)
-    head = f"{grid.drop_duplicates(['alpha', 'beta', 'gamma']).shape[0]} candidates, " \
-           f"{len(models)} distinct realised models"
-    if len(models) < 2:
-        return head + ": nothing to tell apart."
-    a = models.iloc[0]
-    rivals = models.iloc[1:][models.n.iloc[1:] == a.n]
-    if rivals.empty:
-        return head + f"; the winner {a.coeffs} is the only model trained with {a.n} seeds."
-    b = rivals.iloc[0]
-    runs = "one seed each" if a.n == 1 else f"the mean of {a.n} seeds each"
-    confirmed = int((models.n == a.n).sum()) if a.n > 1 else 0
-    if confirmed:
-        head += (f"; the best {confirmed} by the first seed were trained with {a.n} seeds, and "
-                 "the winner is the best mean")
-    head += (f"; the winner {a.coeffs} leads the runner-up {b.coeffs} by "
-             f"{100 * (a.val - b.val):.2f} points of validation top-1 on {runs}")
-    if val_noise is None:
-        return head + ", with no seed-noise estimate: the grid cannot tell them apart."
-    d = difference_of_means(a.val, 0.0, int(a.n), b.val, 0.0, int(b.n), val_noise)
-    what = "two single runs" if a.n == 1 else f"two means of {a.n} seeds"
-    return head + (f". {what.capitalize()} differ only past {100 * d.critical * d.se:.2f} "
-                   f"points (t crit {d.critical:.2f} x SE {100 * d.se:.2f}; the seed std of "
-                   f"validation top-1, {100 * val_noise.std:.2f}, pooled over the family "
-                   f"table's {val_noise.cells} models, {val_noise.df} df), so "
-                   + ("the winner is told from the runner-up." if d.significant else
-                      "the grid **cannot tell** the winner from the runner-up: any of the "
-                      f"leading rules would do as well, as far as {runs} show."))
 
 
 def _style(ax, title: str, seeds: int) -> None:

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from scaling.study.config import resolve
+from scaling.study.grid import confirm_plan, grid_table_rows, pending_plan
 from scaling.study.plan import (
     StudyPreset,
     base_point,
@@ -290,56 +291,6 @@ def run(preset_name: str | Path | StudyPreset, out: Path, device: str = "auto",
     log_invocation(out, prov, trained=trained, reused=len(store.rows) - trained,
                    dropped=dropped, search=search_state, index=started)
     return write_report(out, preset_name, preset, tables, plan, prov)
-
-
-def confirm_plan(grid: list[dict[str, Any]], preset: StudyPreset, store: RunStore
-                 ) -> list[dict[str, Any]]:
-    """The grid entries to train with every seed: those of the best ``grid_confirm`` distinct
-    realised models by the first seed's validation top-1 (none when ``grid_confirm`` is 1);
-    each marked ``confirmed``."""
-    if preset.grid_confirm <= 1:
-        return []
-    proto = preset.protocol
-    rows = joined(grid, proto.seeds[:1], store, proto.key())
-    order = sorted(range(len(grid)), key=lambda i: (-rows[i]["val_acc"], rows[i]["macs"]))
-    keys: list[str] = []
-    for i in order:
-        if rows[i]["spec_key"] not in keys and len(keys) < preset.grid_confirm:
-            keys.append(rows[i]["spec_key"])
-    for i, e in enumerate(grid):
-        e["confirmed"] = rows[i]["spec_key"] in keys
-    return [e for e in grid if e["confirmed"]]
-
-
-def grid_table_rows(grid: list[dict[str, Any]], preset: StudyPreset, store: RunStore
-                    ) -> list[dict[str, Any]]:
-    """The grid's runs, one row per (entry, seed): a confirmed entry's every seed, another's
-    first; best first by the entry's mean validation top-1 over its seeds (``val_mean``)."""
-    proto = preset.protocol
-    rows: list[dict[str, Any]] = []
-    for e in grid:
-        seeds = proto.seeds if e.get("confirmed") else proto.seeds[:1]
-        mine = joined([e], seeds, store, proto.key())
-        mean = sum(r["val_acc"] for r in mine) / len(mine)
-        rows += [{**r, "val_mean": mean, "confirmed": bool(e.get("confirmed"))} for r in mine]
-    rows.sort(key=lambda r: (not r["confirmed"], -r["val_mean"], r["macs"], r["seed"]))
-    return rows
-
-
-def pending_plan(preset_name: str, grid: list[dict[str, Any]], missing: list[dict[str, Any]],
-                 base: Any, key: str, runs: Path, log: Callable[[str], None]) -> dict[str, Any]:
-    """What ``--plan-only`` says before the grid is trained (a fresh clone, a changed protocol):
-    the base point, the grid's candidates, and that the rest waits for them. Writes nothing."""
-    log(f"base point: the searched net's width x{base.knob:.4g}, {base.macs:,} MACs")
-    log(f"grid ({len(grid)} candidates; * = not yet trained under protocol {key}):")
-    for e in grid:
-        log(f"  {'*' if e in missing else ' '} alpha={e['alpha']:g} beta={e['beta']:g} "
-            f"gamma={e['gamma']:g}  {e['macs']:,} MACs")
-    log(f"pending: {len(missing)} of the grid's {len(grid)} runs are not in {runs}, so the grid "
-        "winner, and with it the family and single-dimension plans, are not known yet; "
-        f"plan.json is not written. Train the grid: python -m scaling.study run "
-        f"{preset_name}{' (on a GPU)' if preset_name == 'full' else ''}")
-    return {"plan": None, "pending": len(missing)}
 
 
 def log_invocation(out: Path, prov: Any, trained: int | None, reused: int, dropped: int = 0,
