@@ -99,3 +99,26 @@ def test_pick_margin_is_checked_and_on_the_cli(capsys, tmp_path):
         SearchConfig(budget=900_000, pick_margin=-1).validate()
     assert cli.main(["--budget", "900k", "--pick-margin", "-1", "--out", str(tmp_path)]) == 2
     assert "pick_margin=-1" in capsys.readouterr().err
+
+
+@pytest.mark.data
+def test_two_workers_share_the_re_evaluation(tmp_path):
+    """With ``workers`` 2 the retrainings are split between this process and a spawned one on
+    the study's storage; every (trial, seed) is stored once and the table is whole."""
+    from scaling.data import DatasetNotFoundError, load_dataset
+    from scaling.search.reevaluate import reevaluate
+
+    try:
+        load_dataset("fashion-mnist", val_size=100, subset=10)
+    except DatasetNotFoundError:
+        pytest.skip("Fashion-MNIST is not installed")
+    cfg = SearchConfig(budget=300_000, objective="window", trials=3, epochs=1, subset=64,
+                       val_size=64, batch_size=32, pruner="none", proxies=(), reevaluate=0,
+                       device="cpu", out_dir=str(tmp_path), study="w", quiet=True,
+                       threads=1).validate()
+    study = run_search(cfg).study
+    cfg.reevaluate, cfg.reevaluate_seeds, cfg.workers = 2, 2, 2
+    table = reevaluate(study, cfg)
+    assert [r["n"] for r in table["rows"]] == [2, 2]
+    keys = [k for k in study.user_attrs if k.startswith("reeval:")]
+    assert len(keys) == 4 and table["winner"] in [r["trial"] for r in table["rows"]]

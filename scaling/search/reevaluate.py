@@ -18,7 +18,8 @@ difference of two means, the seed standard deviation pooled over every re-evalua
 (:func:`pick`). Otherwise the enqueued family is the winner: the search returns the best
 hand-designed net it was given unless it found one measurably better.
 
-Each retraining is stored in the study (user attr ``reeval:<trial>:<seed>``), so a resumed or
+The retrainings run in ``workers`` processes (this one and spawned ones, each taking every
+``workers``-th of them, on the search's storage). Each retraining is stored in the study (user attr ``reeval:<trial>:<seed>``), so a resumed or
 repeated run retrains only what is missing; the table and the winner are stored as the study's
 user attr ``reevaluation``, which :func:`scaling.search.report.best_trials` reads: ``best.json``'s
 record is the winner. Not done for the zero-cost evaluator (nothing was trained: its score is a
@@ -28,9 +29,13 @@ table is then cleared.
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import os
 import statistics
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from scaling.search.objectives import get_objective
@@ -107,7 +112,8 @@ def _seed_key(number: int, seed: int) -> str:
 
 def _row(study: Any, trial: Any, seeds: list[int], cfg: Any) -> dict[str, Any]:
     """The re-evaluation row of ``trial`` from the stored retrainings."""
-    accs = [study.user_attrs[_seed_key(trial.number, s)]["val_acc"] for s in seeds]
+    attrs = study.user_attrs  # a seed a dead helper left unstored is missing from the mean
+    accs = [attrs.get(_seed_key(trial.number, s), {}).get("val_acc") for s in seeds]
     ok = [a for a in accs if a is not None]
     mean = statistics.fmean(ok) if ok else None
     objective = get_objective(cfg.objective)
@@ -124,8 +130,7 @@ def reevaluate(study: Any, cfg: Any, data: Any = None,
     """Re-evaluate ``study``'s best trials (module docstring); returns the table ``{"k",
     "seeds", "rows", "winner"}`` (also stored in the study), or None when skipped or nothing
     was trained."""
-    from scaling.ir import NetworkSpec
-    from scaling.search.evaluators import SearchContext, train_spec
+    from scaling.search.evaluators import SearchContext
 
     if skip_reason(cfg) is not None:
         if study.user_attrs.get(ATTR) is not None:
@@ -135,27 +140,86 @@ def reevaluate(study: Any, cfg: Any, data: Any = None,
     if not top:
         return None
     seeds = [cfg.seed + i for i in range(1, cfg.reevaluate_seeds + 1)]
-    ctx = SearchContext(cfg, data=data)
     stored = study.user_attrs
-    for trial in top:
-        spec = NetworkSpec.from_json(trial.user_attrs["spec"])
-        for seed in seeds:
-            key = _seed_key(trial.number, seed)
-            if key in stored:
-                continue
-            t0 = time.monotonic()
-            result = train_spec(ctx, spec, seed=seed, recipe=trial.user_attrs.get("recipe"))
-            acc = result.final_val_top1 if result.status == "ok" else None
-            study.set_user_attr(key, {"val_acc": acc, "status": result.status})
-            shown = "-" if acc is None else f"{acc:.4f}"
-            emit(f"re-evaluation: trial #{trial.number} seed {seed}: val_acc {shown}, "
-                 f"status {result.status}, {time.monotonic() - t0:.1f} s")
-        stored = study.user_attrs
+    jobs = [(t.number, s) for t in top for s in seeds if _seed_key(t.number, s) not in stored]
+    shares = max(1, min(cfg.workers, len(jobs)))
+    with _helpers(cfg, jobs, shares):  # shares 1.. in other processes, share 0 here
+        train_jobs(study, SearchContext(cfg, data=data), jobs[::shares], emit)
     rows = [_row(study, t, seeds, cfg) for t in top]
     winner, how = pick(rows, getattr(cfg, "pick_margin", 0.0))
     table = {"k": cfg.reevaluate, "seeds": seeds, "rows": rows, "winner": winner, "pick": how}
     study.set_user_attr(ATTR, table)
     return table
+
+
+def train_jobs(study: Any, ctx: Any, jobs: list[tuple[int, int]],
+               emit: Callable[[str], None] = lambda line: None) -> None:
+    """Retrain each (trial number, seed) of ``jobs`` not yet stored, and store it."""
+    from scaling.ir import NetworkSpec
+    from scaling.search.evaluators import train_spec
+
+    trials = study.get_trials(deepcopy=False)
+    for number, seed in jobs:
+        key = _seed_key(number, seed)
+        if key in study.user_attrs:
+            continue
+        trial = trials[number]
+        t0 = time.monotonic()
+        result = train_spec(ctx, NetworkSpec.from_json(trial.user_attrs["spec"]), seed=seed,
+                            recipe=trial.user_attrs.get("recipe"))
+        acc = result.final_val_top1 if result.status == "ok" else None
+        study.set_user_attr(key, {"val_acc": acc, "status": result.status})
+        shown = "-" if acc is None else f"{acc:.4f}"
+        emit(f"re-evaluation: trial #{number} seed {seed}: val_acc {shown}, "
+             f"status {result.status}, {time.monotonic() - t0:.1f} s")
+
+
+def _share(cfg_dict: dict[str, Any], jobs: list[tuple[int, int]], parent: int) -> None:
+    """A spawned process's share of the re-evaluation, on the search's storage."""
+    import optuna
+
+    from scaling.cli import quiet_interrupts
+    from scaling.search.evaluators import SearchContext
+    from scaling.search.study import SearchConfig
+    from scaling.search.workers import die_with_parent
+
+    quiet_interrupts()
+    die_with_parent(parent)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    cfg = SearchConfig.from_dict(cfg_dict)
+    try:
+        study = optuna.load_study(study_name=cfg.study, storage=cfg.storage_url)
+        train_jobs(study, SearchContext(cfg), jobs)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+@contextlib.contextmanager
+def _helpers(cfg: Any, jobs: list[tuple[int, int]], shares: int) -> Iterator[None]:
+    """Run shares 1..``shares - 1`` of ``jobs`` (every ``shares``-th job) in spawned
+    processes on the search's storage (``cfg.workers`` of them in all, this one included) while
+    the body runs share 0; wait for them, and stop them if the body fails. What a helper did
+    not store (it died) the body's caller finds missing: the table then has fewer seeds."""
+    if shares < 2:
+        yield
+        return
+    ctx = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked child
+    procs = [ctx.Process(target=_share, args=(cfg.to_dict(), jobs[r::shares], os.getpid()),
+                         name=f"reevaluate-{r}") for r in range(1, shares)]
+    for p in procs:
+        p.start()
+    try:
+        yield
+        for p in procs:
+            p.join()
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+                p.join(5)
+            if p.is_alive():
+                p.kill()
+                p.join()
 
 
 def stored(study: Any) -> dict[str, Any] | None:
