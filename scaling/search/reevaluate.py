@@ -19,12 +19,13 @@ difference of two means, the seed standard deviation pooled over every re-evalua
 hand-designed net it was given unless it found one measurably better.
 
 The retrainings run in ``workers`` processes (this one and spawned ones, each taking every
-``workers``-th of them, on the search's storage). Each retraining is stored in the study (user attr ``reeval:<trial>:<seed>``), so a resumed or
-repeated run retrains only what is missing; the table and the winner are stored as the study's
-user attr ``reevaluation``, which :func:`scaling.search.report.best_trials` reads: ``best.json``'s
-record is the winner. Not done for the zero-cost evaluator (nothing was trained: its score is a
-deterministic proxy) nor for ``pareto`` (the front is the answer, not one winner); the stored
-table is then cleared.
+``workers``-th of them, on the search's storage). Each retraining is stored in the study (user
+attr ``reeval:<trial>:<seed>``), so a resumed or repeated run retrains only what is missing;
+the table and the winner are stored as the study's user attr ``reevaluation``, which
+:func:`scaling.search.report.best_trials` reads: ``best.json``'s record is the winner. Not
+done for the zero-cost evaluator (nothing was trained: its score is a deterministic proxy)
+nor for ``pareto`` (the front is the answer, not one winner); the stored table is then
+cleared.
 """
 
 from __future__ import annotations
@@ -179,8 +180,8 @@ def _share(cfg_dict: dict[str, Any], jobs: list[tuple[int, int]], parent: int) -
     import optuna
 
     from scaling.cli import quiet_interrupts
+    from scaling.search.config import SearchConfig
     from scaling.search.evaluators import SearchContext
-    from scaling.search.study import SearchConfig
     from scaling.search.workers import die_with_parent
 
     quiet_interrupts()
@@ -259,3 +260,25 @@ def pick_line(table: dict[str, Any]) -> str:
     return (f"pick: the best searched trial #{how['best']} leads the best enqueued family by "
             f"{100 * how['lead']:+.2f} points (SE of the difference {100 * how['se']:.2f}, "
             f"margin {how['margin']:g} SE): {verdict}")
+
+
+def reevaluation_markdown(table: dict[str, Any] | None) -> list[str]:
+    """The search's re-evaluation (:mod:`scaling.search.reevaluate`) as a table and the pick's
+    sentence; nothing for a search without one."""
+    if not table or not table.get("rows"):
+        return []
+    out = [f"The best {table['k']} trials, and every enqueued family, retrained with seeds "
+           f"{table['seeds']} (the search's own run left out); the winner (*) is the best mean "
+           "unless the pick keeps the enqueued family:", "",
+           "| trial | enqueued | MACs | search val top-1 (%) | mean val top-1 (%) | std | n |",
+           "|---:|---|---:|---:|---:|---:|---:|"]
+    for r in table["rows"]:
+        star = "*" if r["trial"] == table["winner"] else ""
+        std = "-" if r["std"] is None else f"{100 * r['std']:.2f}"
+        mean = "-" if r["mean"] is None else f"{100 * r['mean']:.2f}"
+        out.append(f"| {r['trial']}{star} | {r.get('enqueued') or ''} | "
+                   f"{r['macs'] / 1e6:.3f}M | {100 * r['search_val_acc']:.2f} | "
+                   f"{mean} | "
+                   f"{std} | {r['n']} |")
+    line = pick_line(table)
+    return out + ([""] + [line[0].upper() + line[1:] + "."] if line else []) + [""]

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from scaling.cli import count_of
+from scaling.search.reevaluate import reevaluation_markdown
 from scaling.study.grid import grid_table, grid_verdict  # noqa: F401 (the report's API)
 from scaling.study.plan import COMPOUND_FAMILIES, SEARCHED, StudyPreset
 from scaling.study.protocol import TEST_SIZE, data_title
@@ -116,6 +117,7 @@ def searched_findings(fam: pd.DataFrame, pooled: Pooled | None) -> list[str]:
     """At each point: the searched family against the best hand-designed family there."""
     out = ["| MAC point | searched (%) | best hand-designed (%) | difference (pts) | "
            "effect | searched's rank |", "|---|---|---|---|---|---|"]
+    firsts = 0
     for ratio, g in fam.groupby("ratio", sort=True):
         s = g[g.family == SEARCHED]
         hand = g[g.family != SEARCHED].sort_values("test", ascending=False)
@@ -123,11 +125,38 @@ def searched_findings(fam: pd.DataFrame, pooled: Pooled | None) -> list[str]:
             continue
         s, h = s.iloc[0], hand.iloc[0]
         rank = int((g.test > s.test).sum()) + 1
+        firsts += rank == 1
         diff = s.test - h.test
         out.append(f"| {s.target / 1e6:.2f}M (x{ratio:g}) | {mean_std(s)} | "
                    f"{h.family}: {mean_std(h)} | {100 * diff:+.2f} | "
                    f"{_effect(s, h, pooled)} | {rank} of {len(g)} |")
-    return out
+    return out + ["", over_points(fam, pooled, firsts)] if len(out) > 2 else out
+
+
+def over_points(fam: pd.DataFrame, pooled: Pooled | None, firsts: int) -> str:
+    """The searched family's mean test top-1 over every MAC point against the best
+    hand-designed family's by the same mean; SE of the difference from the pooled seed std:
+    s_p sqrt(sum 1/n_i + sum 1/n_j) / P over the P points."""
+    from scaling.study.stats import t_cdf, t_ppf
+
+    points = fam.groupby("family").filter(lambda g: len(g) == fam.ratio.nunique())
+    means = points.groupby("family").test.mean()
+    if SEARCHED not in means or len(means) < 2:
+        return ""
+    hand = means.drop(SEARCHED).sort_values(ascending=False)
+    best, n_points = hand.index[0], fam.ratio.nunique()
+    diff = means[SEARCHED] - hand.iloc[0]
+    text = (f"Over the {n_points} points, the searched family's mean test top-1 is "
+            f"{pct(means[SEARCHED])}% against {pct(hand.iloc[0])}% for {best}, the best "
+            f"hand-designed family by that mean: {100 * diff:+.2f} points")
+    if pooled is not None:
+        inv = sum(1 / points[points.family == f].n for f in (SEARCHED, best)).sum()
+        se = pooled.std * inv ** 0.5 / n_points
+        t, crit = diff / se, t_ppf(0.975, pooled.df)
+        text += (f" (pooled SE {100 * se:.2f}, t {t:+.2f}, two-sided p "
+                 f"{2 * t_cdf(-abs(t), pooled.df):.2g}, t crit {crit:.2f}: "
+                 + ("a difference" if abs(t) > crit else "within seed noise") + ")")
+    return text + f"; it ranks first at {firsts} of {n_points} points."
 
 
 def single_findings(single: pd.DataFrame, keys: dict[tuple[str, str, float], str],
@@ -168,29 +197,6 @@ def family_table(fam: pd.DataFrame) -> list[str]:
                    f"({100 * r.mac_error:+.1f}%) | {r.params / 1e3:.0f} | {r.n} | {pct(r.val)} | "
                    f"{mean_std(r)} |")
     return out
-
-
-def reevaluation_lines(table: dict[str, Any] | None) -> list[str]:
-    """The search's re-evaluation (:mod:`scaling.search.reevaluate`) as a table and the pick's
-    sentence; nothing for a search without one."""
-    if not table or not table.get("rows"):
-        return []
-    from scaling.search.reevaluate import pick_line
-
-    out = [f"The best {table['k']} trials, and every enqueued family, retrained with seeds "
-           f"{table['seeds']} (the search's own run left out); the winner (*) is the best mean "
-           "unless the pick keeps the enqueued family:", "",
-           "| trial | enqueued | MACs | search val top-1 (%) | mean val top-1 (%) | std | n |",
-           "|---:|---|---:|---:|---:|---:|---:|"]
-    for r in table["rows"]:
-        star = "*" if r["trial"] == table["winner"] else ""
-        std = "-" if r["std"] is None else f"{100 * r['std']:.2f}"
-        out.append(f"| {r['trial']}{star} | {r.get('enqueued') or ''} | "
-                   f"{r['macs'] / 1e6:.3f}M | {pct(r['search_val_acc'])} | "
-                   f"{'-' if r['mean'] is None else pct(r['mean'])} | "
-                   f"{std} | {r['n']} |")
-    line = pick_line(table)
-    return out + ([""] + [line[0].upper() + line[1:] + "."] if line else []) + [""]
 
 
 def _style(ax, title: str, seeds: int) -> None:
@@ -330,7 +336,7 @@ def write_report(out: Path, preset_name: str, preset: StudyPreset,
            ", used as found: its MACs are the base point of every family. ")
         + "Its spec and recipe: `search/baseline.json`.",
         "",
-        *reevaluation_lines(s.get("reevaluation")),
+        *reevaluation_markdown(s.get("reevaluation")),
         f"## Grid at phi = 1 (winner alpha, beta, gamma = {tuple(plan['winner'])})",
         "",
         *grid_table(dfs["grid"]),
