@@ -150,7 +150,7 @@ def over_points(fam: pd.DataFrame, pooled: Pooled | None, firsts: int) -> str:
             f"{pct(means[SEARCHED])}% against {pct(hand.iloc[0])}% for {best}, the best "
             f"hand-designed family by that mean: {100 * diff:+.2f} points")
     if pooled is not None:
-        inv = sum(1 / points[points.family == f].n for f in (SEARCHED, best)).sum()
+        inv = sum(float((1 / points[points.family == f].n).sum()) for f in (SEARCHED, best))
         se = pooled.std * inv ** 0.5 / n_points
         t, crit = diff / se, t_ppf(0.975, pooled.df)
         text += (f" (pooled SE {100 * se:.2f}, t {t:+.2f}, two-sided p "
