@@ -132,4 +132,5 @@ def grid_verdict(grid: pd.DataFrame, val_noise: Pooled | None) -> str:
                    f"table's {val_noise.cells} models, {val_noise.df} df), so "
                    + ("the winner is told from the runner-up." if d.significant else
                       "the grid **cannot tell** the winner from the runner-up: any of the "
-                      f"leading rules would do as well, as far as {runs} show."))
+                      "leading rules would do as well, as far as "
+                      + ("one seed shows." if a.n == 1 else f"{a.n} seeds show.")))
