@@ -188,4 +188,5 @@ def test_bad_worker_options_are_one_line(tmp_path, capsys, monkeypatch, argv, er
 def test_the_storage_study_names_derive_from_the_config():
     preset = resolve("tiny")
     key = preset.protocol.key()
-    assert study_names(preset) == {s: f"tiny-{key}-{s}" for s in ("search", "pick", "grid", "runs")}
+    stages = ("search", "pick", "grid", "confirm", "runs")
+    assert study_names(preset) == {s: f"tiny-{key}-{s}" for s in stages}
