@@ -201,6 +201,8 @@ def _helpers(cfg: Any, jobs: list[tuple[int, int]], shares: int) -> Iterator[Non
     processes on the search's storage (``cfg.workers`` of them in all, this one included) while
     the body runs share 0; wait for them, and stop them if the body fails. What a helper did
     not store (it died) the body's caller finds missing: the table then has fewer seeds."""
+    from scaling.search.workers import stop_processes
+
     if shares < 2:
         yield
         return
@@ -214,13 +216,7 @@ def _helpers(cfg: Any, jobs: list[tuple[int, int]], shares: int) -> Iterator[Non
         for p in procs:
             p.join()
     finally:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-                p.join(5)
-            if p.is_alive():
-                p.kill()
-                p.join()
+        stop_processes(procs)
 
 
 def stored(study: Any) -> dict[str, Any] | None:
@@ -247,7 +243,8 @@ def format_reevaluation(table: dict[str, Any]) -> str:
             for r in table["rows"]]
     text = format_table(["trial", "winner", "MACs", "search val_acc", "mean val_acc", "std",
                          "n", "enqueued"], rows, left=0)
-    return text + ("\n" + pick_line(table) if pick_line(table) else "")
+    line = pick_line(table)
+    return text + ("\n" + line if line else "")
 
 
 def pick_line(table: dict[str, Any]) -> str:

@@ -48,6 +48,7 @@ from scaling.search.workers import (
     die_with_parent,
     max_attempts,
     run_trials,
+    stop_processes,
 )
 
 
@@ -253,14 +254,8 @@ def _run_pool(cfg: SearchConfig, to_stderr: bool, data: Any = None) -> None:
         for p in procs:
             p.join(max(0.0, deadline - time.monotonic()))
         raise
-    finally:  # an exception or Ctrl-C here: the workers stop with us (SIGKILL if SIGTERM is
-        for p in procs:  # not enough: multiprocessing's exit handler would join them forever)
-            if p.is_alive():
-                p.terminate()
-                p.join(5)
-            if p.is_alive():
-                p.kill()
-                p.join()
+    finally:  # an exception or Ctrl-C here: the workers stop with us
+        stop_processes(procs)
     if any(p.exitcode == 2 for p in procs):  # a worker said why (one line): nothing to add
         raise SystemExit(2)
     bad = [f"{p.name} exit {p.exitcode}" for p in procs if p.exitcode != 0]

@@ -86,6 +86,18 @@ class ProcessSeededSampler(optuna.samplers.BaseSampler):
 
 
 # -- dying with the parent ------------------------------------------------------------------------
+def stop_processes(procs: list[Any]) -> None:
+    """Stop the still-running ``procs``: SIGTERM, then SIGKILL after 5 s (without it,
+    multiprocessing's exit handler would join a worker that ignores SIGTERM forever)."""
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+            p.join(5)
+        if p.is_alive():
+            p.kill()
+            p.join()
+
+
 def die_with_parent(parent: int, poll_s: float = 1.0) -> None:
     """End this process when ``parent`` (a pid) dies: the kernel's parent-death signal on Linux,
     and a daemon thread that polls ``os.getppid()`` (other systems, and a parent that died before
