@@ -196,6 +196,27 @@ def test_evaluation_points_are_looks_at_the_same_run():
     assert [h["step"] for h in many.history] == [1, 2]
 
 
+def test_eval_points_validate_only_there_and_leave_the_run_alone():
+    """``eval_points``: validation (and precise BN) at those points and at the end only; the
+    callback still sees every point; the weights are those of the run that validates at all."""
+    data = synthetic()  # 12 steps an epoch
+    # dropout in the head: a look's precise-BN passes run it in train mode, and must not move
+    # the global RNG that the training's own dropout draws from
+    spec = tiny_spec().replace(head=HeadSpec(channels=None, dropout=0.5))
+    seen = []
+    one = train(spec, data, epochs=2, **FAST)
+    every = train(spec, data, epochs=2, evals_per_epoch=4.5, **FAST)
+    some = train(spec, data, epochs=2, evals_per_epoch=4.5, eval_points=(1, 3),
+                 callback=lambda report, m: seen.append((report, m["val_top1"] is None)), **FAST)
+    assert [r for r, skipped in seen if not skipped] == [1, 3, 9] and len(seen) == 9
+    for run in (every, some):
+        for a, b in zip(one.model.state_dict().values(), run.model.state_dict().values()):
+            assert torch.equal(a, b)
+        assert run.final_val_top1 == one.final_val_top1
+    with pytest.raises(ValueError, match=r"eval_points=\(0,\)"):
+        train(tiny_spec(), data, epochs=1, eval_points=(0,), **FAST)
+
+
 def test_only_optunas_trial_pruned_marks_a_run_pruned():
     optuna = pytest.importorskip("optuna")
     data = synthetic(n_train=100, n_val=50)

@@ -99,6 +99,9 @@ class TrainConfig:
     eval_every: int = field(default=1, metadata=_opt(
         "validate at every Nth evaluation point (every N epochs with one point an epoch) and at "
         "the end"))
+    eval_points: tuple[int, ...] = field(default=(), metadata=_opt(
+        "validate only at these evaluation points (1-based) and at the end, e.g. the rungs of "
+        "successive halving; empty: every eval_every-th", cli=False))
     precise_bn: int = field(default=8, metadata=_opt(
         "training batches that recompute the BatchNorm statistics before evaluation (0: off)"))
     augment: bool = field(default=True, metadata=_opt("the dataset's batch augmentation"))
@@ -122,6 +125,10 @@ class TrainConfig:
                              f"{OPTIMIZERS}")
         for name in ("batch_size", "eval_every", "eval_batch_size"):
             _positive_int(name, getattr(self, name))
+        if not isinstance(self.eval_points, tuple) or not all(
+                is_int(v) and v >= 1 for v in self.eval_points):
+            raise ValueError(f"eval_points={self.eval_points!r} is not allowed; expected a tuple "
+                             "of evaluation point numbers >= 1 (empty: every eval_every-th)")
         _positive_int("threads", self.threads, optional=True)
         _positive_int("precise_bn", self.precise_bn, minimum=0)
         _positive_int("num_workers", self.num_workers, minimum=0)

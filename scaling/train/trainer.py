@@ -16,8 +16,10 @@ epochs/samples and thread count on the same CPU give identical metrics and weigh
 
 Evaluation points: the callback (and validation, ``eval_every``) run at the end of every epoch,
 or ``evals_per_epoch`` times an epoch at evenly spaced steps of the same schedule: partial looks
-at the full run, as the rungs of ASHA (Li et al. 2020) and Hyperband (Li et al. 2018) need; the
-weights at a step do not depend on how often the run was looked at.
+at the full run, as the rungs of ASHA (Li et al. 2020) and Hyperband (Li et al. 2018) need
+(``eval_points``: which of them validate); the weights at a step do not depend on how often
+the run was looked at, dropout and drop path included (a look's precise-BN passes leave the
+global RNG as they found it).
 
 Status: 'ok'; 'diverged' when the training loss becomes NaN/inf (checked every step on CPU;
 on CUDA every 100 steps and at every evaluation point, so that the host never waits for the
@@ -303,11 +305,21 @@ class _Run:
             torch.cuda.synchronize(self.dev)
         return time.perf_counter() - t0
 
+    def _looks_at(self, report: int) -> bool:
+        """Whether evaluation point ``report`` validates: one of ``eval_points`` where given
+        (a pruner's rungs: the points between cost a validation and a precise-BN pass each and
+        decide nothing), else every ``eval_every``-th."""
+        if self.cfg.eval_points:
+            return report in self.cfg.eval_points
+        return report % self.cfg.eval_every == 0
+
     def _crossed_epoch_end(self) -> None:
-        """An epoch end that no look calibrated at takes its draw of the main order (K=1 did)."""
-        if (self.epoch > 0 and self.cfg.evals_per_epoch != 1 and self.cfg.precise_bn > 0
-                and self.val_loader is not None and self.calibrated_at != self.step):
-            next(iter(self.calib_loader), None)
+        """An epoch end that no look calibrated at gets the main calibration K=1 ran there:
+        its draw of the main order, and its forward passes' draws of the global RNG (dropout,
+        drop path), so the training after it is K=1's."""
+        if (self.epoch > 0 and self.cfg.evals_per_epoch != 1 and self.val_loader is not None
+                and self.calibrated_at != self.step):
+            self._calibrate(main=True)
 
     def _calibrate(self, main: bool = True) -> None:
         """Precise BN over ``cfg.precise_bn`` un-augmented training batches (once per step), from
@@ -325,7 +337,11 @@ class _Run:
                     x = x.contiguous(memory_format=torch.channels_last)
                 yield x
 
-        with autocast(self.dev, self.amp_dtype):
+        # a look inside an epoch leaves the global RNG as it found it: its forward passes run
+        # dropout and drop path in train mode, and K=1 had no such draws there
+        devices = [self.dev] if self.dev.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices, enabled=not main), \
+                autocast(self.dev, self.amp_dtype):
             recalibrate_bn(self.model, batches())
         self.calibrated_at = self.step
 
@@ -349,7 +365,7 @@ class _Run:
                     "train_time": self.train_time, "samples": self.seen, "lr": self.lr,
                     "step": self.step, "epochs": self.step / self.steps_per_epoch}
                 if (self.status == "ok" and self.val_loader is not None
-                        and (stop or report % self.cfg.eval_every == 0)):
+                        and (stop or self._looks_at(report))):
                     if stop and notice is not None:
                         notice(f"budget spent after {self.train_time:.1f} s of training; "
                                f"evaluating on {self.val_images:,} validation "
