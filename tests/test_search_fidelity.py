@@ -109,10 +109,11 @@ def test_successive_halving_over_evaluation_points_on_a_real_tiny_search(tmp_pat
     assert len(trained) == 12
     complete = trained[trained.status == "ok"]
     assert len(complete) >= 1 and (complete.train_samples == full).all()
-    assert (complete.reports == 9).all() and (complete.rung == 3).all()
+    # validated at the rungs only (points 1, 3 and 9 of 9): the points between decide nothing
+    assert (complete.reports == 3).all() and (complete.rung == 3).all()
     pruned = trained[trained.status == "pruned"]
     assert len(pruned) > len(trained) / 2
-    assert set(pruned.reports) <= {1, 3} and set(pruned.rung) <= {1, 2}
+    assert set(pruned.reports) <= {1, 2} and set(pruned.rung) <= {1, 2}
     assert set(pruned.train_samples) <= {full // 9, full // 3}
     space = ev.window_space(cfg.space, cfg)
     for t in study.trials:

@@ -175,22 +175,38 @@ def zero_cost(ctx: SearchContext, trial: Any, spec: Any, cost: Any) -> Evaluatio
 def train_spec(ctx: SearchContext, spec: Any, seed: int | None = None,
                callback: Callable[[int, dict], Any] | None = None,
                before_train: Callable[[Any], Any] | None = None,
-               recipe: dict[str, Any] | None = None, evals_per_epoch: float = 1) -> Any:
+               recipe: dict[str, Any] | None = None, evals_per_epoch: float = 1,
+               eval_points: tuple[int, ...] = ()) -> Any:
     """Train ``spec`` by the search's protocol (data split, subset, epochs, optimizer, seed):
     what every trial gets, and what baselines must get to be comparable; ``recipe``: a trial's
     sampled recipe (user attr ``recipe``) over the fixed one. ``before_train(model)``
     sees the freshly built net (:func:`scaling.train.trainer.train`); ``evals_per_epoch``: the
-    looks of a pruned trial (the weights do not depend on it)."""
+    looks of a pruned trial (the weights do not depend on it), ``eval_points`` the ones among
+    them that validate (all where empty)."""
     from scaling.train import train
 
     cfg = ctx.cfg
     return train(spec, ctx.data(), epochs=cfg.epochs, seconds=cfg.trial_seconds,
-                 evals_per_epoch=evals_per_epoch, **recipe_kwargs(cfg, recipe),
+                 evals_per_epoch=evals_per_epoch, eval_points=eval_points,
+                 **recipe_kwargs(cfg, recipe),
                  seed=cfg.seed if seed is None else seed, device=cfg.device,
                  channels_last=channels_last(cfg), one_shape=one_shape(ctx),
                  augment=cfg.augment, zero_init_last=cfg.zero_init_last, threads=cfg.threads,
                  callback=callback, before_train=before_train,
                  progress=False)
+
+
+def rung_points(cfg: SearchConfig) -> tuple[int, ...]:
+    """The evaluation points where sha/hyperband can decide (``min_resource * prune_factor**k``,
+    every bracket's rungs among them) and the last one; () for other pruners (every point).
+    A point between rungs would cost a validation and a precise-BN pass and decide nothing."""
+    if cfg.pruner not in ("sha", "hyperband"):
+        return ()
+    points, step = {cfg.reports}, cfg.min_resource
+    while step < cfg.reports:
+        points.add(step)
+        step *= cfg.prune_factor
+    return tuple(sorted(points))
 
 
 def recipe_kwargs(cfg: SearchConfig, recipe: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -211,11 +227,11 @@ def train_eval(ctx: SearchContext, trial: Any, spec: Any, cost: Any) -> Evaluati
     objective = get_objective(cfg.objective)
     proxies: dict[str, float | None] = {}
     callback: Callable[[int, dict], Any] | None = None
-    looks = 1.0
+    looks, points = 1.0, ()
     # an enqueued hand-designed net is the reference the search must beat: it is never pruned
     # (a large net starts slower than a small one, and EfficientNet-B0 fell at the first rung)
     if not objective.multi and cfg.pruner != "none" and not trial.user_attrs.get("enqueued"):
-        looks = float(cfg.evals_per_epoch)
+        looks, points = float(cfg.evals_per_epoch), rung_points(cfg)
 
         def callback(report: int, metrics: dict) -> bool:
             if metrics.get("val_top1") is None:
@@ -231,10 +247,10 @@ def train_eval(ctx: SearchContext, trial: Any, spec: Any, cost: Any) -> Evaluati
         proxies.update(compute_trial_proxies(ctx, spec, model, train_batch))
 
     result = train_spec(ctx, spec, callback=callback, before_train=before_train, recipe=recipe,
-                        evals_per_epoch=looks)
+                        evals_per_epoch=looks, eval_points=points)
     if cfg.proxies and not proxies:  # a train() that did not call before_train (a stand-in)
         proxies.update(compute_trial_proxies(ctx, spec))
-    history = [h["val_top1"] for h in result.history]
+    history = [h["val_top1"] for h in result.history if h["val_top1"] is not None]
     steady = result.history[-1].get("images_per_s", 0.0) if result.history else 0.0
     attrs = {"val_acc": result.final_val_top1, "best_val_acc": result.best_val_top1,
              "val_history": history, "train_time": round(result.train_time, 3),
