@@ -187,6 +187,44 @@ def test_calibration_fit_recovers_known_constants():
     assert fit_constants(sums[:1], counts[:1], sums[:1] + 0.7) == pytest.approx((1.0, 0.0, 0.7))
     with pytest.raises(ValueError, match="finite and > 0"):
         fit_constants(sums[:3], counts[:3], [1.0, 0.0, 2.0])
+    # the scale alone (the default of calibrate and of the benchmark): exact on proportional
+    # times, and the weighted mean ratio sum(s/m) / sum(s^2/m^2) on others
+    assert fit_constants(sums, counts, 1.3 * sums, "scale") == pytest.approx((1.3, 0.0, 0.0))
+    scale, per_part, overhead = fit_constants(sums, counts, noisy, "scale")
+    r = sums / noisy
+    assert (per_part, overhead) == (0.0, 0.0)
+    assert scale == pytest.approx(r.sum() / (r * r).sum()) and scale > 1.3  # overhead absorbed
+    with pytest.raises(ValueError, match=r"terms='both' is not allowed; expected one of"):
+        fit_constants(sums, counts, measured, "both")
+
+
+def test_each_round_times_the_modules_in_a_new_order():
+    """A fixed order (reversed every other round) gave a module the same neighbours each round,
+    and a burst of load stayed on the same run of modules: every round draws a new order."""
+    import torch
+
+    from scaling.latency.profile import sample_modules
+
+    calls: list[int] = []
+
+    class Tag(torch.nn.Module):
+        def __init__(self, i: int) -> None:
+            super().__init__()
+            self.i = i
+
+        def forward(self, x):
+            calls.append(self.i)
+            return x
+
+    runs = [(Tag(i), torch.zeros(1)) for i in range(8)]
+    samples = sample_modules(runs, rounds=4, warmup=0, min_ms=0, settle=0)
+    assert [len(s) for s in samples] == [4] * 8
+    rounds = [calls[8 + 8 * r: 16 + 8 * r] for r in range(4)]  # after the 8 sizing calls
+    assert all(sorted(r) == list(range(8)) for r in rounds)
+    assert len({tuple(r) for r in rounds}) == 4  # four different orders
+    calls.clear()
+    sample_modules(runs, rounds=4, warmup=0, min_ms=0, settle=0)
+    assert [calls[8 + 8 * r: 16 + 8 * r] for r in range(4)] == rounds  # seeded: the same again
 
 
 def test_calibrated_table_predicts_with_its_constants():

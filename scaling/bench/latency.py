@@ -1,14 +1,14 @@
 """Benchmark: the latency predictor's error, ``python -m scaling.bench latency [--models ...]
-[--samples 50] [--calibrate 8] [--res 28 224] [--batch 1 32] [--threads 1] [--out DIR]``.
+[--samples 50] [--calibrate 24] [--fit scale] [--res 28 224] [--batch 1 32] [--threads 1]
+[--seed 0] [--out DIR]``.
 
-Per (resolution, batch), in this order, in one process: the zoo models, ``--samples`` random
-samples of the search space (seed ``--seed``, fitted to ``--budget`` x (res/28)^2 MACs) and
-``--calibrate`` further samples (seeds from ``--seed + 1``, spread over 1/4-2x the budget) are
-profiled part by part and timed whole
-and deployed in the same interleaved rounds
-(:func:`scaling.latency.profile.measure_parts_and_models`: a drift of machine load hits entries
-and models alike) (median of ``--rounds``, ``--heavy-rounds`` above 224x224 batch 1); the
-predictor's constants are fitted on the calibration samples only
+Per (resolution, batch), in one process: the zoo models, ``--samples`` random samples of the
+search space (seed ``--seed``, fitted to ``--budget`` x (res/28)^2 MACs) and ``--calibrate``
+further samples drawn the same way (seed ``--seed + 1``) are profiled part by part and timed
+whole and deployed in the same interleaved rounds, each round in a new random order
+(:func:`scaling.latency.profile.measure_parts_and_models`: a drift or a burst of machine load
+hits entries and models alike) (median of ``--rounds``, ``--heavy-rounds`` above 224x224
+batch 1); the predictor's constants (``--fit``) are fitted on the calibration samples only
 (:func:`scaling.latency.predict.fit_constants`), and the error is reported on the zoo and the
 ``--samples`` ones, which the fit never saw. Reported: median and 90th percentile
 of the absolute % error, and Spearman's rank correlation (pandas' ``rank``, then Pearson: scipy
@@ -41,8 +41,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", nargs="*", default=list(MODELS), help="zoo names")
     p.add_argument("--samples", type=int, default=50, help="random samples of the search space "
                    "the error is reported on")
-    p.add_argument("--calibrate", type=int, default=12, metavar="K",
+    p.add_argument("--calibrate", type=int, default=24, metavar="K",
                    help="further samples (seed + 1) the predictor's constants are fitted on")
+    p.add_argument("--fit", default="scale", choices=("scale", "all"),
+                   help="the constants fitted: the scale alone, or scale, per part and per model")
     p.add_argument("--seed", type=int, default=0, help="seed of the samples")
     p.add_argument("--budget", default="4M", help="samples' MAC budget at 28x28 (x (res/28)^2 "
                    "at res: 4M is 256M at 224, MobileNetV2's range)")
@@ -146,12 +148,13 @@ def case(res: int, batch: int, zoo: list[Any], samples: list[Any], calib: list[A
     sums = [predict(s, bare) for s in specs]
     counts = [len(parts(s)) for s in specs]
     k = len(zoo) + len(samples)
-    scale, per_part, overhead = fit_constants(sums[k:], counts[k:], measured[k:])
+    scale, per_part, overhead = fit_constants(sums[k:], counts[k:], measured[k:], args.fit)
     table = replace(table, scale=scale, per_part_ms=per_part, overhead_ms=overhead)
     predicted = [predict(s, table) for s in specs]
     raw = errors(sums[:k], measured[:k])
     rec = {"res": res, "batch": batch, "models": len(zoo), "samples": len(samples),
-           "calibration": len(calib), "entries": len(table), "clock": args.clock,
+           "calibration": len(calib), "fit": args.fit, "entries": len(table),
+           "clock": args.clock,
            "rounds": rounds,
            "scale": round(scale, 4), "per_part_ms": round(per_part, 5),
            "overhead_ms": round(overhead, 4), "harness_ms": round(table.harness_ms or 0.0, 5),
@@ -184,7 +187,8 @@ def run(args: argparse.Namespace) -> int:
         channels = 3 if res > 32 else 1
         samples = space_samples(args.samples, res, budget, seed=args.seed,
                                 in_channels=channels) if args.samples else []
-        calib = calibration_samples(args.calibrate, res, budget, args.seed + 1, channels)
+        calib = space_samples(args.calibrate, res, budget, seed=args.seed + 1,
+                              in_channels=channels)
         for batch in args.batch:
             rec, table, more = case(res, batch, zoo, samples, calib, args)
             records.append(rec)
@@ -194,22 +198,6 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         _write(args.out, records, rows, tables, provenance)
     return 0
-
-
-CALIBRATION_BUDGETS = (0.25, 0.5, 1.0, 2.0)  # x the samples' budget: sums spread 8x
-
-
-def calibration_samples(n: int, res: int, budget: float, seed: int, channels: int) -> list[Any]:
-    """``n`` samples of the default space spread over :data:`CALIBRATION_BUDGETS` x ``budget``
-    (round-robin), so that the fitted scale and constants are not told apart by noise alone, as
-    they are among samples of one budget (their sums differ by less than 2x)."""
-    from scaling.latency.cli import space_samples
-
-    counts = [n // len(CALIBRATION_BUDGETS) + (i < n % len(CALIBRATION_BUDGETS))
-              for i in range(len(CALIBRATION_BUDGETS))]
-    return [spec for i, (k, f) in enumerate(zip(counts, CALIBRATION_BUDGETS)) if k
-            for spec in space_samples(k, res, budget * f, seed=seed + 100 * i,
-                                      in_channels=channels)]
 
 
 def _write(out: str, records: list[dict[str, Any]], rows: list[dict[str, Any]],

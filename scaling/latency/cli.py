@@ -2,9 +2,10 @@
 
 - ``profile --out FILE (--space default|FILE --samples N --budget MACS | --models NAME...)``:
   every distinct part (stem, block, head) of the specs, deployed and timed once, interleaved
-  (:mod:`scaling.latency.profile`); ``--calibrate K`` then fits the predictor's three constants
-  (scale, per part, per model) on the first K specs timed whole; ``--into TABLE`` extends an
-  existing table of the same environment;
+  (:mod:`scaling.latency.profile`); ``--calibrate K`` then fits the predictor's constants
+  (``--fit scale``, the default, or ``all``: scale, per part, per model;
+  :func:`scaling.latency.predict.fit_constants`) on the first K specs timed whole;
+  ``--into TABLE`` extends an existing table of the same environment;
   ``--dry-run`` only counts the distinct parts.
 - ``merge A B ... --out FILE``: the union of tables of one environment.
 - ``predict --table FILE MODEL...``: predicted ms per zoo model or spec file.
@@ -79,6 +80,9 @@ def _add_profile(sub: Any) -> None:
     p.add_argument("--calibrate", type=int, default=8, metavar="K",
                    help="fit the predictor's constants on the first K specs (0: none; below 3: "
                    "fewer constants)")
+    p.add_argument("--fit", default="scale", choices=("scale", "all"),
+                   help="the constants --calibrate fits: the scale alone, or scale, per part "
+                   "and per model")
     p.add_argument("--into", default=None, metavar="TABLE", help="extend this table")
     p.add_argument("--dry-run", action="store_true", help="count the distinct parts only")
     p.add_argument("--out", default=None, help="the table file to write (JSON)")
@@ -116,7 +120,7 @@ def _profile(args: argparse.Namespace) -> int:
     print(f"measured {len(todo)} parts in {time.perf_counter() - start:.1f} s "
           f"({table.describe()})")
     if args.calibrate:
-        table = calibrate(table, specs[:args.calibrate], **timing)
+        table = calibrate(table, specs[:args.calibrate], args.fit, **timing)
         print(f"fitted on {len(specs[:args.calibrate])} whole models: {table.scale:.3f} x sum + "
               f"{table.per_part_ms:.4f} ms per part + {table.overhead_ms:.3f} ms per model")
     table.save(args.out)

@@ -7,15 +7,20 @@ inference form (:func:`scaling.nn.deploy.deploy`: norms folded, channels_last, p
 float32 CPU) and timed on an input of its real shape: channels_last as inside the deployed model
 (the stem gets NCHW, as a user's model does). Timing (:func:`time_modules`) runs under
 ``torch.inference_mode`` with ``torch.set_num_threads(threads)``: warm-up calls, then rounds in
-which every module runs once (a sample of enough calls to last ``min_ms``), the order reversed
-every other round so that drifts of machine load hit all alike; an entry is the median over
-rounds, per call.
+which every module runs once (a sample of enough calls to last ``min_ms``), in a new seeded
+random order every round, so that drifts and bursts of machine load hit all alike; an entry is
+the median over rounds, per call. (A fixed order, reversed every other round, gave a module the
+same neighbours and the same phase of the round each time: in the benchmark at bc75657 seven
+consecutive samples of 28x28 batch 1 ran 1.3-1.75x their predicted sum, against 0.97-1.29 for
+all others, and six consecutive calibration models at 224x224 batch 1 1.35-1.65x; the median
+over rounds kept it.)
 """
 
 from __future__ import annotations
 
 import math
 import platform
+import random
 import statistics
 import time
 from collections.abc import Iterable, Sequence
@@ -129,9 +134,11 @@ def check_clock(clock: str, device: str, threads: int) -> None:
 
 def sample_modules(runs: Sequence[tuple[Any, Any]], device: str = "cpu", threads: int = 1,
                    rounds: int = 7, warmup: int = 2, min_ms: float = 2.0, repeats: int = 1,
-                   clock: str = "wall", settle: int = 1) -> list[list[float]]:
+                   clock: str = "wall", settle: int = 1, order_seed: int = 0
+                   ) -> list[list[float]]:
     """ms per call of each ``(module, input)``: its ``rounds * repeats`` samples, interleaved
-    (see the module docstring; in each round a module gives ``repeats`` samples back to back).
+    (see the module docstring; in each round a module gives ``repeats`` samples back to back,
+    the rounds' orders drawn by ``random.Random(order_seed)``).
     ``settle`` untimed calls precede each round's samples of a module: the interleaving leaves
     its weights and input cold in cache, and a sample of one call (a whole model) would time a
     cold call where a sample of many calls (a small part) times mostly warm ones; measured at
@@ -164,9 +171,10 @@ def sample_modules(runs: Sequence[tuple[Any, Any]], device: str = "cpu", threads
             module(x)
             one = max(tick() - t0, 1e-7)
             calls.append(max(1, math.ceil(min_ms / 1e3 / one)))
-        order = list(range(len(runs)))
-        for r in range(rounds):
-            for i in (order if r % 2 == 0 else order[::-1]):
+        order, shuffle = list(range(len(runs))), random.Random(order_seed).shuffle
+        for _ in range(rounds):
+            shuffle(order)
+            for i in order:
                 module, x = runs[i]
                 for _ in range(settle):
                     module(x)
