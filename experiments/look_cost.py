@@ -10,6 +10,8 @@ end at the same validation accuracy (checked). The net is the medium study's sea
     python experiments/look_cost.py [--pairs 2] [--baseline results/medium/search/baseline.json]
 
 Prints one line per run and the mean wall and training seconds of each arm; writes nothing.
+The wall ratio of the arms moves with the machine's speed from run to run (two pairs at 54769e8:
+training alone took 90-112 s); the seconds outside the training are the looks' cost.
 """
 
 from __future__ import annotations
@@ -62,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, rows in times.items():
         wall = sum(r[0] for r in rows) / len(rows)
         trained = sum(r[1] for r in rows) / len(rows)
-        print(f"{name}: mean wall {wall:.1f} s, mean training {trained:.1f} s over {len(rows)}")
+        print(f"{name}: mean wall {wall:.1f} s, mean training {trained:.1f} s, outside the "
+              f"training (validations, precise BN, set-up) {wall - trained:.1f} s, over "
+              f"{len(rows)}")
     every, rungs = (sum(r[0] for r in times[n]) for n in arms)
     print(f"rungs only / every point, wall: {rungs / every:.3f}; same final accuracy: "
           f"{finals['every point'] == finals['rungs only']}")
