@@ -270,7 +270,7 @@ def test_old_table_files_read_and_unknown_formats_are_refused(tmp_path):
     (["--budget", "lots"], "lots"),
     (["--models", "resnet9000"], "resnet9000"),
     (["--rounds", "0"], "rounds=0"),
-    (["--light-rounds", "0"], "light-rounds=0"),
+    (["--heavy-rounds", "0"], "heavy-rounds=0"),
     (["--fit", "cubic"], "--fit"),
 ])
 def test_bench_latency_bad_arguments_are_one_line(argv, match, capsys, tmp_path):

@@ -7,16 +7,16 @@ space (seed ``--seed``, fitted to ``--budget`` x (res/28)^2 MACs) and ``--calibr
 samples drawn the same way (seed ``--seed + 1``) are profiled part by part and timed whole and
 deployed in the same interleaved rounds, each round in a new random order
 (:func:`scaling.latency.profile.measure_parts_and_models`: a drift or a burst of machine load hits
-entries and models alike) (median of ``--rounds``, ``--heavy-rounds`` above 224x224 batch 1,
-``--light-rounds`` below it); the predictor's constants (``--fit``) are fitted on the calibration
-samples only (:func:`scaling.latency.predict.fit_constants`), and the error is reported on the zoo
-and the ``--samples`` ones, which the fit never saw. Reported: median and 90th percentile of the
-absolute % error, and Spearman's rank correlation (pandas' ``rank``, then Pearson: scipy is not a
-dependency), for all and for the zoo alone. One JSON line per case; ``--out DIR`` (default
-``results/latency``) also writes ``latency.jsonl`` with its provenance, every model's figures
-(``predictions.csv``) and the calibrated tables (``table_r{res}_b{batch}.json``). ``--clock cpu``
-times the calling thread's CPU time instead of the wall clock (one thread only: the honest clock on
-a shared machine). A benchmark, not a test.
+entries and models alike) (median of ``--rounds``, ``--heavy-rounds`` above 224x224 batch 1); the
+predictor's constants (``--fit``) are fitted on the calibration samples only
+(:func:`scaling.latency.predict.fit_constants`), and the error is reported on the zoo and the
+``--samples`` ones, which the fit never saw. Reported: median and 90th percentile of the absolute %
+error, and Spearman's rank correlation (pandas' ``rank``, then Pearson: scipy is not a dependency),
+for all and for the zoo alone. One JSON line per case; ``--out DIR`` (default ``results/latency``)
+also writes ``latency.jsonl`` with its provenance, every model's figures (``predictions.csv``) and
+the calibrated tables (``table_r{res}_b{batch}.json``). ``--clock cpu`` times the calling thread's
+CPU time instead of the wall clock (one thread only: the honest clock on a shared machine). A
+benchmark, not a test.
 """
 
 from __future__ import annotations
@@ -53,10 +53,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--dtype", default="float32", help="float32, bfloat16, float16")
-    p.add_argument("--rounds", type=int, default=7, help="interleaved rounds (median)")
-    p.add_argument("--light-rounds", type=int, default=21, help="rounds where res^2 x batch is "
-                   "below 224^2 (28x28: a round lasts seconds, and 7 rounds left a whole "
-                   "model's time over its parts' sum with a spread of 0.16-0.20, 21 rounds 0.09)")
+    p.add_argument("--rounds", type=int, default=21, help="interleaved rounds (median): with 7, "
+                   "a whole model's time over its parts' sum spread 0.16-0.20 across models at "
+                   "28x28 batch 1 and 0.10-0.13 at 224x224 batch 1; with 21, 0.05-0.10 at 28x28")
     p.add_argument("--heavy-rounds", type=int, default=5, help="rounds where res^2 x batch is "
                    "above 224^2 (224x224 batch 32: one call of a model lasts about a second)")
     p.add_argument("--warmup", type=int, default=0,
@@ -101,7 +100,6 @@ def check_args(args: argparse.Namespace) -> None:
     check_option("threads", args.threads, 1, MAX_THREADS)
     check_option("rounds", args.rounds, 1)
     check_option("heavy-rounds", args.heavy_rounds, 1)
-    check_option("light-rounds", args.light_rounds, 1)
     check_option("warmup", args.warmup, 0)
     check_option("min-ms", args.min_ms, 0)
     for res in args.res:
@@ -139,9 +137,7 @@ def case(res: int, batch: int, zoo: list[Any], samples: list[Any], calib: list[A
     from scaling.latency.table import LatencyTable
 
     env = (args.device, args.threads, batch, args.dtype)
-    size = res * res * batch
-    rounds = (args.heavy_rounds if size > 224 * 224
-              else args.light_rounds if size < 224 * 224 else args.rounds)
+    rounds = args.heavy_rounds if res * res * batch > 224 * 224 else args.rounds
     timing = {"rounds": rounds, "warmup": args.warmup, "min_ms": args.min_ms,
               "clock": args.clock}
     start = time.perf_counter()
