@@ -71,7 +71,8 @@ def _add_profile(sub: Any) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--batch", type=int, default=1, help="batch size")
     p.add_argument("--dtype", default="float32", choices=DTYPES, help="weights and inputs")
-    p.add_argument("--rounds", type=int, default=7, help="interleaved rounds (median)")
+    p.add_argument("--rounds", type=int, default=21, help="interleaved rounds (median); 21 as "
+                   "in python -m scaling.bench latency, whose errors were measured with them")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls per entry")
     p.add_argument("--min-ms", type=float, default=10.0, help="least duration of one sample: "
                    "enough back-to-back calls that a part's input is as warm as in the model")
