@@ -157,8 +157,12 @@ NOT_RUN: dict[str, str] = {
     "STORE=postgresql://user:password@dbhost/scaling": "the server's URL: {postgres} here",
     "CUDA_VISIBLE_DEVICES=0 python -m scaling.study run medium --storage $STORE": "the same "
         "CLI on {postgres}: tests/test_study_workers.py runs two and three such workers there",
-    "python -m scaling.bench latency": "13 min on 2 cores; run at tiny size in-process by "
+    "python -m scaling.bench latency": "22 min on this CPU; run at tiny size in-process by "
         "tests/test_latency.py::test_bench_latency_tiny_writes_what_the_package_reads",
+    "python -m scaling.bench latency --seed 13": "the same benchmark with another seed",
+    "python experiments/look_cost.py": "four medium-protocol runs, about 8 min; what it relies "
+        "on (the same run and accuracy whichever points validate) is "
+        "tests/test_train.py::test_eval_points_validate_only_there_and_leave_the_run_alone",
     "python experiments/rank_fidelity.py --models 12": "40 min on 2 cores; run at tiny size by "
         "tests/test_rank_fidelity.py::test_tiny_rank_fidelity_trains_once_and_reports_tau",
 }

@@ -154,6 +154,23 @@ def progress_bar(progress: bool | None, total: int | None, **kwargs: Any) -> Any
     return tqdm(total=total, leave=False, dynamic_ncols=True, **kwargs)
 
 
+def precise_bn(model: nn.Module, loader: Any, n: int, tf: BatchTransform, dev: torch.device,
+               amp_dtype: torch.dtype | None, cl: bool, keep_rng: bool = False) -> int:
+    """:func:`recalibrate_bn` over the first ``n`` un-augmented batches of ``loader``.
+    ``keep_rng``: the global RNG is left as it was found (a look inside an epoch: its forward
+    passes run dropout and drop path in train mode, and one look an epoch had no such draws)."""
+    def batches():
+        for i, (x, _) in enumerate(loader):
+            if i == n:
+                return
+            x = tf(x.to(dev, non_blocking=True))
+            yield x.contiguous(memory_format=torch.channels_last) if cl else x
+
+    devices = [dev] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, enabled=keep_rng), autocast(dev, amp_dtype):
+        return recalibrate_bn(model, batches())
+
+
 def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
     """Precise BN (Wu & Johnson 2021; Radosavovic et al. 2020): replace the BatchNorm running
     statistics by their plain average over ``batches`` (forward passes in train mode, no grad).

@@ -77,9 +77,9 @@ from scaling.train.common import (
     is_trial_pruned,
     lr_at,
     param_groups,
+    precise_bn,
     progress_bar,
     pruning_callback,
-    recalibrate_bn,
     resolve_device,
     seed_everything,
     uses_one_shape,
@@ -307,42 +307,26 @@ class _Run:
 
     def _looks_at(self, report: int) -> bool:
         """Whether evaluation point ``report`` validates: one of ``eval_points`` where given
-        (a pruner's rungs: the points between cost a validation and a precise-BN pass each and
-        decide nothing), else every ``eval_every``-th."""
+        (a pruner's rungs: the points between decide nothing), else every ``eval_every``-th."""
         if self.cfg.eval_points:
             return report in self.cfg.eval_points
         return report % self.cfg.eval_every == 0
 
     def _crossed_epoch_end(self) -> None:
-        """An epoch end that no look calibrated at gets the main calibration K=1 ran there:
-        its draw of the main order, and its forward passes' draws of the global RNG (dropout,
-        drop path), so the training after it is K=1's."""
+        """An epoch end that no look calibrated at gets K=1's main calibration there: its draw
+        of the main order and its passes' draws of the global RNG (dropout), as K=1 had."""
         if (self.epoch > 0 and self.cfg.evals_per_epoch != 1 and self.val_loader is not None
                 and self.calibrated_at != self.step):
             self._calibrate(main=True)
 
     def _calibrate(self, main: bool = True) -> None:
-        """Precise BN over ``cfg.precise_bn`` un-augmented training batches (once per step), from
-        the main order at epoch ends and the final point, else from the looks' order."""
+        """Precise BN (:func:`precise_bn`, once per step) from the main order at epoch ends and
+        the final point, else from the looks' order, leaving the global RNG alone."""
         if self.cfg.precise_bn == 0 or self.calibrated_at == self.step:
             return
-        loader = self.calib_loader if main else self.look_loader
-
-        def batches():
-            for i, (x, _) in enumerate(loader):
-                if i == self.cfg.precise_bn:
-                    return
-                x = self.tf_eval(x.to(self.dev, non_blocking=True))
-                if self.cl:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                yield x
-
-        # a look inside an epoch leaves the global RNG as it found it: its forward passes run
-        # dropout and drop path in train mode, and K=1 had no such draws there
-        devices = [self.dev] if self.dev.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices, enabled=not main), \
-                autocast(self.dev, self.amp_dtype):
-            recalibrate_bn(self.model, batches())
+        precise_bn(self.model, self.calib_loader if main else self.look_loader,
+                   self.cfg.precise_bn, self.tf_eval, self.dev, self.amp_dtype, self.cl,
+                   keep_rng=not main)
         self.calibrated_at = self.step
 
     def run(self, callback, progress: bool | None, notice=None) -> TrainResult:
