@@ -315,13 +315,13 @@ class _Run:
     def _crossed_epoch_end(self) -> None:
         """An epoch end that no look calibrated at gets K=1's main calibration there: its draw
         of the main order and its passes' draws of the global RNG (dropout), as K=1 had."""
-        if (self.epoch > 0 and self.cfg.evals_per_epoch != 1 and self.val_loader is not None
-                and self.calibrated_at != self.step):
+        if (self.epoch > 0 and (self.cfg.evals_per_epoch != 1 or self.cfg.eval_points)
+                and self.val_loader is not None and self.calibrated_at != self.step):
             self._calibrate(main=True)
 
     def _calibrate(self, main: bool = True) -> None:
         """Precise BN (:func:`precise_bn`, once per step) from the main order at epoch ends and
-        the final point, else from the looks' order, leaving the global RNG alone."""
+        the final point, else from the looks' order (these leave the global RNG alone)."""
         if self.cfg.precise_bn == 0 or self.calibrated_at == self.step:
             return
         precise_bn(self.model, self.calib_loader if main else self.look_loader,
