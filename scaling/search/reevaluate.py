@@ -34,7 +34,6 @@ import contextlib
 import multiprocessing
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -176,23 +175,20 @@ def train_jobs(study: Any, ctx: Any, jobs: list[tuple[int, int]],
 
 
 def _share(cfg_dict: dict[str, Any], jobs: list[tuple[int, int]], parent: int) -> None:
-    """A spawned process's share of the re-evaluation, on the search's storage."""
+    """A spawned process's share of the re-evaluation, on the search's storage (the target
+    :func:`scaling.search.storage.run_spawned` runs)."""
     import optuna
 
-    from scaling.cli import quiet_interrupts
     from scaling.search.config import SearchConfig
     from scaling.search.evaluators import SearchContext
+    from scaling.search.storage import open_storage
     from scaling.search.workers import die_with_parent
 
-    quiet_interrupts()
     die_with_parent(parent)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cfg = SearchConfig.from_dict(cfg_dict)
-    try:
-        study = optuna.load_study(study_name=cfg.study, storage=cfg.storage_url)
-        train_jobs(study, SearchContext(cfg), jobs)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    study = optuna.load_study(study_name=cfg.study, storage=open_storage(cfg))
+    train_jobs(study, SearchContext(cfg), jobs)
 
 
 @contextlib.contextmanager
@@ -201,13 +197,15 @@ def _helpers(cfg: Any, jobs: list[tuple[int, int]], shares: int) -> Iterator[Non
     processes on the search's storage (``cfg.workers`` of them in all, this one included) while
     the body runs share 0; wait for them, and stop them if the body fails. What a helper did
     not store (it died) the body's caller finds missing: the table then has fewer seeds."""
+    from scaling.search.storage import run_spawned
     from scaling.search.workers import stop_processes
 
     if shares < 2:
         yield
         return
     ctx = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked child
-    procs = [ctx.Process(target=_share, args=(cfg.to_dict(), jobs[r::shares], os.getpid()),
+    procs = [ctx.Process(target=run_spawned,
+                         args=(_share, cfg.to_dict(), jobs[r::shares], os.getpid()),
                          name=f"reevaluate-{r}") for r in range(1, shares)]
     for p in procs:
         p.start()

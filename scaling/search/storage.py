@@ -20,8 +20,10 @@ import importlib.util
 import json
 import os
 import random
+import sys
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from scaling.search.config import (
@@ -72,6 +74,26 @@ def storage_failure(exc: BaseException, url: str) -> StorageError | None:
         return None
     return StorageError(f"storage {url!r} failed: {describe(exc)}; the trials it recorded are "
                         "kept (rerun with --resume once it works)")
+
+
+def run_spawned(body: Callable[..., Any], cfg_dict: dict[str, Any], *args: Any,
+                **kwargs: Any) -> None:
+    """``body(cfg_dict, *args, **kwargs)`` as a spawned process's target: Ctrl-C exits 130 and
+    a storage failure exits 2 with one line, instead of multiprocessing's "Process ...:
+    Traceback" (the search's workers, the re-evaluation's helpers)."""
+    from scaling.cli import quiet_interrupts
+
+    quiet_interrupts()
+    try:
+        body(cfg_dict, *args, **kwargs)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - only the storage's failures are translated
+        failure = storage_failure(exc, SearchConfig.from_dict(cfg_dict).storage_url)
+        if failure is None:
+            raise
+        print(f"python -m scaling.search: error: {failure}", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 def describe(exc: BaseException) -> str:

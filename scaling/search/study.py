@@ -40,7 +40,7 @@ from scaling.search.objectives import (
     needs_constraints_func,
 )
 from scaling.search.report import target_status
-from scaling.search.storage import fail_stale, open_storage, storage_failure
+from scaling.search.storage import fail_stale, open_storage, run_spawned
 from scaling.search.storage import open_study as _open_study
 from scaling.search.workers import (
     Census,
@@ -210,24 +210,6 @@ def run_worker(cfg_dict: dict[str, Any], rank: int, target: int,
                       callbacks=callbacks, catch=(RuntimeError, ValueError))
 
 
-def _spawned_worker(cfg_dict: dict[str, Any], rank: int, target: int, **kwargs: Any) -> None:
-    """:func:`run_worker` in a spawned process: Ctrl-C exits 130 and a storage failure exits 2
-    with one line, instead of multiprocessing's "Process search-worker-N: Traceback"."""
-    from scaling.cli import quiet_interrupts
-
-    quiet_interrupts()
-    try:
-        run_worker(cfg_dict, rank, target, **kwargs)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - only the storage's failures are translated
-        failure = storage_failure(exc, SearchConfig.from_dict(cfg_dict).storage_url)
-        if failure is None:
-            raise
-        print(f"python -m scaling.search: error: {failure}", file=sys.stderr, flush=True)
-        sys.exit(2)
-
-
 def _run_pool(cfg: SearchConfig, to_stderr: bool, data: Any = None) -> None:
     """``cfg.workers`` processes (one: this process, on ``data``) run the study up to
     ``cfg.trials``."""
@@ -235,7 +217,7 @@ def _run_pool(cfg: SearchConfig, to_stderr: bool, data: Any = None) -> None:
         run_worker(cfg.to_dict(), 0, cfg.trials, to_stderr=to_stderr, data=data)
         return
     ctx = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked child
-    procs = [ctx.Process(target=_spawned_worker, args=(cfg.to_dict(), rank, cfg.trials),
+    procs = [ctx.Process(target=run_spawned, args=(run_worker, cfg.to_dict(), rank, cfg.trials),
                          kwargs={"to_stderr": to_stderr, "parent": os.getpid()},
                          name=f"search-worker-{rank}")
              for rank in range(cfg.workers)]
