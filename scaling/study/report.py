@@ -16,7 +16,7 @@ import pandas as pd
 
 from scaling.cli import count_of
 from scaling.search.reevaluate import reevaluation_markdown
-from scaling.study.grid import grid_table, grid_verdict  # noqa: F401 (the report's API)
+from scaling.study.grid import grid_table, grid_verdict
 from scaling.study.plan import COMPOUND_FAMILIES, SEARCHED, StudyPreset
 from scaling.study.protocol import TEST_SIZE, data_title
 from scaling.study.stats import Pooled, difference_of_means, holm, pooled_variance, slope
