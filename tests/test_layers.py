@@ -13,15 +13,12 @@ from scaling.ir import NormSpec
 from scaling.ir.registry import NORM
 from scaling.nn import layers
 from scaling.nn.layers import (
-    Conv2dSame,
     DropPath,
     LayerNorm2d,
     SqueezeExcite,
     build_activation_layer,
-    build_conv_layer,
     build_norm_layer,
     channel_shuffle,
-    make_conv,
     norm_cfg,
 )
 
@@ -197,45 +194,6 @@ def test_activation_errors():
         build_activation_layer(3)
     with pytest.raises(KeyError, match="type"):
         build_activation_layer({"negative_slope": 0.1})
-
-
-# -- convs ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("k,s,d", [(1, 1, 1), (3, 1, 1), (3, 2, 1), (5, 2, 1), (7, 2, 1),
-                                   (3, 1, 2), (5, 2, 2)])
-@pytest.mark.parametrize("size", [7, 8])
-def test_conv_paddings_give_ceil_size(k, s, d, size):
-    x = torch.randn(1, 2, size, size)
-    sym = make_conv(2, 4, k, s, dilation=d, padding="symmetric")
-    same = make_conv(2, 4, k, s, dilation=d, padding="same")
-    assert type(sym) is nn.Conv2d and sym.padding == (d * (k - 1) // 2,) * 2
-    assert isinstance(same, Conv2dSame)
-    expected = -(-size // s)
-    assert sym(x).shape[-2:] == same(x).shape[-2:] == (expected, expected)
-
-
-def test_conv2d_same_matches_tf_padding():
-    torch.manual_seed(0)
-    conv = Conv2dSame(2, 3, 3, stride=2, bias=False)
-    x = torch.randn(1, 2, 8, 8)
-    # TF 'same', k=3, s=2, H=8: total padding (4-1)*2 + 3 - 8 = 1, all of it bottom/right
-    expected = F.conv2d(F.pad(x, [0, 1, 0, 1]), conv.weight, stride=2)
-    torch.testing.assert_close(conv(x), expected)
-    # stride 1, odd kernel: same as symmetric padding
-    conv1 = Conv2dSame(2, 3, 5, bias=False)
-    torch.testing.assert_close(conv1(x), F.conv2d(x, conv1.weight, padding=2))
-    with pytest.raises(ValueError, match="padding"):
-        Conv2dSame(2, 3, 3, padding=1)
-
-
-def test_build_conv_layer():
-    assert type(build_conv_layer(None, 2, 3, 3)) is nn.Conv2d
-    assert isinstance(build_conv_layer({"type": "Conv2dSame"}, 2, 3, 3), Conv2dSame)
-    with pytest.raises(KeyError, match="Conv2d"):
-        build_conv_layer({"type": "Conv9d"}, 2, 3, 3)
-    with pytest.raises(TypeError):
-        build_conv_layer(3, 2, 3, 3)
-    with pytest.raises(ValueError, match="padding"):
-        make_conv(2, 3, 3, padding="valid")
 
 
 # -- SE, DropPath, channel shuffle ------------------------------------------------------------

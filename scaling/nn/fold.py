@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from scaling.nn.layers import Conv2dDepthwise
 from scaling.nn.packed import PackedConv2d
 
 __all__ = ["NormTail", "fold_conv_bn", "fold_pairs", "module_pairs"]
@@ -34,7 +35,7 @@ __all__ = ["NormTail", "fold_conv_bn", "fold_pairs", "module_pairs"]
 #: norm types whose eval forward is exactly the affine normalisation
 PLAIN_NORMS = (nn.BatchNorm2d, nn.SyncBatchNorm)
 #: conv types whose forward is exactly ``conv2d(x, weight, bias)``
-PLAIN_CONVS = (nn.Conv2d, PackedConv2d)
+PLAIN_CONVS = (nn.Conv2d, Conv2dDepthwise, PackedConv2d)
 
 
 def fold_conv_bn(conv: nn.Conv2d, bn: _BatchNorm) -> nn.Conv2d:

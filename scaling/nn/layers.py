@@ -11,7 +11,9 @@ mmcv, from its base class or name).
   receives ``num_channels``.
 - :func:`build_activation_layer` takes a name or ``{'type': name, **kwargs}``.
 - :func:`build_conv_layer` takes ``None`` (Conv2d), a name, or a config dict; :func:`make_conv`
-  picks the conv type from a spec's ``padding`` ('symmetric': ``d*(k-1)//2``; 'same': TF).
+  picks the conv type from a spec's ``padding`` ('symmetric': ``d*(k-1)//2``; 'same': TF), and
+  two same-function types that avoid slow or broken oneDNN kernels on the CPU
+  (:class:`Conv2dDepthwise`, :class:`Conv2dSubsample`).
 - :class:`SqueezeExcite` (Hu et al. 2018), :class:`DropPath` (stochastic depth, Huang et al.
   2016), :func:`channel_shuffle` (Zhang et al. 2018), and :func:`make_divisible`.
 """
@@ -34,9 +36,9 @@ from scaling.ir.base import is_int
 from scaling.ir.registry import ACTIVATION, CONV, NORM
 
 __all__ = [
-    "Conv2dSame", "Conv2dSubsample", "ConvNormAct", "DropPath", "LayerNorm2d", "SqueezeExcite",
-    "build_activation_layer", "build_conv_layer", "build_norm_layer", "channel_shuffle",
-    "infer_abbr", "make_conv", "make_divisible", "norm_cfg", "NORM_TYPES",
+    "Conv2dDepthwise", "Conv2dSame", "Conv2dSubsample", "ConvNormAct", "DropPath", "LayerNorm2d",
+    "SqueezeExcite", "build_activation_layer", "build_conv_layer", "build_norm_layer",
+    "channel_shuffle", "infer_abbr", "make_conv", "make_divisible", "norm_cfg", "NORM_TYPES",
 ]
 
 
@@ -233,7 +235,44 @@ class Conv2dSubsample(nn.Conv2d):
         return F.conv2d(x[:, :, ::sh, ::sw], self.weight, self.bias, 1, 0, 1, self.groups)
 
 
+def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                     stride: tuple[int, ...], padding: tuple[int, ...],
+                     dilation: tuple[int, ...], groups: int) -> torch.Tensor:
+    """``F.conv2d``, with the zero padding applied by ``F.pad`` first where the weight's gradient
+    is computed on the CPU and the input's map is smaller than the kernel (see
+    :class:`Conv2dDepthwise`). An fx leaf, as :func:`pad_same`."""
+    if (x.device.type == "cpu" and weight.requires_grad and torch.is_grad_enabled()
+            and any(padding) and min(x.shape[-2:]) < max(weight.shape[-2:])):
+        ph, pw = padding
+        x, padding = F.pad(x, [pw, pw, ph, ph]), (0, 0)
+    return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+
+torch.fx.wrap("depthwise_conv2d")
+
+
+class Conv2dDepthwise(nn.Conv2d):
+    """A depthwise conv (one filter per channel) that pads explicitly, by ``F.pad``, where its
+    input map is smaller than the kernel on the CPU: the same function, parameters and output.
+
+    Why: on x86 CPUs (torch 2.13, oneDNN 3.12) the weight gradient of a padded depthwise conv
+    whose input is smaller than its kernel (a 5x5 kernel on the 4x4 or 2x2 maps of a 28x28 net's
+    last stages) falls back from oneDNN's depthwise kernel to im2col + GEMM per channel, 5-20x
+    slower; with the padding already in the input it keeps the depthwise kernel. The output and
+    the input gradient are bit-identical; the weight gradient differs by summation order.
+    Inference (no weight gradient) keeps the plain path. Measured by
+    ``python experiments/depthwise_grad.py`` (``results/bench/depthwise``).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.padding_mode != "zeros":
+            return super().forward(x)
+        return depthwise_conv2d(x, self.weight, self.bias, self.stride, self.padding,
+                                self.dilation, self.groups)
+
+
 CONV.register("Conv2d", nn.Conv2d)
+CONV.register("Conv2dDepthwise", Conv2dDepthwise)
 CONV.register("Conv2dSame", Conv2dSame)
 CONV.register("Conv2dSubsample", Conv2dSubsample)
 CONV_FOR_PADDING = {"symmetric": "Conv2d", "same": "Conv2dSame"}
@@ -266,8 +305,12 @@ def make_conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1,
         raise ValueError(f"padding={padding!r} is not allowed; expected one of "
                          f"{tuple(CONV_FOR_PADDING)}")
     pad = dilation * (kernel - 1) // 2 if padding == "symmetric" else 0
-    kind = ("Conv2dSubsample" if _subsamples(in_channels, kernel, stride, groups)
-            else CONV_FOR_PADDING[padding])
+    if _subsamples(in_channels, kernel, stride, groups):
+        kind = "Conv2dSubsample"
+    elif padding == "symmetric" and kernel > 1 and groups == in_channels == out_channels:
+        kind = "Conv2dDepthwise"
+    else:
+        kind = CONV_FOR_PADDING[padding]
     return build_conv_layer(kind, in_channels, out_channels, kernel,
                             stride=stride, padding=pad, dilation=dilation, groups=groups,
                             bias=bias)
