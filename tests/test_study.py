@@ -116,6 +116,28 @@ def test_family_plan_points_are_within_their_tolerance():
                                            "ShuffleNetV2", "MobileNetV3-S", "MobileNetV3-L"}
 
 
+def test_single_dimension_rows_at_a_family_point_share_its_spec():
+    """The single-dimension targets are the study's MAC points (ratio x base_macs, not x the
+    realised base): the searched net's compound row and MobileNetV2's width row are the family
+    table's specs, so their runs are trained once."""
+    import dataclasses
+
+    preset = dataclasses.replace(PRESETS["full"], single_ratios=(2.0, 4.0))
+    root = common.stand_in_baseline()
+    base = fit_width(root, preset.base_macs)
+    assert base.macs != preset.base_macs  # the realised base point is off its target
+    winner = (1.2, 1.1, 1.15)
+    family = {(e["family"], e["ratio"]): study_plan.spec_key(e["spec"])
+              for e in study_plan.family_plan(base, winner, preset)}
+    single = study_plan.single_plan(root, base, winner, preset)
+    shared = {(e["family"], e["method"], e["ratio"]) for e in single
+              if family.get((e["family"], e["ratio"])) == study_plan.spec_key(e["spec"])}
+    assert shared >= {("searched", "compound", 2.0), ("searched", "compound", 4.0),
+                      ("MobileNetV2", "width", 2.0), ("MobileNetV2", "width", 4.0)}
+    for e in single:
+        assert e["target_macs"] == round(e["ratio"] * preset.base_macs), e
+
+
 @pytest.mark.slow
 @pytest.mark.data
 @pytest.mark.skipif(not os.path.isdir(FASHION_DIR), reason=f"Fashion-MNIST absent from "

@@ -193,7 +193,9 @@ def single_plan(searched_root, searched_base, winner: tuple[float, float, float]
                 preset: StudyPreset) -> list[dict[str, Any]]:
     """Depth-, width-, resolution-only and compound scaling of the searched baseline (its root
     spec and its base :class:`Fit`) and MobileNetV2 from their base point to each of
-    ``single_ratios`` x its MACs."""
+    ``single_ratios`` x the preset's base MACs: the study's MAC points, so a row that is also a
+    family point (the searched net's compound row, MobileNetV2's width row) is the same spec
+    and shares its runs."""
     from scaling.compound.match import fit_compound, fit_depth, fit_resolution, fit_width
 
     out = []
@@ -207,13 +209,13 @@ def single_plan(searched_root, searched_base, winner: tuple[float, float, float]
         out.append(_entry("single", family, "base", 1.0, preset.base_macs,
                           renamed(fit0, f"{family} base"), preset.mac_tol))
         for ratio in preset.single_ratios:
-            target = ratio * m0
+            target = ratio * preset.base_macs
             phi = math.log2(ratio)
             fits = {
                 "depth": fitted(fit_depth, base, target, tol=preset.mac_tol),
                 "width": fitted(fit_width, root, target, tol=preset.mac_tol, diffuse=True),
                 "resolution": fitted(fit_resolution, base, target, tol=preset.res_tol),
-                "compound": fitted(fit_compound, base, phi, *rule, ratio=ratio,
+                "compound": fitted(fit_compound, base, phi, *rule, ratio=target / m0,
                                    tol=preset.mac_tol, divisor=fit0.divisor),
             }
             for method, fit in fits.items():
