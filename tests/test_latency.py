@@ -271,6 +271,7 @@ def test_old_table_files_read_and_unknown_formats_are_refused(tmp_path):
     (["--models", "resnet9000"], "resnet9000"),
     (["--rounds", "0"], "rounds=0"),
     (["--heavy-rounds", "0"], "heavy-rounds=0"),
+    (["--light-rounds", "0"], "light-rounds=0"),
     (["--fit", "cubic"], "--fit"),
 ])
 def test_bench_latency_bad_arguments_are_one_line(argv, match, capsys, tmp_path):
@@ -280,6 +281,16 @@ def test_bench_latency_bad_arguments_are_one_line(argv, match, capsys, tmp_path)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and match in err and "Traceback" not in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_bench_latency_rounds_follow_pixels_times_batch():
+    from argparse import Namespace
+
+    from scaling.bench.latency import rounds_for
+
+    args = Namespace(rounds=21, heavy_rounds=5, light_rounds=63)
+    cases = [(28, 1), (28, 32), (224, 1), (224, 32), (112, 4), (160, 2), (100, 4)]
+    assert [rounds_for(r, b, args) for r, b in cases] == [63, 63, 21, 5, 21, 5, 63]
 
 
 @pytest.mark.slow

@@ -7,7 +7,8 @@ space (seed ``--seed``, fitted to ``--budget`` x (res/28)^2 MACs) and ``--calibr
 samples drawn the same way (seed ``--seed + 1``) are profiled part by part and timed whole and
 deployed in the same interleaved rounds, each round in a new random order
 (:func:`scaling.latency.profile.measure_parts_and_models`: a drift or a burst of machine load hits
-entries and models alike) (median of ``--rounds``, ``--heavy-rounds`` above 224x224 batch 1); the
+entries and models alike) (median of ``--rounds`` at 224x224 batch 1, ``--heavy-rounds`` above it
+and ``--light-rounds`` below it, in pixels x batch: :func:`rounds_for`); the
 predictor's constants (``--fit``) are fitted on the calibration samples only
 (:func:`scaling.latency.predict.fit_constants`), and the error is reported on the zoo and the
 ``--samples`` ones, which the fit never saw. Reported: median and 90th percentile of the absolute %
@@ -58,6 +59,11 @@ def configure(p: argparse.ArgumentParser) -> None:
                    "28x28 batch 1 and 0.10-0.13 at 224x224 batch 1; with 21, 0.05-0.10 at 28x28")
     p.add_argument("--heavy-rounds", type=int, default=5, help="rounds where res^2 x batch is "
                    "above 224^2 (224x224 batch 32: one call of a model lasts about a second)")
+    p.add_argument("--light-rounds", type=int, default=63, help="rounds where res^2 x batch is "
+                   "below 224^2 (28x28): a whole model's sample is one or two calls, and with "
+                   "21 rounds the same 60 models at 28x28 batch 32 ranked with Spearman "
+                   "0.93-0.95 between two runs of the benchmark (parts' sums 0.99); with 63, "
+                   "0.96-0.97")
     p.add_argument("--warmup", type=int, default=0,
                    help="untimed calls per module besides the one that sizes its samples")
     p.add_argument("--min-ms", type=float, default=10.0, help="least duration of one sample: "
@@ -100,6 +106,7 @@ def check_args(args: argparse.Namespace) -> None:
     check_option("threads", args.threads, 1, MAX_THREADS)
     check_option("rounds", args.rounds, 1)
     check_option("heavy-rounds", args.heavy_rounds, 1)
+    check_option("light-rounds", args.light_rounds, 1)
     check_option("warmup", args.warmup, 0)
     check_option("min-ms", args.min_ms, 0)
     for res in args.res:
@@ -126,6 +133,15 @@ def _zoo(names: list[str], res: int) -> list[Any]:
     return zoo
 
 
+def rounds_for(res: int, batch: int, args: argparse.Namespace) -> int:
+    """The rounds of one case: ``--light-rounds`` below 224x224 batch 1 in pixels x batch,
+    ``--heavy-rounds`` above it, ``--rounds`` at it."""
+    load = res * res * batch
+    if load == 224 * 224:
+        return args.rounds
+    return args.heavy_rounds if load > 224 * 224 else args.light_rounds
+
+
 def case(res: int, batch: int, zoo: list[Any], samples: list[Any], calib: list[Any],
          args: argparse.Namespace) -> tuple[dict[str, Any], Any, list[dict[str, Any]]]:
     """One (resolution, batch): the record, the calibrated table, and one row per model."""
@@ -137,7 +153,7 @@ def case(res: int, batch: int, zoo: list[Any], samples: list[Any], calib: list[A
     from scaling.latency.table import LatencyTable
 
     env = (args.device, args.threads, batch, args.dtype)
-    rounds = args.heavy_rounds if res * res * batch > 224 * 224 else args.rounds
+    rounds = rounds_for(res, batch, args)
     timing = {"rounds": rounds, "warmup": args.warmup, "min_ms": args.min_ms,
               "clock": args.clock}
     start = time.perf_counter()
