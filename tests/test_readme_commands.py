@@ -162,7 +162,11 @@ NOT_RUN: dict[str, str] = {
     "python -m scaling.bench latency --seed 13": "the same benchmark with another seed",
     "python experiments/look_cost.py": "four medium-protocol runs, about 8 min; what it relies "
         "on (the same run and accuracy whichever points validate) is "
-        "tests/test_train.py::test_eval_points_validate_only_there_and_leave_the_run_alone",
+        "tests/test_train_looks.py::test_eval_points_validate_only_there_and_leave_the_run_"
+        "alone",
+    "python experiments/depthwise_grad.py": "14 models timed in alternating rounds, 5 min; what "
+        "it relies on (the same function and gradients) is tests/test_convs.py::test_conv2d_"
+        "depthwise_is_the_padded_conv_on_small_and_large_maps",
     "python experiments/rank_fidelity.py --models 12": "40 min on 2 cores; run at tiny size by "
         "tests/test_rank_fidelity.py::test_tiny_rank_fidelity_trains_once_and_reports_tau",
 }
@@ -216,6 +220,17 @@ def test_every_readme_command_is_run_or_said_why_not():
     stale = [c for c in [*RUNS, *NOT_RUN] if c not in commands]
     assert not stale, f"this test lists commands the READMEs no longer give: {stale}"
     assert set(NEEDS) <= set(RUNS.values()) and set(NEEDS.values()) <= set(RUNS.values())
+
+
+def test_every_excuse_names_a_test_that_exists():
+    """An excuse that points at a test ("tests/x.py::name") points at one that is there: a test
+    moved to another file must take its excuses along."""
+    named = [ref for why in NOT_RUN.values()
+             for ref in re.findall(r"(tests/\w+\.py)::(\w+)", why)]
+    assert named
+    missing = [f"{f}::{name}" for f, name in named
+               if not re.search(rf"^def {name}\(", (ROOT / f).read_text(), re.M)]
+    assert not missing, f"excuses name tests that are not there: {missing}"
 
 
 @pytest.fixture(scope="module")
