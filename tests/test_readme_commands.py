@@ -159,7 +159,9 @@ NOT_RUN: dict[str, str] = {
         "CLI on {postgres}: tests/test_study_workers.py runs two and three such workers there",
     "python -m scaling.bench latency": "22 min on this CPU; run at tiny size in-process by "
         "tests/test_latency.py::test_bench_latency_tiny_writes_what_the_package_reads",
-    "python -m scaling.bench latency --seed 13": "the same benchmark with another seed",
+    "python -m scaling.bench latency --seed 17": "the same benchmark with another seed",
+    "python -m scaling.bench latency --res 28 --batch 32 --seed 13": "the same benchmark, one "
+        "case, 4 min",
     "python experiments/look_cost.py": "four medium-protocol runs, about 8 min; what it relies "
         "on (the same run and accuracy whichever points validate) is "
         "tests/test_train_looks.py::test_eval_points_validate_only_there_and_leave_the_run_"
