@@ -157,7 +157,7 @@ NOT_RUN: dict[str, str] = {
     "STORE=postgresql://user:password@dbhost/scaling": "the server's URL: {postgres} here",
     "CUDA_VISIBLE_DEVICES=0 python -m scaling.study run medium --storage $STORE": "the same "
         "CLI on {postgres}: tests/test_study_workers.py runs two and three such workers there",
-    "python -m scaling.bench latency": "22 min on this CPU; run at tiny size in-process by "
+    "python -m scaling.bench latency": "31 min on this CPU; run at tiny size in-process by "
         "tests/test_latency.py::test_bench_latency_tiny_writes_what_the_package_reads",
     "python -m scaling.bench latency --seed 17": "the same benchmark with another seed",
     "python -m scaling.bench latency --res 28 --batch 32 --seed 13": "the same benchmark, one "
