@@ -8,9 +8,11 @@ smaller than its kernel by im2col + GEMM per channel instead of its depthwise ke
 (``ONEDNN_VERBOSE=1`` prints ``gemm:jit`` for those and ``jit:avx2`` for the rest); at 28x28
 the last stages of MBConv nets run 5x5 kernels on 4x4 and 2x2 maps.
 
-    python experiments/depthwise_grad.py [--rounds 5] [--steps 10] [--out results/bench/depthwise]
+    python experiments/depthwise_grad.py [--rounds 5] [--steps 10] [--samples 8]
+        [--out results/bench/depthwise]
 
-Writes ``steps.csv`` (one row per family and point: small-map depthwise convs, median step ms of
+``--samples`` adds random nets of the default search space at the medium base point (seed 0):
+the search's trials. Writes ``steps.csv`` (one row per family and point, and per sample: small-map depthwise convs, median step ms of
 each arm over the rounds, their ratio, and the largest relative difference of the weight
 gradients after one step, which is summation order only) and its provenance. The ratio is the
 figure to read: the machine's speed moves from day to day (results/medium/README.md).
@@ -93,16 +95,19 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=5, help="alternating rounds per model")
     p.add_argument("--steps", type=int, default=10, help="timed steps per arm and round")
+    p.add_argument("--samples", type=int, default=8, help="random nets of the default search "
+                   "space at the medium base point (the search's trials), besides the families")
     p.add_argument("--out", type=Path, default=ROOT / "results/bench/depthwise")
     args = p.parse_args(argv)
-    for name in ("rounds", "steps"):
-        if getattr(args, name) < 1:
+    for name in ("rounds", "steps", "samples"):
+        if getattr(args, name) < (0 if name == "samples" else 1):
             p.error(f"--{name} {getattr(args, name)} is not allowed; expected >= 1")
 
     import pandas as pd
     import torch
 
     from scaling.compound.match import fit_width
+    from scaling.latency.cli import space_samples
     from scaling.nn import build_model
     from scaling.nn.layers import Conv2dDepthwise
     from scaling.study.config import resolve
@@ -114,34 +119,40 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     preset = resolve("medium")
     targets = preset.targets()
+    nets = [(family, target, fit_width(root_spec(family, preset), target, tol=None,
+                                       diffuse=True).spec)
+            for family in preset.families for target in (targets[0], targets[-1])]
+    nets += [(f"space sample {i}", preset.base_macs, spec) for i, spec in enumerate(
+        space_samples(args.samples, 28, preset.base_macs, seed=0) if args.samples else [])]
     rows = []
-    for family in preset.families:
-        for target in (targets[0], targets[-1]):
-            spec = fit_width(root_spec(family, preset), target, tol=None, diffuse=True).spec
-            model = build_model(spec).to(memory_format=torch.channels_last)
-            for m in model.modules():
-                m._dw = isinstance(m, Conv2dDepthwise)
-            x = torch.randn(64, 1, 28, 28).contiguous(memory_format=torch.channels_last)
-            y = torch.randint(0, 10, (64,))
-            small = small_map_convs(model, x)
-            times: dict[str, list[float]] = {"plain": [], "padded": []}
-            for r in range(args.rounds):
-                for name in (("plain", "padded") if r % 2 == 0 else ("padded", "plain")):
-                    times[name].append(step_ms(arm(model, name == "plain"), x, y, args.steps))
-            plain, padded = (statistics.median(times[k]) for k in ("plain", "padded"))
-            row = {"family": family, "target_macs": int(target), "depthwise_convs": sum(
-                       getattr(m, "_dw", False) for m in model.modules()),
-                   "small_map_convs": small, "plain_ms": round(plain, 2),
-                   "padded_ms": round(padded, 2), "ratio": round(padded / plain, 3),
-                   "grad_rel_diff": float(f"{grad_difference(model, x, y):.2g}")}
-            rows.append(row)
-            print(", ".join(f"{k} {v}" for k, v in row.items()), flush=True)
+    for family, target, spec in nets:
+        model = build_model(spec).to(memory_format=torch.channels_last)
+        for m in model.modules():
+            m._dw = isinstance(m, Conv2dDepthwise)
+        x = torch.randn(64, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+        y = torch.randint(0, 10, (64,))
+        small = small_map_convs(model, x)
+        times: dict[str, list[float]] = {"plain": [], "padded": []}
+        for r in range(args.rounds):
+            for name in (("plain", "padded") if r % 2 == 0 else ("padded", "plain")):
+                times[name].append(step_ms(arm(model, name == "plain"), x, y, args.steps))
+        plain, padded = (statistics.median(times[k]) for k in ("plain", "padded"))
+        row = {"family": family, "target_macs": int(target), "depthwise_convs": sum(
+                   getattr(m, "_dw", False) for m in model.modules()),
+               "small_map_convs": small, "plain_ms": round(plain, 2),
+               "padded_ms": round(padded, 2), "ratio": round(padded / plain, 3),
+               "grad_rel_diff": float(f"{grad_difference(model, x, y):.2g}")}
+        rows.append(row)
+        print(", ".join(f"{k} {v}" for k, v in row.items()), flush=True)
     df = pd.DataFrame(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "steps.csv"
     atomic_write_text(path, df.to_csv(index=False))
+    samples = df.family.str.startswith("space sample")
     summary = {"median_ratio": float(df.ratio.median()),
-               "median_ratio_with_small_maps": float(df[df.small_map_convs > 0].ratio.median())}
+               "median_ratio_with_small_maps": float(df[df.small_map_convs > 0].ratio.median()),
+               "median_ratio_space_samples": float(df[samples].ratio.median())
+               if samples.any() else None}
     prov.write(path, summary=summary, rounds=args.rounds, steps=args.steps, threads=1, batch=64)
     print(f"padded / plain step time, median over models: {summary['median_ratio']:.3f} "
           f"({summary['median_ratio_with_small_maps']:.3f} over those with small-map convs)")
