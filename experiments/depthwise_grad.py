@@ -12,9 +12,10 @@ the last stages of MBConv nets run 5x5 kernels on 4x4 and 2x2 maps.
         [--out results/bench/depthwise]
 
 ``--samples`` adds random nets of the default search space at the medium base point (seed 0):
-the search's trials. Writes ``steps.csv`` (one row per family and point, and per sample: small-map depthwise convs, median step ms of
-each arm over the rounds, their ratio, and the largest relative difference of the weight
-gradients after one step, which is summation order only) and its provenance. The ratio is the
+the search's trials. Writes ``steps.csv`` (one row per family and point, and per sample:
+small-map depthwise convs, median step ms of each arm over the rounds, their ratio, and the
+largest relative difference of the weight gradients after one step, which is summation order
+only) and its provenance. The ratio is the
 figure to read: the machine's speed moves from day to day (results/medium/README.md).
 """
 
