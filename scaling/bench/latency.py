@@ -28,6 +28,7 @@ import time
 from typing import Any
 
 from scaling.cli import MAX_THREADS, Parser, check_option, check_writable, command
+from scaling.latency.predict import FIT_TERMS
 
 PROG = "python -m scaling.bench latency"
 #: zoo models valid at 28x28 and 224x224 and cheap at 224 (<= 1.8G MACs)
@@ -44,7 +45,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                    "the error is reported on")
     p.add_argument("--calibrate", type=int, default=24, metavar="K",
                    help="further samples (seed + 1) the predictor's constants are fitted on")
-    p.add_argument("--fit", default="scale", choices=("scale", "all"),
+    p.add_argument("--fit", default="scale", choices=FIT_TERMS,
                    help="the constants fitted: the scale alone, or scale, per part and per model")
     p.add_argument("--seed", type=int, default=0, help="seed of the samples")
     p.add_argument("--budget", default="4M", help="samples' MAC budget at 28x28 (x (res/28)^2 "

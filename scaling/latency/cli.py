@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from scaling.cli import MAX_THREADS, Parser, check_option, check_writable, command, resolve_spec
+from scaling.latency.predict import FIT_TERMS
 
 PROG = "python -m scaling.latency"
 DTYPES = ("float32", "bfloat16", "float16")  # scaling.latency.profile.DTYPES (torch-free here)
@@ -81,7 +82,7 @@ def _add_profile(sub: Any) -> None:
     p.add_argument("--calibrate", type=int, default=8, metavar="K",
                    help="fit the predictor's constants on the first K specs (0: none; below 3: "
                    "fewer constants)")
-    p.add_argument("--fit", default="scale", choices=("scale", "all"),
+    p.add_argument("--fit", default="scale", choices=FIT_TERMS,
                    help="the constants --calibrate fits: the scale alone, or scale, per part "
                    "and per model")
     p.add_argument("--into", default=None, metavar="TABLE", help="extend this table")
