@@ -32,16 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def small_map_convs(model, x) -> int:
-    """Depthwise convs of ``model`` whose input map is smaller than their kernel on ``x``."""
+def small_map_convs(model, convs, x) -> int:
+    """How many of ``convs`` (modules of ``model``) see an input map smaller than their kernel
+    on ``x``."""
     import torch
-
-    from scaling.nn.layers import Conv2dDepthwise
 
     seen: list[bool] = []
     hooks = [m.register_forward_pre_hook(
-        lambda m, a: seen.append(min(a[0].shape[-2:]) < max(m.kernel_size)))
-        for m in model.modules() if isinstance(m, Conv2dDepthwise)]
+        lambda m, a: seen.append(min(a[0].shape[-2:]) < max(m.kernel_size))) for m in convs]
     with torch.no_grad():
         model(x)
     for h in hooks:
@@ -49,17 +47,15 @@ def small_map_convs(model, x) -> int:
     return sum(seen)
 
 
-def arm(model, plain: bool):
-    """``model`` with its ``Conv2dDepthwise`` modules switched to ``nn.Conv2d`` (``plain``) or
+def arm(convs, plain: bool) -> None:
+    """Switch ``convs`` (a model's ``Conv2dDepthwise`` modules) to ``nn.Conv2d`` (``plain``) or
     back: the same parameters, another forward."""
     from torch import nn
 
     from scaling.nn.layers import Conv2dDepthwise
 
-    for m in model.modules():
-        if isinstance(m, Conv2dDepthwise if plain else nn.Conv2d) and getattr(m, "_dw", False):
-            m.__class__ = nn.Conv2d if plain else Conv2dDepthwise
-    return model
+    for m in convs:
+        m.__class__ = nn.Conv2d if plain else Conv2dDepthwise
 
 
 def step_ms(model, x, y, steps: int) -> float:
@@ -76,14 +72,14 @@ def step_ms(model, x, y, steps: int) -> float:
     return (time.perf_counter() - t0) / steps * 1000
 
 
-def grad_difference(model, x, y) -> float:
+def grad_difference(model, convs, x, y) -> float:
     """Largest relative difference between the two arms' weight gradients of one step (the
     same dropout draws in both)."""
     import torch
 
     grads = []
     for plain in (True, False):
-        arm(model, plain)
+        arm(convs, plain)
         model.zero_grad(set_to_none=True)
         torch.manual_seed(1)
         torch.nn.functional.cross_entropy(model(x), y).backward()
@@ -128,21 +124,20 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for family, target, spec in nets:
         model = build_model(spec).to(memory_format=torch.channels_last)
-        for m in model.modules():
-            m._dw = isinstance(m, Conv2dDepthwise)
+        convs = [m for m in model.modules() if isinstance(m, Conv2dDepthwise)]
         x = torch.randn(64, 1, 28, 28).contiguous(memory_format=torch.channels_last)
         y = torch.randint(0, 10, (64,))
-        small = small_map_convs(model, x)
+        small = small_map_convs(model, convs, x)
         times: dict[str, list[float]] = {"plain": [], "padded": []}
         for r in range(args.rounds):
             for name in (("plain", "padded") if r % 2 == 0 else ("padded", "plain")):
-                times[name].append(step_ms(arm(model, name == "plain"), x, y, args.steps))
+                arm(convs, name == "plain")
+                times[name].append(step_ms(model, x, y, args.steps))
         plain, padded = (statistics.median(times[k]) for k in ("plain", "padded"))
-        row = {"family": family, "target_macs": int(target), "depthwise_convs": sum(
-                   getattr(m, "_dw", False) for m in model.modules()),
+        row = {"family": family, "target_macs": int(target), "depthwise_convs": len(convs),
                "small_map_convs": small, "plain_ms": round(plain, 2),
                "padded_ms": round(padded, 2), "ratio": round(padded / plain, 3),
-               "grad_rel_diff": float(f"{grad_difference(model, x, y):.2g}")}
+               "grad_rel_diff": float(f"{grad_difference(model, convs, x, y):.2g}")}
         rows.append(row)
         print(", ".join(f"{k} {v}" for k, v in row.items()), flush=True)
     df = pd.DataFrame(rows)
