@@ -103,9 +103,9 @@ def test_the_medium_search_runs_with_its_presets_settings(tmp_path, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         runner.search_stage(medium, tmp_path, "cpu", print)
     (cfg,) = seen
-    assert (cfg.reevaluate, cfg.reevaluate_seeds, cfg.trials, cfg.pruner) == (4, 3, 100, "sha")
+    assert (cfg.reevaluate, cfg.reevaluate_seeds, cfg.trials, cfg.pruner) == (3, 3, 100, "sha")
     assert (cfg.pick_margin, cfg.evals_per_epoch) == (1.0, "auto")
-    assert medium.grid_confirm == 3
+    assert medium.grid_confirm == 2
     assert (medium.single_families, medium.single_ratios) == (("searched",), (2.0,))
     assert cfg.objective == "window" and tuple(cfg.window) == (0.9, 1.0)
     assert tuple(cfg.enqueue) == ("mobilenet_v2", "efficientnet_b0")
