@@ -138,6 +138,29 @@ def test_single_dimension_rows_at_a_family_point_share_its_spec():
         assert e["target_macs"] == round(e["ratio"] * preset.base_macs), e
 
 
+def test_a_width_only_winner_scales_the_searched_net_as_the_width_rows_do():
+    """A grid winner (1, beta, 1) fits the searched net's width at each point, as the hand
+    families' width rule does: its family points are the single-dimension width rows (one set
+    of runs), at the MAC points within tolerance."""
+    preset = PRESETS["medium"]
+    root = common.stand_in_baseline()
+    base = fit_width(root, preset.base_macs)
+    winner = (1, 1.4, 1)
+    family = {e["ratio"]: e for e in study_plan.family_plan(base, winner, preset, root=root)
+              if e["family"] == "searched"}
+    single = {e["method"]: study_plan.spec_key(e["spec"])
+              for e in study_plan.single_plan(root, base, winner, preset)
+              if e["family"] == "searched" and e["ratio"] == 2.0}
+    assert single["width"] == single["compound"] == study_plan.spec_key(family[2.0]["spec"])
+    for ratio, e in family.items():
+        assert abs(e["spec"].resolution - base.spec.resolution) == 0, ratio
+        assert abs(macs_of(e["spec"]) / e["target_macs"] - 1) <= preset.mac_tol + 1e-9, ratio
+    compound = {e["ratio"]: study_plan.spec_key(e["spec"])
+                for e in study_plan.family_plan(base, (1, 1, 1.4), preset, root=root)
+                if e["family"] == "searched"}
+    assert compound[2.0] != single["width"]  # another rule is compound scaling, as before
+
+
 @pytest.mark.slow
 @pytest.mark.data
 @pytest.mark.skipif(not os.path.isdir(FASHION_DIR), reason=f"Fashion-MNIST absent from "

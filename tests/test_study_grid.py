@@ -23,10 +23,17 @@ def _grid(preset):
              "spec": specs[min(i, 2)]} for i, (a, b, g) in enumerate(coeffs)]
 
 
-def _store(tmp_path, grid, acc):
+def _preset(**changes):
+    """The medium preset with three seeds and ``changes``."""
+    medium = study_config.PRESETS["medium"]
+    return dataclasses.replace(medium, protocol=dataclasses.replace(medium.protocol,
+                                                                    seeds=(0, 1, 2)), **changes)
+
+
+def _store(tmp_path, grid, acc, preset):
     """A runs.csv with ``acc[(entry index, seed)]`` as each run's validation top-1."""
     store = RunStore(tmp_path / "runs.csv")
-    key = study_config.PRESETS["medium"].protocol.key()
+    key = preset.protocol.key()
     store.update([run_row(grid[i]["spec"], seed, key, {
         "val_acc": val, "test_acc": val, "status": "ok", "train_seconds": 1.0,
         "wall_seconds": 1.0, "device": "cpu"}) for (i, seed), val in acc.items()])
@@ -35,12 +42,12 @@ def _store(tmp_path, grid, acc):
 
 def test_confirmed_models_are_the_best_by_the_first_seed_and_the_winner_is_the_best_mean(
         tmp_path):
-    preset = dataclasses.replace(study_config.PRESETS["medium"], grid_confirm=2)
+    preset = _preset(grid_confirm=2, grid_prefer=None)
     grid = _grid(preset)
     # seed 0 ranks entry 0 first, entry 1 second; seeds 1 and 2 turn it round
     acc = {(0, 0): 0.88, (1, 0): 0.87, (2, 0): 0.86, (0, 1): 0.84, (0, 2): 0.84,
            (1, 1): 0.87, (1, 2): 0.87}
-    store = _store(tmp_path, grid, acc)
+    store = _store(tmp_path, grid, acc, preset)
     confirmed = confirm_plan(grid, preset, store)
     assert [e["spec"].name for e in confirmed] == ["g0", "g1"]
     assert [e["confirmed"] for e in grid] == [True, True, False, False]
@@ -60,10 +67,55 @@ def test_confirmed_models_are_the_best_by_the_first_seed_and_the_winner_is_the_b
 
 
 def test_confirm_1_is_the_single_seed_grid(tmp_path):
-    preset = dataclasses.replace(study_config.PRESETS["medium"], grid_confirm=1)
+    preset = _preset(grid_confirm=1, grid_prefer=None)
     grid = _grid(preset)
-    store = _store(tmp_path, grid, {(0, 0): 0.85, (1, 0): 0.87, (2, 0): 0.86})
+    store = _store(tmp_path, grid, {(0, 0): 0.85, (1, 0): 0.87, (2, 0): 0.86}, preset)
     assert confirm_plan(grid, preset, store) == []
     rows = grid_table_rows(grid, preset, store)
     assert len(rows) == 4 and (rows[0]["alpha"], rows[0]["beta"]) == (1, 1.4)
     assert "one seed each" in grid_verdict(pd.DataFrame(rows), None)
+
+
+def test_preferred_width_rule_is_confirmed_and_kept_unless_beaten_by_the_margin(tmp_path):
+    """``grid.prefer: width``: the width-only candidate (1, 1.4, 1) is confirmed beside the best
+    by the first seed, and the best mean replaces it only when it leads by more than
+    ``grid.margin`` standard errors of the difference of means."""
+    from scaling.study.grid import grid_winner
+
+    preset = _preset(grid_confirm=1, grid_prefer="width", grid_margin=1.0)
+    grid = _grid(preset)
+    seed0 = {(0, 0): 0.88, (1, 0): 0.85, (2, 0): 0.86}
+    confirmed = confirm_plan(grid, preset, _store(tmp_path / "a", grid, seed0, preset))
+    assert [e["spec"].name for e in confirmed] == ["g0", "g1"]  # the best and the width rule
+    seeds = preset.protocol.seeds[1:]
+    # within noise: depth-only leads width by 0.17 points, seed std 1.3 points -> kept
+    close = {**seed0, **{(0, s): v for s, v in zip(seeds, (0.86, 0.87))},
+             **{(1, s): v for s, v in zip(seeds, (0.875, 0.88))}}
+    store = _store(tmp_path / "b", grid, close, preset)
+    confirm_plan(grid, preset, store)
+    rows = grid_table_rows(grid, preset, store)
+    assert (rows[0]["alpha"], rows[0]["beta"]) == (2, 1)  # the best mean ranks first
+    winner, why = grid_winner(rows, grid, preset)
+    assert winner == (1, 1.4, 1) and "the preferred rule is kept" in why
+    # past the margin: a lead of 0.5 points, seed std 0.1 point -> replaced
+    far = {**seed0, **{(0, s): v for s, v in zip(seeds, (0.881, 0.879))},
+           **{(1, s): v for s, v in zip(seeds, (0.876, 0.874))}}
+    store = _store(tmp_path / "c", grid, {**far, (1, 0): 0.875}, preset)
+    confirm_plan(grid, preset, store)
+    winner, why = grid_winner(grid_table_rows(grid, preset, store), grid, preset)
+    assert winner == (2, 1, 1) and "it replaces the preferred rule" in why
+    # no preference: the best mean, as before
+    plain = dataclasses.replace(preset, grid_prefer=None, grid_confirm=2)
+    confirm_plan(grid, plain, store)
+    assert grid_winner(grid_table_rows(grid, plain, store), grid, plain)[0] == (2, 1, 1)
+
+
+def test_preferred_rule_first_by_the_first_seed_needs_no_confirmation(tmp_path):
+    from scaling.study.grid import grid_winner
+
+    preset = _preset(grid_confirm=1, grid_prefer="width")
+    grid = _grid(preset)
+    store = _store(tmp_path, grid, {(0, 0): 0.85, (1, 0): 0.87, (2, 0): 0.86}, preset)
+    assert confirm_plan(grid, preset, store) == []
+    rows = grid_table_rows(grid, preset, store)
+    assert grid_winner(rows, grid, preset)[0] == (1, 1.4, 1)

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from scaling.study.plan import PAPER, SEARCHED, StudyPreset, root_spec
+from scaling.study.plan import PAPER, PREFERRED, SEARCHED, StudyPreset, root_spec
 from scaling.study.protocol import Protocol
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
@@ -205,7 +205,12 @@ def from_dict(raw: Any, name: str = "study", folder: Path | None = None,
         if fam != SEARCHED and fam not in names:
             raise ValueError(f"single.families: {fam!r} is not allowed; expected 'searched' or "
                              f"one of {names}")
-    grid = _keys("grid", c.get("grid", {}), ("step", "tol", "mac_tol", "confirm"))
+    grid = _keys("grid", c.get("grid", {}), ("step", "tol", "mac_tol", "confirm", "prefer",
+                                             "margin"))
+    prefer = grid.get("prefer")
+    if prefer is not None and prefer not in PREFERRED:
+        raise ValueError(f"grid.prefer={prefer!r} is not allowed; expected one of "
+                         f"{sorted(PREFERRED)} or null")
     search = _keys("search", c.get("search", {}), [
         f.name for f in dataclasses.fields(SearchConfig) if f.name not in SEARCH_SET_BY_STUDY])
     SearchConfig(budget=base, **search)  # its values, checked before anything runs
@@ -218,6 +223,8 @@ def from_dict(raw: Any, name: str = "study", folder: Path | None = None,
         grid_tol=_number("grid.tol", grid.get("tol", 0.15)),
         grid_mac_tol=_number("grid.mac_tol", grid.get("mac_tol", 0.10)),
         grid_confirm=_number("grid.confirm", grid.get("confirm", 1), int),
+        grid_prefer=prefer, grid_margin=_number("grid.margin", grid.get("margin", 1.0),
+                                                    strict=False),
         mac_tol=_number("mac_tol", c.get("mac_tol", 0.05)),
         res_tol=_number("res_tol", c.get("res_tol", 0.10)),
         jobs=_number("jobs", c.get("jobs", 1), int), name=str(c.get("name", name)),

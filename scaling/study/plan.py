@@ -36,6 +36,8 @@ ROOTS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 COMPOUND_FAMILIES = {"EfficientNet-B0": PAPER}  # hand families scaled by a rule, not by width
 METHODS = ("depth", "width", "resolution", "compound")
+#: ``grid.prefer`` -> which of (alpha, beta, gamma) the preferred rule scales (the others are 1)
+PREFERRED = {"depth": 0, "width": 1, "resolution": 2}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +61,10 @@ class StudyPreset:
     #: the best ``grid_confirm`` distinct grid models by the first seed are trained with every
     #: seed, and the winner is the best mean (1: the best single run wins)
     grid_confirm: int = 1
+    #: a default rule (``depth``, ``width``, ``resolution`` alone) that a grid rule replaces only
+    #: by leading it by more than ``grid_margin`` SE (:func:`scaling.study.grid.grid_winner`)
+    grid_prefer: str | None = None
+    grid_margin: float = 1.0
     mac_tol: float = 0.05
     res_tol: float = 0.10
     jobs: int = 2
@@ -149,19 +155,30 @@ def grid_plan(base, preset: StudyPreset) -> list[dict[str, Any]]:
     return out
 
 
-def family_plan(searched_base, winner: tuple[float, float, float], preset: StudyPreset
-                ) -> list[dict[str, Any]]:
-    """Every family at every MAC point of the preset (``searched_base``: a :class:`Fit`)."""
+def scale_searched(root, base, phi: float, winner: tuple[float, float, float], target: float,
+                   preset: StudyPreset):
+    """The searched net at ``target`` MACs by the grid's ``winner``: a width-only winner
+    (alpha = gamma = 1) fits the width of ``root`` as the hand families' width rule does (so the
+    single-dimension width row is the same spec); another, compound scaling of ``base`` (a
+    :class:`Fit`) by ``phi`` with its width refitted to ``target``."""
+    from scaling.compound.match import fit_compound, fit_width
+
+    if root is not None and winner[0] == 1 and winner[2] == 1:
+        return fitted(fit_width, root, target, tol=preset.mac_tol, diffuse=True)
+    return fitted(fit_compound, base.spec, phi, *winner, ratio=target / base.macs,
+                  tol=preset.mac_tol, divisor=base.divisor)
+
+
+def family_plan(searched_base, winner: tuple[float, float, float], preset: StudyPreset,
+                root=None) -> list[dict[str, Any]]:
+    """Every family at every MAC point of the preset (``searched_base``: a :class:`Fit`;
+    ``root``: the searched net's spec, which a width-only winner scales)."""
     from scaling.compound.match import fit_compound, fit_width
 
     out = []
-    m0 = searched_base.macs
     for k, target in enumerate(preset.targets()):
-        if k == 0:
-            fit = searched_base
-        else:
-            fit = fitted(fit_compound, searched_base.spec, k, *winner, ratio=target / m0,
-                         tol=preset.mac_tol, divisor=searched_base.divisor)
+        fit = searched_base if k == 0 else scale_searched(root, searched_base, k, winner,
+                                                          target, preset)
         out.append(_entry("family", SEARCHED, "compound", 2.0 ** k, target,
                           renamed(fit, f"searched phi{k}"), preset.mac_tol,
                           alpha=winner[0], beta=winner[1], gamma=winner[2]))
@@ -196,7 +213,7 @@ def single_plan(searched_root, searched_base, winner: tuple[float, float, float]
     ``single_ratios`` x the preset's base MACs: the study's MAC points, so a row that is also a
     family point (the searched net's compound row, MobileNetV2's width row) is the same spec
     and shares its runs."""
-    from scaling.compound.match import fit_compound, fit_depth, fit_resolution, fit_width
+    from scaling.compound.match import fit_depth, fit_resolution, fit_width
 
     out = []
     for family in preset.single_families:
@@ -205,7 +222,7 @@ def single_plan(searched_root, searched_base, winner: tuple[float, float, float]
         else:
             root = root_spec(family, preset)
             fit0, rule = base_point(root, preset), preset.rules.get(family, PAPER)
-        base, m0 = fit0.spec, fit0.macs
+        base = fit0.spec
         out.append(_entry("single", family, "base", 1.0, preset.base_macs,
                           renamed(fit0, f"{family} base"), preset.mac_tol))
         for ratio in preset.single_ratios:
@@ -215,8 +232,8 @@ def single_plan(searched_root, searched_base, winner: tuple[float, float, float]
                 "depth": fitted(fit_depth, base, target, tol=preset.mac_tol),
                 "width": fitted(fit_width, root, target, tol=preset.mac_tol, diffuse=True),
                 "resolution": fitted(fit_resolution, base, target, tol=preset.res_tol),
-                "compound": fitted(fit_compound, base, phi, *rule, ratio=target / m0,
-                                   tol=preset.mac_tol, divisor=fit0.divisor),
+                "compound": scale_searched(root if family == SEARCHED else None, fit0, phi,
+                                           rule, target, preset),
             }
             for method, fit in fits.items():
                 tol = preset.res_tol if method == "resolution" else preset.mac_tol

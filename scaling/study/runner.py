@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from scaling.study.config import resolve
-from scaling.study.grid import confirm_plan, grid_table_rows, pending_plan
+from scaling.study.grid import confirm_plan, grid_table_rows, grid_winner, pending_plan
 from scaling.study.plan import (
     StudyPreset,
     base_point,
@@ -263,13 +263,14 @@ def run(preset_name: str | Path | StudyPreset, out: Path, device: str = "auto",
              for e in confirmed for s in proto.seeds):
         return pending_plan(preset_name, grid, confirmed, base, proto.key(), store.path, log)
     grid_rows = grid_table_rows(grid, preset, store)
-    winner = (grid_rows[0]["alpha"], grid_rows[0]["beta"], grid_rows[0]["gamma"])
-    log(f"grid winner: alpha={winner[0]:g} beta={winner[1]:g} gamma={winner[2]:g}")
+    winner, why = grid_winner(grid_rows, grid, preset)
+    log(f"grid winner: alpha={winner[0]:g} beta={winner[1]:g} gamma={winner[2]:g} ({why})")
 
-    family = family_plan(base, winner, preset)
+    family = family_plan(base, winner, preset, root=searched_root)
     single = single_plan(searched_root, base, winner, preset)
     plan = {"preset": preset_name, "protocol": protocol_record(proto),
             "search_budget": preset.base_macs, "base_macs": preset.base_macs, "winner": winner,
+            "winner_reason": why,
             "searched": {**{k: v for k, v in searched.items() if k != "spec"},
                          "macs_as_found": found, "base_width": base.knob, "base_macs": base.macs},
             "models": [{**{k: v for k, v in e.items() if k != "spec"},
