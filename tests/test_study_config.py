@@ -103,9 +103,10 @@ def test_the_medium_search_runs_with_its_presets_settings(tmp_path, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         runner.search_stage(medium, tmp_path, "cpu", print)
     (cfg,) = seen
-    assert (cfg.reevaluate, cfg.reevaluate_seeds, cfg.trials, cfg.pruner) == (3, 3, 100, "sha")
+    assert (cfg.reevaluate, cfg.reevaluate_seeds, cfg.trials, cfg.pruner) == (3, 2, 100, "sha")
     assert (cfg.pick_margin, cfg.evals_per_epoch) == (1.0, "auto")
-    assert medium.grid_confirm == 2
+    assert medium.protocol.seeds == (0, 1)
+    assert (medium.grid_confirm, medium.grid_prefer, medium.grid_margin) == (1, "width", 1.0)
     assert (medium.single_families, medium.single_ratios) == (("searched",), (2.0,))
     assert cfg.objective == "window" and tuple(cfg.window) == (0.9, 1.0)
     assert tuple(cfg.enqueue) == ("mobilenet_v2", "efficientnet_b0")
@@ -121,6 +122,8 @@ def test_the_medium_search_runs_with_its_presets_settings(tmp_path, monkeypatch)
     (lambda c: c["families"].append({"model": "vgg99"}), "vgg99"),
     (lambda c: c["families"].append({"name": "searched", "model": "resnet18"}), "searched"),
     (lambda c: c.update(seeds=[]), "seeds=[] is not allowed"),
+    (lambda c: c["grid"].update(prefer="compound"), "grid.prefer='compound' is not allowed"),
+    (lambda c: c["grid"].update(margin=-1), "grid.margin=-1 is not allowed"),
 ])
 def test_a_bad_config_is_one_line_naming_the_key(tmp_path, edit, message, capsys):
     import yaml
