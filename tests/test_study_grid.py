@@ -97,6 +97,9 @@ def test_preferred_width_rule_is_confirmed_and_kept_unless_beaten_by_the_margin(
     assert (rows[0]["alpha"], rows[0]["beta"]) == (2, 1)  # the best mean ranks first
     winner, why = grid_winner(rows, grid, preset)
     assert winner == (1, 1.4, 1) and "the preferred rule is kept" in why
+    said = grid_verdict(pd.DataFrame(rows), Pooled(var=0.01 ** 2, df=31, cells=32), "width", 1)
+    assert "the best 1 by the first seed and the preferred width-only rule were trained" in said
+    assert "the best mean (2, 1, 1) leads the runner-up (1, 1.4, 1)" in said
     # past the margin: a lead of 0.5 points, seed std 0.1 point -> replaced
     far = {**seed0, **{(0, s): v for s, v in zip(seeds, (0.881, 0.879))},
            **{(1, s): v for s, v in zip(seeds, (0.876, 0.874))}}

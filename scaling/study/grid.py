@@ -161,10 +161,13 @@ def grid_table(grid: pd.DataFrame) -> list[str]:
     return out
 
 
-def grid_verdict(grid: pd.DataFrame, val_noise: Pooled | None) -> str:
-    """Whether the grid's winner can be told from the runner-up (the best other realised model
-    with as many seeds; with one seed each, the best other): the difference of their means
-    against the family table's pooled seed variance of validation top-1 (a borrowed estimate)."""
+def grid_verdict(grid: pd.DataFrame, val_noise: Pooled | None, prefer: str | None = None,
+                 confirm: int = 1) -> str:
+    """Whether the grid's best mean can be told from the runner-up (the best other realised
+    model with as many seeds; with one seed each, the best other): the difference of their means
+    against the family table's pooled seed variance of validation top-1 (a borrowed estimate).
+    ``prefer``, ``confirm``: the preset's ``grid.prefer`` and ``grid.confirm`` (who was
+    confirmed, and that the winner is then decided by :func:`grid_winner`)."""
     models = _grid_models(grid)
     head = f"{grid.drop_duplicates(['alpha', 'beta', 'gamma']).shape[0]} candidates, " \
            f"{len(models)} distinct realised models"
@@ -177,10 +180,15 @@ def grid_verdict(grid: pd.DataFrame, val_noise: Pooled | None) -> str:
     b = rivals.iloc[0]
     runs = "one seed each" if a.n == 1 else f"the mean of {a.n} seeds each"
     confirmed = int((models.n == a.n).sum()) if a.n > 1 else 0
-    if confirmed:
+    lead = "the winner"
+    if confirmed and prefer:
+        head += (f"; the best {confirm} by the first seed and the preferred {prefer}-only rule "
+                 f"were trained with {a.n} seeds")
+        lead = "the best mean"
+    elif confirmed:
         head += (f"; the best {confirmed} by the first seed were trained with {a.n} seeds, and "
                  "the winner is the best mean")
-    head += (f"; the winner {a.coeffs} leads the runner-up {b.coeffs} by "
+    head += (f"; {lead} {a.coeffs} leads the runner-up {b.coeffs} by "
              f"{100 * (a.val - b.val):.2f} points of validation top-1 on {runs}")
     if val_noise is None:
         return head + ", with no seed-noise estimate: the grid cannot tell them apart."
@@ -190,7 +198,7 @@ def grid_verdict(grid: pd.DataFrame, val_noise: Pooled | None) -> str:
                    f"points (t crit {d.critical:.2f} x SE {100 * d.se:.2f}; the seed std of "
                    f"validation top-1, {100 * val_noise.std:.2f}, pooled over the family "
                    f"table's {val_noise.cells} models, {val_noise.df} df), so "
-                   + ("the winner is told from the runner-up." if d.significant else
-                      "the grid **cannot tell** the winner from the runner-up: any of the "
+                   + (f"{lead} is told from the runner-up." if d.significant else
+                      f"the grid **cannot tell** {lead} from the runner-up: any of the "
                       "leading rules would do as well, as far as "
                       + ("one seed shows." if a.n == 1 else f"{a.n} seeds show.")))

@@ -59,7 +59,7 @@ class StudyPreset:
     grid_tol: float = 0.15
     grid_mac_tol: float = 0.10
     #: the best ``grid_confirm`` distinct grid models by the first seed are trained with every
-    #: seed, and the winner is the best mean (1: the best single run wins)
+    #: seed, and the winner is the best mean (1: the best single run wins), but see grid_prefer
     grid_confirm: int = 1
     #: a default rule (``depth``, ``width``, ``resolution`` alone) that a grid rule replaces only
     #: by leading it by more than ``grid_margin`` SE (:func:`scaling.study.grid.grid_winner`)
