@@ -113,6 +113,31 @@ def test_the_medium_search_runs_with_its_presets_settings(tmp_path, monkeypatch)
     assert (cfg.subset, cfg.epochs, cfg.budget) == (20_000, 2.0, medium.base_macs)
 
 
+def test_the_full_search_is_the_medium_method_at_the_full_protocol(tmp_path, monkeypatch):
+    """Issue 29: the full preset's search trains its 200 trials by the full study's protocol,
+    with the medium search's objective, pruner, enqueued families and pick."""
+    from scaling.search import study as search_study
+    from scaling.study import runner
+
+    seen = []
+
+    def stop(cfg):
+        seen.append(cfg)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(search_study, "run_search", stop)
+    full = study_config.PRESETS["full"]
+    with pytest.raises(KeyboardInterrupt):
+        runner.search_stage(full, tmp_path, "cpu", print)
+    (cfg,) = seen
+    proto = full.protocol
+    assert cfg.trials >= 200 and (cfg.objective, cfg.pruner) == ("window", "sha")
+    assert (cfg.subset, cfg.val_size, cfg.epochs, cfg.batch_size, cfg.lr) == (
+        proto.subset, proto.val_size, proto.epochs, proto.batch_size, proto.lr)
+    assert cfg.zero_init_last and tuple(cfg.enqueue) == ("mobilenet_v2", "efficientnet_b0")
+    assert (cfg.reevaluate, cfg.reevaluate_seeds, cfg.pick_margin) == (3, 3, 1.0)
+
+
 @pytest.mark.parametrize("edit, message", [
     (lambda c: c["search"].update(trails=3), "search.trails is not a known key"),
     (lambda c: c.update(point=2), "config.point is not a known key"),
