@@ -86,9 +86,8 @@ def test_presets_keep_the_protocol_keys_of_their_committed_runs():
     assert "EfficientNet-B0 (width)" in medium.families and medium.jobs == 2
 
 
-def test_the_medium_search_runs_with_its_presets_settings(tmp_path, monkeypatch):
-    """The runner hands the preset's search to Optuna as the config gives it, re-evaluation
-    included (the old runner set reevaluate=0 unless a preset named it)."""
+def _search_config(preset, tmp_path, monkeypatch):
+    """The SearchConfig that the study's runner hands to Optuna for ``preset`` (stopped there)."""
     from scaling.search import study as search_study
     from scaling.study import runner
 
@@ -99,10 +98,17 @@ def test_the_medium_search_runs_with_its_presets_settings(tmp_path, monkeypatch)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(search_study, "run_search", stop)
-    medium = study_config.PRESETS["medium"]
     with pytest.raises(KeyboardInterrupt):
-        runner.search_stage(medium, tmp_path, "cpu", print)
+        runner.search_stage(preset, tmp_path, "cpu", print)
     (cfg,) = seen
+    return cfg
+
+
+def test_the_medium_search_runs_with_its_presets_settings(tmp_path, monkeypatch):
+    """The runner hands the preset's search to Optuna as the config gives it, re-evaluation
+    included (the old runner set reevaluate=0 unless a preset named it)."""
+    medium = study_config.PRESETS["medium"]
+    cfg = _search_config(medium, tmp_path, monkeypatch)
     assert (cfg.reevaluate, cfg.reevaluate_seeds, cfg.trials, cfg.pruner) == (3, 2, 100, "sha")
     assert (cfg.pick_margin, cfg.evals_per_epoch) == (1.0, "auto")
     assert medium.protocol.seeds == (0, 1)
@@ -116,20 +122,8 @@ def test_the_medium_search_runs_with_its_presets_settings(tmp_path, monkeypatch)
 def test_the_full_search_is_the_medium_method_at_the_full_protocol(tmp_path, monkeypatch):
     """Issue 29: the full preset's search trains its 200 trials by the full study's protocol,
     with the medium search's objective, pruner, enqueued families and pick."""
-    from scaling.search import study as search_study
-    from scaling.study import runner
-
-    seen = []
-
-    def stop(cfg):
-        seen.append(cfg)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(search_study, "run_search", stop)
     full = study_config.PRESETS["full"]
-    with pytest.raises(KeyboardInterrupt):
-        runner.search_stage(full, tmp_path, "cpu", print)
-    (cfg,) = seen
+    cfg = _search_config(full, tmp_path, monkeypatch)
     proto = full.protocol
     assert cfg.trials >= 200 and (cfg.objective, cfg.pruner) == ("window", "sha")
     assert (cfg.subset, cfg.val_size, cfg.epochs, cfg.batch_size, cfg.lr) == (

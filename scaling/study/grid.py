@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from scaling.study.plan import PREFERRED, StudyPreset
+from scaling.study.plan import StudyPreset, scales_only
 from scaling.study.stats import Pooled, difference_of_means, pooled_variance
 from scaling.study.store import RunStore, joined
 
@@ -33,12 +33,8 @@ def preferred_index(grid: list[dict[str, Any]], prefer: str | None) -> int | Non
     such; None when ``prefer`` is None or no candidate does)."""
     if prefer is None:
         return None
-    dim = PREFERRED[prefer]
-    for i, e in enumerate(grid):
-        coeffs = (e["alpha"], e["beta"], e["gamma"])
-        if coeffs[dim] > 1 and all(c == 1 for j, c in enumerate(coeffs) if j != dim):
-            return i
-    return None
+    return next((i for i, e in enumerate(grid)
+                 if scales_only((e["alpha"], e["beta"], e["gamma"]), prefer)), None)
 
 
 def confirm_plan(grid: list[dict[str, Any]], preset: StudyPreset, store: RunStore

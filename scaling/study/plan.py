@@ -40,6 +40,13 @@ METHODS = ("depth", "width", "resolution", "compound")
 PREFERRED = {"depth": 0, "width": 1, "resolution": 2}
 
 
+def scales_only(coeffs: tuple[float, float, float], dimension: str) -> bool:
+    """Whether the rule (alpha, beta, gamma) scales ``dimension`` alone (a key of
+    :data:`PREFERRED`): its coefficient above 1, the other two 1."""
+    dim = PREFERRED[dimension]
+    return coeffs[dim] > 1 and all(c == 1 for j, c in enumerate(coeffs) if j != dim)
+
+
 @dataclasses.dataclass(frozen=True)
 class StudyPreset:
     """One study: its data and training protocol, the search, the grid, the families and
@@ -155,17 +162,17 @@ def grid_plan(base, preset: StudyPreset) -> list[dict[str, Any]]:
     return out
 
 
-def scale_searched(root, base, phi: float, winner: tuple[float, float, float], target: float,
-                   preset: StudyPreset):
-    """The searched net at ``target`` MACs by the grid's ``winner``: a width-only winner
-    (alpha = gamma = 1) fits the width of ``root`` as the hand families' width rule does (so the
-    single-dimension width row is the same spec); another, compound scaling of ``base`` (a
-    :class:`Fit`) by ``phi`` with its width refitted to ``target``."""
+def scale_by_rule(root, base, phi: float, rule: tuple[float, float, float], target: float,
+                  preset: StudyPreset):
+    """``base`` (a :class:`Fit`) at ``target`` MACs by ``rule``: compound scaling by ``phi``
+    with its width refitted to ``target``; but where ``root`` is given and the rule scales width
+    alone, the width of ``root`` fitted as the hand families' width rule does (so the searched
+    net's family point is its single-dimension width row, one spec)."""
     from scaling.compound.match import fit_compound, fit_width
 
-    if root is not None and winner[0] == 1 and winner[2] == 1:
+    if root is not None and scales_only(rule, "width"):
         return fitted(fit_width, root, target, tol=preset.mac_tol, diffuse=True)
-    return fitted(fit_compound, base.spec, phi, *winner, ratio=target / base.macs,
+    return fitted(fit_compound, base.spec, phi, *rule, ratio=target / base.macs,
                   tol=preset.mac_tol, divisor=base.divisor)
 
 
@@ -173,27 +180,25 @@ def family_plan(searched_base, winner: tuple[float, float, float], preset: Study
                 root=None) -> list[dict[str, Any]]:
     """Every family at every MAC point of the preset (``searched_base``: a :class:`Fit`;
     ``root``: the searched net's spec, which a width-only winner scales)."""
-    from scaling.compound.match import fit_compound, fit_width
+    from scaling.compound.match import fit_width
 
     out = []
     for k, target in enumerate(preset.targets()):
-        fit = searched_base if k == 0 else scale_searched(root, searched_base, k, winner,
-                                                          target, preset)
+        fit = searched_base if k == 0 else scale_by_rule(root, searched_base, k, winner,
+                                                         target, preset)
         out.append(_entry("family", SEARCHED, "compound", 2.0 ** k, target,
                           renamed(fit, f"searched phi{k}"), preset.mac_tol,
                           alpha=winner[0], beta=winner[1], gamma=winner[2]))
     for family in preset.families:
-        root = root_spec(family, preset)
+        hand_root = root_spec(family, preset)
         rule = preset.rules.get(family)
-        base = base_point(root, preset)
+        base = base_point(hand_root, preset)
         for k, target in enumerate(preset.targets()):
             if rule is None:
-                fit = fitted(fit_width, root, target, tol=preset.mac_tol, diffuse=True)
+                fit = fitted(fit_width, hand_root, target, tol=preset.mac_tol, diffuse=True)
                 method = "width"
             else:
-                fit = base if k == 0 else fitted(
-                    fit_compound, base.spec, k, *rule, ratio=target / base.macs,
-                    tol=preset.mac_tol, divisor=base.divisor)
+                fit = base if k == 0 else scale_by_rule(None, base, k, rule, target, preset)
                 method = "compound"
             tag = preset.roots[family][0]
             out.append(_entry("family", family, method, 2.0 ** k, target,
@@ -232,8 +237,8 @@ def single_plan(searched_root, searched_base, winner: tuple[float, float, float]
                 "depth": fitted(fit_depth, base, target, tol=preset.mac_tol),
                 "width": fitted(fit_width, root, target, tol=preset.mac_tol, diffuse=True),
                 "resolution": fitted(fit_resolution, base, target, tol=preset.res_tol),
-                "compound": scale_searched(root if family == SEARCHED else None, fit0, phi,
-                                           rule, target, preset),
+                "compound": scale_by_rule(root if family == SEARCHED else None, fit0, phi,
+                                          rule, target, preset),
             }
             for method, fit in fits.items():
                 tol = preset.res_tol if method == "resolution" else preset.mac_tol
